@@ -1,0 +1,48 @@
+"""The Starlette application: routes, error handlers and lifespan, declared in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from broker.api import clusters, experiments
+from broker.api.envelope import EnvelopeResponse, error
+from broker.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+async def _api_error(request: Request, exc: Exception) -> EnvelopeResponse:
+    assert isinstance(exc, ApiError)
+    return error(exc.code, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> EnvelopeResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error(404, f"no such endpoint: {request.method} {request.url.path}")
+    if exc.status_code == 405:
+        return error(405, f"{request.method} is not allowed on {request.url.path}")
+    return error(exc.status_code, str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> EnvelopeResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error(
+        500, f"internal error while handling {request.method} {request.url.path}; see the broker log"
+    )
+
+
+def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None) -> Starlette:
+    """The REST application; ``lifespan`` sets ``app.state.broker`` and runs the loops."""
+    return Starlette(
+        routes=[*experiments.routes, *clusters.routes],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )

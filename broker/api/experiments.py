@@ -1,0 +1,101 @@
+"""``/api/v1/experiment``: Submarine's experiment endpoints, plus events and placement."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from broker.api.body import read_document
+from broker.api.caller import caller
+from broker.api.envelope import EnvelopeResponse, ok
+from broker.errors import BadRequest
+from broker.experiments.service import MAX_PAGE_SIZE, ExperimentService
+from broker.experiments.views import event_json, experiment_json, log_json, replica_names
+from clusters.base import ReplicaLog
+
+
+def _service(request: Request) -> ExperimentService:
+    return request.app.state.broker.experiments
+
+
+def _int_param(request: Request, name: str, default: int | None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"{name}: '{raw}' is not a whole number", field=name) from None
+
+
+async def ping(request: Request) -> EnvelopeResponse:
+    return ok("Pong")
+
+
+async def create(request: Request) -> EnvelopeResponse:
+    document = await read_document(request, request.app.state.broker.config.max_body_bytes)
+    key = request.headers.get("idempotency-key") or None
+    if key is not None and len(key) > 128:
+        raise BadRequest("Idempotency-Key: at most 128 characters", field="Idempotency-Key")
+    row = await _service(request).create(document, owner=caller(request).user, idempotency_key=key)
+    return ok(experiment_json(row))
+
+
+async def list_experiments(request: Request) -> EnvelopeResponse:
+    page = _int_param(request, "page", 1)
+    size = _int_param(request, "pageSize", MAX_PAGE_SIZE)
+    rows, total = await _service(request).list(
+        status=request.query_params.get("status"), page=page, page_size=size
+    )
+    return ok([experiment_json(r) for r in rows], attributes={"total": total, "page": page, "pageSize": size})
+
+
+async def get(request: Request) -> EnvelopeResponse:
+    row = await _service(request).get(request.path_params["id"])
+    return ok(experiment_json(row))
+
+
+async def delete(request: Request) -> EnvelopeResponse:
+    row = await _service(request).delete(request.path_params["id"])
+    return ok(experiment_json(row))
+
+
+async def logs(request: Request) -> EnvelopeResponse:
+    experiment_id = request.path_params["id"]
+    tail = _int_param(request, "tail", None)
+    if tail is not None and tail < 0:
+        raise BadRequest("tail: must not be negative", field="tail")
+    replica = request.query_params.get("replica") or None
+    content = await _service(request).logs(experiment_id, replica=replica, tail=tail)
+    return ok(log_json(experiment_id, content))
+
+
+async def list_logs(request: Request) -> EnvelopeResponse:
+    """Submarine's ``GET /experiment/logs``: replica names of every experiment, without lines."""
+    service = _service(request)
+    rows, total = await service.list(status=request.query_params.get("status"))
+    result = [log_json(r.id, [ReplicaLog(name, []) for name in replica_names(r.spec)]) for r in rows]
+    return ok(result, attributes={"total": total})
+
+
+async def events(request: Request) -> EnvelopeResponse:
+    found = await _service(request).events(request.path_params["id"])
+    return ok([event_json(e) for e in found])
+
+
+async def placement(request: Request) -> EnvelopeResponse:
+    row = await _service(request).get(request.path_params["id"])
+    return ok({"experimentId": row.id, "cluster": row.cluster, "decision": row.placement})
+
+
+routes = [
+    Route("/api/v1/experiment/ping", ping, methods=["GET"]),
+    Route("/api/v1/experiment/logs", list_logs, methods=["GET"]),
+    Route("/api/v1/experiment/logs/{id}", logs, methods=["GET"]),
+    Route("/api/v1/experiment", create, methods=["POST"]),
+    Route("/api/v1/experiment", list_experiments, methods=["GET"]),
+    Route("/api/v1/experiment/{id}/events", events, methods=["GET"]),
+    Route("/api/v1/experiment/{id}/placement", placement, methods=["GET"]),
+    Route("/api/v1/experiment/{id}", get, methods=["GET"]),
+    Route("/api/v1/experiment/{id}", delete, methods=["DELETE"]),
+]

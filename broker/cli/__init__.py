@@ -1,0 +1,1 @@
+"""The ``submarine-broker`` command line."""

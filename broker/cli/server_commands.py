@@ -1,0 +1,75 @@
+"""Commands that act on the broker itself: ``serve`` and ``db upgrade``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from broker.config import ConfigError, load_broker_config
+from broker.config.models import BrokerConfig
+
+
+def _load(config: str, data_dir: str | None) -> BrokerConfig:
+    try:
+        loaded = load_broker_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if data_dir:
+        loaded = loaded.model_copy(update={"data_dir": Path(data_dir).resolve()})
+    return loaded
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    default="config/broker.yaml",
+    show_default=True,
+    envvar="SUBMARINE_BROKER_CONFIG",
+    help="broker.yaml to use.",
+)
+data_dir_option = click.option("--data-dir", default=None, help="Overrides data_dir from broker.yaml.")
+
+
+@click.command()
+@config_option
+@click.option("--host", default=None, help="Address to listen on (default from broker.yaml).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default from broker.yaml).")
+@data_dir_option
+def serve(config_path: str, host: str | None, port: int | None, data_dir: str | None) -> None:
+    """Run the broker: REST API, scheduler loops and cluster adapters."""
+    from broker.server import run
+
+    config = _load(config_path, data_dir)
+    updates: dict[str, object] = {}
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    try:
+        run(config.model_copy(update=updates))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@config_option
+@data_dir_option
+def db_upgrade(config_path: str, data_dir: str | None) -> None:
+    """Apply every pending migration to the configured database."""
+    from broker.store.database import make_engine
+    from broker.store.migrate import current_revision, upgrade
+
+    config = _load(config_path, data_dir)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.effective_database_url)
+    try:
+        upgrade(engine)
+        click.echo(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()

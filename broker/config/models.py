@@ -1,0 +1,56 @@
+"""The broker's own settings (broker.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LoopsConfig(BaseModel):
+    """Scheduler loop intervals, in seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dispatch_interval: float = Field(default=2.0, gt=0)
+    monitor_interval: float = Field(default=2.0, gt=0)
+    health_interval: float = Field(default=5.0, gt=0)
+    lease_ttl: float = Field(default=15.0, gt=0, description="A lease not renewed for this long is free")
+    dispatch_backoff_max: float = Field(default=60.0, gt=0)
+    dispatch_paused: bool = Field(default=False, description="Accept submissions but start nothing")
+
+
+class BrokerConfig(BaseModel):
+    """broker.yaml. Relative paths are resolved against the file's folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(default=None, description="Default: SQLite broker.db in data_dir")
+    clusters_dir: Path = Path("clusters.d")
+    auth: Literal["none", "token"] = "none"
+    broker_id: str | None = Field(default=None, description="Default: hostname and process id")
+    default_namespace: str = "default"
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    loops: LoopsConfig = Field(default_factory=LoopsConfig)
+    #: Where the broker's own folder is; set by the loader, not by the file.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def resolved(self, base_dir: Path) -> BrokerConfig:
+        """A copy with relative paths made absolute against ``base_dir``."""
+        data_dir = self.data_dir if self.data_dir.is_absolute() else base_dir / self.data_dir
+        clusters_dir = self.clusters_dir if self.clusters_dir.is_absolute() else base_dir / self.clusters_dir
+        return self.model_copy(
+            update={
+                "data_dir": data_dir.resolve(),
+                "clusters_dir": clusters_dir.resolve(),
+                "base_dir": base_dir,
+            }
+        )
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'broker.db'}"

@@ -1,0 +1,1 @@
+"""Experiments: validation, the service behind the REST handlers, and their JSON views."""

@@ -1,0 +1,205 @@
+"""What the REST handlers (and later the UI) do with experiments: create, read, list, delete, logs.
+
+Reads and writes go through :class:`~broker.store.database.Database`; status changes go through
+:func:`broker.state.transition`; cluster work goes through the registry's adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from broker.errors import ApiError, BadRequest, NotFound
+from broker.experiments.validation import parse_experiment_spec
+from broker.experiments.views import replica_names, stored_spec
+from broker.ids import IdGenerator, new_uid
+from broker.registry import ClusterRegistry
+from broker.state import Status, now, record, transition
+from broker.store.database import Database
+from broker.store.models import Event, Experiment
+from clusters.base import Handle, ReplicaLog
+from clusters.errors import ClusterError, WorkloadNotFound
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 1000
+
+
+class ExperimentService:
+    """Experiments as users see them."""
+
+    def __init__(
+        self,
+        db: Database,
+        registry: ClusterRegistry,
+        ids: IdGenerator,
+        *,
+        default_namespace: str,
+        on_submitted: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.ids = ids
+        self.default_namespace = default_namespace
+        self.on_submitted = on_submitted
+
+    async def create(
+        self, document: dict[str, Any], *, owner: str, idempotency_key: str | None = None
+    ) -> Experiment:
+        """Validate and store a new experiment as Accepted; wake the dispatcher."""
+        spec = parse_experiment_spec(document)
+        wanted = spec.meta.placement.cluster
+        if wanted is not None and wanted not in self.registry:
+            known = ", ".join(c.name for c in self.registry.all()) or "none"
+            raise BadRequest(
+                f"Invalid experiment spec: meta.placement.cluster: unknown cluster '{wanted}' "
+                f"(known: {known})",
+                field="meta.placement.cluster",
+            )
+        namespace = spec.meta.namespace or self.default_namespace
+        experiment_id = self.ids.next()
+        stamp = now()
+        row = Experiment(
+            id=experiment_id,
+            uid=new_uid(),
+            attempt=1,
+            name=spec.meta.name,
+            namespace=namespace,
+            owner=owner,
+            framework=spec.meta.framework,
+            status=Status.ACCEPTED.value,
+            spec=stored_spec(spec, experiment_id, namespace),
+            priority=0,
+            idempotency_key=idempotency_key,
+            dispatch_tries=0,
+            accepted_at=stamp,
+            updated_at=stamp,
+        )
+
+        def insert(session: Session) -> Experiment:
+            session.add(row)
+            session.add(
+                Event(
+                    experiment_id=experiment_id,
+                    at=stamp,
+                    from_status=None,
+                    to_status=Status.ACCEPTED.value,
+                    reason=f"submitted by {owner}",
+                    attempt=1,
+                )
+            )
+            return row
+
+        try:
+            created = await self.db.run(insert)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = await self.db.run(
+                lambda s: s.scalar(
+                    select(Experiment).where(
+                        Experiment.owner == owner, Experiment.idempotency_key == idempotency_key
+                    )
+                )
+            )
+            if existing is None:
+                raise
+            return existing
+        self.on_submitted()
+        return created
+
+    async def get(self, experiment_id: str) -> Experiment:
+        """A live (not deleted) experiment, or 404."""
+        row = await self.db.run(lambda s: s.get(Experiment, experiment_id))
+        if row is None or row.status == Status.DELETED.value:
+            raise NotFound(f"Not found experiment: {experiment_id}")
+        return row
+
+    async def list(
+        self, *, status: str | None = None, page: int = 1, page_size: int = MAX_PAGE_SIZE
+    ) -> tuple[list[Experiment], int]:
+        """Live experiments, newest first, one page, and the total count."""
+        if page < 1:
+            raise BadRequest("page: must be 1 or more", field="page")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise BadRequest(f"pageSize: must be between 1 and {MAX_PAGE_SIZE}", field="pageSize")
+        wanted: Status | None = None
+        if status:
+            try:
+                wanted = Status.parse(status)
+            except ValueError as exc:
+                raise BadRequest(f"status: {exc}", field="status") from None
+
+        def query(session: Session) -> tuple[list[Experiment], int]:
+            where = (
+                [Experiment.status == wanted.value] if wanted else [Experiment.status != Status.DELETED.value]
+            )
+            total = session.scalar(select(func.count()).select_from(Experiment).where(*where)) or 0
+            rows = session.scalars(
+                select(Experiment)
+                .where(*where)
+                .order_by(Experiment.accepted_at.desc(), Experiment.id.desc())
+                .offset((page - 1) * page_size)
+                .limit(page_size)
+            ).all()
+            return list(rows), total
+
+        return await self.db.run(query)
+
+    async def events(self, experiment_id: str) -> list[Event]:
+        await self.get(experiment_id)
+        return await self.db.run(
+            lambda s: list(
+                s.scalars(select(Event).where(Event.experiment_id == experiment_id).order_by(Event.id)).all()
+            )
+        )
+
+    async def logs(
+        self, experiment_id: str, *, replica: str | None = None, tail: int | None = None
+    ) -> list[ReplicaLog]:
+        """Per-replica logs, primary first; replicas that have not started yet have no lines."""
+        row = await self.get(experiment_id)
+        names = replica_names(row.spec)
+        if replica is not None and replica not in names:
+            raise NotFound(
+                f"experiment {experiment_id} has no replica '{replica}' (replicas: {', '.join(names)})"
+            )
+        cluster = self.registry.get(row.cluster) if row.cluster else None
+        if row.handle is None or cluster is None:
+            wanted = [replica] if replica else names
+            return [ReplicaLog(name, []) for name in wanted]
+        try:
+            return await cluster.adapter.logs(Handle.from_json(row.handle), replica=replica, tail=tail)
+        except WorkloadNotFound:
+            return [ReplicaLog(name, []) for name in ([replica] if replica else names)]
+        except ClusterError as exc:
+            raise ApiError(503, f"cannot read logs from cluster {row.cluster}: {exc}") from None
+
+    async def delete(self, experiment_id: str) -> Experiment:
+        """Stop every replica on its cluster, then mark the experiment Deleted (history kept)."""
+        row = await self.get(experiment_id)
+        note = ""
+        cluster = self.registry.get(row.cluster) if row.cluster else None
+        if row.handle is not None and cluster is not None:
+            try:
+                await cluster.adapter.cancel(Handle.from_json(row.handle))
+            except ClusterError as exc:
+                note = f"; could not stop it on cluster {row.cluster}: {exc}"
+                log.warning("delete %s: %s", experiment_id, note)
+
+        def mark(session: Session) -> Experiment:
+            current = session.get(Experiment, experiment_id, with_for_update=True)
+            if current is None or current.status == Status.DELETED.value:
+                raise NotFound(f"Not found experiment: {experiment_id}")
+            if current.handle is None and current.cluster is not None:
+                # A dispatch is in flight; it sees Deleted when it returns and cancels what it started.
+                record(session, current, f"deleted while being submitted to {current.cluster}")
+            transition(session, current, Status.DELETED, f"deleted by the user{note}")
+            return current
+
+        return await self.db.run(mark)

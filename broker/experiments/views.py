@@ -1,0 +1,85 @@
+"""JSON shapes the API returns for experiments, matching Submarine 0.8.0 plus the broker's fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from broker.store.models import Event, Experiment
+from clusters.base import ReplicaLog
+from runtimes.resources import resource_map
+from runtimes.spec import ExperimentSpec
+
+_SECRET_MASK = "******"
+
+
+def fmt_time(value: datetime | None) -> str | None:
+    """Submarine's time format: ``2023-09-02T02:40:01Z`` (UTC, seconds)."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def stored_spec(spec: ExperimentSpec, experiment_id: str, namespace: str) -> dict[str, Any]:
+    """The spec as stored and shown: Submarine's full shape, with ``resourceMap`` and defaults filled."""
+    data = spec.model_dump(mode="json")
+    meta = data["meta"]
+    meta["experimentId"] = experiment_id
+    meta["namespace"] = namespace
+    for task in data["spec"].values():
+        task["resourceMap"] = resource_map(task.get("resources"))
+        for echo in ("cpu", "gpu", "memory"):
+            task.pop(echo, None)
+    return data
+
+
+def public_spec(stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored spec with secrets (a git password) masked."""
+    code = stored.get("code") or {}
+    git = code.get("git") or {}
+    if git.get("password"):
+        stored = {**stored, "code": {**code, "git": {**git, "password": _SECRET_MASK}}}
+    return stored
+
+
+def experiment_json(row: Experiment) -> dict[str, Any]:
+    """An Experiment as Submarine shows it, plus where it runs and why it is where it is."""
+    return {
+        "experimentId": row.id,
+        "uid": row.uid,
+        "status": row.status,
+        "acceptedTime": fmt_time(row.accepted_at),
+        "createdTime": fmt_time(row.created_at),
+        "runningTime": fmt_time(row.running_at),
+        "finishedTime": fmt_time(row.finished_at),
+        "spec": public_spec(row.spec),
+        "cluster": row.cluster,
+        "reason": row.reason,
+        "failureCategory": row.failure_category,
+        "statusMessage": row.status_message,
+        "attempt": row.attempt,
+        "owner": row.owner,
+        "namespace": row.namespace,
+    }
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "at": event.at.isoformat().replace("+00:00", "Z"),
+        "from": event.from_status,
+        "to": event.to_status,
+        "reason": event.reason,
+        "attempt": event.attempt,
+    }
+
+
+def replica_names(stored: dict[str, Any]) -> list[str]:
+    """``chief-0``, ``worker-0``, …: every replica a spec asks for, primary first."""
+    spec = ExperimentSpec.model_validate({**stored, "meta": {**stored["meta"], "experimentId": None}})
+    return [f"{role.lower()}-{i}" for role, task in spec.ordered_roles() for i in range(task.replicas)]
+
+
+def log_json(experiment_id: str, logs: list[ReplicaLog]) -> dict[str, Any]:
+    """Submarine's ExperimentLog: one entry per replica, ``podName`` = ``<id>-<replica>``."""
+    return {
+        "experimentId": experiment_id,
+        "logContent": [{"podName": f"{experiment_id}-{log.replica}", "podLog": log.lines} for log in logs],
+    }

@@ -1,0 +1,1 @@
+"""The scheduler loops (dispatch, monitor, health) and the lease that elects who runs them."""

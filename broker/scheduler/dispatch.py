@@ -1,0 +1,260 @@
+"""Dispatch: Accepted experiments → placement → launch plan → adapter.submit → Created.
+
+The chosen cluster is written to the row *before* the submit. If the broker dies between the two,
+the next dispatch finds the cluster already chosen and submits the same attempt uid there again;
+adapters are idempotent on that uid, so the workload starts once, on one cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from broker.registry import ClusterRegistry, ClusterState
+from broker.state import FailureCategory, IllegalTransition, Status, now, record, transition
+from broker.store.database import Database
+from broker.store.models import Experiment
+from clusters.base import Capability, Handle
+from clusters.errors import ClusterError, SubmitRejected
+from policies.placement import PlacementEngine, PlacementRequest
+from runtimes.frameworks import build_plan
+from runtimes.plan import ZERO, Resources
+from runtimes.resources import parse_resources
+from runtimes.spec import ExperimentSpec
+
+log = logging.getLogger(__name__)
+
+#: Refusals after which an experiment fails instead of being retried.
+MAX_SUBMIT_REFUSALS = 5
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What dispatch needs from one Accepted row (copied out of the session)."""
+
+    id: str
+    uid: str
+    namespace: str
+    spec: dict[str, Any]
+    cluster: str | None
+    status_message: str | None
+    tries: int
+
+
+def _pending(session: Session) -> list[Pending]:
+    stamp = now()
+    rows = session.scalars(
+        select(Experiment)
+        .where(
+            Experiment.status == Status.ACCEPTED.value,
+            or_(Experiment.next_dispatch_at.is_(None), Experiment.next_dispatch_at <= stamp),
+        )
+        .order_by(Experiment.priority.desc(), Experiment.accepted_at, Experiment.id)
+        .limit(BATCH)
+    ).all()
+    return [
+        Pending(r.id, r.uid, r.namespace, r.spec, r.cluster, r.status_message, r.dispatch_tries) for r in rows
+    ]
+
+
+def placement_request(spec: ExperimentSpec, namespace: str) -> PlacementRequest:
+    """What the spec asks placement for: the whole gang's resources and its placement hints."""
+    total: Resources = ZERO
+    largest: Resources = ZERO
+    count = 0
+    for _, task in spec.ordered_roles():
+        each = parse_resources(task.resources)
+        total = total + each.scaled(task.replicas)
+        count += task.replicas
+        if each.cpu > largest.cpu or each.memory > largest.memory:
+            largest = each
+    hints = spec.meta.placement
+    return PlacementRequest(
+        workload_kind="experiment",
+        namespace=namespace,
+        total=total,
+        largest_replica=largest,
+        replicas=count,
+        cluster=hints.cluster,
+        selector=dict(hints.clusterSelector),
+        preferred=tuple(hints.preferredClusters),
+    )
+
+
+class Dispatcher:
+    """One dispatch pass over the Accepted experiments, oldest (and highest priority) first."""
+
+    def __init__(
+        self,
+        db: Database,
+        registry: ClusterRegistry,
+        engine: PlacementEngine,
+        *,
+        backoff_max: float,
+        extra_env: dict[str, str],
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.engine = engine
+        self.backoff_max = backoff_max
+        self.extra_env = extra_env
+
+    async def run_once(self) -> int:
+        """Dispatch what can go now; returns how many experiments were submitted."""
+        submitted = 0
+        for item in await self.db.run(_pending):
+            try:
+                if await self._dispatch(item):
+                    submitted += 1
+            except Exception:  # one broken row must not stop the others
+                log.exception("dispatch of %s failed", item.id)
+        return submitted
+
+    async def _dispatch(self, item: Pending) -> bool:
+        spec = ExperimentSpec.model_validate(item.spec)
+        cluster = self.registry.get(item.cluster) if item.cluster else None
+        if item.cluster is None:
+            cluster = await self._place(item, spec)
+            if cluster is None:
+                return False
+        elif cluster is None or not cluster.ready:
+            await self._note(
+                item, f"waiting for cluster {item.cluster} to be reachable to finish its submission"
+            )
+            return False
+        plan = build_plan(
+            spec,
+            workload_id=item.id,
+            uid=item.uid,
+            namespace=item.namespace,
+            addressing=cluster.adapter.addressing(item.uid),
+            extra_env=self.extra_env,
+        )
+        before = cluster.reserved
+        cluster.reserved = before + plan.total_resources
+        try:
+            handle = await cluster.adapter.submit(plan)
+        except ClusterError as exc:
+            cluster.reserved = before
+            # A refusal frees the attempt for another cluster; any other error may have reached the
+            # cluster, so the choice is kept and the same uid is submitted there again.
+            await self._refused(
+                item, cluster.name, str(exc), keep_cluster=not isinstance(exc, SubmitRejected)
+            )
+            return False
+        ignores_image = plan.image and Capability.IMAGES not in cluster.adapter.capabilities
+        return await self._created(item, cluster, handle, image_note=plan.image if ignores_image else None)
+
+    async def _place(self, item: Pending, spec: ExperimentSpec) -> ClusterState | None:
+        request = placement_request(spec, item.namespace)
+        decision = self.engine.place(request, [c.view() for c in self.registry.all()])
+        if decision.chosen is None:
+            summary = decision.summary
+
+            def wait(session: Session) -> None:
+                row = session.get(Experiment, item.id)
+                if row is None or row.status != Status.ACCEPTED.value:
+                    return
+                row.placement = decision.to_json()
+                if row.status_message != summary:
+                    row.status_message = summary
+                    record(session, row, f"waiting: {summary}")
+
+            await self.db.run(wait)
+            return None
+
+        def claim(session: Session) -> bool:
+            result = session.execute(
+                update(Experiment)
+                .where(
+                    Experiment.id == item.id,
+                    Experiment.status == Status.ACCEPTED.value,
+                    Experiment.cluster.is_(None),
+                )
+                .values(
+                    cluster=decision.chosen, placement=decision.to_json(), status_message=decision.summary
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            row = session.get(Experiment, item.id)
+            record(session, row, f"placed on {decision.chosen}")
+            return True
+
+        if not await self.db.run(claim):
+            return None
+        return self.registry.get(decision.chosen)
+
+    async def _note(self, item: Pending, message: str) -> None:
+        if item.status_message == message:
+            return
+
+        def note(session: Session) -> None:
+            row = session.get(Experiment, item.id)
+            if row is not None and row.status == Status.ACCEPTED.value:
+                row.status_message = message
+                record(session, row, message)
+
+        await self.db.run(note)
+
+    async def _refused(self, item: Pending, cluster: str, reason: str, *, keep_cluster: bool) -> None:
+        tries = item.tries + 1
+        delay = min(self.backoff_max, 2.0 ** min(tries, 10))
+
+        def refuse(session: Session) -> None:
+            row = session.get(Experiment, item.id)
+            if row is None or row.status != Status.ACCEPTED.value:
+                return
+            row.dispatch_tries = tries
+            record(session, row, f"submit to {cluster} failed (try {tries}): {reason}")
+            if not keep_cluster and tries >= MAX_SUBMIT_REFUSALS:
+                transition(
+                    session,
+                    row,
+                    Status.FAILED,
+                    f"refused by {cluster} {tries} times: {reason}",
+                    category=FailureCategory.REJECTED,
+                )
+                return
+            if not keep_cluster:
+                row.cluster = None
+            row.next_dispatch_at = now() + timedelta(seconds=delay)
+            row.status_message = f"submit to {cluster} failed, retrying in {delay:g}s: {reason}"
+
+        await self.db.run(refuse)
+
+    async def _created(
+        self, item: Pending, cluster: ClusterState, handle: Handle, image_note: str | None
+    ) -> bool:
+        def save(session: Session) -> bool:
+            row = session.get(Experiment, item.id, with_for_update=True)
+            if row is None or row.status != Status.ACCEPTED.value:
+                return False
+            row.handle = handle.to_json()
+            if image_note:
+                record(
+                    session,
+                    row,
+                    f"image {image_note} is recorded but not used: {cluster.config.kind} clusters run the "
+                    "command directly on their hosts",
+                )
+            try:
+                transition(session, row, Status.CREATED, f"submitted to {cluster.name}")
+            except IllegalTransition:
+                return False
+            return True
+
+        if await self.db.run(save):
+            return True
+        # Deleted (or otherwise ended) while we were submitting: stop what we just started.
+        try:
+            await cluster.adapter.cancel(handle)
+        except ClusterError as exc:
+            log.warning("could not cancel %s on %s after its deletion: %s", item.id, cluster.name, exc)
+        return False

@@ -1,0 +1,111 @@
+"""The APScheduler jobs: lease, dispatch, monitor and health, one instance each, coalesced.
+
+Dispatch and monitor run only while this process holds the scheduler lease; health runs
+everywhere (every replica serves cluster state in its API). A new submission wakes dispatch at
+once instead of waiting for its timer.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from broker.config.models import LoopsConfig
+from broker.registry import ClusterRegistry
+from broker.scheduler.dispatch import Dispatcher
+from broker.scheduler.lease import LeaseKeeper
+from broker.scheduler.monitor import Monitor
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "scheduler"
+
+
+class Loops:
+    """Starts and stops the scheduler loops inside the server's event loop."""
+
+    def __init__(
+        self,
+        *,
+        lease: LeaseKeeper,
+        dispatcher: Dispatcher,
+        monitor: Monitor,
+        registry: ClusterRegistry,
+        config: LoopsConfig,
+    ) -> None:
+        self.lease = lease
+        self.dispatcher = dispatcher
+        self.monitor = monitor
+        self.registry = registry
+        self.config = config
+        self.dispatch_paused = config.dispatch_paused
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._wake_pending = False
+
+    def start(self) -> None:
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        cfg = self.config
+        first = datetime.now(UTC)
+        self._scheduler.add_job(
+            self._renew, "interval", seconds=cfg.lease_ttl / 3, id="lease", next_run_time=first, **common
+        )
+        self._scheduler.add_job(
+            self._dispatch, "interval", seconds=cfg.dispatch_interval, id="dispatch", **common
+        )
+        self._scheduler.add_job(
+            self._monitor, "interval", seconds=cfg.monitor_interval, id="monitor", **common
+        )
+        self._scheduler.add_job(self._health, "interval", seconds=cfg.health_interval, id="health", **common)
+        self._scheduler.start()
+
+    async def shutdown(self) -> None:
+        self._scheduler.shutdown(wait=False)
+        await self.lease.release()
+
+    def wake_dispatch(self) -> None:
+        """Run dispatch now (or right after the pass in progress)."""
+        self._wake_pending = True
+        job = self._scheduler.get_job("dispatch")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
+    async def _renew(self) -> None:
+        was = self.lease.leader
+        try:
+            await self.lease.renew()
+        except Exception:
+            log.exception("lease renewal failed")
+            self.lease.leader = False
+        if self.lease.leader and not was:
+            log.info("took the scheduler lease as %s", self.lease.holder)
+            self.wake_dispatch()
+        elif was and not self.lease.leader:
+            log.warning("lost the scheduler lease")
+
+    async def _dispatch(self) -> None:
+        if not self.lease.leader or self.dispatch_paused:
+            return
+        while True:
+            self._wake_pending = False
+            try:
+                await self.dispatcher.run_once()
+            except Exception:
+                log.exception("dispatch pass failed")
+            if not self._wake_pending:
+                return
+
+    async def _monitor(self) -> None:
+        if not self.lease.leader:
+            return
+        try:
+            await self.monitor.run_once()
+        except Exception:
+            log.exception("monitor pass failed")
+
+    async def _health(self) -> None:
+        try:
+            await self.registry.check_all()
+        except Exception:
+            log.exception("health pass failed")

@@ -1,0 +1,116 @@
+"""Monitor: one ``poll`` per cluster per tick, and each observation turned into state transitions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from broker.registry import ClusterRegistry, ClusterState
+from broker.state import FailureCategory, IllegalTransition, Status, transition
+from broker.store.database import Database
+from broker.store.models import Experiment
+from clusters.base import Handle, Observation, Phase
+from clusters.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+_ACTIVE = (Status.CREATED.value, Status.RUNNING.value)
+
+
+@dataclass(frozen=True)
+class Tracked:
+    id: str
+    uid: str
+    status: str
+    handle: dict[str, Any]
+
+
+def _tracked(cluster: str):
+    def query(session: Session) -> list[Tracked]:
+        rows = session.scalars(
+            select(Experiment).where(Experiment.cluster == cluster, Experiment.status.in_(_ACTIVE))
+        ).all()
+        return [Tracked(r.id, r.uid, r.status, r.handle) for r in rows if r.handle is not None]
+
+    return query
+
+
+def apply_observation(session: Session, experiment_id: str, uid: str, seen: Observation) -> Status | None:
+    """Move one experiment as ``seen`` says; returns the status it ended in, None if nothing changed.
+
+    A report for an attempt that is no longer current (another uid) or for a run that already
+    ended (deleted meanwhile) changes nothing.
+    """
+    row = session.get(Experiment, experiment_id, with_for_update=True)
+    if row is None or row.uid != uid or Status(row.status).is_terminal:
+        return None
+    current = Status(row.status)
+    steps: list[tuple[Status, str, str | None]] = []
+    if seen.phase is Phase.RUNNING:
+        steps = [(Status.RUNNING, "all replicas are running", None)]
+    elif seen.phase is Phase.SUCCEEDED:
+        steps = [
+            (Status.RUNNING, "observed running", None),
+            (Status.SUCCEEDED, seen.message or "finished", None),
+        ]
+    elif seen.phase in (Phase.FAILED, Phase.NOT_FOUND):
+        category = seen.failure_category or (
+            FailureCategory.CLUSTER_LOST.value
+            if seen.phase is Phase.NOT_FOUND
+            else FailureCategory.EXIT_CODE.value
+        )
+        message = seen.message or f"the cluster no longer has attempt {uid}"
+        steps = [(Status.FAILED, message, category)]
+    changed = None
+    for target, reason, category in steps:
+        if target is Status.RUNNING and current is not Status.CREATED:
+            continue
+        try:
+            if transition(session, row, target, reason, category=category):
+                changed = target
+                current = target
+        except IllegalTransition:
+            log.info("ignored %s for %s: %s", target.value, experiment_id, row.status)
+            return changed
+    return changed
+
+
+class Monitor:
+    """Polls every cluster once per tick for all of its broker-managed workloads."""
+
+    def __init__(self, db: Database, registry: ClusterRegistry) -> None:
+        self.db = db
+        self.registry = registry
+
+    async def run_once(self) -> None:
+        for cluster in self.registry.all():
+            try:
+                await self._poll_cluster(cluster)
+            except Exception:
+                log.exception("monitoring cluster %s failed", cluster.name)
+
+    async def _poll_cluster(self, cluster: ClusterState) -> None:
+        tracked = await self.db.run(_tracked(cluster.name))
+        if not tracked:
+            return
+        handles = {t.uid: Handle.from_json(t.handle) for t in tracked}
+        try:
+            observations = await cluster.adapter.poll(list(handles.values()))
+        except ClusterError as exc:
+            log.warning("cannot poll cluster %s: %s", cluster.name, exc)
+            return
+        for item in tracked:
+            seen = observations.get(item.uid, Observation(item.uid, Phase.NOT_FOUND))
+            if seen.phase in (Phase.UNKNOWN, Phase.PENDING):
+                continue
+            ended = await self.db.run(lambda s, i=item, o=seen: apply_observation(s, i.id, i.uid, o))
+            if ended in (Status.SUCCEEDED, Status.FAILED):
+                # Stop what is left of the gang: parameter servers after success, peers after a failure.
+                try:
+                    await cluster.adapter.cancel(handles[item.uid])
+                except ClusterError as exc:
+                    log.warning("could not stop the rest of %s on %s: %s", item.id, cluster.name, exc)

@@ -1,0 +1,148 @@
+"""Assemble and run the broker: database, id generator, cluster registry, services, loops, REST app."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+
+from broker.api.app import build_app
+from broker.config import ConfigError, load_clusters_dir
+from broker.config.models import BrokerConfig
+from broker.experiments.service import ExperimentService
+from broker.ids import IdGenerator
+from broker.registry import ClusterRegistry
+from broker.scheduler.dispatch import Dispatcher
+from broker.scheduler.lease import LeaseKeeper
+from broker.scheduler.loops import LEASE_NAME, Loops
+from broker.scheduler.monitor import Monitor
+from broker.store.database import Database
+from broker.store.migrate import upgrade
+from policies.placement import default_engine
+
+log = logging.getLogger("broker")
+
+
+@dataclass
+class BrokerContext:
+    """Everything the request handlers and loops share, on ``app.state.broker``."""
+
+    config: BrokerConfig
+    db: Database
+    registry: ClusterRegistry
+    experiments: ExperimentService
+    loops: Loops
+    config_errors: list[ConfigError]
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and names that resolve only to them."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def check_bind(config: BrokerConfig) -> None:
+    """Refuse ``auth: none`` on anything but loopback: the broker runs commands on its hosts."""
+    if config.auth == "none" and not is_loopback(config.host):
+        raise ConfigError(
+            "broker.yaml",
+            f"auth: none serves only loopback addresses (127.0.0.1, ::1), not {config.host}; "
+            "bind 127.0.0.1 or set auth: token",
+            key="auth",
+        )
+
+
+def broker_id(config: BrokerConfig) -> str:
+    return config.broker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def create_context(config: BrokerConfig) -> BrokerContext:
+    """Open the database (migrated), load the clusters and build the services; starts nothing."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.effective_database_url)
+    upgrade(db.engine)
+    holder = broker_id(config)
+    registry = ClusterRegistry(str(config.data_dir))
+    configs, errors = load_clusters_dir(config.clusters_dir)
+    for problem in errors:
+        log.error("cluster file refused: %s", problem)
+    for cluster_config in configs:
+        registry.add(cluster_config)
+    ids = IdGenerator(db, "experiment", "-", holder)
+    loops = Loops(
+        lease=LeaseKeeper(db, LEASE_NAME, holder, config.loops.lease_ttl),
+        dispatcher=Dispatcher(
+            db,
+            registry,
+            default_engine(),
+            backoff_max=config.loops.dispatch_backoff_max,
+            extra_env={
+                "SUBMARINE_SERVER_DNS_NAME": config.host,
+                "SUBMARINE_SERVER_PORT": str(config.port),
+            },
+        ),
+        monitor=Monitor(db, registry),
+        registry=registry,
+        config=config.loops,
+    )
+    experiments = ExperimentService(
+        db, registry, ids, default_namespace=config.default_namespace, on_submitted=loops.wake_dispatch
+    )
+    return BrokerContext(config, db, registry, experiments, loops, errors)
+
+
+def create_app(config: BrokerConfig) -> Starlette:
+    """The broker as an ASGI app; its lifespan opens everything and starts the loops."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        context = create_context(config)
+        app.state.broker = context
+        await context.registry.check_all()
+        context.loops.start()
+        log.info(
+            "broker %s serving on %s:%s with %d cluster(s): %s",
+            broker_id(config),
+            config.host,
+            config.port,
+            len(context.registry.all()),
+            ", ".join(c.name for c in context.registry.all()) or "none",
+        )
+        try:
+            yield
+        finally:
+            await context.loops.shutdown()
+            await context.registry.close()
+            context.db.dispose()
+
+    return build_app(lifespan)
+
+
+def run(config: BrokerConfig) -> None:
+    """Serve until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    check_bind(config)
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="info",
+        access_log=False,
+        lifespan="on",
+    )

@@ -1,0 +1,112 @@
+"""SQLAlchemy 2 models: experiments, their events, scheduler leases and id epochs.
+
+Specs live as JSON beside indexed columns (status, owner, namespace, cluster, times). Times are
+stored as naive UTC and come back timezone-aware, the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+#: An auto-incrementing 64-bit key that SQLite also auto-increments.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, naive UTC in the database."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Experiment(Base):
+    """One experiment and its current attempt."""
+
+    __tablename__ = "experiment"
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_experiment_owner_idempotency"),
+        Index("ix_experiment_status_accepted", "status", "accepted_at"),
+        Index("ix_experiment_cluster_status", "cluster", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    name: Mapped[str] = mapped_column(String(128))
+    namespace: Mapped[str] = mapped_column(String(63), index=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    framework: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    status_message: Mapped[str | None] = mapped_column(Text, default=None)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), default=None)
+    cluster: Mapped[str | None] = mapped_column(String(63), default=None)
+    handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    placement: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    dispatch_tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_dispatch_at: Mapped[datetime | None] = mapped_column(default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    failure_category: Mapped[str | None] = mapped_column(String(32), default=None)
+    accepted_at: Mapped[datetime]
+    created_at: Mapped[datetime | None] = mapped_column(default=None)
+    running_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime]
+
+
+class Event(Base):
+    """One thing that happened to an experiment: a status change, or a note when ``to_status`` is null."""
+
+    __tablename__ = "experiment_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Declared so the unit of work inserts an experiment before its first event.
+    experiment: Mapped[Experiment] = relationship(lazy="raise")
+
+
+class Lease(Base):
+    """Which broker replica runs the scheduler loops, until when."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
+
+
+class IdEpoch(Base):
+    """A millisecond stamp claimed by one broker process for its ids, so ids never repeat."""
+
+    __tablename__ = "id_epoch"
+
+    prefix: Mapped[str] = mapped_column(String(32), primary_key=True)
+    epoch_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime]

@@ -1,0 +1,211 @@
+"""The cluster adapter protocol: six async verbs every cluster kind implements.
+
+An adapter turns a :class:`~runtimes.plan.LaunchPlan` into something running on one cluster and
+reports back. It never touches the broker's database: everything it needs to find its work again
+after a broker restart lives in the small JSON-able :class:`Handle` state it returns from
+``submit``, which the broker stores and hands back to ``poll``, ``cancel``, ``logs`` and
+``endpoint``.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from clusters.config import ClusterConfig
+from runtimes.plan import ZERO, Addressing, LaunchPlan, Resources
+
+
+class Capability(enum.Flag):
+    """What a cluster kind can do; placement filters on these."""
+
+    NONE = 0
+    GPU = enum.auto()
+    MULTI_NODE = enum.auto()
+    ENDPOINTS = enum.auto()
+    IMAGES = enum.auto()
+
+
+class Phase(enum.StrEnum):
+    """What a cluster says about one workload (or one replica)."""
+
+    PENDING = "pending"  # accepted by the cluster, not running yet
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # the cluster did not say; never a reason to fail anything on its own
+    NOT_FOUND = "not_found"  # the cluster has nothing under this handle
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+@dataclass(frozen=True)
+class Handle:
+    """What the broker keeps to find an attempt again: its uid and the adapter's own state."""
+
+    uid: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uid": self.uid, "state": self.state}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Handle:
+        return cls(uid=data["uid"], state=dict(data.get("state") or {}))
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """One replica as the cluster sees it."""
+
+    name: str
+    phase: Phase
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One workload as the cluster sees it at one poll."""
+
+    uid: str
+    phase: Phase
+    message: str = ""
+    failure_category: str | None = None  # exit_code, killed, cluster_lost, rejected, timeout
+    replicas: tuple[ReplicaStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class Health:
+    """A cluster's answer to a health check."""
+
+    reachable: bool
+    total: Resources = ZERO
+    free: Resources = ZERO
+    message: str = ""
+    running: int = 0
+
+
+@dataclass(frozen=True)
+class ReplicaLog:
+    """The log of one replica, split in lines, oldest first."""
+
+    replica: str
+    lines: list[str]
+
+
+class ClusterAdapter(ABC):
+    """Base of every cluster kind.
+
+    Subclasses set ``kind``, ``config_model`` and ``capabilities`` and implement the abstract
+    verbs; a subclass that misses one is refused when its class is defined, not at first use.
+    """
+
+    kind: ClassVar[str]
+    config_model: ClassVar[type[ClusterConfig]]
+    capabilities: ClassVar[Capability] = Capability.NONE
+
+    _REQUIRED = ("health", "submit", "poll", "cancel", "logs", "addressing")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if inspect.isabstract(cls):
+            return
+        missing = [name for name in cls._REQUIRED if getattr(cls, name, None) is None]
+        for attr in ("kind", "config_model"):
+            if not hasattr(cls, attr):
+                missing.append(attr)
+        if missing:
+            raise TypeError(f"cluster adapter {cls.__name__} lacks {', '.join(missing)}")
+
+    def __init__(self, config: ClusterConfig, *, data_dir: str) -> None:
+        self.config = config
+        self.data_dir = data_dir
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @abstractmethod
+    async def health(self) -> Health:
+        """Reachability and capacity. Never raises for an unreachable cluster: it says so."""
+
+    @abstractmethod
+    def addressing(self, uid: str) -> Addressing:
+        """How replicas of attempt ``uid`` will reach each other on this cluster."""
+
+    @abstractmethod
+    async def submit(self, plan: LaunchPlan) -> Handle:
+        """Start the plan; idempotent on ``plan.uid``.
+
+        A second call with the same uid (a retry, or a broker restarted between submit and
+        saving the handle) returns a handle to what the first call started and starts nothing
+        more. Raises :class:`SubmitRejected` when the cluster refuses the plan and
+        :class:`ClusterUnreachable` when it cannot be asked.
+        """
+
+    @abstractmethod
+    async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
+        """Observe every handle in one round trip to the cluster, keyed by uid.
+
+        Works after a broker restart with handles from the database. A handle the cluster does
+        not know gets ``NOT_FOUND``; if the cluster cannot be asked, raise
+        :class:`ClusterUnreachable` (never report FAILED for want of an answer).
+        """
+
+    @abstractmethod
+    async def cancel(self, handle: Handle) -> None:
+        """Stop every replica of the attempt. Idempotent: cancelling what already ended is fine."""
+
+    @abstractmethod
+    async def logs(
+        self, handle: Handle, replica: str | None = None, tail: int | None = None
+    ) -> list[ReplicaLog]:
+        """Logs per replica, primary replica first; ``replica`` narrows to one, ``tail`` to the last lines."""
+
+    async def endpoint(self, handle: Handle) -> str | None:
+        """Where a serving workload (a notebook) listens, or None. Kinds with ENDPOINTS override it."""
+        return None
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most kinds hold nothing to release
+        """Release connections and background resources; the workloads keep running."""
+
+
+def summarise(uid: str, plan_success_roles: Sequence[str], replicas: Sequence[ReplicaStatus]) -> Observation:
+    """Fold per-replica states into one workload observation (gang semantics).
+
+    Any replica failed → FAILED, naming the replica and its exit code. Every replica of the
+    success roles exited 0 → SUCCEEDED (the others are then stopped by the broker). Any replica
+    unknown → UNKNOWN. Otherwise RUNNING once every replica runs or has finished, else PENDING.
+    """
+    failed = [r for r in replicas if r.phase is Phase.FAILED]
+    if failed:
+        first = failed[0]
+        category = "exit_code" if first.exit_code not in (None, -9, -15) else "killed"
+        detail = first.message or (
+            f"exited with code {first.exit_code}" if first.exit_code is not None else "failed"
+        )
+        return Observation(uid, Phase.FAILED, f"replica {first.name} {detail}", category, tuple(replicas))
+    deciders = [r for r in replicas if r.name.rsplit("-", 1)[0] in {x.lower() for x in plan_success_roles}]
+    if deciders and all(r.phase is Phase.SUCCEEDED for r in deciders):
+        return Observation(uid, Phase.SUCCEEDED, "all replicas finished", None, tuple(replicas))
+    if any(r.phase is Phase.UNKNOWN for r in replicas):
+        return Observation(uid, Phase.UNKNOWN, "some replicas are in an unknown state", None, tuple(replicas))
+    if any(r.phase is Phase.NOT_FOUND for r in replicas):
+        missing = next(r for r in replicas if r.phase is Phase.NOT_FOUND)
+        return Observation(
+            uid,
+            Phase.FAILED,
+            f"replica {missing.name} is gone from the cluster",
+            "cluster_lost",
+            tuple(replicas),
+        )
+    if all(r.phase in (Phase.RUNNING, Phase.SUCCEEDED) for r in replicas):
+        return Observation(uid, Phase.RUNNING, "", None, tuple(replicas))
+    return Observation(uid, Phase.PENDING, "", None, tuple(replicas))

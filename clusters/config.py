@@ -1,0 +1,70 @@
+"""Configuration every cluster file shares; each kind subclasses it with its own fields."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from runtimes.resources import ResourceError, parse_cpu, parse_memory
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class CapacityOverride(BaseModel):
+    """Totals an admin sets instead of what the cluster reports (for quotas or shared hosts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float | None = Field(default=None, gt=0)
+    memory: int | None = Field(default=None, gt=0, description="bytes, or a quantity such as 8Gi")
+    gpu: int | None = Field(default=None, ge=0)
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, value: object) -> object:
+        return parse_cpu(value) if isinstance(value, str) else value
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return parse_memory(value)
+            except ResourceError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class ClusterConfig(BaseModel):
+    """One file in ``clusters.d/``. Unknown fields are an error that names them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Keys of a kind's config whose values are secrets: never shown by the API or logged.
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+
+    name: str = Field(description="Unique cluster name: lower-case letters, digits and dashes")
+    kind: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    weight: float = Field(default=1.0, ge=0)
+    capacity: CapacityOverride = Field(default_factory=CapacityOverride)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"'{value}' is not a valid cluster name (lower-case letters, digits and dashes, "
+                "at most 63, starting and ending with a letter or digit)"
+            )
+        return value
+
+    def public_view(self) -> dict[str, object]:
+        """The config with secret fields masked, for the API and logs."""
+        data = self.model_dump(mode="json")
+        for key in self.secret_fields:
+            if data.get(key) is not None:
+                data[key] = "******"
+        return data

@@ -1,0 +1,1 @@
+"""The ``local`` kind: replicas as process groups on the broker's own host."""

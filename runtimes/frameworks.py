@@ -1,0 +1,176 @@
+"""Launch plans per framework: who talks to whom, through which environment variables.
+
+The variables follow what the Kubeflow operators set, so training code written for Kubeflow (or
+for Submarine on Kubernetes) runs unchanged on any cluster the broker picks:
+- TensorFlow: ``TF_CONFIG`` with the cluster spec and this replica's task (Chief, Master,
+  Worker, Ps; an Evaluator gets its task but is not part of the cluster spec).
+- PyTorch: ``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK`` (Master is rank 0).
+- XGBoost: the same four plus ``WORKER_ADDRS``/``WORKER_PORT`` and the rabit tracker's
+  ``DMLC_TRACKER_URI``, ``DMLC_TRACKER_PORT``, ``DMLC_NUM_WORKER``, ``DMLC_TASK_ID``.
+- python: the command as it is, once per replica.
+Every replica also gets ``JOB_ID`` (the Submarine SDK's tracking key), ``SUBMARINE_ROLE`` and
+``SUBMARINE_REPLICA_INDEX``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from runtimes.plan import Addressing, LaunchPlan, ReplicaPlan
+from runtimes.resources import parse_resources
+from runtimes.spec import ExperimentSpec, split_command
+
+EnvBuilder = Callable[
+    [ExperimentSpec, list[tuple[str, int]], Addressing], dict[tuple[str, int], dict[str, str]]
+]
+
+
+def _slots(spec: ExperimentSpec) -> list[tuple[str, int]]:
+    return [(role, i) for role, task in spec.ordered_roles() for i in range(task.replicas)]
+
+
+def _tensorflow_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addressing):
+    cluster: dict[str, list[str]] = {}
+    for role, index in slots:
+        if role == "Evaluator":
+            continue
+        cluster.setdefault(role.lower(), []).append(f"{addr.host(role, index)}:{addr.port(role, index)}")
+    envs = {}
+    for role, index in slots:
+        tf_config = {
+            "cluster": cluster,
+            "task": {"type": role.lower(), "index": index},
+            "environment": "cloud",
+        }
+        envs[(role, index)] = {"TF_CONFIG": json.dumps(tf_config, separators=(",", ":"))}
+    return envs
+
+
+def _ranks(spec: ExperimentSpec, slots: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    has_master = "Master" in spec.spec
+    ranks = {}
+    for role, index in slots:
+        ranks[(role, index)] = 0 if role == "Master" else index + (1 if has_master else 0)
+    return ranks
+
+
+def _rank_zero(spec: ExperimentSpec) -> tuple[str, int]:
+    return ("Master", 0) if "Master" in spec.spec else ("Worker", 0)
+
+
+def _pytorch_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addressing):
+    head = _rank_zero(spec)
+    master_addr, master_port = addr.host(*head), str(addr.port(*head))
+    ranks = _ranks(spec, slots)
+    return {
+        slot: {
+            "MASTER_ADDR": master_addr,
+            "MASTER_PORT": master_port,
+            "WORLD_SIZE": str(len(slots)),
+            "RANK": str(ranks[slot]),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for slot in slots
+    }
+
+
+def _xgboost_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addressing):
+    envs = _pytorch_env(spec, slots, addr)
+    workers = [slot for slot in slots if slot[0] == "Worker"]
+    worker_addrs = ",".join(addr.host(*slot) for slot in workers)
+    worker_port = str(addr.port(*workers[0])) if workers else ""
+    for env in envs.values():
+        env.update(
+            {
+                "WORKER_ADDRS": worker_addrs,
+                "WORKER_PORT": worker_port,
+                "DMLC_TRACKER_URI": env["MASTER_ADDR"],
+                "DMLC_TRACKER_PORT": env["MASTER_PORT"],
+                "DMLC_NUM_WORKER": str(len(slots)),
+                "DMLC_TASK_ID": env["RANK"],
+            }
+        )
+    return envs
+
+
+def _python_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addressing):
+    return {slot: {"PYTHONUNBUFFERED": "1"} for slot in slots}
+
+
+_ENV_BUILDERS: dict[str, EnvBuilder] = {
+    "tensorflow": _tensorflow_env,
+    "pytorch": _pytorch_env,
+    "xgboost": _xgboost_env,
+    "python": _python_env,
+}
+
+
+def success_roles(spec: ExperimentSpec) -> list[str]:
+    """Roles whose replicas must all exit 0 for the run to succeed (Kubeflow's default policy).
+
+    A Chief or Master decides alone when there is one; otherwise every Worker must finish.
+    Parameter servers and evaluators never decide: they are stopped once the run has succeeded.
+    """
+    for role in ("Chief", "Master"):
+        if role in spec.spec:
+            return [role]
+    if "Worker" in spec.spec:
+        return ["Worker"]
+    return [role for role, _ in spec.ordered_roles()]
+
+
+def build_plan(
+    spec: ExperimentSpec,
+    *,
+    workload_id: str,
+    uid: str,
+    namespace: str,
+    addressing: Addressing,
+    extra_env: dict[str, str] | None = None,
+) -> LaunchPlan:
+    """Build the launch plan for one attempt of an experiment.
+
+    ``extra_env`` (for example the broker's address) is set under the spec's own variables, so a
+    user can still override it. Task ``envVars`` replace ``meta.envVars`` as in Submarine.
+    """
+    slots = _slots(spec)
+    framework_env = _ENV_BUILDERS[spec.meta.framework](spec, slots, addressing)
+    replicas = []
+    for role, index in slots:
+        task = spec.spec[role]
+        env: dict[str, str] = dict(extra_env or {})
+        env.update(task.envVars if task.envVars is not None else spec.meta.envVars)
+        env.update(framework_env[(role, index)])
+        env.update(
+            {
+                "JOB_ID": workload_id,
+                "SUBMARINE_EXPERIMENT_ID": workload_id,
+                "SUBMARINE_ROLE": role,
+                "SUBMARINE_REPLICA_INDEX": str(index),
+            }
+        )
+        argv = split_command(task.cmd if task.cmd is not None else spec.meta.cmd or "")
+        needs_port = spec.meta.framework != "python"
+        replicas.append(
+            ReplicaPlan(
+                role=role,
+                index=index,
+                argv=argv,
+                env=env,
+                resources=parse_resources(task.resources),
+                host=addressing.host(role, index),
+                port=addressing.port(role, index) if needs_port else None,
+            )
+        )
+    images = {spec.image(role) for role, _ in spec.ordered_roles()} - {None}
+    return LaunchPlan(
+        uid=uid,
+        workload_id=workload_id,
+        name=spec.meta.name,
+        namespace=namespace,
+        framework=spec.meta.framework,
+        image=sorted(images)[0] if images else None,
+        replicas=replicas,
+        success_roles=success_roles(spec),
+    )

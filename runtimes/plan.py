@@ -1,0 +1,128 @@
+"""The launch plan: what to start, where each replica listens, and when the whole run has succeeded.
+
+A plan is plain data (pydantic, JSON-able) so an adapter can keep it, a test can compare it, and
+the broker can store it beside the attempt without knowing what any cluster will build from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: What a replica gets when its spec names no resources.
+DEFAULT_CPU = 1.0
+DEFAULT_MEMORY = 1024 * 2**20
+
+
+class Resources(BaseModel):
+    """Resources of one replica: CPU cores, memory in bytes, whole GPUs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpu: float = DEFAULT_CPU
+    memory: int = DEFAULT_MEMORY
+    gpu: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(
+            cpu=self.cpu + other.cpu, memory=self.memory + other.memory, gpu=self.gpu + other.gpu
+        )
+
+    def scaled(self, factor: int) -> Resources:
+        """These resources ``factor`` times over."""
+        return Resources(cpu=self.cpu * factor, memory=self.memory * factor, gpu=self.gpu * factor)
+
+    def fits_in(self, free: Resources) -> bool:
+        """True when this request fits in ``free`` (a small epsilon forgives float sums)."""
+        return self.cpu <= free.cpu + 1e-9 and self.memory <= free.memory and self.gpu <= free.gpu
+
+
+ZERO = Resources(cpu=0, memory=0, gpu=0)
+
+
+class ReplicaPlan(BaseModel):
+    """One process (container, task, actor) to start."""
+
+    role: str = Field(description="Submarine role key: Ps, Worker, Chief, Master, Evaluator")
+    index: int = Field(ge=0)
+    argv: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    host: str = Field(description="Address the other replicas reach this one at")
+    port: int | None = Field(default=None, description="Port reserved for this replica, if it serves one")
+
+    @property
+    def name(self) -> str:
+        """``worker-0``: the replica's name in logs and on clusters (Kubeflow's pod suffix)."""
+        return f"{self.role.lower()}-{self.index}"
+
+
+class LaunchPlan(BaseModel):
+    """Everything a cluster adapter needs to start one attempt of one workload."""
+
+    uid: str = Field(description="The attempt's unique id; adapters name what they create after it")
+    workload_id: str = Field(description="The experiment or notebook id (JOB_ID)")
+    workload_kind: str = "experiment"
+    name: str
+    namespace: str
+    framework: str
+    image: str | None = None
+    replicas: list[ReplicaPlan] = Field(min_length=1)
+    success_roles: list[str] = Field(
+        description="The run has succeeded once every replica of these roles exited 0; "
+        "the others (parameter servers, evaluators) are then stopped."
+    )
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def total_resources(self) -> Resources:
+        """The gang's whole request: every replica at once."""
+        total = ZERO
+        for replica in self.replicas:
+            total = total + replica.resources
+        return total
+
+    @property
+    def primary(self) -> ReplicaPlan:
+        """The replica listed first in logs: chief, then master, then the first success replica."""
+        return self.replicas[0]
+
+    def replica(self, name: str) -> ReplicaPlan | None:
+        """The replica called ``name`` (``worker-1``), or None."""
+        return next((r for r in self.replicas if r.name == name), None)
+
+
+class Addressing(Protocol):
+    """How replicas of one attempt find each other on the chosen cluster.
+
+    The adapter supplies it, because only the cluster knows whether replicas share a host
+    (local), get stable DNS names (Kubernetes headless services) or learn addresses at start (Ray).
+    """
+
+    def host(self, role: str, index: int) -> str:
+        """The address other replicas use to reach replica ``role``/``index``."""
+        ...
+
+    def port(self, role: str, index: int) -> int:
+        """A port reserved for that replica."""
+        ...
+
+
+class StaticAddressing:
+    """Addressing from a host function and a port allocator; the common case for adapters."""
+
+    def __init__(self, host: Callable[[str, int], str], allocate_port: Callable[[], int]) -> None:
+        self._host = host
+        self._allocate = allocate_port
+        self._ports: dict[tuple[str, int], int] = {}
+
+    def host(self, role: str, index: int) -> str:
+        return self._host(role, index)
+
+    def port(self, role: str, index: int) -> int:
+        key = (role, index)
+        if key not in self._ports:
+            self._ports[key] = self._allocate()
+        return self._ports[key]
