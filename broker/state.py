@@ -99,6 +99,7 @@ def transition(
         return False
     if not can_move(current, target):
         raise IllegalTransition(experiment.id, current, target)
+    failure = FailureCategory(category).value if category else None  # refuse a bad category before any change
     when = at or now()
     experiment.status = target.value
     experiment.updated_at = when
@@ -112,7 +113,7 @@ def transition(
         experiment.deleted_at = when
     if target is Status.FAILED:
         experiment.reason = reason
-        experiment.failure_category = FailureCategory(category).value if category else None
+        experiment.failure_category = failure
     elif target is Status.SUCCEEDED:
         experiment.reason = reason or None
     experiment.status_message = None

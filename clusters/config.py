@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import ClassVar
 
@@ -21,10 +22,18 @@ class CapacityOverride(BaseModel):
     memory: int | None = Field(default=None, gt=0, description="bytes, or a quantity such as 8Gi")
     gpu: int | None = Field(default=None, ge=0)
 
+    # Messages here never repeat the value: config errors must not echo what may be a secret.
     @field_validator("cpu", mode="before")
     @classmethod
     def _cpu(cls, value: object) -> object:
-        return parse_cpu(value) if isinstance(value, str) else value
+        if isinstance(value, str):
+            try:
+                return parse_cpu(value)
+            except ResourceError:
+                raise ValueError("not a number of cores (examples: 2, 0.5, 500m)") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("not a finite number of cores")
+        return value
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -32,8 +41,8 @@ class CapacityOverride(BaseModel):
         if isinstance(value, str):
             try:
                 return parse_memory(value)
-            except ResourceError as exc:
-                raise ValueError(str(exc)) from None
+            except ResourceError:
+                raise ValueError("not a quantity (examples: 8Gi, 16G, 512Mi)") from None
         return value
 
 
@@ -56,7 +65,7 @@ class ClusterConfig(BaseModel):
     def _valid_name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError(
-                f"'{value}' is not a valid cluster name (lower-case letters, digits and dashes, "
+                "not a valid cluster name (lower-case letters, digits and dashes, "
                 "at most 63, starting and ending with a letter or digit)"
             )
         return value

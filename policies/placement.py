@@ -154,10 +154,9 @@ def free_share_score(request: PlacementRequest, cluster: ClusterView) -> float:
     return max(0.0, (cluster.free.cpu - request.total.cpu) / cluster.total.cpu)
 
 
-def preference_score(request: PlacementRequest, cluster: ClusterView) -> float:
-    if cluster.name not in request.preferred:
-        return 0.0
-    return 1.0 - request.preferred.index(cluster.name) / len(request.preferred)
+def preference_rank(request: PlacementRequest, cluster: str) -> int:
+    """A cluster's place in the spec's ``preferredClusters`` (0 is first); unlisted ones come after all."""
+    return request.preferred.index(cluster) if cluster in request.preferred else len(request.preferred)
 
 
 class PlacementEngine:
@@ -176,15 +175,18 @@ class PlacementEngine:
             if verdict.eligible:
                 verdict.score = round(sum(w * score(request, cluster) for score, w in self.scorers), 6)
             verdicts.append(verdict)
-        verdicts.sort(key=lambda v: (not v.eligible, -v.score, v.cluster))
+        # The user's preference order outranks every score; scores order the rest; names break ties.
+        verdicts.sort(
+            key=lambda v: (not v.eligible, preference_rank(request, v.cluster), -v.score, v.cluster)
+        )
         chosen = verdicts[0].cluster if verdicts and verdicts[0].eligible else None
         return Decision(chosen, verdicts)
 
 
 def default_engine() -> PlacementEngine:
     """The built-in pipeline: explicit cluster, readiness, labels, capabilities, gang capacity;
-    then preference order, weight and free share."""
+    then the spec's preference order, then weight and free share."""
     return PlacementEngine(
         filters=[explicit_cluster, ready, labels, capabilities, capacity],
-        scorers=[(preference_score, 10.0), (weight_score, 2.0), (free_share_score, 1.0)],
+        scorers=[(weight_score, 2.0), (free_share_score, 1.0)],
     )

@@ -107,17 +107,23 @@ _ENV_BUILDERS: dict[str, EnvBuilder] = {
 
 
 def success_roles(spec: ExperimentSpec) -> list[str]:
-    """Roles whose replicas must all exit 0 for the run to succeed (Kubeflow's default policy).
+    """Roles whose replicas must all exit 0 for the run to succeed.
 
-    A Chief or Master decides alone when there is one; otherwise every Worker must finish.
-    Parameter servers and evaluators never decide: they are stopped once the run has succeeded.
+    TensorFlow follows the Kubeflow TFJob policy: a Chief (or Master) decides alone when there
+    is one, because in parameter-server training the workers and parameter servers never exit on
+    their own; otherwise every Worker must finish. Parameter servers and evaluators never decide:
+    they are stopped once the run has succeeded. Every other framework waits for every replica,
+    so no worker is cut off while it is still writing its results.
     """
+    roles = [role for role, _ in spec.ordered_roles()]
+    if spec.meta.framework != "tensorflow":
+        return roles
     for role in ("Chief", "Master"):
         if role in spec.spec:
             return [role]
     if "Worker" in spec.spec:
         return ["Worker"]
-    return [role for role, _ in spec.ordered_roles()]
+    return roles
 
 
 def build_plan(

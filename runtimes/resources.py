@@ -30,6 +30,8 @@ def parse_cpu(text: str) -> float:
         cores = Decimal(value[:-1]) / 1000 if value.endswith("m") else Decimal(value)
     except InvalidOperation:
         raise ResourceError(f"cpu '{text}' is not a number of cores (examples: 2, 0.5, 500m)") from None
+    if not cores.is_finite():
+        raise ResourceError(f"cpu '{text}' is not a number of cores (examples: 2, 0.5, 500m)")
     if cores <= 0:
         raise ResourceError(f"cpu '{text}' must be greater than zero")
     return float(cores)

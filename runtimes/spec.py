@@ -61,10 +61,10 @@ class ExperimentMeta(_Model):
             raise ValueError(f"unknown framework '{value}'; expected one of {known}")
         return lowered
 
-    @field_validator("name")
+    @field_validator("name", mode="before")
     @classmethod
-    def _lower_name(cls, value: str) -> str:
-        return value.strip().lower()
+    def _lower_name(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class TaskSpec(_Model):

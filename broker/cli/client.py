@@ -1,0 +1,237 @@
+"""A small typed REST client for the broker's Submarine 0.8.0-compatible API (``{url}/api/v1``).
+
+Every answer is the Submarine envelope ``{"status", "code", "success", "message", "result",
+"attributes"}``. :class:`BrokerClient` unwraps it and returns ``result``; an error envelope, a
+non-JSON body or a transport failure becomes a :class:`BrokerError`, so callers never see httpx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeAlias
+from urllib.parse import quote
+
+import httpx
+
+from broker import __version__
+
+JSONObject: TypeAlias = dict[str, Any]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+API_PREFIX = "/api/v1"
+#: Statuses after which an experiment never changes again.
+TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Deleted"})
+
+
+class BrokerError(Exception):
+    """The broker answered with an error envelope, or its answer could not be understood."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(BrokerError):
+    """HTTP 404: the experiment or cluster is unknown (or the experiment was deleted)."""
+
+
+class BrokerUnreachable(BrokerError):
+    """No HTTP answer at all: connection refused, DNS failure, timeout, bad protocol."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(0, f"cannot reach the broker at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of ``GET /experiment``: the items and the paging ``attributes``."""
+
+    items: list[JSONObject]
+    total: int | None = None
+    page: int | None = None
+    page_size: int | None = None
+    attributes: JSONObject = field(default_factory=dict)
+
+
+def api_base(url: str) -> str:
+    """``http://host:8080`` or ``http://host:8080/api/v1`` → ``http://host:8080/api/v1``."""
+    base = url.strip().rstrip("/")
+    return base if base.endswith(API_PREFIX) else base + API_PREFIX
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class BrokerClient:
+    """Synchronous client for one broker. Cheap to create; the HTTP pool opens on first use."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.strip().rstrip("/") or DEFAULT_URL
+        self.token = token or None
+        self.timeout = timeout
+        self._transport = transport
+        self._http: httpx.Client | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection pool (safe to call more than once)."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def __enter__(self) -> BrokerClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            headers = {"Accept": "application/json", "User-Agent": f"submarine-broker-cli/{__version__}"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            try:
+                self._http = httpx.Client(
+                    base_url=api_base(self.url),
+                    headers=headers,
+                    timeout=self.timeout,
+                    transport=self._transport,
+                )
+            except (httpx.InvalidURL, ValueError, TypeError) as exc:
+                raise BrokerError(0, f"invalid broker URL {self.url!r}: {exc}") from None
+        return self._http
+
+    # -- transport -----------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Any, JSONObject]:
+        """Send one request; return the envelope's ``(result, attributes)`` or raise BrokerError."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._client().request(method, path, params=query or None, json=body, headers=headers)
+        except httpx.TimeoutException:
+            raise BrokerUnreachable(self.url, f"no answer within {self.timeout:g}s") from None
+        except httpx.TransportError as exc:
+            raise BrokerUnreachable(self.url, str(exc) or type(exc).__name__) from None
+        except httpx.InvalidURL as exc:
+            raise BrokerError(0, f"invalid broker URL {self.url!r}: {exc}") from None
+        return self._decode(response)
+
+    def _decode(self, response: httpx.Response) -> tuple[Any, JSONObject]:
+        http_code = response.status_code
+        try:
+            envelope = response.json()
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or not {"status", "code", "result", "message"} & envelope.keys():
+            what = "an empty body" if not response.content else f"a non-JSON body: {_snippet(response.text)}"
+            if envelope is not None:
+                what = "JSON that is not a Submarine envelope"
+            error = NotFound if http_code == 404 else BrokerError
+            raise error(http_code, f"the broker at {self.url} answered HTTP {http_code} with {what}")
+        code = _int_or_none(envelope.get("code"))
+        if http_code >= 400 or (code is not None and code >= 400) or envelope.get("success") is False:
+            code = http_code if http_code >= 400 else (code or http_code)
+            message = envelope.get("message")
+            if not isinstance(message, str) or not message.strip():
+                message = f"HTTP {code} {envelope.get('status') or response.reason_phrase}".strip()
+            raise (NotFound if code == 404 else BrokerError)(code, message)
+        attributes = envelope.get("attributes")
+        return envelope.get("result"), attributes if isinstance(attributes, dict) else {}
+
+    def _object(self, method: str, path: str, **kwargs: Any) -> JSONObject:
+        result, _ = self._call(method, path, **kwargs)
+        if not isinstance(result, dict):
+            raise BrokerError(0, f"unexpected answer to {method} {path}: expected an object")
+        return result
+
+    def _list(self, path: str, **kwargs: Any) -> tuple[list[JSONObject], JSONObject]:
+        result, attributes = self._call("GET", path, **kwargs)
+        if result is None:
+            result = []
+        if not isinstance(result, list):
+            raise BrokerError(0, f"unexpected answer to GET {path}: expected a list")
+        return [item for item in result if isinstance(item, dict)], attributes
+
+    # -- experiments ---------------------------------------------------------------------------
+    def submit_experiment(self, spec: JSONObject, idempotency_key: str | None = None) -> JSONObject:
+        """``POST /experiment``: submit an ExperimentSpec; returns the new Experiment."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._object("POST", "/experiment", body=spec, headers=headers)
+
+    def list_experiments(
+        self, status: str | None = None, page: int | None = None, page_size: int | None = None
+    ) -> Page:
+        """``GET /experiment``: one page of experiments, optionally filtered by status."""
+        items, attrs = self._list(
+            "/experiment", params={"status": status, "page": page, "pageSize": page_size}
+        )
+        return Page(
+            items=items,
+            total=_int_or_none(attrs.get("total")),
+            page=_int_or_none(attrs.get("page")),
+            page_size=_int_or_none(attrs.get("pageSize")),
+            attributes=attrs,
+        )
+
+    def get_experiment(self, experiment_id: str) -> JSONObject:
+        """``GET /experiment/{id}``; :class:`NotFound` when unknown or deleted."""
+        return self._object("GET", f"/experiment/{_segment(experiment_id)}")
+
+    def delete_experiment(self, experiment_id: str) -> JSONObject:
+        """``DELETE /experiment/{id}``; returns the experiment with status ``Deleted``."""
+        return self._object("DELETE", f"/experiment/{_segment(experiment_id)}")
+
+    def experiment_logs(
+        self, experiment_id: str, replica: str | None = None, tail: int | None = None
+    ) -> JSONObject:
+        """``GET /experiment/logs/{id}``: ``{"experimentId", "logContent": [{"podName", "podLog"}]}``."""
+        return self._object(
+            "GET", f"/experiment/logs/{_segment(experiment_id)}", params={"replica": replica, "tail": tail}
+        )
+
+    def experiment_events(self, experiment_id: str) -> list[JSONObject]:
+        """``GET /experiment/{id}/events``: the status history, oldest first."""
+        items, _ = self._list(f"/experiment/{_segment(experiment_id)}/events")
+        return items
+
+    # -- clusters ------------------------------------------------------------------------------
+    def list_clusters(self) -> list[JSONObject]:
+        """``GET /cluster``: every registered cluster with its state and capacity."""
+        items, _ = self._list("/cluster")
+        return items
+
+    def get_cluster(self, name: str) -> JSONObject:
+        """``GET /cluster/{name}``; :class:`NotFound` when unknown."""
+        return self._object("GET", f"/cluster/{_segment(name)}")

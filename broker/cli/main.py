@@ -1,0 +1,55 @@
+"""The ``submarine-broker`` command: the REST client commands plus ``serve`` and ``db``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from broker import __version__
+from broker.cli.client import DEFAULT_URL, BrokerClient, BrokerError
+from broker.cli.cluster import cluster
+from broker.cli.experiment import experiment
+from broker.cli.server_commands import db, serve
+
+
+class BrokerGroup(click.Group):
+    """Turns every :class:`BrokerError` into ``Error: <message>`` and exit 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokerError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(cls=BrokerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url",
+    envvar="SUBMARINE_BROKER_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="Broker base URL (env SUBMARINE_BROKER_URL).",
+)
+@click.option(
+    "--token",
+    envvar="SUBMARINE_BROKER_TOKEN",
+    default=None,
+    help="Bearer token sent as 'Authorization: Bearer' (env SUBMARINE_BROKER_TOKEN).",
+)
+@click.version_option(__version__, prog_name="submarine-broker")
+@click.pass_context
+def main(ctx: click.Context, url: str, token: str | None) -> None:
+    """Submarine Broker: submit experiments to a federation of clusters."""
+    client = BrokerClient(url, token=token)
+    ctx.obj = client
+    ctx.call_on_close(client.close)
+
+
+main.add_command(experiment)
+main.add_command(cluster)
+main.add_command(serve)
+main.add_command(db)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,244 @@
+"""Rich tables and small formatters for the CLI. Every server-supplied string is rendered as
+plain text (never as Rich markup), and output stays free of colour when stdout is not a tty."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from broker.cli.client import JSONObject
+
+STATUS_STYLES = {
+    "Accepted": "cyan",
+    "Created": "blue",
+    "Running": "yellow",
+    "Succeeded": "green",
+    "Failed": "red",
+    "Deleted": "dim",
+    "Ready": "green",
+    "Unreachable": "red",
+}
+_WIDE = 200
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console on the *current* sys.stdout/stderr; wide when not a terminal so tables don't wrap."""
+    stream = sys.stderr if stderr else sys.stdout
+    is_tty = bool(getattr(stream, "isatty", lambda: False)())
+    width = None if is_tty or os.environ.get("COLUMNS") else _WIDE
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout (the ``--json`` flag)."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def dash(value: object) -> str:
+    """``None``/empty → ``-``; anything else → ``str``."""
+    return "-" if value is None or value == "" else str(value)
+
+
+def fmt_time(value: object) -> str:
+    """``2026-11-29T12:00:00Z`` → ``2026-11-29 12:00:00Z`` (UTC); unparsable values shown as given."""
+    if not isinstance(value, str) or not value:
+        return dash(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if parsed.tzinfo is not None:
+        return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_bytes(value: object) -> str:
+    """Bytes in binary units: ``1610612736`` → ``1.5Gi``."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return dash(value)
+    size = float(value)
+    if abs(size) < 1024:
+        return f"{size:.0f}B"
+    units = ("Ki", "Mi", "Gi", "Ti", "Pi")
+    index = -1
+    while index < len(units) - 1 and (index < 0 or abs(size) >= 1024):
+        size /= 1024
+        index += 1
+    return f"{size:.1f}".rstrip("0").rstrip(".") + units[index]
+
+
+def fmt_number(value: object) -> str:
+    """``4.0`` → ``4``, ``3.5`` → ``3.5``; ``None`` → ``-``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return dash(value)
+
+
+def styled(value: object) -> Text:
+    """A status (experiment or cluster state) coloured by its meaning."""
+    text = dash(value)
+    return Text(text, style=STATUS_STYLES.get(text, ""))
+
+
+def _meta(experiment: JSONObject) -> JSONObject:
+    spec = experiment.get("spec")
+    meta = spec.get("meta") if isinstance(spec, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def experiments_table(items: list[JSONObject]) -> Table:
+    """``experiment list``: id, name, framework, status, cluster, accepted, finished."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("ID", no_wrap=True, overflow="fold")
+    for header in ("NAME", "FRAMEWORK", "STATUS", "CLUSTER", "ACCEPTED", "FINISHED"):
+        table.add_column(header)
+    for exp in items:
+        meta = _meta(exp)
+        table.add_row(
+            Text(dash(exp.get("experimentId"))),
+            Text(dash(meta.get("name"))),
+            Text(dash(meta.get("framework"))),
+            styled(exp.get("status")),
+            Text(dash(exp.get("cluster"))),
+            Text(fmt_time(exp.get("acceptedTime"))),
+            Text(fmt_time(exp.get("finishedTime"))),
+        )
+    return table
+
+
+def _fields(rows: list[tuple[str, object]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for label, value in rows:
+        grid.add_row(label, value if isinstance(value, Text) else Text(dash(value)))
+    return grid
+
+
+def _replicas(experiment: JSONObject) -> str:
+    spec = experiment.get("spec")
+    roles = spec.get("spec") if isinstance(spec, dict) else None
+    if not isinstance(roles, dict):
+        return "-"
+    parts = []
+    for role, task in roles.items():
+        if isinstance(task, dict):
+            parts.append(f"{role} x{task.get('replicas', 1)} ({dash(task.get('resources'))})")
+    return ", ".join(parts) or "-"
+
+
+def experiment_details(experiment: JSONObject, events: list[JSONObject]) -> RenderableType:
+    """``experiment get``: the key facts, the failure reason if any, then the events table."""
+    meta = _meta(experiment)
+    rows: list[tuple[str, object]] = [
+        ("ID", experiment.get("experimentId")),
+        ("Name", meta.get("name")),
+        ("Namespace", experiment.get("namespace") or meta.get("namespace")),
+        ("Owner", experiment.get("owner")),
+        ("Framework", meta.get("framework")),
+        ("Command", meta.get("cmd")),
+        ("Replicas", _replicas(experiment)),
+        ("Status", styled(experiment.get("status"))),
+        ("Cluster", experiment.get("cluster")),
+        ("Attempt", experiment.get("attempt")),
+    ]
+    for label, key in (("Waiting", "statusMessage"), ("Reason", "reason"), ("Failure", "failureCategory")):
+        if experiment.get(key):
+            rows.append((label, experiment.get(key)))
+    for label, key in (
+        ("Accepted", "acceptedTime"),
+        ("Created", "createdTime"),
+        ("Running", "runningTime"),
+        ("Finished", "finishedTime"),
+    ):
+        rows.append((label, fmt_time(experiment.get(key))))
+    if not events:
+        return Group(_fields(rows), Text(""), Text("No events."))
+    table = Table(title="Events", title_justify="left", show_edge=False, pad_edge=False)
+    for header in ("AT", "FROM", "TO", "ATTEMPT", "REASON"):
+        table.add_column(header)
+    for event in events:
+        table.add_row(
+            Text(fmt_time(event.get("at"))),
+            styled(event.get("from")),
+            styled(event.get("to")),
+            Text(dash(event.get("attempt"))),
+            Text(dash(event.get("reason"))),
+        )
+    return Group(_fields(rows), Text(""), table)
+
+
+def _capacity(cluster: JSONObject) -> tuple[JSONObject, JSONObject]:
+    capacity = cluster.get("capacity")
+    capacity = capacity if isinstance(capacity, dict) else {}
+    total, free = capacity.get("total"), capacity.get("free")
+    return (total if isinstance(total, dict) else {}), (free if isinstance(free, dict) else {})
+
+
+def _free_total(cluster: JSONObject, resource: str, fmt: Any) -> str:
+    total, free = _capacity(cluster)
+    return f"{fmt(free.get(resource))}/{fmt(total.get(resource))}"
+
+
+def fmt_labels(labels: object) -> str:
+    """``{"zone": "a", "gpu": "t4"}`` → ``gpu=t4,zone=a``."""
+    if not isinstance(labels, dict) or not labels:
+        return "-"
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def clusters_table(items: list[JSONObject]) -> Table:
+    """``cluster list``: name, kind, state, cpu/memory/gpu free/total, running, labels."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("NAME", no_wrap=True, overflow="fold")
+    for header in (
+        "KIND",
+        "STATE",
+        "CPU FREE/TOTAL",
+        "MEMORY FREE/TOTAL",
+        "GPU FREE/TOTAL",
+        "RUNNING",
+        "LABELS",
+    ):
+        table.add_column(header)
+    for cluster in items:
+        table.add_row(
+            Text(dash(cluster.get("name"))),
+            Text(dash(cluster.get("kind"))),
+            styled(cluster.get("state")),
+            Text(_free_total(cluster, "cpu", fmt_number)),
+            Text(_free_total(cluster, "memory", fmt_bytes)),
+            Text(_free_total(cluster, "gpu", fmt_number)),
+            Text(dash(cluster.get("running"))),
+            Text(fmt_labels(cluster.get("labels"))),
+        )
+    return table
+
+
+def cluster_details(cluster: JSONObject) -> RenderableType:
+    """``cluster get``: every field of one cluster."""
+    return _fields(
+        [
+            ("Name", cluster.get("name")),
+            ("Kind", cluster.get("kind")),
+            ("State", styled(cluster.get("state"))),
+            ("Message", cluster.get("message")),
+            ("Weight", fmt_number(cluster.get("weight"))),
+            ("Labels", fmt_labels(cluster.get("labels"))),
+            ("CPU free/total", _free_total(cluster, "cpu", fmt_number)),
+            ("Memory free/total", _free_total(cluster, "memory", fmt_bytes)),
+            ("GPU free/total", _free_total(cluster, "gpu", fmt_number)),
+            ("Running", cluster.get("running")),
+            ("Last check", fmt_time(cluster.get("lastCheck"))),
+        ]
+    )

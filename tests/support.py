@@ -1,0 +1,195 @@
+"""Helpers shared by the integration tests: free ports, bounded waits, a broker in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psutil
+import yaml
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(
+    check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> T:
+    """Call ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last value: {last!r})")
+
+
+def kill_replicas(work_root: Path) -> None:
+    """Kill every replica process group a local cluster under ``work_root`` started (test cleanup)."""
+    for pid_file in work_root.rglob("*.pid"):
+        try:
+            info = json.loads(pid_file.read_text())
+            proc = psutil.Process(int(info["pid"]))
+            if abs(proc.create_time() - float(info["create_time"])) < 1.0:
+                os.killpg(proc.pid, signal.SIGKILL)
+        except (ValueError, KeyError, OSError, psutil.Error):
+            continue
+
+
+class Broker:
+    """A real broker (``python -m broker serve``) on a free loopback port, with its own config folder."""
+
+    def __init__(
+        self, root: Path, *, clusters: dict[str, dict[str, Any]] | None = None, **settings: Any
+    ) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = root / "broker.yaml"
+        self.clusters_dir = root / "clusters.d"
+        self.data_dir = root / "data"
+        self.log_path = root / "broker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.clusters_dir.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "data_dir": str(self.data_dir),
+            "clusters_dir": str(self.clusters_dir),
+            "loops": {
+                "dispatch_interval": 0.5,
+                "monitor_interval": 0.3,
+                "health_interval": 1.0,
+                "lease_ttl": 6,
+            },
+        }
+        loops = settings.pop("loops", {})
+        config["loops"].update(loops)
+        config.update(settings)
+        self.config_path.write_text(yaml.safe_dump(config))
+        for name, body in (clusters if clusters is not None else {"local": {"kind": "local"}}).items():
+            self.add_cluster(name, **body)
+        self.client = httpx.Client(base_url=self.url + "/api/v1", timeout=30)
+
+    def add_cluster(self, name: str, **body: Any) -> None:
+        (self.clusters_dir / f"{name}.yaml").write_text(yaml.safe_dump({"name": name, **body}))
+
+    def start(self, *, wait: bool = True) -> Broker:
+        log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "broker", "serve", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            env=env,
+        )
+        if wait:
+            wait_for(self._ready, timeout=60, what=f"broker on {self.url} (log: {self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return self.client.get("/experiment/ping").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the broker alone (its replicas live in their own sessions and keep running)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 15 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+        kill_replicas(self.data_dir)
+        self.client.close()
+
+    # REST shortcuts -------------------------------------------------------------------------
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        answer = self.client.post("/experiment", json=spec)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["result"]
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        answer = self.client.get(f"/experiment/{experiment_id}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()["result"]
+
+    def wait_status(self, experiment_id: str, *statuses: str, timeout: float = 60) -> dict[str, Any]:
+        """Wait until the experiment is in one of ``statuses``; fail early if it ends elsewhere."""
+        terminal = {"Succeeded", "Failed", "Deleted"}
+
+        def check() -> dict[str, Any] | None:
+            found = self.experiment(experiment_id)
+            if found["status"] in statuses:
+                return found
+            if found["status"] in terminal:
+                raise AssertionError(
+                    f"{experiment_id} ended {found['status']} ({found['reason']}), not {statuses}"
+                )
+            return None
+
+        return wait_for(check, timeout=timeout, what=f"{experiment_id} to reach {'/'.join(statuses)}")
+
+    def logs(self, experiment_id: str) -> dict[str, list[str]]:
+        answer = self.client.get(f"/experiment/logs/{experiment_id}")
+        assert answer.status_code == 200, answer.text
+        return {entry["podName"]: entry["podLog"] for entry in answer.json()["result"]["logContent"]}
+
+    def events(self, experiment_id: str) -> list[dict[str, Any]]:
+        answer = self.client.get(f"/experiment/{experiment_id}/events")
+        assert answer.status_code == 200, answer.text
+        return answer.json()["result"]
+
+
+def python_spec(
+    code: str,
+    *,
+    name: str = "job",
+    framework: str = "python",
+    roles: dict[str, dict[str, Any]] | None = None,
+    **meta: Any,
+) -> dict[str, Any]:
+    """An ExperimentSpec whose command runs ``code`` with this interpreter."""
+    import shlex
+
+    cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+    return {
+        "meta": {"name": name, "framework": framework, "cmd": cmd, **meta},
+        "environment": {"image": "python:3.11"},
+        "spec": roles or {"Worker": {"replicas": 1, "resources": "cpu=0.1,memory=64M"}},
+    }

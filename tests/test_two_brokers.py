@@ -1,0 +1,58 @@
+"""Two broker replicas on one PostgreSQL database: one dispatches, nothing runs twice, take-over works."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.support import python_spec, wait_for
+
+pytestmark = pytest.mark.postgres
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    name = f"sb_two_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_two_replicas_start_every_experiment_once_and_fail_over(broker_factory, pg_url, tmp_path) -> None:
+    work = tmp_path / "shared-work"
+    cluster = {"local": {"kind": "local", "work_dir": str(work)}}
+    loops = {"lease_ttl": 3, "dispatch_interval": 0.3}
+    a = broker_factory(name="a", database_url=pg_url, clusters=cluster, loops=loops)
+    b = broker_factory(name="b", database_url=pg_url, clusters=cluster, loops=loops)
+    starts = tmp_path / "starts.txt"
+    release = tmp_path / "release"
+    code = (
+        "import os, pathlib, time\n"
+        f"with open({str(starts)!r}, 'a') as f: f.write(os.environ['JOB_ID'] + '\\n')\n"
+        f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)\n"
+    )
+    ids = [(a if i % 2 else b).submit(python_spec(code, name=f"e{i}"))["experimentId"] for i in range(6)]
+    assert len(set(ids)) == 6, "two replicas handed out the same id"
+    for exp_id in ids:
+        a.wait_status(exp_id, "Running")
+
+    # Whoever holds the lease dies; the other takes over and sees the runs through.
+    leader = a if "took the scheduler lease" in a.log() else b
+    follower = b if leader is a else a
+    leader.kill()
+    wait_for(
+        lambda: "took the scheduler lease" in follower.log(), timeout=30, what="the follower to take over"
+    )
+    release.touch()
+    for exp_id in ids:
+        follower.wait_status(exp_id, "Succeeded")
+    started = starts.read_text().split()
+    assert sorted(started) == sorted(ids), f"starts per experiment: {started}"
