@@ -80,6 +80,10 @@ class Loops:
             self.lease.leader = False
         if self.lease.leader and not was:
             log.info("took the scheduler lease as %s", self.lease.holder)
+            # Level-triggered take-over: learn what runs where before placing anything new, so
+            # capacity held by work started before a restart (or by the old leader) is counted.
+            await self._monitor()
+            await self._health()
             self.wake_dispatch()
         elif was and not self.lease.leader:
             log.warning("lost the scheduler lease")
