@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, select, text, update
+from sqlalchemy import inspect, select, text, update
 
 from broker.ids import IdGenerator
 from broker.scheduler.lease import release, try_acquire
@@ -16,24 +16,6 @@ from broker.state import IllegalTransition, Status, now, transition
 from broker.store.database import Database
 from broker.store.migrate import current_revision, upgrade
 from broker.store.models import Event, Experiment, Lease
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    """A throwaway database on the machine's PostgreSQL, dropped afterwards."""
-    name = f"sb_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - the message says what to fix
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for the store tests and refused: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -46,10 +28,6 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     database = Database(url)
     upgrade(database.engine)
     yield database
-    if request.param == "postgresql":
-        with database.engine.begin() as conn:
-            for table in ("experiment_event", "experiment", "scheduler_lease", "id_epoch"):
-                conn.execute(text(f"DELETE FROM {table}"))
     database.dispose()
 
 

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,39 +64,39 @@ class ExperimentService:
         namespace = spec.meta.namespace or self.default_namespace
         experiment_id = self.ids.next()
         stamp = now()
-        row = Experiment(
-            id=experiment_id,
-            uid=new_uid(),
-            attempt=1,
-            name=spec.meta.name,
-            namespace=namespace,
-            owner=owner,
-            framework=spec.meta.framework,
-            status=Status.ACCEPTED.value,
-            spec=stored_spec(spec, experiment_id, namespace),
-            priority=0,
-            idempotency_key=idempotency_key,
-            dispatch_tries=0,
-            accepted_at=stamp,
-            updated_at=stamp,
-        )
+        values = {
+            "id": experiment_id,
+            "uid": new_uid(),
+            "attempt": 1,
+            "name": spec.meta.name,
+            "namespace": namespace,
+            "owner": owner,
+            "framework": spec.meta.framework,
+            "status": Status.ACCEPTED.value,
+            "spec": stored_spec(spec, experiment_id, namespace),
+            "priority": 0,
+            "idempotency_key": idempotency_key,
+            "dispatch_tries": 0,
+            "accepted_at": stamp,
+            "updated_at": stamp,
+        }
+        first_event = {
+            "experiment_id": experiment_id,
+            "at": stamp,
+            "from_status": None,
+            "to_status": Status.ACCEPTED.value,
+            "reason": f"submitted by {owner}",
+            "attempt": 1,
+        }
 
-        def insert(session: Session) -> Experiment:
-            session.add(row)
-            session.add(
-                Event(
-                    experiment_id=experiment_id,
-                    at=stamp,
-                    from_status=None,
-                    to_status=Status.ACCEPTED.value,
-                    reason=f"submitted by {owner}",
-                    attempt=1,
-                )
-            )
-            return row
+        def insert_rows(session: Session) -> Experiment:
+            # Core inserts: the hottest write of the broker, about half the cost of an ORM flush.
+            session.execute(insert(Experiment), [values])
+            session.execute(insert(Event), [first_event])
+            return Experiment(**values)
 
         try:
-            created = await self.db.run(insert)
+            created = await self.db.run(insert_rows)
         except IntegrityError:
             if idempotency_key is None:
                 raise

@@ -66,6 +66,8 @@ class Loops:
 
     def wake_dispatch(self) -> None:
         """Run dispatch now (or right after the pass in progress)."""
+        if self._wake_pending or self.dispatch_paused:
+            return  # a pass is already due; it will see this submission too
         self._wake_pending = True
         job = self._scheduler.get_job("dispatch")
         if job is not None:
@@ -90,6 +92,7 @@ class Loops:
 
     async def _dispatch(self) -> None:
         if not self.lease.leader or self.dispatch_paused:
+            self._wake_pending = False
             return
         while True:
             self._wake_pending = False

@@ -1,15 +1,21 @@
 """Engine creation and the one way the async server reaches the database.
 
-SQLAlchemy runs synchronously here; :meth:`Database.run` executes a function with a session in a
-thread pool and commits it. SQLite gets a single writer thread: many threads contending for its
-write lock give a far worse tail than one (measured in ../shared/reference/run-here.md §7).
+SQLAlchemy runs synchronously here; :meth:`Database.run` executes a function with a session off
+the event loop and commits it. SQLite gets a single writer thread (many threads contending for its
+write lock give a far worse tail than one, see ../shared/reference/run-here.md §7) that commits
+whatever units of work queued up meanwhile together, each in its own savepoint: one fsync-bound
+commit then serves a burst of submissions, and a unit that fails rolls back alone.
+PostgreSQL gets a pool of threads, one transaction per unit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -17,9 +23,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: The most units of work one group commit takes.
+MAX_BATCH = 64
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, open transactions, so SAVEPOINT works as documented.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -28,16 +40,93 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``: SQLite in WAL mode, or any SQLAlchemy URL (PostgreSQL in production)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+_Unit = tuple[Callable[[Session], Any], Future[Any]]
+
+
+class _GroupCommitWriter:
+    """One thread running queued units of work, committing those that waited together."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Session], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.put((fn, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(more)
+            if len(batch) == 1:
+                self._run_alone(*batch[0])
+            else:
+                self._run_together(batch)
+
+    def _run_alone(self, fn: Callable[[Session], Any], future: Future[Any]) -> None:
+        try:
+            with self._sessions.begin() as session:
+                result = fn(session)
+        except BaseException as exc:  # handed to the awaiting caller
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def _run_together(self, batch: list[_Unit]) -> None:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            with self._sessions.begin() as session:
+                for fn, future in batch:
+                    try:
+                        with session.begin_nested():
+                            outcomes.append((future, fn(session), None))
+                    except Exception as exc:
+                        outcomes.append((future, None, exc))
+        except BaseException as exc:
+            log.warning("group commit of %d units failed: %s", len(batch), exc)
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for future, result, error in outcomes:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
 
 
 class Database:
@@ -48,7 +137,8 @@ class Database:
         self.engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._executor = ThreadPoolExecutor(max_workers=1 if self.is_sqlite else 8, thread_name_prefix="db")
+        self._writer = _GroupCommitWriter(self.sessions) if self.is_sqlite else None
+        self._executor = None if self.is_sqlite else ThreadPoolExecutor(8, thread_name_prefix="db")
 
     def session(self) -> Session:
         """A new session for synchronous callers (the CLI, tests, migrations)."""
@@ -60,11 +150,16 @@ class Database:
             return fn(session)
 
     async def run(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn(session)`` in a transaction on the database thread pool."""
+        """Run ``fn(session)`` in a transaction (perhaps shared with others, each in a savepoint)."""
+        if self._writer is not None:
+            return await asyncio.wrap_future(self._writer.submit(fn))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.call, fn)
 
     def dispose(self) -> None:
-        """Close every connection and stop the thread pool."""
-        self._executor.shutdown(wait=True)
+        """Finish queued work, close every connection and stop the threads."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         self.engine.dispose()
