@@ -123,3 +123,25 @@ def test_two_id_generators_never_repeat_an_id(db: Database) -> None:
     assert ids[0].startswith(f"experiment-{first.epoch_ms}-0001")
     notebooks = IdGenerator(db, "notebook", "_", "broker-a")
     assert notebooks.next().startswith("notebook_") and notebooks.next().endswith("_0002")
+
+
+def test_group_commit_keeps_each_unit_apart(tmp_path: Path) -> None:
+    """Units committed together still succeed or fail one by one (a failing one rolls back alone)."""
+    import asyncio
+
+    from sqlalchemy.exc import IntegrityError
+
+    database = Database(f"sqlite:///{tmp_path / 'group.db'}")
+    upgrade(database.engine)
+
+    async def burst() -> list[object]:
+        units = [lambda s, i=i: s.add(_experiment(f"experiment-1-{i:04d}")) for i in range(20)]
+        units.insert(7, lambda s: s.add(_experiment("experiment-1-0003")))  # duplicate primary key
+        return await asyncio.gather(*(database.run(u) for u in units), return_exceptions=True)
+
+    outcomes = asyncio.run(burst())
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(failures) == 1 and isinstance(failures[0], IntegrityError)
+    stored = database.call(lambda s: s.scalars(select(Experiment.id)).all())
+    assert sorted(stored) == [f"experiment-1-{i:04d}" for i in range(20)]
+    database.dispose()

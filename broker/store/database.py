@@ -93,10 +93,16 @@ class _GroupCommitWriter:
                     self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(more)
-            if len(batch) == 1:
-                self._run_alone(*batch[0])
-            else:
-                self._run_together(batch)
+            try:
+                if len(batch) == 1:
+                    self._run_alone(*batch[0])
+                else:
+                    self._run_together(batch)
+            except BaseException as exc:  # the writer must outlive any unit; never leave a caller waiting
+                log.exception("database writer failed on a batch of %d", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
 
     def _run_alone(self, fn: Callable[[Session], Any], future: Future[Any]) -> None:
         try:
@@ -113,10 +119,13 @@ class _GroupCommitWriter:
             with self._sessions.begin() as session:
                 for fn, future in batch:
                     try:
+                        # The savepoint's flush happens on leaving the block: it can fail there too.
                         with session.begin_nested():
-                            outcomes.append((future, fn(session), None))
+                            result = fn(session)
                     except Exception as exc:
                         outcomes.append((future, None, exc))
+                    else:
+                        outcomes.append((future, result, None))
         except BaseException as exc:
             log.warning("group commit of %d units failed: %s", len(batch), exc)
             for _, future in batch:
