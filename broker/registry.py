@@ -69,6 +69,7 @@ class ClusterState:
             total=self.total,
             free=self.free,
             message=self.message if not self.ready else "",
+            running=self.health.running if self.health else 0,
         )
 
 

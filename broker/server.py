@@ -18,6 +18,9 @@ from broker.config import ConfigError, load_clusters_dir
 from broker.config.models import BrokerConfig
 from broker.experiments.service import ExperimentService
 from broker.ids import IdGenerator
+from broker.planner import Planner
+from broker.policy_runtime import PolicyRuntime
+from broker.policy_store import PolicyStore, seed_default_policy
 from broker.registry import ClusterRegistry
 from broker.scheduler.dispatch import Dispatcher
 from broker.scheduler.lease import LeaseKeeper
@@ -40,6 +43,9 @@ class BrokerContext:
     experiments: ExperimentService
     loops: Loops
     config_errors: list[ConfigError]
+    policy: PolicyRuntime
+    policy_store: PolicyStore
+    planner: Planner
 
 
 def is_loopback(host: str) -> bool:
@@ -82,13 +88,16 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         log.error("cluster file refused: %s", problem)
     for cluster_config in configs:
         registry.add(cluster_config)
+    seed_default_policy(db, config.default_policy)
+    policy = PolicyRuntime(db)
+    planner = Planner(registry, policy, default_engine())
     ids = IdGenerator(db, "experiment", "-", holder)
     loops = Loops(
         lease=LeaseKeeper(db, LEASE_NAME, holder, config.loops.lease_ttl),
         dispatcher=Dispatcher(
             db,
             registry,
-            default_engine(),
+            planner,
             backoff_max=config.loops.dispatch_backoff_max,
             extra_env={
                 "SUBMARINE_SERVER_DNS_NAME": config.host,
@@ -97,12 +106,18 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         ),
         monitor=Monitor(db, registry),
         registry=registry,
+        policy=policy,
         config=config.loops,
     )
     experiments = ExperimentService(
-        db, registry, ids, default_namespace=config.default_namespace, on_submitted=loops.wake_dispatch
+        db,
+        registry,
+        ids,
+        default_namespace=config.default_namespace,
+        planner=planner,
+        on_submitted=loops.wake_dispatch,
     )
-    return BrokerContext(config, db, registry, experiments, loops, errors)
+    return BrokerContext(config, db, registry, experiments, loops, errors, policy, PolicyStore(db), planner)
 
 
 def create_app(config: BrokerConfig) -> Starlette:

@@ -74,6 +74,7 @@ class Broker:
             "port": self.port,
             "data_dir": str(self.data_dir),
             "clusters_dir": str(self.clusters_dir),
+            "default_policy": str(REPO / "config" / "policy.csv"),
             "loops": {
                 "dispatch_interval": 0.5,
                 "monitor_interval": 0.3,

@@ -99,26 +99,34 @@ def test_delete_stops_every_replica_and_hides_the_experiment(broker: Broker) -> 
     assert [e["experimentId"] for e in deleted] == [exp_id]  # history kept for audit
 
 
-def test_list_filters_by_status_and_pages(broker: Broker) -> None:
+def test_list_filters_by_status_and_pages(broker_factory) -> None:
+    broker = broker_factory(clusters={"local": {"kind": "local", "capacity": {"cpu": 1}}})
     ids = [broker.submit(python_spec("pass", name=f"n{i}"))["experimentId"] for i in range(3)]
     for exp_id in ids:
         broker.wait_status(exp_id, "Succeeded")
-    never = python_spec("pass", name="never")
-    never["spec"]["Worker"]["resources"] = "cpu=10000"
-    waiting = broker.submit(never)["experimentId"]
+    release = broker.root / "release"
+    hold = f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)"
+    whole_cpu = {"Worker": {"replicas": 1, "resources": "cpu=1"}}
+    holder = broker.submit(python_spec(hold, name="holder", roles=whole_cpu))["experimentId"]
+    broker.wait_status(holder, "Running")
+    waiting = broker.submit(python_spec("pass", name="waiting", roles=whole_cpu))["experimentId"]
 
     everything = broker.client.get("/experiment").json()
-    assert everything["attributes"]["total"] == 4
+    assert everything["attributes"]["total"] == 5
     succeeded = broker.client.get("/experiment", params={"status": "Succeeded"}).json()
     assert sorted(e["experimentId"] for e in succeeded["result"]) == sorted(ids)
     accepted = broker.client.get("/experiment", params={"status": "accepted"}).json()["result"]
     assert [e["experimentId"] for e in accepted] == [waiting]
+    running = broker.client.get("/experiment", params={"status": "RUNNING"}).json()["result"]
+    assert [e["experimentId"] for e in running] == [holder]
 
     first = broker.client.get("/experiment", params={"page": 1, "pageSize": 3}).json()
     second = broker.client.get("/experiment", params={"page": 2, "pageSize": 3}).json()
-    assert len(first["result"]) == 3 and len(second["result"]) == 1
+    assert len(first["result"]) == 3 and len(second["result"]) == 2
     seen = {e["experimentId"] for e in first["result"]} | {e["experimentId"] for e in second["result"]}
-    assert seen == {*ids, waiting}
+    assert seen == {*ids, holder, waiting}
+    release.touch()
+    broker.wait_status(waiting, "Succeeded")
 
 
 def test_ping_and_envelope_shape(broker: Broker) -> None:

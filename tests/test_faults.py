@@ -70,12 +70,11 @@ def test_second_experiment_waits_for_capacity_then_runs(broker_factory) -> None:
     assert broker.logs(second)[f"{second}-worker-0"] == ["second ran"]
 
 
-def test_gang_that_never_fits_waits_with_the_reason(broker_factory) -> None:
+def test_gang_that_can_never_fit_is_refused_at_submit_with_the_reason(broker_factory) -> None:
     broker = broker_factory(clusters={"local": {"kind": "local", "capacity": {"cpu": 2}}})
     roles = {"Worker": {"replicas": 3, "resources": "cpu=1"}}
-    exp_id = broker.submit(python_spec("pass", roles=roles))["experimentId"]
-    waiting = wait_for(
-        lambda: (e := broker.experiment(exp_id))["statusMessage"] and e, what="a waiting reason"
-    )
-    assert waiting["status"] == "Accepted"
-    assert "for all 3 replicas" in waiting["statusMessage"] and "in all" in waiting["statusMessage"]
+    answer = broker.client.post("/experiment", json=python_spec("pass", roles=roles))
+    assert answer.status_code == 422, answer.text
+    message = answer.json()["message"]
+    assert "for all 3 replicas" in message and "in all" in message
+    assert broker.client.get("/experiment").json()["attributes"]["total"] == 0

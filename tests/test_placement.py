@@ -256,15 +256,22 @@ def test_summary_with_no_clusters() -> None:
 def test_to_json_shape() -> None:
     decision = place(request(cpu=4), cluster("a", cpu=2), cluster("b", cpu=16))
     data = decision.to_json()
-    assert set(data) == {"chosen", "summary", "verdicts"}
+    assert set(data) == {"chosen", "summary", "revision", "neverFits", "rejection", "verdicts"}
     assert data["chosen"] == "b"
     assert data["summary"] == "placed on b"
+    assert data["revision"] is None and data["neverFits"] is False and data["rejection"] is None
     verdicts = data["verdicts"]
     assert isinstance(verdicts, list)
-    assert [set(v) for v in verdicts] == [{"cluster", "eligible", "reasons", "score"}] * 2
+    assert [set(v) for v in verdicts] == [
+        {"cluster", "eligible", "reasons", "filters", "scores", "score"}
+    ] * 2
     assert verdicts[0]["cluster"] == "b" and verdicts[0]["eligible"] is True and verdicts[0]["reasons"] == []
     assert verdicts[0]["score"] > 0
-    assert verdicts[1]["cluster"] == "a" and verdicts[1]["eligible"] is False
+    assert set(verdicts[0]["scores"]) == {"policy_weight", "free_share", "spread"}
+    assert verdicts[1]["cluster"] == "a" and verdicts[1]["eligible"] is False and verdicts[1]["scores"] == {}
+    assert {"name": "fits_total", "passed": False, "reason": verdicts[1]["reasons"][0]} in verdicts[1][
+        "filters"
+    ]
     assert json.loads(json.dumps(data)) == data
 
 

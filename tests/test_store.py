@@ -50,9 +50,20 @@ def _experiment(exp_id: str, **extra) -> Experiment:
 
 def test_migrations_create_every_table_and_are_repeatable(db: Database) -> None:
     tables = set(inspect(db.engine).get_table_names())
-    assert {"experiment", "experiment_event", "scheduler_lease", "id_epoch", "alembic_version"} <= tables
+    assert {
+        "experiment",
+        "experiment_event",
+        "scheduler_lease",
+        "id_epoch",
+        "alembic_version",
+        "team",
+        "broker_user",
+        "api_token",
+        "policy_line",
+        "policy_revision",
+    } <= tables
     upgrade(db.engine)  # a second run changes nothing and does not fail
-    assert current_revision(db.engine) == "0001"
+    assert current_revision(db.engine) == "0002"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

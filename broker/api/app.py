@@ -9,9 +9,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 
-from broker.api import clusters, experiments
+from broker.api import clusters, experiments, placement, policy, users
+from broker.api.access import AuthenticationMiddleware
 from broker.api.envelope import EnvelopeResponse, error
 from broker.errors import ApiError
 
@@ -42,7 +44,8 @@ async def _unexpected(request: Request, exc: Exception) -> EnvelopeResponse:
 def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None) -> Starlette:
     """The REST application; ``lifespan`` sets ``app.state.broker`` and runs the loops."""
     return Starlette(
-        routes=[*experiments.routes, *clusters.routes],
+        routes=[*experiments.routes, *clusters.routes, *policy.routes, *placement.routes, *users.routes],
+        middleware=[Middleware(AuthenticationMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
+from broker.api.access import GLOBAL, Guard
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import NotFound
 from broker.experiments.views import fmt_time
@@ -40,15 +41,18 @@ def cluster_json(cluster: ClusterState) -> dict[str, Any]:
 
 
 async def list_clusters(request: Request) -> EnvelopeResponse:
+    guard = Guard.of(request)
     registry = request.app.state.broker.registry
-    return ok([cluster_json(c) for c in registry.all()])
+    return ok([cluster_json(c) for c in registry.all() if guard.may(GLOBAL, f"cluster/{c.name}", "read")])
 
 
 async def get_cluster(request: Request) -> EnvelopeResponse:
     name = request.path_params["name"]
     cluster = request.app.state.broker.registry.get(name)
+    missing = f"Not found cluster: {name}"
     if cluster is None:
-        raise NotFound(f"Not found cluster: {name}")
+        raise NotFound(missing)
+    Guard.of(request).require(GLOBAL, f"cluster/{name}", "read", hidden=True, what=missing)
     return ok(cluster_json(cluster))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
+from broker.api.access import Guard
 from broker.api.body import read_document
-from broker.api.caller import caller
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest
 from broker.experiments.service import MAX_PAGE_SIZE, ExperimentService
@@ -18,7 +18,8 @@ def _service(request: Request) -> ExperimentService:
     return request.app.state.broker.experiments
 
 
-def _int_param(request: Request, name: str, default: int | None) -> int | None:
+def int_param(request: Request, name: str, default: int | None) -> int | None:
+    """A whole-number query parameter, or a 400 naming it."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -37,54 +38,53 @@ async def create(request: Request) -> EnvelopeResponse:
     key = request.headers.get("idempotency-key") or None
     if key is not None and len(key) > 128:
         raise BadRequest("Idempotency-Key: at most 128 characters", field="Idempotency-Key")
-    row = await _service(request).create(document, owner=caller(request).user, idempotency_key=key)
+    row = await _service(request).create(document, guard=Guard.of(request), idempotency_key=key)
     return ok(experiment_json(row))
 
 
 async def list_experiments(request: Request) -> EnvelopeResponse:
-    page = _int_param(request, "page", 1)
-    size = _int_param(request, "pageSize", MAX_PAGE_SIZE)
+    page = int_param(request, "page", 1)
+    size = int_param(request, "pageSize", MAX_PAGE_SIZE)
     rows, total = await _service(request).list(
-        status=request.query_params.get("status"), page=page, page_size=size
+        Guard.of(request), status=request.query_params.get("status"), page=page, page_size=size
     )
     return ok([experiment_json(r) for r in rows], attributes={"total": total, "page": page, "pageSize": size})
 
 
 async def get(request: Request) -> EnvelopeResponse:
-    row = await _service(request).get(request.path_params["id"])
+    row = await _service(request).get(request.path_params["id"], Guard.of(request))
     return ok(experiment_json(row))
 
 
 async def delete(request: Request) -> EnvelopeResponse:
-    row = await _service(request).delete(request.path_params["id"])
+    row = await _service(request).delete(request.path_params["id"], Guard.of(request))
     return ok(experiment_json(row))
 
 
 async def logs(request: Request) -> EnvelopeResponse:
     experiment_id = request.path_params["id"]
-    tail = _int_param(request, "tail", None)
+    tail = int_param(request, "tail", None)
     if tail is not None and tail < 0:
         raise BadRequest("tail: must not be negative", field="tail")
     replica = request.query_params.get("replica") or None
-    content = await _service(request).logs(experiment_id, replica=replica, tail=tail)
+    content = await _service(request).logs(experiment_id, Guard.of(request), replica=replica, tail=tail)
     return ok(log_json(experiment_id, content))
 
 
 async def list_logs(request: Request) -> EnvelopeResponse:
     """Submarine's ``GET /experiment/logs``: replica names of every experiment, without lines."""
-    service = _service(request)
-    rows, total = await service.list(status=request.query_params.get("status"))
+    rows, total = await _service(request).list(Guard.of(request), status=request.query_params.get("status"))
     result = [log_json(r.id, [ReplicaLog(name, []) for name in replica_names(r.spec)]) for r in rows]
     return ok(result, attributes={"total": total})
 
 
 async def events(request: Request) -> EnvelopeResponse:
-    found = await _service(request).events(request.path_params["id"])
+    found = await _service(request).events(request.path_params["id"], Guard.of(request))
     return ok([event_json(e) for e in found])
 
 
 async def placement(request: Request) -> EnvelopeResponse:
-    row = await _service(request).get(request.path_params["id"])
+    row = await _service(request).get(request.path_params["id"], Guard.of(request))
     return ok({"experimentId": row.id, "cluster": row.cluster, "decision": row.placement})
 
 

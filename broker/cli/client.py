@@ -235,3 +235,49 @@ class BrokerClient:
     def get_cluster(self, name: str) -> JSONObject:
         """``GET /cluster/{name}``; :class:`NotFound` when unknown."""
         return self._object("GET", f"/cluster/{_segment(name)}")
+
+    # -- users ---------------------------------------------------------------------------------
+    def list_users(self) -> list[JSONObject]:
+        """``GET /user``: every user with its teams (``{"name", "teams", "createdTime"}``)."""
+        items, _ = self._list("/user")
+        return items
+
+    def whoami(self) -> JSONObject:
+        """``GET /user/me``: the caller as the broker sees it (``{"name", "teams", "admin"}``)."""
+        return self._object("GET", "/user/me")
+
+    # -- policy --------------------------------------------------------------------------------
+    def get_policy(self) -> JSONObject:
+        """``GET /policy``: the live policy, ``{"revision", "lines": [csv]}``."""
+        return self._object("GET", "/policy")
+
+    def add_policy_lines(self, lines: list[str], message: str = "") -> JSONObject:
+        """``POST /policy``: add lines (all or none); returns the new ``{"revision", "lines"}``."""
+        return self._object("POST", "/policy", body={"lines": list(lines), "message": message})
+
+    def remove_policy_lines(self, lines: list[str], message: str = "") -> JSONObject:
+        """``DELETE /policy`` with a body: remove lines; returns the new ``{"revision", "lines"}``."""
+        return self._object("DELETE", "/policy", body={"lines": list(lines), "message": message})
+
+    def replace_policy(self, lines: list[str], message: str = "") -> JSONObject:
+        """``PUT /policy``: make ``lines`` the whole policy; returns the new ``{"revision", "lines"}``."""
+        return self._object("PUT", "/policy", body={"lines": list(lines), "message": message})
+
+    def test_policy(self, user: str, namespace: str, obj: str, action: str) -> JSONObject:
+        """``POST /policy/test``: would the policy allow it? ``{..., "allowed", "matched", "revision"}``."""
+        body = {"user": user, "namespace": namespace, "object": obj, "action": action}
+        return self._object("POST", "/policy/test", body=body)
+
+    def policy_revisions(self) -> list[JSONObject]:
+        """``GET /policy/revisions``: every edit, oldest first, with author, time and diff."""
+        items, _ = self._list("/policy/revisions")
+        return items
+
+    def revert_policy(self, revision: int) -> JSONObject:
+        """``POST /policy/revert/{revision}``: restore the policy as it was after ``revision``."""
+        return self._object("POST", f"/policy/revert/{int(revision)}")
+
+    # -- placement -----------------------------------------------------------------------------
+    def explain_placement(self, spec: JSONObject) -> JSONObject:
+        """``POST /placement/explain``: where ``spec`` would go now, every cluster's verdict and why."""
+        return self._object("POST", "/placement/explain", body=spec)

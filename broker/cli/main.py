@@ -7,9 +7,11 @@ from typing import Any
 import click
 
 from broker import __version__
+from broker.cli.admin import token, user
 from broker.cli.client import DEFAULT_URL, BrokerClient, BrokerError
 from broker.cli.cluster import cluster
 from broker.cli.experiment import experiment
+from broker.cli.policy import placement, policy
 from broker.cli.server_commands import db, serve
 
 
@@ -48,6 +50,10 @@ def main(ctx: click.Context, url: str, token: str | None) -> None:
 
 main.add_command(experiment)
 main.add_command(cluster)
+main.add_command(policy)
+main.add_command(placement)
+main.add_command(user)
+main.add_command(token)
 main.add_command(serve)
 main.add_command(db)
 

@@ -242,3 +242,136 @@ def cluster_details(cluster: JSONObject) -> RenderableType:
             ("Last check", fmt_time(cluster.get("lastCheck"))),
         ]
     )
+
+
+# ---------------------------------------------------------------------------- users and policy
+def _strings(value: object) -> list[str]:
+    """A JSON list of strings (anything else in it shown as text); not a list → empty."""
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def users_table(items: list[JSONObject]) -> Table:
+    """``user list``: name, teams, created."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("NAME", no_wrap=True, overflow="fold")
+    table.add_column("TEAMS")
+    table.add_column("CREATED")
+    for user in items:
+        table.add_row(
+            Text(dash(user.get("name"))),
+            Text(", ".join(_strings(user.get("teams"))) or "-"),
+            Text(fmt_time(user.get("createdTime"))),
+        )
+    return table
+
+
+def whoami_details(me: JSONObject) -> RenderableType:
+    """``user whoami``: name, teams and whether the caller is an admin."""
+    admin = me.get("admin")
+    return _fields(
+        [
+            ("Name", me.get("name")),
+            ("Teams", ", ".join(_strings(me.get("teams"))) or "-"),
+            ("Admin", "yes" if admin is True else "no" if admin is False else dash(admin)),
+        ]
+    )
+
+
+def policy_lines(policy: JSONObject) -> list[str]:
+    """``policy list``: a ``#`` header naming the revision, then one line per policy line, so the
+    output is itself a policy file (``policy list > p.csv`` then ``policy replace -f p.csv``)."""
+    lines = _strings(policy.get("lines"))
+    count = f"{len(lines)} line" + ("" if len(lines) == 1 else "s")
+    return [f"# policy revision {dash(policy.get('revision'))} ({count})", *lines]
+
+
+def policy_test_result(answer: JSONObject) -> RenderableType:
+    """``policy test``: ALLOW or DENY for the request tuple, then the line(s) that decided it."""
+    allowed = answer.get("allowed") is True
+    verdict = Text("ALLOW" if allowed else "DENY", style="bold green" if allowed else "bold red")
+    asked = " ".join(dash(answer.get(key)) for key in ("user", "namespace", "object", "action"))
+    head = Text.assemble(verdict, "  ", asked, f"  (policy revision {dash(answer.get('revision'))})")
+    matched = _strings(answer.get("matched"))
+    if not matched:
+        reason = "no policy line matches: denied by default" if not allowed else "no matched line reported"
+        return Group(head, Text(reason))
+    return Group(head, Text("matched:"), *(Text(f"  {line}") for line in matched))
+
+
+def revisions_table(items: list[JSONObject]) -> Table:
+    """``policy revisions``: revision, time, author, the lines added (+) and removed (-), message."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("REVISION", justify="right", no_wrap=True)
+    for header in ("AT", "AUTHOR", "CHANGES", "MESSAGE"):
+        table.add_column(header)
+    for item in items:
+        changes = [f"+ {line}" for line in _strings(item.get("added"))]
+        changes += [f"- {line}" for line in _strings(item.get("removed"))]
+        table.add_row(
+            Text(dash(item.get("revision"))),
+            Text(fmt_time(item.get("at"))),
+            Text(dash(item.get("author"))),
+            Text("\n".join(changes) or "(no change)"),
+            Text(dash(item.get("message"))),
+        )
+    return table
+
+
+def _scores(value: object) -> str:
+    if not isinstance(value, dict) or not value:
+        return "-"
+    return " ".join(f"{name}={fmt_number(score)}" for name, score in value.items())
+
+
+def verdict_reasons(verdict: JSONObject) -> list[str]:
+    """Why a cluster is not eligible: each failing filter as ``name: reason``, then any other reason
+    the server gave that the filters did not already say."""
+    shown: list[str] = []
+    said: set[str] = set()
+    for check in verdict.get("filters") or []:
+        if not isinstance(check, dict) or check.get("passed") is not False:
+            continue
+        reason = check.get("reason")
+        name = dash(check.get("name"))
+        shown.append(f"{name}: {reason}" if reason else f"{name}: failed")
+        if reason:
+            said.add(str(reason))
+    shown += [reason for reason in _strings(verdict.get("reasons")) if reason not in said]
+    return shown
+
+
+def placement_explanation(result: JSONObject) -> RenderableType:
+    """``placement explain``: one row per cluster (server order, best first) with eligibility,
+    score, the per-scorer breakdown and the failing filters' reasons; then the outcome."""
+    head = Text(f"namespace {dash(result.get('namespace'))}, policy revision {dash(result.get('revision'))}")
+    verdicts = [v for v in result.get("verdicts") or [] if isinstance(v, dict)]
+    parts: list[RenderableType] = [head]
+    if verdicts:
+        table = Table(show_edge=False, pad_edge=False)
+        table.add_column("CLUSTER", no_wrap=True, overflow="fold")
+        table.add_column("ELIGIBLE", justify="center")
+        table.add_column("SCORE", justify="right")
+        table.add_column("SCORES")
+        table.add_column("REASONS")
+        for verdict in verdicts:
+            eligible = verdict.get("eligible") is True
+            table.add_row(
+                Text(dash(verdict.get("cluster"))),
+                Text("✓", style="green") if eligible else Text("✗", style="red"),
+                Text(fmt_number(verdict.get("score")) if eligible else "-"),
+                Text(_scores(verdict.get("scores")) if eligible else "-"),
+                Text("\n".join(verdict_reasons(verdict)) or "-"),
+            )
+        parts.append(table)
+    else:
+        parts.append(Text("No clusters are registered."))
+    chosen = result.get("chosen")
+    if chosen:
+        outcome = Text.assemble("would be placed on ", (str(chosen), "bold green"))
+    elif result.get("neverFits"):
+        why = result.get("rejection") or result.get("summary") or "no reason given"
+        outcome = Text.assemble(("can never run: ", "bold red"), str(why))
+    else:
+        outcome = Text.assemble(("would wait: ", "bold yellow"), dash(result.get("summary")))
+    parts.append(outcome)
+    return Group(*parts)

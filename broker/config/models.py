@@ -32,6 +32,9 @@ class BrokerConfig(BaseModel):
     database_url: str | None = Field(default=None, description="Default: SQLite broker.db in data_dir")
     clusters_dir: Path = Path("clusters.d")
     auth: Literal["none", "token"] = "none"
+    default_policy: Path = Field(
+        default=Path("policy.csv"), description="Casbin lines loaded on the first start only"
+    )
     broker_id: str | None = Field(default=None, description="Default: hostname and process id")
     default_namespace: str = "default"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)

@@ -10,20 +10,24 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from broker.api.access import Guard
 from broker.errors import ApiError, BadRequest, NotFound
 from broker.experiments.validation import parse_experiment_spec
 from broker.experiments.views import replica_names, stored_spec
 from broker.ids import IdGenerator, new_uid
+from broker.planner import Planner
 from broker.registry import ClusterRegistry
 from broker.state import Status, now, record, transition
 from broker.store.database import Database
 from broker.store.models import Event, Experiment
 from clusters.base import Handle, ReplicaLog
 from clusters.errors import ClusterError, WorkloadNotFound
+from policies.placement import Decision
+from runtimes.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +44,24 @@ class ExperimentService:
         ids: IdGenerator,
         *,
         default_namespace: str,
+        planner: Planner,
         on_submitted: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.ids = ids
         self.default_namespace = default_namespace
+        self.planner = planner
         self.on_submitted = on_submitted
 
-    async def create(
-        self, document: dict[str, Any], *, owner: str, idempotency_key: str | None = None
-    ) -> Experiment:
-        """Validate and store a new experiment as Accepted; wake the dispatcher."""
+    def check_submission(
+        self, document: dict[str, Any], guard: Guard
+    ) -> tuple[ExperimentSpec, str, Decision]:
+        """Validate a spec for ``guard``'s user and place it as a dry run.
+
+        Raises 400 for a bad spec, 403 when the user may not submit in the namespace, and 422
+        when no registered cluster could ever take the work (the message says why for each).
+        """
         spec = parse_experiment_spec(document)
         wanted = spec.meta.placement.cluster
         if wanted is not None and wanted not in self.registry:
@@ -61,7 +71,19 @@ class ExperimentService:
                 f"(known: {known})",
                 field="meta.placement.cluster",
             )
-        namespace = spec.meta.namespace or self.default_namespace
+        namespace = spec.meta.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
+        guard.require(namespace, "experiment/*", "submit")
+        decision = self.planner.decide(spec, namespace, guard.user)
+        return spec, namespace, decision
+
+    async def create(
+        self, document: dict[str, Any], *, guard: Guard, idempotency_key: str | None = None
+    ) -> Experiment:
+        """Validate, authorise and store a new experiment as Accepted; wake the dispatcher."""
+        owner = guard.user
+        spec, namespace, decision = self.check_submission(document, guard)
+        if decision.never_fits:
+            raise ApiError(422, f"no registered cluster can ever take this experiment: {decision.rejection}")
         experiment_id = self.ids.next()
         stamp = now()
         values = {
@@ -113,17 +135,22 @@ class ExperimentService:
         self.on_submitted()
         return created
 
-    async def get(self, experiment_id: str) -> Experiment:
-        """A live (not deleted) experiment, or 404."""
+    async def get(self, experiment_id: str, guard: Guard, action: str = "read") -> Experiment:
+        """A live (not deleted) experiment the caller may see, or 404; 403 if it may not ``action`` it."""
         row = await self.db.run(lambda s: s.get(Experiment, experiment_id))
+        missing = f"Not found experiment: {experiment_id}"
         if row is None or row.status == Status.DELETED.value:
-            raise NotFound(f"Not found experiment: {experiment_id}")
+            raise NotFound(missing)
+        obj = f"experiment/{row.id}"
+        guard.require(row.namespace, obj, "read", hidden=True, what=missing)
+        if action != "read":
+            guard.require(row.namespace, obj, action)
         return row
 
     async def list(
-        self, *, status: str | None = None, page: int = 1, page_size: int = MAX_PAGE_SIZE
+        self, guard: Guard, *, status: str | None = None, page: int = 1, page_size: int = MAX_PAGE_SIZE
     ) -> tuple[list[Experiment], int]:
-        """Live experiments, newest first, one page, and the total count."""
+        """Live experiments the caller may read, newest first, one page, and their total count."""
         if page < 1:
             raise BadRequest("page: must be 1 or more", field="page")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -135,24 +162,28 @@ class ExperimentService:
             except ValueError as exc:
                 raise BadRequest(f"status: {exc}", field="status") from None
 
-        def query(session: Session) -> tuple[list[Experiment], int]:
+        def query(session: Session) -> list[Experiment]:
             where = (
                 [Experiment.status == wanted.value] if wanted else [Experiment.status != Status.DELETED.value]
             )
-            total = session.scalar(select(func.count()).select_from(Experiment).where(*where)) or 0
-            rows = session.scalars(
-                select(Experiment)
-                .where(*where)
-                .order_by(Experiment.accepted_at.desc(), Experiment.id.desc())
-                .offset((page - 1) * page_size)
-                .limit(page_size)
-            ).all()
-            return list(rows), total
+            return list(
+                session.scalars(
+                    select(Experiment)
+                    .where(*where)
+                    .order_by(Experiment.accepted_at.desc(), Experiment.id.desc())
+                ).all()
+            )
 
-        return await self.db.run(query)
+        # Permission patterns cannot be turned into SQL, so rows are filtered here; the
+        # Authorizer's cache makes each check a dictionary lookup.
+        visible = [
+            r for r in await self.db.run(query) if guard.may(r.namespace, f"experiment/{r.id}", "read")
+        ]
+        start = (page - 1) * page_size
+        return visible[start : start + page_size], len(visible)
 
-    async def events(self, experiment_id: str) -> list[Event]:
-        await self.get(experiment_id)
+    async def events(self, experiment_id: str, guard: Guard) -> list[Event]:
+        await self.get(experiment_id, guard)
         return await self.db.run(
             lambda s: list(
                 s.scalars(select(Event).where(Event.experiment_id == experiment_id).order_by(Event.id)).all()
@@ -160,10 +191,10 @@ class ExperimentService:
         )
 
     async def logs(
-        self, experiment_id: str, *, replica: str | None = None, tail: int | None = None
+        self, experiment_id: str, guard: Guard, *, replica: str | None = None, tail: int | None = None
     ) -> list[ReplicaLog]:
         """Per-replica logs, primary first; replicas that have not started yet have no lines."""
-        row = await self.get(experiment_id)
+        row = await self.get(experiment_id, guard, "logs")
         names = replica_names(row.spec)
         if replica is not None and replica not in names:
             raise NotFound(
@@ -180,9 +211,9 @@ class ExperimentService:
         except ClusterError as exc:
             raise ApiError(503, f"cannot read logs from cluster {row.cluster}: {exc}") from None
 
-    async def delete(self, experiment_id: str) -> Experiment:
+    async def delete(self, experiment_id: str, guard: Guard) -> Experiment:
         """Stop every replica on its cluster, then mark the experiment Deleted (history kept)."""
-        row = await self.get(experiment_id)
+        row = await self.get(experiment_id, guard, "delete")
         note = ""
         cluster = self.registry.get(row.cluster) if row.cluster else None
         if row.handle is not None and cluster is not None:

@@ -15,16 +15,14 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from broker.planner import Planner
 from broker.registry import ClusterRegistry, ClusterState
 from broker.state import FailureCategory, IllegalTransition, Status, now, record, transition
 from broker.store.database import Database
 from broker.store.models import Experiment
 from clusters.base import Capability, Handle
 from clusters.errors import ClusterError, SubmitRejected
-from policies.placement import PlacementEngine, PlacementRequest
 from runtimes.frameworks import build_plan
-from runtimes.plan import ZERO, Resources
-from runtimes.resources import parse_resources
 from runtimes.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -41,6 +39,7 @@ class Pending:
     id: str
     uid: str
     namespace: str
+    owner: str
     spec: dict[str, Any]
     cluster: str | None
     status_message: str | None
@@ -59,32 +58,9 @@ def _pending(session: Session) -> list[Pending]:
         .limit(BATCH)
     ).all()
     return [
-        Pending(r.id, r.uid, r.namespace, r.spec, r.cluster, r.status_message, r.dispatch_tries) for r in rows
+        Pending(r.id, r.uid, r.namespace, r.owner, r.spec, r.cluster, r.status_message, r.dispatch_tries)
+        for r in rows
     ]
-
-
-def placement_request(spec: ExperimentSpec, namespace: str) -> PlacementRequest:
-    """What the spec asks placement for: the whole gang's resources and its placement hints."""
-    total: Resources = ZERO
-    largest: Resources = ZERO
-    count = 0
-    for _, task in spec.ordered_roles():
-        each = parse_resources(task.resources)
-        total = total + each.scaled(task.replicas)
-        count += task.replicas
-        if each.cpu > largest.cpu or each.memory > largest.memory:
-            largest = each
-    hints = spec.meta.placement
-    return PlacementRequest(
-        workload_kind="experiment",
-        namespace=namespace,
-        total=total,
-        largest_replica=largest,
-        replicas=count,
-        cluster=hints.cluster,
-        selector=dict(hints.clusterSelector),
-        preferred=tuple(hints.preferredClusters),
-    )
 
 
 class Dispatcher:
@@ -94,14 +70,14 @@ class Dispatcher:
         self,
         db: Database,
         registry: ClusterRegistry,
-        engine: PlacementEngine,
+        planner: Planner,
         *,
         backoff_max: float,
         extra_env: dict[str, str],
     ) -> None:
         self.db = db
         self.registry = registry
-        self.engine = engine
+        self.planner = planner
         self.backoff_max = backoff_max
         self.extra_env = extra_env
 
@@ -152,8 +128,7 @@ class Dispatcher:
         return await self._created(item, cluster, handle, image_note=plan.image if ignores_image else None)
 
     async def _place(self, item: Pending, spec: ExperimentSpec) -> ClusterState | None:
-        request = placement_request(spec, item.namespace)
-        decision = self.engine.place(request, [c.view() for c in self.registry.all()])
+        decision = self.planner.decide(spec, item.namespace, item.owner)
         if decision.chosen is None:
             summary = decision.summary
 

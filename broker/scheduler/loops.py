@@ -1,8 +1,8 @@
 """The APScheduler jobs: lease, dispatch, monitor and health, one instance each, coalesced.
 
-Dispatch and monitor run only while this process holds the scheduler lease; health runs
-everywhere (every replica serves cluster state in its API). A new submission wakes dispatch at
-once instead of waiting for its timer.
+Dispatch and monitor run only while this process holds the scheduler lease; health and the
+policy refresh run everywhere (every replica serves cluster state and enforces the policy).
+A new submission wakes dispatch at once instead of waiting for its timer.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from broker.config.models import LoopsConfig
+from broker.policy_runtime import PolicyRuntime
 from broker.registry import ClusterRegistry
 from broker.scheduler.dispatch import Dispatcher
 from broker.scheduler.lease import LeaseKeeper
@@ -33,8 +34,10 @@ class Loops:
         dispatcher: Dispatcher,
         monitor: Monitor,
         registry: ClusterRegistry,
+        policy: PolicyRuntime,
         config: LoopsConfig,
     ) -> None:
+        self.policy = policy
         self.lease = lease
         self.dispatcher = dispatcher
         self.monitor = monitor
@@ -58,6 +61,7 @@ class Loops:
             self._monitor, "interval", seconds=cfg.monitor_interval, id="monitor", **common
         )
         self._scheduler.add_job(self._health, "interval", seconds=cfg.health_interval, id="health", **common)
+        self._scheduler.add_job(self._policy, "interval", seconds=0.5, id="policy", **common)
         self._scheduler.start()
 
     async def shutdown(self) -> None:
@@ -110,6 +114,12 @@ class Loops:
             await self.monitor.run_once()
         except Exception:
             log.exception("monitor pass failed")
+
+    async def _policy(self) -> None:
+        try:
+            await self.policy.refresh()
+        except Exception:
+            log.exception("policy refresh failed")
 
     async def _health(self) -> None:
         try:

@@ -110,3 +110,56 @@ class IdEpoch(Base):
     epoch_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     claimed_at: Mapped[datetime]
+
+
+class Team(Base):
+    """A team; its name is the namespace its work runs under and the Casbin domain of its rules."""
+
+    __tablename__ = "team"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+class User(Base):
+    """Someone who may call the API. What they may do is in the policy (``g`` and ``p`` lines)."""
+
+    __tablename__ = "broker_user"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """An API token: only the SHA-256 of its secret part is kept."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("broker_user.name", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PolicyLineRow(Base):
+    """One live Casbin policy line, as its canonical CSV text."""
+
+    __tablename__ = "policy_line"
+
+    text: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    ptype: Mapped[str] = mapped_column(String(8))
+
+
+class PolicyRevision(Base):
+    """One change to the policy: who, when, which lines came and went."""
+
+    __tablename__ = "policy_revision"
+
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    author: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+    added: Mapped[list[str]] = mapped_column(JSON)
+    removed: Mapped[list[str]] = mapped_column(JSON)
+    message: Mapped[str] = mapped_column(Text, default="")

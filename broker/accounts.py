@@ -1,0 +1,99 @@
+"""Users, teams and API tokens.
+
+A user row is an identity; what a user may do lives in the policy (``g`` lines make a user a
+member of a team or an admin, ``p`` lines grant or deny). Tokens look like
+``sbk_<id>_<secret>``; only the SHA-256 of the secret is stored, so a database leak does not leak
+working tokens, and the id lets a token be found without scanning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from broker.policy_store import _apply
+from broker.state import now
+from broker.store.models import ApiToken, Team, User
+from policies.lines import parse_lines
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$")
+_TEAM = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_TOKEN = re.compile(r"^sbk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})$")
+
+
+class AccountError(ValueError):
+    """A refused account operation; the message says why."""
+
+
+@dataclass(frozen=True)
+class NewToken:
+    user: str
+    token_id: str
+    token: str  # shown once, never stored
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def add_user(session: Session, name: str, *, teams: list[str], admin: bool, author: str) -> list[str]:
+    """Create a user, the teams it joins and the policy lines that make it a member (or admin).
+
+    Returns the policy lines added. Refuses a name taken already or invalid names.
+    """
+    if not _NAME.match(name):
+        raise AccountError(f"'{name}' is not a valid user name (lower-case letters, digits, '.', '_', '-')")
+    for team in teams:
+        if not _TEAM.match(team):
+            raise AccountError(
+                f"'{team}' is not a valid team name (a DNS label: lower-case letters, digits, '-')"
+            )
+    if session.get(User, name) is not None:
+        raise AccountError(f"user '{name}' exists already")
+    stamp = now()
+    session.add(User(name=name, created_at=stamp))
+    for team in teams:
+        if session.get(Team, team) is None:
+            session.add(Team(name=team, created_at=stamp))
+    texts = [f"g, {name}, member, {team}" for team in teams]
+    if admin:
+        texts.append(f"g, {name}, admin, *")
+    session.flush()
+    if texts:
+        _apply(session, author, add=parse_lines(texts), remove=[], message=f"user {name} added")
+    return texts
+
+
+def create_token(session: Session, user: str) -> NewToken:
+    """A new API token for ``user``; the returned text is the only copy of it."""
+    if session.get(User, user) is None:
+        raise AccountError(
+            f"no user '{user}'; add it first with: submarine-broker user add {user} --team TEAM"
+        )
+    token_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    session.add(ApiToken(id=token_id, user=user, secret_hash=_hash(secret), created_at=now()))
+    return NewToken(user, token_id, f"sbk_{token_id}_{secret}")
+
+
+def user_for_token(session: Session, token: str) -> str | None:
+    """The user a token belongs to, or None for an unknown, malformed or revoked token."""
+    match = _TOKEN.match(token)
+    if not match:
+        return None
+    row = session.get(ApiToken, match.group(1))
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.secret_hash, _hash(match.group(2))):
+        return None
+    return row.user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.name)).all())

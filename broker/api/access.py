@@ -1,0 +1,118 @@
+"""Who is calling, and may they: authentication for every ``/api`` request, authorization helpers.
+
+With ``auth: none`` (loopback only) every request is the built-in admin. With ``auth: token`` a
+request needs ``Authorization: Bearer sbk_…``; a missing or unknown token is a 401 envelope.
+Authorization asks the policy; an object the caller may not read is reported as not found.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from broker.accounts import user_for_token
+from broker.api.envelope import error
+from broker.errors import ApiError, NotFound
+from broker.policy_store import BUILTIN_ADMIN
+
+GLOBAL = "*"  # the domain of objects that belong to no team (policy, users)
+_TOKEN_CACHE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: str
+
+
+class Forbidden(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(403, message)
+
+
+class AuthenticationMiddleware:
+    """Resolves the caller of every ``/api/`` request into ``scope['state']['caller']``.
+
+    The ``…/ping`` liveness endpoints answer anyone: they say nothing but "Pong"."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith("/api/")
+            or scope["path"].endswith("/ping")
+        ):
+            await self.app(scope, receive, send)
+            return
+        broker = scope["app"].state.broker
+        if broker.config.auth == "none":
+            caller = Caller(BUILTIN_ADMIN)
+        else:
+            user = await self._user(broker, _bearer(scope))
+            if user is None:
+                response = error(
+                    401,
+                    "missing or unknown API token: send 'Authorization: Bearer <token>' "
+                    "(an admin creates one with: submarine-broker token create NAME)",
+                )
+                await response(scope, receive, send)
+                return
+            caller = Caller(user)
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+    async def _user(self, broker: Any, token: str | None) -> str | None:
+        if not token:
+            return None
+        cached = self._cache.get(token)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        user = await broker.db.run(lambda s: user_for_token(s, token))
+        if user is not None:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[token] = (user, time.monotonic() + _TOKEN_CACHE_SECONDS)
+        return user
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def caller(request: Request) -> Caller:
+    """The authenticated caller of ``request``."""
+    return request.scope["state"]["caller"]
+
+
+class Guard:
+    """The caller plus the policy in force: answers and enforces "may they?"."""
+
+    def __init__(self, user: str, authorizer: Any) -> None:
+        self.user = user
+        self.authorizer = authorizer
+
+    @classmethod
+    def of(cls, request: Request) -> Guard:
+        return cls(caller(request).user, request.app.state.broker.policy.authorizer)
+
+    def may(self, namespace: str, obj: str, action: str) -> bool:
+        return self.authorizer.enforce(self.user, namespace, obj, action)
+
+    def require(self, namespace: str, obj: str, action: str, *, hidden: bool = False, what: str = "") -> None:
+        """Refuse unless allowed: 404 (``hidden``) when the caller may not even see the object, else 403."""
+        if self.may(namespace, obj, action):
+            return
+        if hidden:
+            raise NotFound(what or f"Not found: {obj}")
+        raise Forbidden(f"{self.user} may not {action} {obj} in namespace {namespace}")

@@ -1,0 +1,139 @@
+"""``submarine-broker user ...`` and ``token create``: accounts.
+
+``user add`` and ``token create`` act on the broker's database directly (named by ``--config``,
+like ``db upgrade``), so the first admin can be made before any token exists; ``user list`` and
+``user whoami`` ask a running broker over REST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from broker.cli import render
+from broker.cli.client import BrokerClient
+from broker.cli.experiment import json_option, pass_client
+from broker.cli.server_commands import _load, config_option, data_dir_option
+from broker.config import ConfigError
+from broker.config.models import BrokerConfig
+
+T = TypeVar("T")
+
+
+def _default_policy(config: BrokerConfig) -> Path:
+    path = config.default_policy
+    return path if path.is_absolute() else (config.base_dir / path).resolve()
+
+
+def _with_database(config_path: str, data_dir: str | None, fn: Callable[..., T]) -> T:
+    """Open the configured database, migrate it, seed the default policy if it is new, then run
+    ``fn(session)`` in one transaction. Refusals become ``Error: <message>`` and exit 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from broker.accounts import AccountError
+    from broker.policy_store import seed_default_policy
+    from broker.store.database import Database
+    from broker.store.migrate import upgrade
+
+    config = _load(config_path, data_dir)
+    if config.database_url is None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.effective_database_url)
+    try:
+        upgrade(db.engine)
+        seed_default_policy(db, _default_policy(config))
+        return db.call(fn)
+    except (AccountError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise click.ClickException(f"database error: {detail}") from None
+    finally:
+        db.dispose()
+
+
+@click.group()
+def user() -> None:
+    """Add and list users."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--team",
+    "teams",
+    multiple=True,
+    help="A team the user joins (repeat for several; required unless --admin).",
+)
+@click.option("--admin", is_flag=True, help="Also make the user an admin of the whole broker.")
+@config_option
+@data_dir_option
+def user_add(name: str, teams: tuple[str, ...], admin: bool, config_path: str, data_dir: str | None) -> None:
+    """Create user NAME in the broker's database, with its team memberships (policy 'g' lines)."""
+    from broker.accounts import add_user
+
+    if not teams and not admin:
+        raise click.UsageError("give at least one --team (or --admin for a broker-wide admin)")
+    unique = list(dict.fromkeys(teams))
+    added = _with_database(
+        config_path,
+        data_dir,
+        lambda session: add_user(session, name, teams=unique, admin=admin, author="cli"),
+    )
+    click.echo(f"user {name} added")
+    for line in added:
+        click.echo(f"  policy + {line}")
+    click.echo(f"next: submarine-broker token create {name}")
+
+
+@user.command("list")
+@json_option
+@pass_client
+def user_list(client: BrokerClient, as_json: bool) -> None:
+    """List the users a running broker knows, with their teams."""
+    items = client.list_users()
+    if as_json:
+        render.print_json(items)
+        return
+    console = render.make_console()
+    if not items:
+        console.print("No users.", markup=False)
+    else:
+        console.print(render.users_table(items))
+
+
+@user.command("whoami")
+@json_option
+@pass_client
+def user_whoami(client: BrokerClient, as_json: bool) -> None:
+    """Who the broker takes this caller (--token) to be: name, teams, admin."""
+    me = client.whoami()
+    if as_json:
+        render.print_json(me)
+    else:
+        render.make_console().print(render.whoami_details(me))
+
+
+@click.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.argument("name")
+@config_option
+@data_dir_option
+def token_create(name: str, config_path: str, data_dir: str | None) -> None:
+    """Create an API token for user NAME; the token is the last line of stdout, shown only once."""
+    from broker.accounts import create_token
+
+    made = _with_database(config_path, data_dir, lambda session: create_token(session, name))
+    click.echo(
+        f"token {made.token_id} created for user {made.user}. It is shown only once and cannot be "
+        "recovered: store it now (send it as 'Authorization: Bearer <token>' or SUBMARINE_BROKER_TOKEN).",
+        err=True,
+    )
+    click.echo(made.token)

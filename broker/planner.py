@@ -1,0 +1,59 @@
+"""From a spec to a placement decision: the bridge between the broker and the placement engine.
+
+Used for real placement (dispatch), for the dry run at submit (work no cluster could ever take
+is refused there) and for ``POST /api/v1/placement/explain``.
+"""
+
+from __future__ import annotations
+
+from broker.policy_runtime import PolicyRuntime
+from broker.registry import ClusterRegistry
+from policies.placement import Decision, PlacementEngine, PlacementRequest
+from runtimes.plan import ZERO, Resources
+from runtimes.resources import parse_resources
+from runtimes.spec import ExperimentSpec
+
+
+def placement_request(spec: ExperimentSpec, namespace: str, user: str) -> PlacementRequest:
+    """What the spec asks placement for: the whole gang's resources and its placement hints."""
+    total: Resources = ZERO
+    largest: Resources = ZERO
+    count = 0
+    for _, task in spec.ordered_roles():
+        each = parse_resources(task.resources)
+        total = total + each.scaled(task.replicas)
+        count += task.replicas
+        if each.cpu > largest.cpu or each.memory > largest.memory:
+            largest = each
+    hints = spec.meta.placement
+    return PlacementRequest(
+        workload_kind="experiment",
+        namespace=namespace,
+        user=user,
+        total=total,
+        largest_replica=largest,
+        replicas=count,
+        cluster=hints.cluster,
+        selector=dict(hints.clusterSelector),
+        preferred=tuple(hints.preferredClusters),
+    )
+
+
+class Planner:
+    """Places specs on the registered clusters under the policy in force."""
+
+    def __init__(self, registry: ClusterRegistry, policy: PolicyRuntime, engine: PlacementEngine) -> None:
+        self.registry = registry
+        self.policy = policy
+        self.engine = engine
+
+    def decide(self, spec: ExperimentSpec, namespace: str, user: str) -> Decision:
+        """Where ``spec`` would go now, with every cluster's verdict."""
+        request = placement_request(spec, namespace, user)
+        views = [cluster.view() for cluster in self.registry.all()]
+        return self.engine.place(request, views, self.policy.authorizer)
+
+    def home_namespace(self, user: str) -> str | None:
+        """The namespace a user's work goes to when the spec names none: their first team."""
+        teams = self.policy.teams_of(user)
+        return teams[0] if teams else None
