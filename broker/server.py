@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import os
@@ -129,6 +130,10 @@ def create_app(config: BrokerConfig) -> Starlette:
         app.state.broker = context
         await context.registry.check_all()
         context.loops.start()
+        # Everything built so far lives as long as the server: keep it out of the collector's
+        # full passes, which otherwise rescan it (pydantic, SQLAlchemy, the policy) every time.
+        gc.collect()
+        gc.freeze()
         log.info(
             "broker %s serving on %s:%s with %d cluster(s): %s",
             broker_id(config),

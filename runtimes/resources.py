@@ -6,6 +6,7 @@ Submarine accepts only ``<int><one-char unit>`` memory; we also accept Kubernete
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -66,8 +67,12 @@ def parse_gpu(text: str) -> int:
     return count
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_resources(text: str | None) -> Resources:
-    """Parse a Submarine resource string; an empty or missing string means the defaults."""
+    """Parse a Submarine resource string; an empty or missing string means the defaults.
+
+    Cached: the same few strings come back with every submission, and Resources is immutable.
+    """
     result = Resources()
     if text is None or not text.strip():
         return result

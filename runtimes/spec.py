@@ -8,6 +8,7 @@ fields Submarine's own clients send back (``resourceMap``, task ``cpu``/``gpu``/
 
 from __future__ import annotations
 
+import functools
 import shlex
 from typing import Any
 
@@ -177,7 +178,12 @@ def split_command(cmd: str) -> list[str]:
     Submarine splits on single spaces; we split with POSIX shell quoting rules, which gives the
     same argv for every command without quotes and lets ``python -c "print(1)"`` work.
     """
-    argv = shlex.split(cmd)
+    return list(_split(cmd))
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(cmd: str) -> tuple[str, ...]:
+    argv = tuple(shlex.split(cmd))
     if not argv:
         raise ValueError("the command is empty")
     return argv
