@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Broker
+from tests.support import Broker, python_spec
 
 pytestmark = pytest.mark.sdk
 
@@ -361,3 +361,47 @@ def test_submarine_sdk_drives_the_broker(sdk_python: Path, broker: Broker, tmp_p
         ["sdk", "long"],
     )
     assert httpx.get(f"{broker.url}/api/v1/experiment/ping", timeout=10).status_code == 200
+
+
+TOKEN_SCRIPT = """
+import json, sys
+from submarine.client.api.experiment_client import ExperimentClient
+from submarine.client.exceptions import ApiException
+
+url, token = sys.argv[1], sys.argv[2]
+out = {}
+anonymous = ExperimentClient(host=url)
+try:
+    anonymous.list_experiments()
+    out["anonymous"] = "allowed"
+except ApiException as exc:
+    out["anonymous"] = exc.status
+client = ExperimentClient(host=url)
+client.experiment_api.api_client.set_default_header("Authorization", "Bearer " + token)
+out["listed"] = [e["experimentId"] for e in client.list_experiments()]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.sdk
+def test_submarine_sdk_with_a_token_as_the_readme_says(sdk_python: Path, tmp_path: Path) -> None:
+    from tests.test_permissions import make_users
+
+    broker = Broker(tmp_path / "secured", auth="token")
+    tokens = make_users(broker)
+    broker.start()
+    try:
+        broker.client.headers["Authorization"] = f"Bearer {tokens['alice']}"
+        mine = broker.submit(python_spec("print('x')"))["experimentId"]
+        run = subprocess.run(
+            [str(sdk_python), "-c", TOKEN_SCRIPT, broker.url, tokens["alice"]],
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT,
+        )
+        assert run.returncode == 0, run.stderr
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        assert result["anonymous"] == 401
+        assert result["listed"] == [mine]
+    finally:
+        broker.close()
