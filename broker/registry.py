@@ -25,12 +25,23 @@ class ClusterState:
 
     config: ClusterConfig
     adapter: ClusterAdapter
+    #: The condition shown to users: Unknown, Ready, Unreachable, Cordoned or Draining.
     state: str = "Unknown"
     message: str = "not checked yet"
     health: Health | None = None
     last_check: datetime | None = None
     #: Capacity promised to dispatches since the last health check, so one tick never overbooks.
     reserved: Resources = ZERO
+    #: None before the first check; False while health checks fail.
+    reachable: bool | None = None
+    #: When the current run of failed checks began (kept across retries); None while reachable.
+    unreachable_since: datetime | None = None
+    failed_checks: int = 0
+    next_check: datetime | None = None
+    cordoned: bool = False
+    draining: bool = False
+    #: Its file is gone: it takes no new work and leaves the registry once idle.
+    removed: bool = False
 
     @property
     def name(self) -> str:
