@@ -14,7 +14,9 @@ from runtimes.resources import parse_resources
 from runtimes.spec import ExperimentSpec
 
 
-def placement_request(spec: ExperimentSpec, namespace: str, user: str) -> PlacementRequest:
+def placement_request(
+    spec: ExperimentSpec, namespace: str, user: str, refused_by: frozenset[str] = frozenset()
+) -> PlacementRequest:
     """What the spec asks placement for: the whole gang's resources and its placement hints."""
     total: Resources = ZERO
     largest: Resources = ZERO
@@ -36,6 +38,7 @@ def placement_request(spec: ExperimentSpec, namespace: str, user: str) -> Placem
         cluster=hints.cluster,
         selector=dict(hints.clusterSelector),
         preferred=tuple(hints.preferredClusters),
+        refused_by=refused_by,
     )
 
 
@@ -47,11 +50,22 @@ class Planner:
         self.policy = policy
         self.engine = engine
 
-    def decide(self, spec: ExperimentSpec, namespace: str, user: str) -> Decision:
-        """Where ``spec`` would go now, with every cluster's verdict."""
-        request = placement_request(spec, namespace, user)
+    def decide(
+        self, spec: ExperimentSpec, namespace: str, user: str, refused_by: frozenset[str] = frozenset()
+    ) -> Decision:
+        """Where ``spec`` would go now, with every cluster's verdict.
+
+        Clusters in ``refused_by`` turned the workload down before; they are tried again only
+        when no other cluster could take it now.
+        """
         views = [cluster.view() for cluster in self.registry.all()]
-        return self.engine.place(request, views, self.policy.authorizer)
+        request = placement_request(spec, namespace, user, refused_by)
+        decision = self.engine.place(request, views, self.policy.authorizer)
+        if decision.chosen is None and refused_by:
+            decision = self.engine.place(
+                placement_request(spec, namespace, user), views, self.policy.authorizer
+            )
+        return decision
 
     def home_namespace(self, user: str) -> str | None:
         """The namespace a user's work goes to when the spec names none: their first team."""

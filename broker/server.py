@@ -15,7 +15,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from broker.api.app import build_app
-from broker.config import ConfigError, load_clusters_dir
+from broker.cluster_watch import ClusterWatch, experiments_on, handles_on
+from broker.config import ConfigError
 from broker.config.models import BrokerConfig
 from broker.experiments.service import ExperimentService
 from broker.ids import IdGenerator
@@ -24,11 +25,13 @@ from broker.policy_runtime import PolicyRuntime
 from broker.policy_store import PolicyStore, seed_default_policy
 from broker.registry import ClusterRegistry
 from broker.scheduler.dispatch import Dispatcher
+from broker.scheduler.failover import Failover
 from broker.scheduler.lease import LeaseKeeper
 from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
 from broker.store.database import Database
 from broker.store.migrate import upgrade
+from clusters.kinds import register_kind
 from policies.placement import default_engine
 
 log = logging.getLogger("broker")
@@ -83,12 +86,18 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     db = Database(config.effective_database_url)
     upgrade(db.engine)
     holder = broker_id(config)
-    registry = ClusterRegistry(str(config.data_dir))
-    configs, errors = load_clusters_dir(config.clusters_dir)
-    for problem in errors:
-        log.error("cluster file refused: %s", problem)
-    for cluster_config in configs:
-        registry.add(cluster_config)
+    registry = ClusterRegistry(str(config.data_dir), health_interval=config.loops.health_interval)
+    for kind, target in config.extra_kinds.items():
+        register_kind(kind, target)
+    errors: list[ConfigError] = []  # kept current by the cluster watch (hot reload of clusters.d)
+    cluster_watch = ClusterWatch(
+        config.clusters_dir,
+        registry,
+        has_work=experiments_on(db),
+        active_handles=handles_on(db),
+        errors=errors,
+    )
+    cluster_watch.scan()
     seed_default_policy(db, config.default_policy)
     policy = PolicyRuntime(db)
     planner = Planner(registry, policy, default_engine())
@@ -105,10 +114,14 @@ def create_context(config: BrokerConfig) -> BrokerContext:
                 "SUBMARINE_SERVER_PORT": str(config.port),
             },
         ),
-        monitor=Monitor(db, registry),
+        monitor=Monitor(db, registry, poll_timeout=config.loops.poll_timeout),
+        failover=Failover(
+            db, registry, grace=config.loops.cluster_loss_grace, on_requeued=lambda: loops.wake_dispatch()
+        ),
         registry=registry,
         policy=policy,
         config=config.loops,
+        cluster_watch=cluster_watch,
     )
     experiments = ExperimentService(
         db,

@@ -41,10 +41,14 @@ class Status(enum.StrEnum):
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.DELETED})
 
 #: The allowed moves. A fast run may go Created → Succeeded between two polls.
+#: Created/Running → Accepted is a failover: the attempt's cluster was lost and a new attempt
+#: (new uid) is placed again.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.ACCEPTED: frozenset({Status.CREATED, Status.FAILED, Status.DELETED}),
-    Status.CREATED: frozenset({Status.RUNNING, Status.SUCCEEDED, Status.FAILED, Status.DELETED}),
-    Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED, Status.DELETED}),
+    Status.CREATED: frozenset(
+        {Status.ACCEPTED, Status.RUNNING, Status.SUCCEEDED, Status.FAILED, Status.DELETED}
+    ),
+    Status.RUNNING: frozenset({Status.ACCEPTED, Status.SUCCEEDED, Status.FAILED, Status.DELETED}),
     Status.SUCCEEDED: frozenset({Status.DELETED}),
     Status.FAILED: frozenset({Status.DELETED}),
     Status.DELETED: frozenset(),

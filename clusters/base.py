@@ -169,6 +169,14 @@ class ClusterAdapter(ABC):
     ) -> list[ReplicaLog]:
         """Logs per replica, primary replica first; ``replica`` narrows to one, ``tail`` to the last lines."""
 
+    async def owned(self) -> list[Handle] | None:
+        """Every attempt this cluster holds for this broker (found by the broker's origin label).
+
+        The broker cancels those it no longer tracks (superseded or deleted attempts): the orphan
+        sweep. Kinds that cannot list their work return None and are swept by handle only.
+        """
+        return None
+
     async def endpoint(self, handle: Handle) -> str | None:
         """Where a serving workload (a notebook) listens, or None. Kinds with ENDPOINTS override it."""
         return None

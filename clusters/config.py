@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runtimes.resources import ResourceError, parse_cpu, parse_memory
 
+_RESERVED = frozenset({"errors"})
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -63,6 +64,8 @@ class ClusterConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
+        if value in _RESERVED:
+            raise ValueError(f"'{value}' is reserved (it is a path of the cluster API)")
         if not _NAME.match(value):
             raise ValueError(
                 "not a valid cluster name (lower-case letters, digits and dashes, "

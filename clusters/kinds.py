@@ -15,6 +15,14 @@ _KINDS: dict[str, str] = {
 }
 
 
+def register_kind(kind: str, target: str) -> None:
+    """Add a kind from ``module:Class`` (broker.yaml ``extra_kinds``: site plugins, test doubles)."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"extra kind '{kind}': '{target}' is not of the form module:Class")
+    _KINDS[kind] = target
+
+
 def known_kinds() -> list[str]:
     """Every kind name a cluster file may use."""
     return sorted(_KINDS)

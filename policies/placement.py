@@ -55,6 +55,8 @@ class PlacementRequest:
     preferred: tuple[str, ...] = ()
     needs: frozenset[str] = frozenset()
     user: str = "admin"
+    #: Clusters that refused this workload's submit: tried again only when no other cluster fits.
+    refused_by: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -157,6 +159,12 @@ def explicit_cluster(
 ) -> str | None:
     if request.cluster and request.cluster != cluster.name:
         return f"not the requested cluster {request.cluster}"
+    return None
+
+
+def not_refused(request: PlacementRequest, cluster: ClusterView, authorizer: Authorizer | None) -> str | None:
+    if cluster.name in request.refused_by:
+        return "refused this workload's submit before"
     return None
 
 
@@ -351,6 +359,7 @@ def default_engine() -> PlacementEngine:
             Filter("capabilities", capabilities, static=True),
             Filter("fits_total", fits_total, static=True),
             Filter("fits_free", fits_free, static=False),
+            Filter("not_refused", not_refused, static=False),
         ],
         scorers=[
             Scorer("policy_weight", weight_score, 2.0),

@@ -52,6 +52,12 @@ class ExperimentMeta(_Model):
     envVars: dict[str, str] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    maxRetries: int = Field(
+        default=0, ge=0, le=100, description="New attempts allowed after the experiment's cluster is lost"
+    )
+    clusterLossGraceSeconds: float | None = Field(
+        default=None, ge=0, description="How long to wait for a lost cluster before failover (broker default)"
+    )
 
     @field_validator("framework")
     @classmethod

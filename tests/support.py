@@ -95,7 +95,9 @@ class Broker:
 
     def start(self, *, wait: bool = True) -> Broker:
         log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The repository on the path, so broker.yaml's extra_kinds can name test doubles.
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "broker", "serve", "--config", str(self.config_path)],
             stdout=log,

@@ -13,7 +13,16 @@ from runtimes.plan import Resources
 from tests.test_placement import GI, cluster, request
 
 DEFAULT = parse_csv((Path(__file__).resolve().parent.parent / "config" / "policy.csv").read_text())
-FILTERS = ["explicit_cluster", "permission", "ready", "labels", "capabilities", "fits_total", "fits_free"]
+FILTERS = [
+    "explicit_cluster",
+    "permission",
+    "ready",
+    "labels",
+    "capabilities",
+    "fits_total",
+    "fits_free",
+    "not_refused",
+]
 
 
 def policy(*texts: str, revision: int = 4) -> Authorizer:

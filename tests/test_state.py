@@ -34,6 +34,8 @@ EXPECTED_MOVES = {
     ("Created", "Succeeded"),
     ("Created", "Failed"),
     ("Created", "Deleted"),
+    ("Created", "Accepted"),  # failover: a new attempt after the cluster was lost
+    ("Running", "Accepted"),  # failover
     ("Running", "Succeeded"),
     ("Running", "Failed"),
     ("Running", "Deleted"),

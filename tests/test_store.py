@@ -61,9 +61,10 @@ def test_migrations_create_every_table_and_are_repeatable(db: Database) -> None:
         "api_token",
         "policy_line",
         "policy_revision",
+        "superseded_attempt",
     } <= tables
     upgrade(db.engine)  # a second run changes nothing and does not fail
-    assert current_revision(db.engine) == "0002"
+    assert current_revision(db.engine) == "0003"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

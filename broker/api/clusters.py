@@ -1,7 +1,16 @@
-"""``/api/v1/cluster``: the registered clusters, their state and capacity (never their secrets)."""
+"""``/api/v1/cluster``: the registered clusters, their condition and capacity (never their secrets).
+
+``GET /cluster`` lists the clusters the caller may read, with ``attributes.configErrors``: the
+refused files in clusters.d (file, line, key, reason; never a value from the file) of clusters the
+caller may read, or all of them for a caller who may ``admin`` every cluster.
+``GET /cluster/errors`` returns that list alone. ``POST /cluster/{name}/cordon|uncordon|drain``
+need the ``admin`` action on ``cluster/<name>`` in the global domain. Cordon and drain flags live
+in the memory of the broker process that received the call (not shared between replicas yet).
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -9,41 +18,82 @@ from starlette.routing import Route
 
 from broker.api.access import GLOBAL, Guard
 from broker.api.envelope import EnvelopeResponse, ok
+from broker.config.errors import ConfigError
 from broker.errors import NotFound
 from broker.experiments.views import fmt_time
 from broker.registry import ClusterState
 from runtimes.plan import Resources
+
+log = logging.getLogger(__name__)
 
 
 def _resources(value: Resources) -> dict[str, Any]:
     return {"cpu": value.cpu, "memory": value.memory, "gpu": value.gpu}
 
 
-def cluster_json(cluster: ClusterState) -> dict[str, Any]:
-    """A cluster as the API shows it; secret config fields are masked."""
+def cluster_json(cluster: ClusterState, errors: list[ConfigError] | None = None) -> dict[str, Any]:
+    """A cluster as the API shows it; secret config fields are masked.
+
+    ``configError`` is the refusal of its file's current content, if any: the cluster then runs
+    on the last good definition shown here.
+    """
+    problem = next((e for e in errors or [] if cluster.source and e.file == cluster.source), None)
     return {
         "name": cluster.name,
         "kind": cluster.config.kind,
         "labels": dict(cluster.config.labels),
         "weight": cluster.config.weight,
         "state": cluster.state,
-        "message": cluster.message,
+        "message": cluster.condition_message,
+        "reachable": cluster.reachable,
+        "unreachableSince": fmt_time(cluster.unreachable_since),
+        "failedChecks": cluster.failed_checks,
+        "nextCheck": fmt_time(cluster.next_check),
+        "cordoned": cluster.cordoned,
+        "draining": cluster.draining,
+        "removed": cluster.removed,
         "capacity": {"total": _resources(cluster.total), "free": _resources(cluster.free)},
-        "running": cluster.health.running if cluster.health else 0,
-        "capabilities": sorted(
-            flag.name.lower()
-            for flag in type(cluster.adapter.capabilities)
-            if flag.name and flag in cluster.adapter.capabilities
-        ),
+        "running": cluster.running,
+        "capabilities": cluster.capability_names,
         "lastCheck": fmt_time(cluster.last_check),
+        "source": cluster.source,
+        "configError": problem.to_json() if problem else None,
         "config": cluster.config.public_view(),
     }
+
+
+def _errors(request: Request) -> list[ConfigError]:
+    return list(request.app.state.broker.config_errors)
+
+
+def _visible_errors(request: Request, guard: Guard) -> list[dict[str, Any]]:
+    """The refused files the caller may hear of: those of clusters they may read; every one for a
+    caller who may administer every cluster."""
+    errors = _errors(request)
+    if guard.may(GLOBAL, "cluster/*", "admin"):
+        return [e.to_json() for e in errors]
+    owners = {c.source: c.name for c in request.app.state.broker.registry.all() if c.source}
+    return [
+        e.to_json()
+        for e in errors
+        if e.file in owners and guard.may(GLOBAL, f"cluster/{owners[e.file]}", "read")
+    ]
 
 
 async def list_clusters(request: Request) -> EnvelopeResponse:
     guard = Guard.of(request)
     registry = request.app.state.broker.registry
-    return ok([cluster_json(c) for c in registry.all() if guard.may(GLOBAL, f"cluster/{c.name}", "read")])
+    errors = _errors(request)
+    visible = [c for c in registry.all() if guard.may(GLOBAL, f"cluster/{c.name}", "read")]
+    return ok(
+        [cluster_json(c, errors) for c in visible],
+        attributes={"configErrors": _visible_errors(request, guard)},
+    )
+
+
+async def list_errors(request: Request) -> EnvelopeResponse:
+    """Every refused file in clusters.d, as in ``attributes.configErrors`` of the list."""
+    return ok(_visible_errors(request, Guard.of(request)))
 
 
 async def get_cluster(request: Request) -> EnvelopeResponse:
@@ -53,10 +103,48 @@ async def get_cluster(request: Request) -> EnvelopeResponse:
     if cluster is None:
         raise NotFound(missing)
     Guard.of(request).require(GLOBAL, f"cluster/{name}", "read", hidden=True, what=missing)
-    return ok(cluster_json(cluster))
+    return ok(cluster_json(cluster, _errors(request)))
+
+
+def _admin(request: Request) -> tuple[ClusterState, Guard]:
+    name = request.path_params["name"]
+    cluster = request.app.state.broker.registry.get(name)
+    if cluster is None:
+        raise NotFound(f"Not found cluster: {name}")
+    guard = Guard.of(request)
+    guard.require(GLOBAL, f"cluster/{name}", "admin")
+    return cluster, guard
+
+
+async def cordon(request: Request) -> EnvelopeResponse:
+    """No new work on the cluster; what runs there continues."""
+    cluster, guard = _admin(request)
+    cluster.cordoned = True
+    log.info("cluster %s cordoned by %s", cluster.name, guard.user)
+    return ok(cluster_json(cluster, _errors(request)))
+
+
+async def uncordon(request: Request) -> EnvelopeResponse:
+    """Clear a cordon and a manual drain (a removed file still drains the cluster)."""
+    cluster, guard = _admin(request)
+    cluster.cordoned = cluster.draining = False
+    log.info("cluster %s uncordoned by %s", cluster.name, guard.user)
+    return ok(cluster_json(cluster, _errors(request)))
+
+
+async def drain(request: Request) -> EnvelopeResponse:
+    """No new work; running work continues to its end (``uncordon`` undoes it)."""
+    cluster, guard = _admin(request)
+    cluster.draining = True
+    log.info("cluster %s drained by %s", cluster.name, guard.user)
+    return ok(cluster_json(cluster, _errors(request)))
 
 
 routes = [
     Route("/api/v1/cluster", list_clusters, methods=["GET"]),
+    Route("/api/v1/cluster/errors", list_errors, methods=["GET"]),
     Route("/api/v1/cluster/{name}", get_cluster, methods=["GET"]),
+    Route("/api/v1/cluster/{name}/cordon", cordon, methods=["POST"]),
+    Route("/api/v1/cluster/{name}/uncordon", uncordon, methods=["POST"]),
+    Route("/api/v1/cluster/{name}/drain", drain, methods=["POST"]),
 ]

@@ -232,9 +232,32 @@ class BrokerClient:
         items, _ = self._list("/cluster")
         return items
 
+    def list_clusters_and_errors(self) -> tuple[list[JSONObject], list[JSONObject]]:
+        """``GET /cluster``: the clusters and ``attributes.configErrors`` (refused cluster files)."""
+        items, attributes = self._list("/cluster")
+        errors = attributes.get("configErrors")
+        return items, [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
     def get_cluster(self, name: str) -> JSONObject:
         """``GET /cluster/{name}``; :class:`NotFound` when unknown."""
         return self._object("GET", f"/cluster/{_segment(name)}")
+
+    def cluster_errors(self) -> list[JSONObject]:
+        """``GET /cluster/errors``: every refused cluster file, ``{"file", "line", "key", "reason"}``."""
+        items, _ = self._list("/cluster/errors")
+        return items
+
+    def cordon_cluster(self, name: str) -> JSONObject:
+        """``POST /cluster/{name}/cordon``: no new work there; returns the cluster."""
+        return self._object("POST", f"/cluster/{_segment(name)}/cordon")
+
+    def uncordon_cluster(self, name: str) -> JSONObject:
+        """``POST /cluster/{name}/uncordon``: clear a cordon and a manual drain; returns the cluster."""
+        return self._object("POST", f"/cluster/{_segment(name)}/uncordon")
+
+    def drain_cluster(self, name: str) -> JSONObject:
+        """``POST /cluster/{name}/drain``: no new work, running work continues; returns the cluster."""
+        return self._object("POST", f"/cluster/{_segment(name)}/drain")
 
     # -- users ---------------------------------------------------------------------------------
     def list_users(self) -> list[JSONObject]:

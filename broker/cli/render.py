@@ -25,6 +25,9 @@ STATUS_STYLES = {
     "Deleted": "dim",
     "Ready": "green",
     "Unreachable": "red",
+    "Cordoned": "yellow",
+    "Draining": "magenta",
+    "Unknown": "dim",
 }
 _WIDE = 200
 
@@ -197,8 +200,41 @@ def fmt_labels(labels: object) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+def _flags(cluster: JSONObject) -> list[str]:
+    """The admin flags and removal not already said by the state."""
+    state = cluster.get("state")
+    flags = [flag for flag in ("cordoned", "draining", "removed") if cluster.get(flag) is True]
+    if state == "Cordoned":
+        flags = [f for f in flags if f != "cordoned"]
+    if state == "Draining":
+        flags = [f for f in flags if f not in ("draining", "removed")] + (
+            ["file removed"] if cluster.get("removed") is True else []
+        )
+    return flags
+
+
+def cluster_state(cluster: JSONObject) -> Text:
+    """``Unreachable since 2026-11-29 12:00:01Z (3 failed checks)``, ``Ready (cordoned)``..."""
+    text = styled(cluster.get("state"))
+    if cluster.get("state") == "Unreachable":
+        text.append(f" since {fmt_time(cluster.get('unreachableSince'))}")
+        failed = cluster.get("failedChecks")
+        if isinstance(failed, int) and failed > 0:
+            text.append(f" ({failed} failed check{'s' if failed != 1 else ''})")
+    flags = _flags(cluster)
+    if flags:
+        text.append(f" ({', '.join(flags)})")
+    return text
+
+
+def cluster_changed(done: str, cluster: JSONObject) -> Text:
+    """``cluster local cordoned: Cordoned`` after an admin verb."""
+    return Text(f"cluster {dash(cluster.get('name'))} {done}: ") + cluster_state(cluster)
+
+
 def clusters_table(items: list[JSONObject]) -> Table:
-    """``cluster list``: name, kind, state, cpu/memory/gpu free/total, running, labels."""
+    """``cluster list``: name, kind, state (since when, if unreachable), cpu/memory/gpu free/total,
+    running, labels."""
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("NAME", no_wrap=True, overflow="fold")
     for header in (
@@ -215,7 +251,7 @@ def clusters_table(items: list[JSONObject]) -> Table:
         table.add_row(
             Text(dash(cluster.get("name"))),
             Text(dash(cluster.get("kind"))),
-            styled(cluster.get("state")),
+            cluster_state(cluster),
             Text(_free_total(cluster, "cpu", fmt_number)),
             Text(_free_total(cluster, "memory", fmt_bytes)),
             Text(_free_total(cluster, "gpu", fmt_number)),
@@ -225,22 +261,61 @@ def clusters_table(items: list[JSONObject]) -> Table:
     return table
 
 
+def _yes_no(value: object) -> str:
+    return "yes" if value is True else "no" if value is False else dash(value)
+
+
+def config_error(error: object) -> str:
+    """``file:line: key: reason`` (the server never puts a value from the file in it)."""
+    if not isinstance(error, dict):
+        return dash(error)
+    where = dash(error.get("file"))
+    if error.get("line") is not None:
+        where += f":{error.get('line')}"
+    key = error.get("key")
+    return f"{where}: {key}: {dash(error.get('reason'))}" if key else f"{where}: {dash(error.get('reason'))}"
+
+
+def _config_lines(config: object) -> str:
+    if not isinstance(config, dict) or not config:
+        return "-"
+    return "\n".join(f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in config.items())
+
+
 def cluster_details(cluster: JSONObject) -> RenderableType:
-    """``cluster get``: every field of one cluster."""
-    return _fields(
-        [
-            ("Name", cluster.get("name")),
-            ("Kind", cluster.get("kind")),
-            ("State", styled(cluster.get("state"))),
-            ("Message", cluster.get("message")),
-            ("Weight", fmt_number(cluster.get("weight"))),
-            ("Labels", fmt_labels(cluster.get("labels"))),
-            ("CPU free/total", _free_total(cluster, "cpu", fmt_number)),
-            ("Memory free/total", _free_total(cluster, "memory", fmt_bytes)),
-            ("GPU free/total", _free_total(cluster, "gpu", fmt_number)),
-            ("Running", cluster.get("running")),
-            ("Last check", fmt_time(cluster.get("lastCheck"))),
-        ]
+    """``cluster get``: every field of one cluster, secrets masked by the server."""
+    rows: list[tuple[str, object]] = [
+        ("Name", cluster.get("name")),
+        ("Kind", cluster.get("kind")),
+        ("State", cluster_state(cluster)),
+        ("Message", cluster.get("message")),
+        ("Reachable", _yes_no(cluster.get("reachable"))),
+        ("Unreachable since", fmt_time(cluster.get("unreachableSince"))),
+        ("Failed checks", cluster.get("failedChecks")),
+        ("Next check", fmt_time(cluster.get("nextCheck"))),
+        ("Last check", fmt_time(cluster.get("lastCheck"))),
+        ("Cordoned", _yes_no(cluster.get("cordoned"))),
+        ("Draining", _yes_no(cluster.get("draining"))),
+        ("File removed", _yes_no(cluster.get("removed"))),
+        ("Weight", fmt_number(cluster.get("weight"))),
+        ("Labels", fmt_labels(cluster.get("labels"))),
+        ("Capabilities", ", ".join(_strings(cluster.get("capabilities"))) or "-"),
+        ("CPU free/total", _free_total(cluster, "cpu", fmt_number)),
+        ("Memory free/total", _free_total(cluster, "memory", fmt_bytes)),
+        ("GPU free/total", _free_total(cluster, "gpu", fmt_number)),
+        ("Running", cluster.get("running")),
+        ("Source", cluster.get("source")),
+    ]
+    if cluster.get("configError"):
+        rows.append(("Config error", f"{config_error(cluster.get('configError'))} (last good config in use)"))
+    rows.append(("Config", _config_lines(cluster.get("config"))))
+    return _fields(rows)
+
+
+def config_errors(errors: list[JSONObject]) -> RenderableType:
+    """The refused cluster files, one line each."""
+    return Group(
+        Text("Refused cluster files:", style="bold red"), *(Text(f"  {config_error(e)}") for e in errors)
     )
 
 

@@ -19,6 +19,14 @@ class LoopsConfig(BaseModel):
     lease_ttl: float = Field(default=15.0, gt=0, description="A lease not renewed for this long is free")
     dispatch_backoff_max: float = Field(default=60.0, gt=0)
     dispatch_paused: bool = Field(default=False, description="Accept submissions but start nothing")
+    poll_timeout: float = Field(
+        default=30.0, gt=0, description="A cluster poll slower than this counts as no answer"
+    )
+    cluster_loss_grace: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds work on an unreachable cluster is left alone before failover",
+    )
 
 
 class BrokerConfig(BaseModel):
@@ -39,6 +47,9 @@ class BrokerConfig(BaseModel):
     default_namespace: str = "default"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     loops: LoopsConfig = Field(default_factory=LoopsConfig)
+    extra_kinds: dict[str, str] = Field(
+        default_factory=dict, description="More cluster kinds as kind: module:Class (plugins, test doubles)"
+    )
     #: Where the broker's own folder is; set by the loader, not by the file.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -44,6 +44,7 @@ class Pending:
     cluster: str | None
     status_message: str | None
     tries: int
+    refused_by: frozenset[str]
 
 
 def _pending(session: Session) -> list[Pending]:
@@ -58,7 +59,17 @@ def _pending(session: Session) -> list[Pending]:
         .limit(BATCH)
     ).all()
     return [
-        Pending(r.id, r.uid, r.namespace, r.owner, r.spec, r.cluster, r.status_message, r.dispatch_tries)
+        Pending(
+            r.id,
+            r.uid,
+            r.namespace,
+            r.owner,
+            r.spec,
+            r.cluster,
+            r.status_message,
+            r.dispatch_tries,
+            frozenset((r.placement or {}).get("refusedBy", [])),
+        )
         for r in rows
     ]
 
@@ -99,11 +110,20 @@ class Dispatcher:
             cluster = await self._place(item, spec)
             if cluster is None:
                 return False
-        elif cluster is None or not cluster.ready:
+        elif cluster is None:
+            # Its cluster left the registry between the choice and the submit: choose again.
+            await self._release(
+                item, f"cluster {item.cluster} left the registry before the submit; placing again"
+            )
+            return False
+        elif not cluster.reachable:
+            # The submit may have reached it: wait (failover re-places after the grace period).
             await self._note(
                 item, f"waiting for cluster {item.cluster} to be reachable to finish its submission"
             )
             return False
+        # A chosen cluster that is reachable finishes the submission even if cordoned or draining
+        # meanwhile: the attempt may exist there already, and submitting its uid again is idempotent.
         plan = build_plan(
             spec,
             workload_id=item.id,
@@ -128,7 +148,8 @@ class Dispatcher:
         return await self._created(item, cluster, handle, image_note=plan.image if ignores_image else None)
 
     async def _place(self, item: Pending, spec: ExperimentSpec) -> ClusterState | None:
-        decision = self.planner.decide(spec, item.namespace, item.owner)
+        decision = self.planner.decide(spec, item.namespace, item.owner, item.refused_by)
+        placed = {**decision.to_json(), "refusedBy": sorted(item.refused_by)}
         if decision.chosen is None:
             summary = decision.summary
 
@@ -136,7 +157,7 @@ class Dispatcher:
                 row = session.get(Experiment, item.id)
                 if row is None or row.status != Status.ACCEPTED.value:
                     return
-                row.placement = decision.to_json()
+                row.placement = placed
                 if row.status_message != summary:
                     row.status_message = summary
                     record(session, row, f"waiting: {summary}")
@@ -165,6 +186,15 @@ class Dispatcher:
         if not await self.db.run(claim):
             return None
         return self.registry.get(decision.chosen)
+
+    async def _release(self, item: Pending, message: str) -> None:
+        def release(session: Session) -> None:
+            row = session.get(Experiment, item.id)
+            if row is not None and row.status == Status.ACCEPTED.value and row.uid == item.uid:
+                row.cluster = None
+                record(session, row, message)
+
+        await self.db.run(release)
 
     async def _note(self, item: Pending, message: str) -> None:
         if item.status_message == message:
@@ -199,6 +229,8 @@ class Dispatcher:
                 return
             if not keep_cluster:
                 row.cluster = None
+                refused = set((row.placement or {}).get("refusedBy", [])) | {cluster}
+                row.placement = {**(row.placement or {}), "refusedBy": sorted(refused)}
             row.next_dispatch_at = now() + timedelta(seconds=delay)
             row.status_message = f"submit to {cluster} failed, retrying in {delay:g}s: {reason}"
 

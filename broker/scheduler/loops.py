@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -16,12 +17,18 @@ from broker.config.models import LoopsConfig
 from broker.policy_runtime import PolicyRuntime
 from broker.registry import ClusterRegistry
 from broker.scheduler.dispatch import Dispatcher
+from broker.scheduler.failover import Failover
 from broker.scheduler.lease import LeaseKeeper
 from broker.scheduler.monitor import Monitor
+
+if TYPE_CHECKING:
+    from broker.cluster_watch import ClusterWatch
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "scheduler"
+#: Seconds between two scans of clusters.d (hot reload, on every replica).
+CLUSTER_RELOAD_INTERVAL = 1.0
 
 
 class Loops:
@@ -33,11 +40,15 @@ class Loops:
         lease: LeaseKeeper,
         dispatcher: Dispatcher,
         monitor: Monitor,
+        failover: Failover,
         registry: ClusterRegistry,
         policy: PolicyRuntime,
         config: LoopsConfig,
+        cluster_watch: ClusterWatch | None = None,
     ) -> None:
+        self.cluster_watch = cluster_watch
         self.policy = policy
+        self.failover = failover
         self.lease = lease
         self.dispatcher = dispatcher
         self.monitor = monitor
@@ -62,6 +73,10 @@ class Loops:
         )
         self._scheduler.add_job(self._health, "interval", seconds=cfg.health_interval, id="health", **common)
         self._scheduler.add_job(self._policy, "interval", seconds=0.5, id="policy", **common)
+        if self.cluster_watch is not None:
+            self._scheduler.add_job(
+                self._clusters, "interval", seconds=CLUSTER_RELOAD_INTERVAL, id="clusters", **common
+            )
         self._scheduler.start()
 
     async def shutdown(self) -> None:
@@ -114,12 +129,23 @@ class Loops:
             await self.monitor.run_once()
         except Exception:
             log.exception("monitor pass failed")
+        try:
+            await self.failover.run_once()
+        except Exception:
+            log.exception("failover pass failed")
 
     async def _policy(self) -> None:
         try:
             await self.policy.refresh()
         except Exception:
             log.exception("policy refresh failed")
+
+    async def _clusters(self) -> None:
+        assert self.cluster_watch is not None
+        try:
+            await self.cluster_watch.tick()
+        except Exception:
+            log.exception("reloading clusters.d failed")
 
     async def _health(self) -> None:
         try:

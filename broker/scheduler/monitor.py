@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -82,12 +83,15 @@ def apply_observation(session: Session, experiment_id: str, uid: str, seen: Obse
 class Monitor:
     """Polls every cluster once per tick for all of its broker-managed workloads."""
 
-    def __init__(self, db: Database, registry: ClusterRegistry) -> None:
+    def __init__(self, db: Database, registry: ClusterRegistry, *, poll_timeout: float = 30.0) -> None:
         self.db = db
         self.registry = registry
+        self.poll_timeout = poll_timeout
 
     async def run_once(self) -> None:
         for cluster in self.registry.all():
+            if cluster.reachable is False:
+                continue  # failover watches it; polling a silent cluster only waits
             try:
                 await self._poll_cluster(cluster)
             except Exception:
@@ -99,9 +103,13 @@ class Monitor:
             return
         handles = {t.uid: Handle.from_json(t.handle) for t in tracked}
         try:
-            observations = await cluster.adapter.poll(list(handles.values()))
-        except ClusterError as exc:
-            log.warning("cannot poll cluster %s: %s", cluster.name, exc)
+            observations = await asyncio.wait_for(
+                cluster.adapter.poll(list(handles.values())), self.poll_timeout
+            )
+        except (ClusterError, TimeoutError) as exc:
+            log.warning(
+                "cannot poll cluster %s: %s", cluster.name, exc or f"no answer in {self.poll_timeout:g}s"
+            )
             return
         for item in tracked:
             seen = observations.get(item.uid, Observation(item.uid, Phase.NOT_FOUND))

@@ -163,3 +163,17 @@ class PolicyRevision(Base):
     added: Mapped[list[str]] = mapped_column(JSON)
     removed: Mapped[list[str]] = mapped_column(JSON)
     message: Mapped[str] = mapped_column(Text, default="")
+
+
+class SupersededAttempt(Base):
+    """An attempt replaced by a newer one after its cluster was lost; cancelled there once it returns."""
+
+    __tablename__ = "superseded_attempt"
+
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"), index=True)
+    cluster: Mapped[str] = mapped_column(String(63), index=True)
+    handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    attempt: Mapped[int] = mapped_column(Integer)
+    superseded_at: Mapped[datetime]
+    swept_at: Mapped[datetime | None] = mapped_column(default=None)

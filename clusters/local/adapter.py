@@ -117,6 +117,27 @@ class LocalAdapter(ClusterAdapter):
             await asyncio.sleep(0.02)
         self._reap()
 
+    async def owned(self) -> list[Handle]:
+        """Attempts in this cluster's work directory that still have a live replica.
+
+        The work directory is the local kind's origin label: only this cluster's attempts are there.
+        """
+        return await asyncio.to_thread(self._owned)
+
+    def _owned(self) -> list[Handle]:
+        found = []
+        if not self.work_dir.is_dir():
+            return found
+        for attempt in sorted(p for p in self.work_dir.iterdir() if p.is_dir()):
+            plan = self._plan(attempt.name, attempt)
+            if plan is None:
+                continue
+            names = [r.name for r in plan.replicas]
+            if any(replica_status(attempt, n).phase in (Phase.RUNNING, Phase.PENDING) for n in names):
+                state = {"dir": str(attempt), "replicas": names, "success_roles": list(plan.success_roles)}
+                found.append(Handle(plan.uid, state))
+        return found
+
     async def logs(
         self, handle: Handle, replica: str | None = None, tail: int | None = None
     ) -> list[ReplicaLog]:

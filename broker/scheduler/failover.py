@@ -1,0 +1,227 @@
+"""Failover with two thresholds, and the orphan sweep.
+
+A cluster that fails one health check gets no new work at once (placement only takes Ready
+clusters). Work already there is left alone and marked "cluster X unreachable since …" until the
+grace period passes (broker.yaml ``loops.cluster_loss_grace``, or the experiment's
+``meta.clusterLossGraceSeconds``). Then an experiment with retries left (``meta.maxRetries``) gets
+a new attempt with a new uid, placed again, so a late report from the old attempt can never
+revive it; one without fails with the reason. If every cluster is silent at once, the broker
+assumes it is the one cut off and expires nothing.
+
+When a lost cluster answers again, attempts that were superseded are cancelled there, and so is
+anything else of ours it still runs that no live experiment owns (deleted meanwhile): the orphan
+sweep. Attempts that were not superseded are simply adopted again by the monitor.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from broker.ids import new_uid
+from broker.registry import ClusterRegistry, ClusterState
+from broker.state import FailureCategory, Status, now, record, transition
+from broker.store.database import Database
+from broker.store.models import Experiment, SupersededAttempt
+from clusters.base import Handle
+from clusters.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+_ON_CLUSTER = (Status.ACCEPTED.value, Status.CREATED.value, Status.RUNNING.value)
+UNREACHABLE = "cluster {cluster} unreachable since {since}"
+
+
+@dataclass(frozen=True)
+class OnCluster:
+    id: str
+    uid: str
+    status: str
+    status_message: str | None
+    grace: float | None
+
+
+def _on_cluster(name: str):
+    def query(session: Session) -> list[OnCluster]:
+        rows = session.scalars(
+            select(Experiment).where(Experiment.cluster == name, Experiment.status.in_(_ON_CLUSTER))
+        ).all()
+        return [
+            OnCluster(r.id, r.uid, r.status, r.status_message, r.spec["meta"].get("clusterLossGraceSeconds"))
+            for r in rows
+        ]
+
+    return query
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def supersede(
+    session: Session, experiment_id: str, uid: str, cluster: ClusterState, grace: float
+) -> str | None:
+    """Give up on attempt ``uid`` of an experiment on lost ``cluster``: a new attempt, or Failed.
+
+    Returns what happened, or None when the row moved on meanwhile (nothing is changed then).
+    """
+    row = session.get(Experiment, experiment_id, with_for_update=True)
+    if row is None or row.uid != uid or row.cluster != cluster.name or row.status not in _ON_CLUSTER:
+        return None
+    since = _stamp(cluster.unreachable_since or now())
+    session.add(
+        SupersededAttempt(
+            uid=row.uid,
+            experiment_id=row.id,
+            cluster=cluster.name,
+            handle=row.handle,
+            attempt=row.attempt,
+            superseded_at=now(),
+        )
+    )
+    retries = int(row.spec["meta"].get("maxRetries") or 0)
+    lost = f"cluster {cluster.name} unreachable since {since}, longer than the grace period of {grace:g}s"
+    if row.attempt - 1 >= retries:
+        transition(
+            session,
+            row,
+            Status.FAILED,
+            f"{lost}; no retries left (meta.maxRetries={retries})",
+            category=FailureCategory.CLUSTER_LOST,
+        )
+        return "failed"
+    reason = f"{lost}; attempt {row.attempt + 1} of {retries + 1} will be placed again"
+    if row.status == Status.ACCEPTED.value:
+        record(session, row, reason)
+    else:
+        transition(session, row, Status.ACCEPTED, reason)
+    row.uid = new_uid()
+    row.attempt += 1
+    row.cluster = None
+    row.handle = None
+    row.placement = None
+    row.dispatch_tries = 0
+    row.next_dispatch_at = None
+    row.status_message = f"attempt {row.attempt}: waiting to be placed again after losing {cluster.name}"
+    return "requeued"
+
+
+class Failover:
+    """One failover pass over every cluster, then the orphan sweep on those that answer."""
+
+    def __init__(self, db: Database, registry: ClusterRegistry, *, grace: float, on_requeued: Any) -> None:
+        self.db = db
+        self.registry = registry
+        self.grace = grace
+        self.on_requeued = on_requeued
+
+    async def run_once(self) -> None:
+        clusters = self.registry.all()
+        all_silent = bool(clusters) and all(c.reachable is False for c in clusters)
+        for cluster in clusters:
+            try:
+                if cluster.reachable is False:
+                    await self._lost(cluster, all_silent)
+                elif cluster.reachable:
+                    await self._back(cluster)
+            except Exception:
+                log.exception("failover pass on cluster %s failed", cluster.name)
+
+    async def _lost(self, cluster: ClusterState, all_silent: bool) -> None:
+        since = cluster.unreachable_since or now()
+        mark = UNREACHABLE.format(cluster=cluster.name, since=_stamp(since))
+        if all_silent:
+            mark += (
+                "; every cluster is silent, so the broker assumes it is the one cut off and expires nothing"
+            )
+        requeued = False
+        for item in await self.db.run(_on_cluster(cluster.name)):
+            grace = item.grace if item.grace is not None else self.grace
+            if not all_silent and (now() - since).total_seconds() >= grace:
+                outcome = await self.db.run(lambda s, i=item, g=grace: supersede(s, i.id, i.uid, cluster, g))
+                requeued = requeued or outcome == "requeued"
+            elif item.status_message != mark:
+                await self.db.run(lambda s, i=item: _mark(s, i.id, i.uid, mark))
+        if requeued:
+            self.on_requeued()
+
+    async def _back(self, cluster: ClusterState) -> None:
+        items = await self.db.run(_on_cluster(cluster.name))
+        prefix = UNREACHABLE.format(cluster=cluster.name, since="")
+        for item in items:
+            if item.status_message and item.status_message.startswith(prefix):
+                await self.db.run(lambda s, i=item: _adopted(s, i.id, i.uid, cluster.name))
+        await self._sweep(cluster, {item.uid for item in items})
+
+    async def _sweep(self, cluster: ClusterState, live: set[str]) -> None:
+        def superseded(session: Session) -> list[SupersededAttempt]:
+            return list(
+                session.scalars(
+                    select(SupersededAttempt).where(
+                        SupersededAttempt.cluster == cluster.name, SupersededAttempt.swept_at.is_(None)
+                    )
+                ).all()
+            )
+
+        for old in await self.db.run(superseded):
+            if old.handle is not None:
+                try:
+                    await cluster.adapter.cancel(Handle.from_json(old.handle))
+                except ClusterError as exc:
+                    log.warning(
+                        "cannot cancel superseded attempt %s on %s yet: %s", old.uid, cluster.name, exc
+                    )
+                    continue
+                log.info(
+                    "cancelled superseded attempt %s of %s on %s", old.uid, old.experiment_id, cluster.name
+                )
+            await self.db.run(lambda s, o=old: _swept(s, o.uid, cluster.name))
+        try:
+            owned = await cluster.adapter.owned()
+        except ClusterError as exc:
+            log.warning("cannot list the work of cluster %s: %s", cluster.name, exc)
+            return
+        for handle in owned or []:
+            if handle.uid in live:
+                continue
+            # Re-read: a dispatch may have created this attempt since ``live`` was taken.
+            current = {i.uid for i in await self.db.run(_on_cluster(cluster.name))}
+            if handle.uid in current:
+                continue
+            log.warning(
+                "orphan sweep: cancelling attempt %s on %s, which no live experiment owns",
+                handle.uid,
+                cluster.name,
+            )
+            try:
+                await cluster.adapter.cancel(handle)
+            except ClusterError as exc:
+                log.warning("orphan sweep on %s: %s", cluster.name, exc)
+
+
+def _mark(session: Session, experiment_id: str, uid: str, message: str) -> None:
+    row = session.get(Experiment, experiment_id)
+    if row is not None and row.uid == uid and row.status_message != message:
+        row.status_message = message
+        record(session, row, message)
+
+
+def _adopted(session: Session, experiment_id: str, uid: str, cluster: str) -> None:
+    row = session.get(Experiment, experiment_id)
+    if row is not None and row.uid == uid:
+        row.status_message = None
+        record(session, row, f"cluster {cluster} answers again; attempt {row.attempt} adopted")
+
+
+def _swept(session: Session, uid: str, cluster: str) -> None:
+    old = session.get(SupersededAttempt, uid)
+    if old is not None:
+        old.swept_at = now()
+        row = session.get(Experiment, old.experiment_id)
+        if row is not None:
+            record(session, row, f"superseded attempt {old.attempt} ({uid}) cancelled on {cluster}")
