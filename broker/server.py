@@ -15,6 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from broker.api.app import build_app
+from broker.cluster_flags import ClusterFlags
 from broker.cluster_watch import ClusterWatch, experiments_on, handles_on
 from broker.config import ConfigError
 from broker.config.models import BrokerConfig
@@ -50,6 +51,7 @@ class BrokerContext:
     policy: PolicyRuntime
     policy_store: PolicyStore
     planner: Planner
+    cluster_flags: ClusterFlags
 
 
 def is_loopback(host: str) -> bool:
@@ -98,6 +100,8 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         errors=errors,
     )
     cluster_watch.scan()
+    cluster_flags = ClusterFlags(db, registry)
+    cluster_flags.load()
     seed_default_policy(db, config.default_policy)
     policy = PolicyRuntime(db)
     planner = Planner(registry, policy, default_engine())
@@ -122,6 +126,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         policy=policy,
         config=config.loops,
         cluster_watch=cluster_watch,
+        cluster_flags=cluster_flags,
     )
     experiments = ExperimentService(
         db,
@@ -131,7 +136,9 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         planner=planner,
         on_submitted=loops.wake_dispatch,
     )
-    return BrokerContext(config, db, registry, experiments, loops, errors, policy, PolicyStore(db), planner)
+    return BrokerContext(
+        config, db, registry, experiments, loops, errors, policy, PolicyStore(db), planner, cluster_flags
+    )
 
 
 def create_app(config: BrokerConfig) -> Starlette:

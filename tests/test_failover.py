@@ -155,3 +155,77 @@ def test_a_refused_submit_is_placed_again_elsewhere_with_events(broker_factory, 
     assert reasons.index(next(r for r in reasons if r == "placed on flaky")) < reasons.index(
         "placed on backup"
     )
+
+
+def test_a_poll_that_never_answers_does_not_stall_the_other_clusters(broker_factory, tmp_path) -> None:
+    flaky_dir = tmp_path / "flaky-work"
+    broker = broker_factory(
+        extra_kinds=FAULTY,
+        loops={**FAST, "poll_timeout": 1},
+        clusters={"flaky": {"kind": "faulty", "work_dir": str(flaky_dir)}, "backup": {"kind": "local"}},
+    )
+    release = tmp_path / "release"
+    stuck = broker.submit(_hold(release, placement={"cluster": "flaky"}))["experimentId"]
+    broker.wait_status(stuck, "Running")
+    write_faults(flaky_dir, poll_hangs=True)
+    elsewhere = broker.submit(python_spec("print('fine')", placement={"cluster": "backup"}))["experimentId"]
+    assert broker.wait_status(elsewhere, "Succeeded", timeout=30)["cluster"] == "backup"
+    wait_for(
+        lambda: "cannot poll cluster flaky: no answer in 1s" in broker.log(), timeout=15, what="the timeout"
+    )
+    again = broker.submit(python_spec("print('still fine')", placement={"cluster": "backup"}))["experimentId"]
+    assert broker.wait_status(again, "Succeeded", timeout=30)["cluster"] == "backup"
+    write_faults(flaky_dir)
+    release.touch()
+    assert broker.wait_status(stuck, "Succeeded", timeout=30)["attempt"] == 1
+
+
+def test_a_failed_submit_retries_the_same_attempt_on_the_same_cluster_once_it_works(
+    broker_factory, tmp_path
+) -> None:
+    flaky_dir = tmp_path / "flaky-work"
+    write_faults(flaky_dir, fail_submit="connection reset while submitting (injected)")
+    broker = broker_factory(
+        extra_kinds=FAULTY,
+        loops=FAST,
+        clusters={"flaky": {"kind": "faulty", "work_dir": str(flaky_dir)}, "backup": {"kind": "local"}},
+    )
+    starts = tmp_path / "starts"
+    code = f"open({str(starts)!r}, 'a').write('x')"
+    exp = broker.submit(python_spec(code, placement={"preferredClusters": ["flaky"]}))["experimentId"]
+    wait_for(
+        lambda: any(
+            "submit to flaky failed (try 1): connection reset" in e["reason"] for e in broker.events(exp)
+        ),
+        timeout=15,
+        what="the failed submit event",
+    )
+    waiting = broker.experiment(exp)
+    assert (
+        waiting["status"] == "Accepted" and waiting["cluster"] == "flaky"
+    )  # kept: it may have reached flaky
+    write_faults(flaky_dir)
+    done = broker.wait_status(exp, "Succeeded", timeout=60)
+    assert done["cluster"] == "flaky" and done["attempt"] == 1 and done["uid"] == waiting["uid"]
+    assert starts.read_text() == "x"
+
+
+def test_delete_during_a_slow_submit_leaves_nothing_running(broker_factory, tmp_path) -> None:
+    flaky_dir = tmp_path / "flaky-work"
+    write_faults(flaky_dir, submit_delay=2)
+    broker = broker_factory(
+        extra_kinds=FAULTY,
+        loops=FAST,
+        clusters={"flaky": {"kind": "faulty", "work_dir": str(flaky_dir)}},
+    )
+    exp = broker.submit(_hold(tmp_path / "never"))["experimentId"]
+    wait_for(lambda: broker.experiment(exp)["cluster"] == "flaky", timeout=10, what="the placement")
+    uid = broker.experiment(exp)["uid"]
+    assert broker.client.delete(f"/experiment/{exp}").status_code == 200
+    attempt = flaky_dir / uid
+    wait_for(
+        lambda: attempt.is_dir() and (attempt / "cancelled").exists(),
+        timeout=20,
+        what="the late submit to be cancelled",
+    )
+    wait_for(lambda: not _alive(attempt), timeout=20, what="no replica left running")

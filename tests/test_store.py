@@ -62,9 +62,10 @@ def test_migrations_create_every_table_and_are_repeatable(db: Database) -> None:
         "policy_line",
         "policy_revision",
         "superseded_attempt",
+        "cluster_flag",
     } <= tables
     upgrade(db.engine)  # a second run changes nothing and does not fail
-    assert current_revision(db.engine) == "0003"
+    assert current_revision(db.engine) == "0004"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

@@ -39,3 +39,24 @@ def test_two_replicas_start_every_experiment_once_and_fail_over(broker_factory, 
         follower.wait_status(exp_id, "Succeeded")
     started = starts.read_text().split()
     assert sorted(started) == sorted(ids), f"starts per experiment: {started}"
+
+
+def test_a_cordon_on_any_replica_binds_the_one_that_places(broker_factory, pg_url, tmp_path) -> None:
+    clusters = {
+        "one": {"kind": "local", "work_dir": str(tmp_path / "one")},
+        "two": {"kind": "local", "work_dir": str(tmp_path / "two")},
+    }
+    a = broker_factory(name="a", database_url=pg_url, clusters=clusters)
+    b = broker_factory(name="b", database_url=pg_url, clusters=clusters)
+    for broker in (a, b):  # whichever is not the leader receives the cordon
+        answer = broker.client.post("/cluster/one/cordon")
+        assert answer.status_code == 200 and answer.json()["result"]["state"] == "Cordoned"
+    wait_for(lambda: a.client.get("/cluster/one").json()["result"]["cordoned"], timeout=5, what="a to see it")
+    exp = a.submit(python_spec("print(1)", placement={"preferredClusters": ["one"]}))["experimentId"]
+    assert a.wait_status(exp, "Succeeded")["cluster"] == "two"
+    b.client.post("/cluster/one/uncordon")
+    wait_for(
+        lambda: a.client.get("/cluster/one").json()["result"]["state"] == "Ready",
+        timeout=5,
+        what="the uncordon to reach a",
+    )

@@ -4,8 +4,8 @@
 refused files in clusters.d (file, line, key, reason; never a value from the file) of clusters the
 caller may read, or all of them for a caller who may ``admin`` every cluster.
 ``GET /cluster/errors`` returns that list alone. ``POST /cluster/{name}/cordon|uncordon|drain``
-need the ``admin`` action on ``cluster/<name>`` in the global domain. Cordon and drain flags live
-in the memory of the broker process that received the call (not shared between replicas yet).
+need the ``admin`` action on ``cluster/<name>`` in the global domain. Cordon and drain flags are
+stored in the database, so every broker replica honours them within a second.
 """
 
 from __future__ import annotations
@@ -119,7 +119,9 @@ def _admin(request: Request) -> tuple[ClusterState, Guard]:
 async def cordon(request: Request) -> EnvelopeResponse:
     """No new work on the cluster; what runs there continues."""
     cluster, guard = _admin(request)
-    cluster.cordoned = True
+    await request.app.state.broker.cluster_flags.set(
+        cluster.name, cordoned=True, draining=cluster.draining, user=guard.user
+    )
     log.info("cluster %s cordoned by %s", cluster.name, guard.user)
     return ok(cluster_json(cluster, _errors(request)))
 
@@ -127,7 +129,9 @@ async def cordon(request: Request) -> EnvelopeResponse:
 async def uncordon(request: Request) -> EnvelopeResponse:
     """Clear a cordon and a manual drain (a removed file still drains the cluster)."""
     cluster, guard = _admin(request)
-    cluster.cordoned = cluster.draining = False
+    await request.app.state.broker.cluster_flags.set(
+        cluster.name, cordoned=False, draining=False, user=guard.user
+    )
     log.info("cluster %s uncordoned by %s", cluster.name, guard.user)
     return ok(cluster_json(cluster, _errors(request)))
 
@@ -135,7 +139,9 @@ async def uncordon(request: Request) -> EnvelopeResponse:
 async def drain(request: Request) -> EnvelopeResponse:
     """No new work; running work continues to its end (``uncordon`` undoes it)."""
     cluster, guard = _admin(request)
-    cluster.draining = True
+    await request.app.state.broker.cluster_flags.set(
+        cluster.name, cordoned=cluster.cordoned, draining=True, user=guard.user
+    )
     log.info("cluster %s drained by %s", cluster.name, guard.user)
     return ok(cluster_json(cluster, _errors(request)))
 

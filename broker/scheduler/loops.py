@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from broker.cluster_flags import ClusterFlags
 from broker.config.models import LoopsConfig
 from broker.policy_runtime import PolicyRuntime
 from broker.registry import ClusterRegistry
@@ -41,6 +42,7 @@ class Loops:
         dispatcher: Dispatcher,
         monitor: Monitor,
         failover: Failover,
+        cluster_flags: ClusterFlags | None = None,
         registry: ClusterRegistry,
         policy: PolicyRuntime,
         config: LoopsConfig,
@@ -49,6 +51,7 @@ class Loops:
         self.cluster_watch = cluster_watch
         self.policy = policy
         self.failover = failover
+        self.cluster_flags = cluster_flags
         self.lease = lease
         self.dispatcher = dispatcher
         self.monitor = monitor
@@ -146,6 +149,11 @@ class Loops:
             await self.cluster_watch.tick()
         except Exception:
             log.exception("reloading clusters.d failed")
+        if self.cluster_flags is not None:
+            try:
+                await self.cluster_flags.refresh()
+            except Exception:
+                log.exception("reading cluster flags failed")
 
     async def _health(self) -> None:
         try:

@@ -89,13 +89,13 @@ class Monitor:
         self.poll_timeout = poll_timeout
 
     async def run_once(self) -> None:
-        for cluster in self.registry.all():
-            if cluster.reachable is False:
-                continue  # failover watches it; polling a silent cluster only waits
-            try:
-                await self._poll_cluster(cluster)
-            except Exception:
-                log.exception("monitoring cluster %s failed", cluster.name)
+        """Poll every reachable cluster at once, so a slow one delays no other."""
+        clusters = [c for c in self.registry.all() if c.reachable is not False]
+        # A silent cluster is left to failover: polling it would only wait.
+        outcomes = await asyncio.gather(*(self._poll_cluster(c) for c in clusters), return_exceptions=True)
+        for cluster, outcome in zip(clusters, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("monitoring cluster %s failed", cluster.name, exc_info=outcome)
 
     async def _poll_cluster(self, cluster: ClusterState) -> None:
         tracked = await self.db.run(_tracked(cluster.name))
@@ -107,9 +107,8 @@ class Monitor:
                 cluster.adapter.poll(list(handles.values())), self.poll_timeout
             )
         except (ClusterError, TimeoutError) as exc:
-            log.warning(
-                "cannot poll cluster %s: %s", cluster.name, exc or f"no answer in {self.poll_timeout:g}s"
-            )
+            why = str(exc) or f"no answer in {self.poll_timeout:g}s"
+            log.warning("cannot poll cluster %s: %s", cluster.name, why)
             return
         for item in tracked:
             seen = observations.get(item.uid, Observation(item.uid, Phase.NOT_FOUND))

@@ -177,3 +177,15 @@ class SupersededAttempt(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     superseded_at: Mapped[datetime]
     swept_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ClusterFlag(Base):
+    """An admin's cordon or drain of a cluster, shared by every broker replica."""
+
+    __tablename__ = "cluster_flag"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    cordoned: Mapped[bool] = mapped_column(default=False)
+    draining: Mapped[bool] = mapped_column(default=False)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime]
