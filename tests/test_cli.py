@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from click.testing import CliRunner, Result
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -29,6 +28,7 @@ from starlette.routing import Route
 
 from broker.cli.client import BrokerClient, BrokerError, BrokerUnreachable, NotFound
 from broker.cli.main import main
+from tests.support import serve_in_thread
 
 GiB = 1024**3
 SPEC_YAML = """\
@@ -258,26 +258,8 @@ class FakeBroker:
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[FakeBroker, str]]:
     fake = FakeBroker()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(fake.app(), lifespan="off", log_level="warning", access_log=False)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert time.monotonic() < deadline, "fake broker did not start"
-        assert thread.is_alive(), "fake broker thread died"
-        time.sleep(0.02)
-    try:
-        yield fake, f"http://127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        assert not thread.is_alive(), "fake broker did not stop"
+    with serve_in_thread(fake.app()) as url:
+        yield fake, url
 
 
 @pytest.fixture

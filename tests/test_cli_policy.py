@@ -8,15 +8,12 @@ assert what the CLI sent as well as what it printed.
 from __future__ import annotations
 
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from click.testing import CliRunner, Result
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +23,7 @@ from starlette.routing import Route
 from broker.cli.client import BrokerClient, BrokerError, NotFound
 from broker.cli.main import main
 from broker.cli.policy import parse_policy_text
+from tests.support import serve_in_thread
 
 SPEC_YAML = """\
 meta:
@@ -228,25 +226,8 @@ class FakeBroker:
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[FakeBroker, str]]:
     fake = FakeBroker()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(fake.app(), lifespan="off", log_level="warning", access_log=False)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert time.monotonic() < deadline, "fake broker did not start"
-        assert thread.is_alive(), "fake broker thread died"
-        time.sleep(0.02)
-    try:
-        yield fake, f"http://127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_in_thread(fake.app()) as url:
+        yield fake, url
 
 
 @pytest.fixture
