@@ -118,7 +118,13 @@ def create_context(config: BrokerConfig) -> BrokerContext:
                 "SUBMARINE_SERVER_PORT": str(config.port),
             },
         ),
-        monitor=Monitor(db, registry, poll_timeout=config.loops.poll_timeout),
+        monitor=Monitor(
+            db,
+            registry,
+            poll_timeout=config.loops.poll_timeout,
+            interval=config.loops.monitor_interval,
+            starting_interval=config.loops.monitor_starting_interval,
+        ),
         failover=Failover(
             db, registry, grace=config.loops.cluster_loss_grace, on_requeued=lambda: loops.wake_dispatch()
         ),

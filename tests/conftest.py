@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.support import Broker
+from tests.support import Broker, kill_replicas
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -46,6 +46,7 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     yield make
     for broker in made:
         broker.close()
+    kill_replicas(tmp_path)  # also work dirs placed beside the brokers (several local clusters)
 
 
 @pytest.fixture
@@ -62,3 +63,29 @@ def shared_dir() -> Path:
             pytest.fail(f"{SHARED} is missing: CI must have ../shared beside the project")
         pytest.skip(f"{SHARED} is not here (a clone outside the workplace); schema checks need it")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[Any]:
+    """One Ray head (``ray start --head``, 2 CPUs, loopback, free ports) for the session, stopped by pid.
+
+    Without Ray installed the Ray tests are skipped, except in CI (``CI`` set), where that and any
+    failure to start are test failures carrying the end of Ray's logs.
+    """
+    try:
+        import ray  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Ray is not installed (the `ray` extra): {exc}")
+        pytest.skip(f"Ray is not installed (pip install -e '.[ray]'): {exc}")
+    from tests.ray_cluster import RayHead
+
+    head = RayHead()
+    try:
+        head.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield head
+    finally:
+        head.stop()

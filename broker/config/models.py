@@ -15,6 +15,9 @@ class LoopsConfig(BaseModel):
 
     dispatch_interval: float = Field(default=2.0, gt=0)
     monitor_interval: float = Field(default=2.0, gt=0)
+    monitor_starting_interval: float = Field(
+        default=0.25, gt=0, description="Poll interval while a cluster has work that is still starting"
+    )
     health_interval: float = Field(default=5.0, gt=0)
     lease_ttl: float = Field(default=15.0, gt=0, description="A lease not renewed for this long is free")
     dispatch_backoff_max: float = Field(default=60.0, gt=0)

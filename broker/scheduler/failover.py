@@ -16,6 +16,7 @@ sweep. Attempts that were not superseded are simply adopted again by the monitor
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,8 @@ from clusters.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
+#: How often a reachable cluster is swept for orphans when nothing happened to it (seconds).
+SWEEP_INTERVAL = 60.0
 _ON_CLUSTER = (Status.ACCEPTED.value, Status.CREATED.value, Status.RUNNING.value)
 UNREACHABLE = "cluster {cluster} unreachable since {since}"
 
@@ -114,23 +117,43 @@ def supersede(
 class Failover:
     """One failover pass over every cluster, then the orphan sweep on those that answer."""
 
-    def __init__(self, db: Database, registry: ClusterRegistry, *, grace: float, on_requeued: Any) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: ClusterRegistry,
+        *,
+        grace: float,
+        on_requeued: Any,
+        sweep_interval: float = SWEEP_INTERVAL,
+    ) -> None:
         self.db = db
         self.registry = registry
         self.grace = grace
         self.on_requeued = on_requeued
+        self.sweep_interval = sweep_interval
+        self._was_reachable: dict[str, bool | None] = {}
+        self._last_sweep: dict[str, float] = {}
 
     async def run_once(self) -> None:
         clusters = self.registry.all()
         all_silent = bool(clusters) and all(c.reachable is False for c in clusters)
         for cluster in clusters:
+            before = self._was_reachable.get(cluster.name)
+            self._was_reachable[cluster.name] = cluster.reachable
             try:
                 if cluster.reachable is False:
                     await self._lost(cluster, all_silent)
-                elif cluster.reachable:
+                elif cluster.reachable and self._sweep_due(cluster.name, returned=before is False):
                     await self._back(cluster)
+                    self._last_sweep[cluster.name] = time.monotonic()
             except Exception:
                 log.exception("failover pass on cluster %s failed", cluster.name)
+
+    def _sweep_due(self, name: str, *, returned: bool) -> bool:
+        """Right after a cluster answers again, and every ``sweep_interval`` seconds otherwise (once
+        at start-up too), so the sweep's listing never adds a call per monitor tick."""
+        last = self._last_sweep.get(name)
+        return returned or last is None or time.monotonic() - last >= self.sweep_interval
 
     async def _lost(self, cluster: ClusterState, all_silent: bool) -> None:
         since = cluster.unreachable_since or now()

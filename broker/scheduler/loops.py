@@ -72,7 +72,11 @@ class Loops:
             self._dispatch, "interval", seconds=cfg.dispatch_interval, id="dispatch", **common
         )
         self._scheduler.add_job(
-            self._monitor, "interval", seconds=cfg.monitor_interval, id="monitor", **common
+            self._monitor,
+            "interval",
+            seconds=min(cfg.monitor_interval, cfg.monitor_starting_interval),
+            id="monitor",
+            **common,
         )
         self._scheduler.add_job(self._health, "interval", seconds=cfg.health_interval, id="health", **common)
         self._scheduler.add_job(self._policy, "interval", seconds=0.5, id="policy", **common)

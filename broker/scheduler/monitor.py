@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,10 +84,29 @@ def apply_observation(session: Session, experiment_id: str, uid: str, seen: Obse
 class Monitor:
     """Polls every cluster once per tick for all of its broker-managed workloads."""
 
-    def __init__(self, db: Database, registry: ClusterRegistry, *, poll_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: ClusterRegistry,
+        *,
+        poll_timeout: float = 30.0,
+        interval: float = 2.0,
+        starting_interval: float = 0.25,
+    ) -> None:
         self.db = db
         self.registry = registry
         self.poll_timeout = poll_timeout
+        self.interval = interval
+        self.starting_interval = starting_interval
+        self._last_poll: dict[str, float] = {}
+
+    def _due(self, cluster: str, tracked: list[Tracked]) -> bool:
+        """Once per ``interval``; every ``starting_interval`` while something there is still
+        starting (Created), so a run is seen Running soon after it starts. Either way one list
+        call per cluster per tick."""
+        since = time.monotonic() - self._last_poll.get(cluster, float("-inf"))
+        starting = any(t.status == Status.CREATED.value for t in tracked)
+        return since >= (self.starting_interval if starting else self.interval)
 
     async def run_once(self) -> None:
         """Poll every reachable cluster at once, so a slow one delays no other."""
@@ -99,8 +119,9 @@ class Monitor:
 
     async def _poll_cluster(self, cluster: ClusterState) -> None:
         tracked = await self.db.run(_tracked(cluster.name))
-        if not tracked:
+        if not tracked or not self._due(cluster.name, tracked):
             return
+        self._last_poll[cluster.name] = time.monotonic()
         handles = {t.uid: Handle.from_json(t.handle) for t in tracked}
         try:
             observations = await asyncio.wait_for(
