@@ -1,0 +1,379 @@
+"""The ``ray`` cluster adapter: one attempt is one Ray job, gang-started by :mod:`runtimes.ray_launcher`.
+
+The job's ``submission_id`` is ``sb-<uid>`` and its metadata carries the broker marker
+(``submarine-broker: "1"``), the cluster name, the experiment and the uid, so a restarted broker
+finds its jobs by id (handles) and by marker (:meth:`RayAdapter.owned`). Every call goes through
+Ray's synchronous ``JobSubmissionClient`` in a worker thread; the client is created lazily (its
+constructor asks the version) and reused. Health reads the dashboard's REST API with httpx.
+
+Addressing: replicas learn their addresses only when their actors run, so plans bound to a Ray
+cluster carry placeholders (hosts ``{{host:<replica>}}``, port 0) and the launcher rebuilds the
+framework environment (TF_CONFIG, MASTER_ADDR, ...) from the nodes' real IPs and free ports.
+
+The broker never calls ``ray.init()``: the adapter speaks HTTP only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import runtimes
+from clusters.base import (
+    Capability,
+    ClusterAdapter,
+    Handle,
+    Health,
+    Observation,
+    Phase,
+    ReplicaLog,
+    ReplicaStatus,
+)
+from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
+from clusters.ray.config import RayClusterConfig
+from clusters.ray.states import TERMINAL, ray_state
+from runtimes.plan import LaunchPlan, Resources
+from runtimes.ray_launcher import MARKER, PlaceholderAddressing, decode_plan, encode_plan
+
+#: The metadata key every job of this broker carries (the origin label of the orphan sweep).
+BROKER_MARK = "submarine-broker"
+#: The folder of the ``runtimes`` package, shipped with every job as a ``py_modules`` entry.
+RUNTIMES_DIR = str(Path(runtimes.__file__).resolve().parent)
+_FAILED_LINE = re.compile(re.escape(MARKER) + r" replica (\S+) failed with exit code (-?\d+)")
+_PREFIX = re.compile(r"^\[([a-z0-9]+-\d+)\] ?(.*)$")
+
+
+def submission_id(uid: str) -> str:
+    """The Ray job id of attempt ``uid``."""
+    return f"sb-{uid}"
+
+
+def split_logs(text: str, names: Sequence[str]) -> dict[str, list[str]]:
+    """The job log split per replica on the launcher's ``[<replica>] `` prefix.
+
+    Lines without a known replica's prefix (Ray's and the launcher's own) are left out.
+    """
+    out: dict[str, list[str]] = {name: [] for name in names}
+    for line in text.splitlines():
+        match = _PREFIX.match(line)
+        if match and match.group(1) in out:
+            out[match.group(1)].append(match.group(2))
+    return out
+
+
+def failure_message(message: str | None) -> str:
+    """A short reason from a FAILED job's message: the launcher's last line when it is there."""
+    text = message or ""
+    found = _FAILED_LINE.findall(text)
+    if found:
+        name, code = found[-1]
+        return f"replica {name} exited with code {code}"
+    first = text.strip().splitlines()[0] if text.strip() else "the Ray job failed"
+    return first[:500]
+
+
+def _status_code(exc: BaseException) -> int | None:
+    match = re.search(r"status code (\d{3})", str(exc))
+    return int(match.group(1)) if match else None
+
+
+class RayAdapter(ClusterAdapter):
+    """Runs each attempt as one Ray job whose driver gang-starts one actor per replica."""
+
+    kind = "ray"
+    config_model = RayClusterConfig
+    capabilities = Capability.GPU | Capability.MULTI_NODE
+
+    #: Seconds of one HTTP call to the dashboard (health).
+    http_timeout: float = 5.0
+    #: Seconds the broker waits for one SDK call (requests has no timeout of its own: a head that
+    #: drops packets would otherwise hang the caller); past it the cluster counts as unreachable.
+    call_timeout: float = 30.0
+    #: httpx transport for health (tests swap in a MockTransport); None = the network.
+    http_transport: httpx.AsyncBaseTransport | None = None
+
+    def __init__(self, config: RayClusterConfig, *, data_dir: str) -> None:
+        super().__init__(config, data_dir=data_dir)
+        self.config: RayClusterConfig = config
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    # -- the SDK -------------------------------------------------------------------------------
+
+    def _sdk(self) -> Any:
+        """The reused ``JobSubmissionClient``; ClusterUnreachable when it cannot be made."""
+        with self._client_lock:
+            if self._client is None:
+                try:
+                    from ray.job_submission import JobSubmissionClient
+                except ImportError:
+                    raise ClusterUnreachable(
+                        f"cluster '{self.name}': the ray package is not installed (pip install "
+                        "'submarine-broker[ray]')"
+                    ) from None
+                try:
+                    self._client = JobSubmissionClient(self.config.address, headers=self.config.headers)
+                except Exception as exc:  # noqa: BLE001 - every failure here means "cannot ask"
+                    raise ClusterUnreachable(self._unreachable(exc)) from None
+            return self._client
+
+    def _unreachable(self, exc: BaseException) -> str:
+        """A message for a failed call; never the configured headers."""
+        if type(exc).__name__ == "AuthenticationError" or _status_code(exc) in (401, 403):
+            return f"Ray at {self.config.address} (cluster '{self.name}'): credentials refused"
+        return f"Ray at {self.config.address} (cluster '{self.name}') did not answer: {type(exc).__name__}"
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One SDK call; connection and auth failures become ClusterUnreachable, RuntimeError stays."""
+        client = self._sdk()
+        try:
+            return getattr(client, method)(*args, **kwargs)
+        except RuntimeError as exc:
+            code = _status_code(exc)
+            if code in (401, 403) or code is not None and code >= 502:
+                raise ClusterUnreachable(self._unreachable(exc)) from None
+            raise
+        except (OSError, ConnectionError) as exc:  # requests' errors are OSErrors
+            raise ClusterUnreachable(self._unreachable(exc)) from None
+        except Exception as exc:
+            if type(exc).__name__ == "AuthenticationError":
+                raise ClusterUnreachable(self._unreachable(exc)) from None
+            raise
+
+    async def _thread(self, fn: Any, *args: Any) -> Any:
+        """Run a blocking SDK step in a worker thread, bounded by ``call_timeout``."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.call_timeout)
+        except TimeoutError:
+            raise ClusterUnreachable(
+                f"Ray at {self.config.address} (cluster '{self.name}') did not answer "
+                f"within {self.call_timeout:g}s"
+            ) from None
+
+    # -- verbs ---------------------------------------------------------------------------------
+
+    def addressing(self, uid: str) -> PlaceholderAddressing:
+        """Placeholders the launcher replaces with the nodes' real IPs and ports."""
+        return PlaceholderAddressing()
+
+    async def health(self) -> Health:
+        """The job API's version answer and the cluster's totals from ``/api/cluster_status``."""
+        headers = dict(self.config.headers or {})
+        try:
+            async with httpx.AsyncClient(
+                base_url=self.config.address,
+                headers=headers,
+                timeout=self.http_timeout,
+                transport=self.http_transport,
+            ) as http:
+                version = await http.get("/api/version")
+                if version.status_code in (401, 403):
+                    return Health(reachable=False, message=self._unreachable(RuntimeError("status code 401")))
+                if version.status_code != 200:
+                    return Health(
+                        reachable=False,
+                        message=f"Ray at {self.config.address} answered {version.status_code} to its version",
+                    )
+                status = await http.get("/api/cluster_status")
+                status.raise_for_status()
+                usage = status.json()["data"]["clusterStatus"]["loadMetricsReport"]["usage"]
+        except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            return Health(reachable=False, message=self._unreachable(exc))
+        return self._capacity(usage)
+
+    def _capacity(self, usage: dict[str, Any]) -> Health:
+        def pair(key: str) -> tuple[float, float]:
+            used, total = (usage.get(key) or [0, 0])[:2]
+            return float(used or 0), float(total or 0)
+
+        cpu_used, cpu_total = pair("CPU")
+        mem_used, mem_total = pair("memory")
+        gpu_used, gpu_total = pair("GPU")
+        override = self.config.capacity
+        total = Resources(
+            cpu=override.cpu if override.cpu is not None else cpu_total,
+            memory=override.memory if override.memory is not None else int(mem_total),
+            gpu=override.gpu if override.gpu is not None else int(gpu_total),
+        )
+        free = Resources(
+            cpu=max(0.0, total.cpu - cpu_used),
+            memory=max(0, total.memory - int(mem_used)),
+            gpu=max(0, int(total.gpu - gpu_used)),
+        )
+        return Health(reachable=True, total=total, free=free)
+
+    async def submit(self, plan: LaunchPlan) -> Handle:
+        """Submit the plan's job, or find the one an earlier call submitted under the same uid."""
+        return await self._thread(self._submit, plan)
+
+    def _handle(self, plan: LaunchPlan) -> Handle:
+        return Handle(
+            plan.uid,
+            {
+                "submission_id": submission_id(plan.uid),
+                "replicas": [r.name for r in plan.replicas],
+                "success_roles": list(plan.success_roles),
+            },
+        )
+
+    def _exists(self, sid: str) -> bool:
+        try:
+            self._call("get_job_info", sid)
+        except RuntimeError as exc:
+            if _status_code(exc) == 404 or "does not exist" in str(exc):
+                return False
+            raise SubmitRejected(f"cluster '{self.name}': cannot look up Ray job {sid}: {exc}") from None
+        return True
+
+    def runtime_env(self, plan: LaunchPlan) -> dict[str, Any]:
+        """The job's runtime_env: the launcher's package and the broker's variables.
+
+        Hook: when plans carry an environment's pip/conda settings, map them here to Ray's
+        ``pip`` / ``conda`` keys (Ray installs them per job on each node).
+        """
+        return {
+            "py_modules": [RUNTIMES_DIR],
+            "excludes": ["__pycache__", "*.pyc"],
+            "env_vars": {"PYTHONUNBUFFERED": "1", "SUBMARINE_BROKER_UID": plan.uid},
+        }
+
+    def _submit(self, plan: LaunchPlan) -> Handle:
+        sid = submission_id(plan.uid)
+        handle = self._handle(plan)
+        if self._exists(sid):
+            return handle
+        metadata = {
+            BROKER_MARK: "1",
+            "cluster": self.name,
+            "experiment": plan.workload_id,
+            "uid": plan.uid,
+            "name": plan.name,
+            "namespace": plan.namespace,
+        }
+        entrypoint = f"{self.config.entrypoint_python} -m runtimes.ray_launcher {encode_plan(plan)}"
+        try:
+            self._call(
+                "submit_job",
+                entrypoint=entrypoint,
+                submission_id=sid,
+                metadata=metadata,
+                runtime_env=self.runtime_env(plan),
+            )
+        except RuntimeError as exc:
+            # A duplicate submission_id comes back as a 500: a concurrent submit won the race.
+            if self._exists(sid):
+                return handle
+            raise SubmitRejected(
+                f"cluster '{self.name}' refused Ray job {sid}: {str(exc).strip()[:500]}"
+            ) from None
+        except (TypeError, ValueError) as exc:  # the SDK's own validation (runtime_env, metadata)
+            raise SubmitRejected(f"cluster '{self.name}': invalid Ray job {sid}: {exc}") from None
+        return handle
+
+    async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
+        """One ``list_jobs`` for every handle."""
+        if not handles:
+            return {}
+        jobs = await self._thread(self._list)
+        return {
+            h.uid: self._observe(h, jobs.get(h.state.get("submission_id") or submission_id(h.uid)))
+            for h in handles
+        }
+
+    def _list(self) -> dict[str, Any]:
+        try:
+            jobs = self._call("list_jobs")
+        except RuntimeError as exc:
+            raise ClusterUnreachable(self._unreachable(exc)) from None
+        return {job.submission_id: job for job in jobs if job.submission_id}
+
+    def _observe(self, handle: Handle, job: Any) -> Observation:
+        if job is None:
+            return Observation(handle.uid, Phase.NOT_FOUND, f"no Ray job {submission_id(handle.uid)}")
+        state = ray_state(job.status)
+        if state.phase is Phase.FAILED:
+            if str(getattr(job.status, "value", job.status)) == "STOPPED":
+                message = "the Ray job was stopped"
+            else:
+                message = failure_message(job.message)
+        else:
+            message = (job.message or "").strip().splitlines()[0][:500] if job.message else ""
+        names = handle.state.get("replicas") or []
+        replicas: tuple[ReplicaStatus, ...] = ()
+        if state.phase is Phase.SUCCEEDED:
+            replicas = tuple(ReplicaStatus(n, Phase.SUCCEEDED, 0) for n in names)
+        return Observation(handle.uid, state.phase, message, state.failure_category, replicas)
+
+    async def cancel(self, handle: Handle) -> None:
+        """``stop_job``; a job that ended already, or never existed, is fine."""
+        await self._thread(self._cancel, handle)
+
+    def _cancel(self, handle: Handle) -> None:
+        sid = handle.state.get("submission_id") or submission_id(handle.uid)
+        try:
+            self._call("stop_job", sid)
+        except RuntimeError as exc:
+            if _status_code(exc) == 404 or "does not exist" in str(exc):
+                return
+            raise ClusterUnreachable(f"cluster '{self.name}': cannot stop Ray job {sid}: {exc}") from None
+
+    async def logs(
+        self, handle: Handle, replica: str | None = None, tail: int | None = None
+    ) -> list[ReplicaLog]:
+        """The job log split per replica (plan order, the primary first)."""
+        return await self._thread(self._logs, handle, replica, tail)
+
+    def _logs(self, handle: Handle, replica: str | None, tail: int | None) -> list[ReplicaLog]:
+        sid = handle.state.get("submission_id") or submission_id(handle.uid)
+        names = [str(n) for n in handle.state.get("replicas") or []]
+        if replica is not None:
+            if names and replica not in names:
+                raise WorkloadNotFound(
+                    f"attempt {handle.uid} has no replica '{replica}'; its replicas are {', '.join(names)}"
+                )
+            names = [replica]
+        try:
+            text = self._call("get_job_logs", sid)
+        except RuntimeError as exc:
+            if _status_code(exc) == 404 or "does not exist" in str(exc):
+                raise WorkloadNotFound(
+                    f"attempt {handle.uid} has no Ray job on cluster '{self.name}'"
+                ) from None
+            raise ClusterUnreachable(f"cluster '{self.name}': cannot read the log of {sid}: {exc}") from None
+        split = split_logs(text or "", names)
+        out = []
+        for name in names:
+            lines = split[name]
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
+            out.append(ReplicaLog(name, lines))
+        return out
+
+    async def owned(self) -> list[Handle]:
+        """Live jobs of this broker on this cluster (by the metadata marker)."""
+        jobs = await self._thread(self._list)
+        found = []
+        for sid, job in jobs.items():
+            meta = job.metadata or {}
+            if meta.get(BROKER_MARK) != "1" or meta.get("cluster", self.name) != self.name:
+                continue
+            if str(getattr(job.status, "value", job.status)) in TERMINAL:
+                continue
+            uid = meta.get("uid") or sid.removeprefix("sb-")
+            state: dict[str, Any] = {"submission_id": sid}
+            try:  # the plan rides in the entrypoint: recover the replica names for logs
+                plan = decode_plan((job.entrypoint or "").split()[-1])
+                state.update(self._handle(plan).state)
+            except Exception:  # noqa: BLE001 - not ours after all, or damaged: the id must do
+                pass
+            found.append(Handle(uid, state))
+        return found
+
+    async def close(self) -> None:
+        self._client = None

@@ -1,0 +1,43 @@
+"""Configuration of a ``ray`` cluster."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from clusters.config import ClusterConfig
+
+
+class RayClusterConfig(ClusterConfig):
+    """``kind: ray``: experiments run as Ray jobs submitted to the cluster's job API.
+
+    ``address`` is the dashboard's job API (``http://head:8265``). ``headers`` are sent with every
+    request (a Ray behind an authenticating proxy, or ``Authorization: Bearer <token>`` for Ray's
+    token auth); they are a secret: masked by :meth:`public_view` and never put in a message.
+    ``entrypoint_python`` is the interpreter the job's entrypoint runs the launcher with, on the
+    cluster (default ``python``: the one on the Ray nodes' PATH).
+    """
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"headers"})
+
+    kind: Literal["ray"] = "ray"
+    address: str = Field(description="The Ray job API (dashboard) URL, e.g. http://127.0.0.1:8265")
+    client_address: str | None = Field(default=None, description="Ray Client address, ray://host:10001")
+    headers: dict[str, str] | None = Field(default=None, description="HTTP headers (secret)")
+    entrypoint_python: str = Field(default="python", description="Python on the cluster's nodes")
+
+    @field_validator("address")
+    @classmethod
+    def _http_address(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("the job API address must start with http:// or https://")
+        return value
+
+    @field_validator("client_address")
+    @classmethod
+    def _client_address(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("ray://"):
+            raise ValueError("the Ray Client address must start with ray://")
+        return value

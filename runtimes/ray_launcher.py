@@ -1,0 +1,375 @@
+"""The entrypoint of a broker's Ray job: gang-start one Ray actor per replica of a launch plan.
+
+``python -m runtimes.ray_launcher <plan>`` runs as the job's driver on the Ray cluster (the ``ray``
+cluster kind submits it; ``<plan>`` is :func:`encode_plan` of the :class:`LaunchPlan`). It:
+
+1. connects with ``ray.init()`` (inside a job Ray supplies the address) and reserves every
+   replica's resources at once in a placement group (strategy ``PACK``, or
+   ``SUBMARINE_RAY_STRATEGY``), so all replicas start or none do;
+2. starts one actor per replica in its bundle (``num_cpus``/``num_gpus``/``memory`` of the
+   replica) and asks each for its node's IP and a port free on that node;
+3. rebuilds each replica's environment with those real addresses: the plan was built with the
+   adapter's placeholder addressing (hosts ``{{host:<replica>}}``, port 0), so the launcher
+   re-runs the framework's environment builder (:data:`runtimes.frameworks._ENV_BUILDERS`:
+   TF_CONFIG, MASTER_ADDR/MASTER_PORT, WORKER_ADDRS, DMLC_*) over the real endpoints and puts
+   the result over the plan's env, exactly where :func:`runtimes.frameworks.build_plan` put it; any
+   other value still holding a ``{{host:<replica>}}`` placeholder gets that replica's IP. Every
+   replica also gets ``SUBMARINE_REPLICA_HOST`` and ``SUBMARINE_REPLICA_PORT`` (its own endpoint);
+4. runs each replica's argv as a subprocess of its actor and prints every output line into the job
+   log as ``[<replica>] <line>`` (the adapter splits the log on that prefix);
+5. ends the job: when a replica exits non-zero, it stops the others and exits 1 with a last line
+   ``submarine-broker: replica <name> failed with exit code <n>``; when every replica of the
+   plan's success roles exited 0, it stops the rest (parameter servers) and exits 0. A SIGTERM
+   (``stop_job``) stops every replica before the driver ends.
+
+Only this package and ``ray`` (with pydantic, which ``ray[default]`` brings) must be importable on
+the cluster; the adapter ships the ``runtimes`` package with the job as a ``py_modules`` entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+
+from runtimes.plan import LaunchPlan
+
+#: The driver's own lines start with this; replica lines start with ``[<replica>] ``.
+MARKER = "submarine-broker:"
+#: How often the driver collects output and exit codes from the replicas (seconds).
+POLL_INTERVAL = 0.2
+#: Seconds a stopped replica gets between SIGTERM and SIGKILL.
+STOP_GRACE = 2.0
+
+
+def placeholder_host(name: str) -> str:
+    """The host the adapter's addressing gives replica ``name``; the launcher replaces it."""
+    return "{{host:" + name + "}}"
+
+
+class PlaceholderAddressing:
+    """Addressing for plans bound to Ray: real addresses are only known once the actors run."""
+
+    def host(self, role: str, index: int) -> str:
+        return placeholder_host(f"{role.lower()}-{index}")
+
+    def port(self, role: str, index: int) -> int:
+        return 0  # allocated on the replica's node by the launcher
+
+
+class ResolvedAddressing:
+    """Addressing over the endpoints the actors reported: ``{replica name: (ip, port)}``."""
+
+    def __init__(self, endpoints: Mapping[str, tuple[str, int]]) -> None:
+        self._endpoints = endpoints
+
+    def host(self, role: str, index: int) -> str:
+        return self._endpoints[f"{role.lower()}-{index}"][0]
+
+    def port(self, role: str, index: int) -> int:
+        return self._endpoints[f"{role.lower()}-{index}"][1]
+
+
+# -- the plan on the command line --------------------------------------------------------------
+
+
+def encode_plan(plan: LaunchPlan) -> str:
+    """The plan as one shell-safe word: urlsafe base64 of zlib-compressed JSON."""
+    raw = json.dumps(plan.model_dump(mode="json"), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+
+def decode_plan(word: str) -> LaunchPlan:
+    """The inverse of :func:`encode_plan`; plain JSON is accepted too (for hand-made runs)."""
+    word = word.strip()
+    if word.startswith("{"):
+        return LaunchPlan.model_validate_json(word)
+    return LaunchPlan.model_validate_json(zlib.decompress(base64.urlsafe_b64decode(word.encode("ascii"))))
+
+
+# -- environments --------------------------------------------------------------------------------
+
+
+def resolve_envs(plan: LaunchPlan, endpoints: Mapping[str, tuple[str, int]]) -> dict[str, dict[str, str]]:
+    """Each replica's environment with the real endpoints in place of the placeholders."""
+    from runtimes.frameworks import _ENV_BUILDERS
+
+    slots = [(r.role, r.index) for r in plan.replicas]
+    addressing = ResolvedAddressing(endpoints)
+    builder = _ENV_BUILDERS.get(plan.framework)
+    framework_env: dict[tuple[str, int], dict[str, str]] = {}
+    if builder is not None:
+        # The builders read only which roles the spec has (``spec.spec``), besides the slots.
+        shim = SimpleNamespace(spec={role: None for role, _ in slots})
+        framework_env = builder(shim, slots, addressing)  # type: ignore[arg-type]
+    envs = {}
+    for replica in plan.replicas:
+        env = dict(replica.env)
+        env.update(framework_env.get((replica.role, replica.index), {}))
+        for key, value in env.items():
+            if "{{host:" in value:
+                for name, (ip, _port) in endpoints.items():
+                    value = value.replace(placeholder_host(name), ip)
+                env[key] = value
+        ip, port = endpoints[replica.name]
+        env["SUBMARINE_REPLICA_HOST"] = ip
+        env["SUBMARINE_REPLICA_PORT"] = str(port)
+        envs[replica.name] = env
+    return envs
+
+
+def bundle(cpu: float, memory: int, gpu: int) -> dict[str, float]:
+    """A placement-group bundle for one replica (Ray refuses empty bundles)."""
+    out: dict[str, float] = {}
+    if cpu > 0:
+        out["CPU"] = float(cpu)
+    if gpu > 0:
+        out["GPU"] = float(gpu)
+    if memory > 0:
+        out["memory"] = float(memory)
+    return out or {"CPU": 0.01}
+
+
+# -- the verdict ---------------------------------------------------------------------------------
+
+
+def verdict(plan: LaunchPlan, exits: Mapping[str, int | None]) -> tuple[str, str | None, int | None]:
+    """``("running"|"succeeded"|"failed", replica, exit code)`` from the exit codes so far.
+
+    The first replica (plan order) with a non-zero code fails the gang. The gang has succeeded
+    once every replica of the success roles exited 0 (or every replica did).
+    """
+    for replica in plan.replicas:
+        code = exits.get(replica.name)
+        if code is not None and code != 0:
+            return "failed", replica.name, code
+    roles = {r.lower() for r in plan.success_roles}
+    deciders = [r.name for r in plan.replicas if r.role.lower() in roles] or [r.name for r in plan.replicas]
+    if all(exits.get(name) == 0 for name in deciders):
+        return "succeeded", None, None
+    return "running", None, None
+
+
+def failure_line(name: str, code: int) -> str:
+    """The driver's last line when a replica fails; the adapter reads it back from Ray's message."""
+    return f"{MARKER} replica {name} failed with exit code {code}"
+
+
+# -- one replica ---------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Linux: SIGKILL the replica if its actor's worker process dies (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+class ReplicaProcess:
+    """One replica's process; the body of the Ray actor (plain Python, so tests can run it alone)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lines: collections.deque[str] = collections.deque()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._exit: int | None = None
+
+    def endpoint(self) -> tuple[str, int]:
+        """This node's IP (as Ray knows it) and a port that was free on it a moment ago."""
+        try:
+            import ray.util
+
+            ip = ray.util.get_node_ip_address()
+        except Exception:  # noqa: BLE001 - outside Ray (tests): the loopback
+            ip = "127.0.0.1"
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("", 0))
+            return ip, int(sock.getsockname()[1])
+
+    def start(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        """Start the replica; its output is collected by a thread until :meth:`drain` takes it."""
+        try:
+            self._proc = subprocess.Popen(
+                list(argv),
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            )
+        except OSError as exc:
+            self._lines.append(f"cannot start {argv[0]!r}: {exc.strerror or exc}")
+            self._exit = 127
+            return
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            with self._lock:
+                self._lines.append(line)
+        self._proc.stdout.close()
+        code = self._proc.wait()
+        with self._lock:
+            self._exit = code
+
+    def drain(self) -> tuple[list[str], int | None]:
+        """Lines printed since the last call, and the exit code once the output has ended."""
+        with self._lock:
+            lines = list(self._lines)
+            self._lines.clear()
+            return lines, self._exit
+
+    def stop(self, grace: float = STOP_GRACE) -> int | None:
+        """SIGTERM the replica's process group, SIGKILL it after ``grace`` seconds."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return self._exit
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if self._reader is not None:
+            self._reader.join(1.0)
+        return proc.returncode
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+
+def _say(text: str) -> None:
+    print(f"{MARKER} {text}", flush=True)
+
+
+def _emit(name: str, lines: Sequence[str]) -> None:
+    if lines:
+        sys.stdout.write("".join(f"[{name}] {line}\n" for line in lines))
+        sys.stdout.flush()
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def run(plan: LaunchPlan) -> int:
+    """Gang-run ``plan`` on the Ray cluster this job belongs to; the job's exit code."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    ray.init(log_to_driver=False)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # after ray.init, which installs its own handler
+    names = [r.name for r in plan.replicas]
+    strategy = os.environ.get("SUBMARINE_RAY_STRATEGY", "PACK")
+    pg = placement_group(
+        [bundle(r.resources.cpu, r.resources.memory, r.resources.gpu) for r in plan.replicas],
+        strategy=strategy,
+    )
+    actors: list = []
+    try:
+        _say(f"reserving resources for {len(names)} replicas ({strategy})")
+        waited = 0.0
+        while True:
+            ready, _ = ray.wait([pg.ready()], timeout=30.0)
+            if ready:
+                break
+            waited += 30.0
+            _say(f"still waiting for resources after {waited:.0f}s")
+        actor_class = ray.remote(ReplicaProcess)
+        for i, replica in enumerate(plan.replicas):
+            res = replica.resources
+            actors.append(
+                actor_class.options(
+                    num_cpus=res.cpu,
+                    num_gpus=res.gpu,
+                    memory=res.memory if res.memory > 0 else None,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(
+                        placement_group=pg, placement_group_bundle_index=i
+                    ),
+                ).remote(replica.name)
+            )
+        endpoints = dict(zip(names, ray.get([a.endpoint.remote() for a in actors]), strict=True))
+        envs = resolve_envs(plan, {n: (ip, int(port)) for n, (ip, port) in endpoints.items()})
+        ray.get([a.start.remote(r.argv, envs[r.name]) for a, r in zip(actors, plan.replicas, strict=True)])
+        _say("started " + ", ".join(f"{n}@{ip}:{port}" for n, (ip, port) in endpoints.items()))
+        exits: dict[str, int | None] = dict.fromkeys(names)
+        while True:
+            refs = [a.drain.remote() for a in actors]
+            for name, ref in zip(names, refs, strict=True):
+                try:
+                    lines, code = ray.get(ref)
+                except ray.exceptions.RayActorError as exc:
+                    lines, code = [f"the replica's actor died: {str(exc).splitlines()[0]}"], -9
+                _emit(name, lines)
+                if code is not None:
+                    exits[name] = code
+            state, failed, code = verdict(plan, exits)
+            if state == "failed":
+                assert failed is not None and code is not None
+                _stop(ray, actors, names, exits)
+                _say(failure_line(failed, code).removeprefix(MARKER + " "))
+                return 1
+            if state == "succeeded":
+                _stop(ray, actors, names, exits)
+                _say("all replicas finished")
+                return 0
+            time.sleep(POLL_INTERVAL)
+    except _Terminated:
+        _say("stopped: stopping every replica")
+        _stop(ray, actors, names, {})
+        return 143
+    finally:
+        with contextlib.suppress(Exception):
+            remove_placement_group(pg)
+
+
+def _stop(ray, actors: list, names: list[str], exits: Mapping[str, int | None]) -> None:
+    """Stop every replica still running, then print what they wrote last."""
+    live = [(n, a) for n, a in zip(names, actors, strict=False) if exits.get(n) is None]
+    refs = [a.stop.remote() for _, a in live]
+    with contextlib.suppress(Exception):
+        ray.wait(refs, num_returns=len(refs), timeout=STOP_GRACE + 1.0)
+    for name, actor in live:
+        with contextlib.suppress(Exception):
+            lines, _ = ray.get(actor.drain.remote(), timeout=1.0)
+            _emit(name, lines)
+    for actor in actors:
+        with contextlib.suppress(Exception):
+            ray.kill(actor)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m runtimes.ray_launcher <encoded launch plan>", file=sys.stderr)
+        return 2
+    return run(decode_plan(args[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

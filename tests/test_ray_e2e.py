@@ -1,0 +1,170 @@
+"""Experiments on a real Ray cluster through a real broker (issue 5).
+
+Most tests share the session's Ray head (``ray_head`` fixture: ``ray start --head``, 2 CPUs, free
+loopback ports); each asks for at most 1 CPU in all and leaves nothing running. The head-loss test
+starts a head of its own, since it kills it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tests.ray_cluster import RayHead
+from tests.support import python_spec, wait_for
+
+FAST = {"dispatch_interval": 0.3, "monitor_interval": 0.3, "health_interval": 0.5}
+SMALL = "cpu=0.5,memory=64M"
+
+
+def _ray(head: RayHead) -> dict[str, dict[str, Any]]:
+    return {"ray": {"kind": "ray", "address": head.address}}
+
+
+def _jobs_of(head: RayHead, uid: str) -> list[Any]:
+    """Every Ray job of one attempt: its submission id or its metadata names the attempt uid."""
+    return [
+        job
+        for job in head.jobs().list_jobs()
+        if uid in (job.submission_id or "") or uid in json.dumps(job.metadata or {})
+    ]
+
+
+def _one_job(head: RayHead, uid: str) -> Any:
+    jobs = _jobs_of(head, uid)
+    assert len(jobs) == 1, f"expected one Ray job for attempt {uid}, found {[j.submission_id for j in jobs]}"
+    return jobs[0]
+
+
+def _hold(release: Path, marker: str = "") -> str:
+    """Code that waits for ``release`` to exist, then prints done; ``marker`` ends up in its cmdline."""
+    return (
+        f"# {marker}\nimport pathlib, time\n"
+        f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)\nprint('done')"
+    )
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if marker in " ".join(proc.info["cmdline"] or ()):
+            found.append(proc.pid)
+    return found
+
+
+def test_pytorch_master_and_worker_succeed_with_both_logs(broker_factory, ray_head) -> None:
+    broker = broker_factory(clusters=_ray(ray_head), loops=FAST)
+    code = "import os\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])"
+    roles = {"Master": {"replicas": 1, "resources": SMALL}, "Worker": {"replicas": 1, "resources": SMALL}}
+    exp = broker.submit(python_spec(code, framework="pytorch", roles=roles))["experimentId"]
+
+    done = broker.wait_status(exp, "Succeeded", timeout=90)
+    assert done["cluster"] == "ray" and done["attempt"] == 1
+    logs = broker.logs(exp)
+    assert logs[f"{exp}-master-0"] == ["rank 0 of 2"], logs
+    assert logs[f"{exp}-worker-0"] == ["rank 1 of 2"], logs
+    job = _one_job(ray_head, done["uid"])
+    assert job.status == "SUCCEEDED"
+
+
+def test_a_failing_replica_fails_the_experiment_with_its_reason(broker_factory, ray_head) -> None:
+    broker = broker_factory(clusters=_ray(ray_head), loops=FAST)
+    marker = f"sb-ray-fail-{secrets.token_hex(4)}"
+    code = (
+        f"# {marker}\nimport os, sys, time\n"
+        "if os.environ['RANK'] == '1':\n    print('bad input', flush=True)\n    sys.exit(3)\n"
+        "time.sleep(300)"
+    )
+    roles = {"Master": {"replicas": 1, "resources": SMALL}, "Worker": {"replicas": 1, "resources": SMALL}}
+    exp = broker.submit(python_spec(code, framework="pytorch", roles=roles))["experimentId"]
+
+    failed = broker.wait_status(exp, "Failed", timeout=90)
+    assert "worker-0" in failed["reason"] and "3" in failed["reason"], failed["reason"]
+    assert _one_job(ray_head, failed["uid"]).status == "FAILED"
+    assert "bad input" in broker.logs(exp)[f"{exp}-worker-0"]
+    # the launcher stops the Master that was still sleeping
+    wait_for(lambda: not _processes_with(marker), timeout=20, what="the other replica to be stopped")
+
+
+def test_deleting_a_running_experiment_stops_its_ray_job(broker_factory, ray_head, tmp_path) -> None:
+    broker = broker_factory(clusters=_ray(ray_head), loops=FAST)
+    marker = f"sb-ray-delete-{secrets.token_hex(4)}"
+    spec = python_spec(
+        _hold(tmp_path / "never", marker), roles={"Worker": {"replicas": 1, "resources": SMALL}}
+    )
+    exp = broker.submit(spec)["experimentId"]
+    running = broker.wait_status(exp, "Running", timeout=60)
+    assert running["cluster"] == "ray"
+    job = _one_job(ray_head, running["uid"])
+    wait_for(lambda: _processes_with(marker), timeout=30, what="the replica process to start")
+
+    answer = broker.client.delete(f"/experiment/{exp}")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"]["status"] == "Deleted"
+    jobs = ray_head.jobs()
+    wait_for(
+        lambda: jobs.get_job_status(job.submission_id) == "STOPPED",
+        timeout=30,
+        what=f"Ray job {job.submission_id} to be STOPPED",
+    )
+    wait_for(lambda: not _processes_with(marker), timeout=20, what="the replica process to end")
+
+
+def test_broker_killed_mid_run_adopts_its_ray_jobs_and_submits_nothing_again(
+    broker_factory, ray_head, tmp_path
+) -> None:
+    broker = broker_factory(clusters=_ray(ray_head), loops=FAST)
+    roles = {"Worker": {"replicas": 1, "resources": "cpu=0.25,memory=64M"}}
+    early, late = tmp_path / "early", tmp_path / "late"
+    first = broker.submit(python_spec(_hold(early), name="first", roles=roles))["experimentId"]
+    second = broker.submit(python_spec(_hold(late), name="second", roles=roles))["experimentId"]
+    uids = {exp: broker.wait_status(exp, "Running", timeout=60)["uid"] for exp in (first, second)}
+    for uid in uids.values():
+        _one_job(ray_head, uid)
+
+    broker.kill()  # SIGKILL: no shutdown hook runs
+    early.touch()  # the first finishes while no broker is watching
+    wait_for(
+        lambda: _one_job(ray_head, uids[first]).status == "SUCCEEDED", timeout=30, what="the first job to end"
+    )
+    broker.start()
+
+    kept = broker.experiment(second)
+    assert kept["status"] == "Running" and kept["attempt"] == 1 and kept["uid"] == uids[second]
+    assert broker.wait_status(first, "Succeeded", timeout=30)["attempt"] == 1
+    late.touch()
+    done = broker.wait_status(second, "Succeeded", timeout=60)
+    assert done["attempt"] == 1 and done["uid"] == uids[second]
+    for exp, uid in uids.items():
+        assert _one_job(ray_head, uid).status == "SUCCEEDED"
+        assert broker.logs(exp)[f"{exp}-worker-0"] == ["done"]
+
+
+def test_a_stopped_ray_head_turns_unreachable_and_new_work_runs_beside_it(broker_factory) -> None:
+    head = RayHead()
+    try:
+        head.start()
+        broker = broker_factory(
+            clusters={**_ray(head), "local": {"kind": "local"}},
+            loops={**FAST, "health_interval": 0.4},
+        )
+        state = lambda: broker.client.get("/cluster/ray").json()["result"]["state"]  # noqa: E731
+        wait_for(lambda: state() == "Ready", timeout=20, what="the ray cluster to be Ready")
+        on_ray = broker.submit(python_spec("print('on ray')", placement={"cluster": "ray"}))["experimentId"]
+        assert broker.wait_status(on_ray, "Succeeded", timeout=60)["cluster"] == "ray"
+
+        head.kill()
+        wait_for(lambda: state() == "Unreachable", timeout=20, what="the ray cluster to turn Unreachable")
+        exp = broker.submit(python_spec("print('beside')", placement={"preferredClusters": ["ray"]}))[
+            "experimentId"
+        ]
+        done = broker.wait_status(exp, "Succeeded", timeout=30)
+        assert done["cluster"] == "local"
+        assert broker.logs(exp)[f"{exp}-worker-0"] == ["beside"]
+    finally:
+        head.stop()
+    assert not head.processes()

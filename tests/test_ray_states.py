@@ -1,0 +1,346 @@
+"""The ``ray`` kind without a cluster: the state table, config, and the adapter over a fake SDK client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from clusters.base import Capability, Handle, Phase
+from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
+from clusters.kinds import adapter_class
+from clusters.ray.adapter import RayAdapter, failure_message, split_logs, submission_id
+from clusters.ray.config import RayClusterConfig
+from clusters.ray.states import RAY_JOB_STATES, TERMINAL, ray_state
+from runtimes.plan import LaunchPlan, ReplicaPlan
+from runtimes.ray_launcher import decode_plan, failure_line
+
+SECRET = "Bearer very-secret-token"
+
+
+def test_every_ray_job_status_is_in_the_table() -> None:
+    job_submission = pytest.importorskip("ray.job_submission")
+    statuses = {status.value for status in job_submission.JobStatus}
+    missing = statuses - set(RAY_JOB_STATES)
+    assert not missing, f"Ray job statuses missing from clusters/ray/states.py: {sorted(missing)}"
+    assert {"PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"} <= statuses
+    terminal = {s.value for s in job_submission.JobStatus if s.is_terminal()}
+    assert terminal == set(TERMINAL)
+    for status in job_submission.JobStatus:
+        assert ray_state(status).phase.is_terminal == status.is_terminal()
+
+
+def test_state_table_readings() -> None:
+    assert ray_state("PENDING").phase is Phase.PENDING
+    assert ray_state("RUNNING").phase is Phase.RUNNING
+    assert ray_state("SUCCEEDED").phase is Phase.SUCCEEDED
+    assert ray_state("FAILED") == (Phase.FAILED, "exit_code")
+    assert ray_state("STOPPED") == (Phase.FAILED, "killed")
+    assert ray_state("SOMETHING_NEW").phase is Phase.UNKNOWN
+
+
+def test_kind_is_registered_and_config_masks_headers() -> None:
+    assert adapter_class("ray") is RayAdapter
+    assert RayAdapter.capabilities == Capability.GPU | Capability.MULTI_NODE
+    config = RayClusterConfig(
+        name="r1", kind="ray", address="http://h:8265/", headers={"Authorization": SECRET}
+    )
+    assert config.address == "http://h:8265"
+    view = config.public_view()
+    assert view["headers"] == "******"
+    assert SECRET not in json.dumps(view)
+    with pytest.raises(ValueError):
+        RayClusterConfig(name="r1", address="h:8265")
+    with pytest.raises(ValueError):
+        RayClusterConfig(name="r1", address="http://h:8265", bogus=1)
+
+
+def test_split_logs_and_failure_message() -> None:
+    text = "\n".join(
+        [
+            "2026-01-01 INFO worker.py -- Connecting",
+            "submarine-broker: started master-0@1.2.3.4:5, worker-0@1.2.3.5:6",
+            "[master-0] hello",
+            "[worker-0] [nested] brackets kept",
+            "[worker-1] not in the plan",
+            "[master-0] ",
+            failure_line("worker-0", 3),
+        ]
+    )
+    split = split_logs(text, ["master-0", "worker-0"])
+    assert split == {"master-0": ["hello", ""], "worker-0": ["[nested] brackets kept"]}
+    message = "Job entrypoint command failed with exit code 1, last available logs:\n" + text
+    assert failure_message(message) == "replica worker-0 exited with code 3"
+    assert failure_message("Job supervisor actor died") == "Job supervisor actor died"
+    assert failure_message(None) == "the Ray job failed"
+
+
+# -- the adapter over a fake JobSubmissionClient ----------------------------------------------
+
+
+def make_plan(uid: str = "u1") -> LaunchPlan:
+    return LaunchPlan(
+        uid=uid,
+        workload_id="experiment-1",
+        name="t",
+        namespace="default",
+        framework="pytorch",
+        replicas=[
+            ReplicaPlan(role="Master", index=0, argv=["true"], host="{{host:master-0}}", port=0),
+            ReplicaPlan(role="Worker", index=0, argv=["true"], host="{{host:worker-0}}", port=0),
+        ],
+        success_roles=["Master", "Worker"],
+    )
+
+
+class FakeSDK:
+    """The parts of ``JobSubmissionClient`` the adapter calls, with Ray's error texts."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, SimpleNamespace] = {}
+        self.calls: list[str] = []
+        self.logs = ""
+        self.down = False
+        self.race = False  # the job appears between the lookup and the submit (another broker)
+
+    def _check(self, name: str) -> None:
+        self.calls.append(name)
+        if self.down:
+            raise ConnectionError("Failed to connect to Ray at address: http://h:8265.")
+
+    def get_job_info(self, sid: str) -> SimpleNamespace:
+        self._check("get_job_info")
+        if sid not in self.jobs:
+            raise RuntimeError(f"Request failed with status code 404: Job {sid} does not exist.")
+        return self.jobs[sid]
+
+    def submit_job(self, *, entrypoint, submission_id, metadata, runtime_env) -> str:
+        self._check("submit_job")
+        assert all(isinstance(v, str) for v in metadata.values())
+        if self.race:
+            self.jobs[submission_id] = SimpleNamespace(submission_id=submission_id, status="RUNNING")
+        if submission_id in self.jobs:
+            raise RuntimeError("Request failed with status code 500: Job with submission_id already exists.")
+        self.jobs[submission_id] = SimpleNamespace(
+            submission_id=submission_id,
+            status="PENDING",
+            message="Job has not started yet.",
+            metadata=metadata,
+            entrypoint=entrypoint,
+            runtime_env=runtime_env,
+        )
+        return submission_id
+
+    def list_jobs(self) -> list[SimpleNamespace]:
+        self._check("list_jobs")
+        return [*self.jobs.values(), SimpleNamespace(submission_id=None, status="RUNNING", metadata=None)]
+
+    def stop_job(self, sid: str) -> bool:
+        self._check("stop_job")
+        if sid not in self.jobs:
+            raise RuntimeError(f"Request failed with status code 404: Job {sid} does not exist.")
+        job = self.jobs[sid]
+        if job.status in TERMINAL:
+            return False
+        job.status = "STOPPED"
+        return True
+
+    def get_job_logs(self, sid: str) -> str:
+        self._check("get_job_logs")
+        if sid not in self.jobs:
+            raise RuntimeError(f"Request failed with status code 404: Job {sid} does not exist.")
+        return self.logs
+
+
+@pytest.fixture
+def fake() -> FakeSDK:
+    return FakeSDK()
+
+
+@pytest.fixture
+def adapter(fake: FakeSDK, tmp_path) -> RayAdapter:
+    config = RayClusterConfig(name="r1", address="http://h:8265", headers={"Authorization": SECRET})
+    a = RayAdapter(config, data_dir=str(tmp_path))
+    a._client = fake
+    return a
+
+
+def test_submit_is_idempotent_and_carries_the_plan(adapter: RayAdapter, fake: FakeSDK) -> None:
+    plan = make_plan()
+    handle = asyncio.run(adapter.submit(plan))
+    again = asyncio.run(adapter.submit(plan))
+    assert handle == again
+    assert list(fake.jobs) == [submission_id("u1")] == ["sb-u1"]
+    assert fake.calls.count("submit_job") == 1
+    job = fake.jobs["sb-u1"]
+    assert job.metadata["submarine-broker"] == "1"
+    assert job.metadata["experiment"] == "experiment-1" and job.metadata["uid"] == "u1"
+    assert decode_plan(job.entrypoint.split()[-1]) == plan
+    assert job.entrypoint.startswith("python -m runtimes.ray_launcher ")
+    assert job.runtime_env["py_modules"][0].endswith("runtimes")
+    assert handle.state["replicas"] == ["master-0", "worker-0"]
+
+
+def test_a_duplicate_500_means_the_job_exists(adapter: RayAdapter, fake: FakeSDK) -> None:
+    fake.race = True
+    handle = asyncio.run(adapter.submit(make_plan()))
+    assert handle.state["submission_id"] == "sb-u1"
+    assert len(fake.jobs) == 1
+
+
+def test_a_refused_submit_is_rejected(adapter: RayAdapter, fake: FakeSDK) -> None:
+    def refuse(**_kw):
+        raise RuntimeError("Request failed with status code 400: bad runtime_env.")
+
+    fake.submit_job = refuse
+    with pytest.raises(SubmitRejected):
+        asyncio.run(adapter.submit(make_plan()))
+
+
+def test_poll_is_one_list_call_and_maps_every_status(adapter: RayAdapter, fake: FakeSDK) -> None:
+    handles = [asyncio.run(adapter.submit(make_plan(f"u{i}"))) for i in range(5)]
+    statuses = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"]
+    for handle, status in zip(handles, statuses, strict=True):
+        fake.jobs[handle.state["submission_id"]].status = status
+    fake.jobs["sb-u3"].message = "Job entrypoint command failed:\n" + failure_line("worker-0", 7)
+    fake.calls.clear()
+    seen = asyncio.run(adapter.poll([*handles, Handle("ghost", {})]))
+    assert fake.calls == ["list_jobs"]
+    assert [seen[h.uid].phase for h in handles] == [
+        Phase.PENDING,
+        Phase.RUNNING,
+        Phase.SUCCEEDED,
+        Phase.FAILED,
+        Phase.FAILED,
+    ]
+    assert seen["u3"].message == "replica worker-0 exited with code 7"
+    assert seen["u3"].failure_category == "exit_code"
+    assert seen["u4"].failure_category == "killed"
+    assert seen["ghost"].phase is Phase.NOT_FOUND
+
+
+def test_unreachable_never_leaks_headers(adapter: RayAdapter, fake: FakeSDK) -> None:
+    handle = asyncio.run(adapter.submit(make_plan()))
+    fake.down = True
+    for call in (adapter.poll([handle]), adapter.submit(make_plan("u2")), adapter.cancel(handle)):
+        with pytest.raises(ClusterUnreachable) as info:
+            asyncio.run(call)
+        assert SECRET not in str(info.value)
+
+
+def test_cancel_is_idempotent(adapter: RayAdapter, fake: FakeSDK) -> None:
+    handle = asyncio.run(adapter.submit(make_plan()))
+    asyncio.run(adapter.cancel(handle))
+    assert fake.jobs["sb-u1"].status == "STOPPED"
+    asyncio.run(adapter.cancel(handle))
+    asyncio.run(adapter.cancel(Handle("ghost", {})))
+
+
+def test_logs_per_replica_in_plan_order(adapter: RayAdapter, fake: FakeSDK) -> None:
+    handle = asyncio.run(adapter.submit(make_plan()))
+    fake.logs = "Running entrypoint\n[worker-0] w1\n[master-0] m1\n[worker-0] w2\nsubmarine-broker: done\n"
+    logs = asyncio.run(adapter.logs(handle))
+    assert [(log.replica, log.lines) for log in logs] == [("master-0", ["m1"]), ("worker-0", ["w1", "w2"])]
+    assert [log.lines for log in asyncio.run(adapter.logs(handle, "worker-0", tail=1))] == [["w2"]]
+    with pytest.raises(WorkloadNotFound):
+        asyncio.run(adapter.logs(handle, "ps-0"))
+    with pytest.raises(WorkloadNotFound):
+        asyncio.run(adapter.logs(Handle("ghost", {"replicas": ["worker-0"]})))
+
+
+def test_owned_lists_live_jobs_of_this_broker(adapter: RayAdapter, fake: FakeSDK) -> None:
+    asyncio.run(adapter.submit(make_plan("live")))
+    asyncio.run(adapter.submit(make_plan("done")))
+    fake.jobs["sb-done"].status = "SUCCEEDED"
+    fake.jobs["foreign"] = SimpleNamespace(submission_id="foreign", status="RUNNING", metadata={"x": "y"})
+    owned = asyncio.run(adapter.owned())
+    assert [h.uid for h in owned] == ["live"]
+    assert owned[0].state["replicas"] == ["master-0", "worker-0"]
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+def _status(usage: dict) -> dict:
+    return {"result": True, "data": {"clusterStatus": {"loadMetricsReport": {"usage": usage}}}}
+
+
+def health_of(adapter: RayAdapter, handler) -> object:
+    adapter.http_transport = httpx.MockTransport(handler)
+    return asyncio.run(adapter.health())
+
+
+def test_health_reads_capacity(adapter: RayAdapter) -> None:
+    seen_headers = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen_headers.append(request.headers.get("authorization"))
+        if request.url.path == "/api/version":
+            return httpx.Response(200, json={"version": "4", "ray_version": "2.60.0"})
+        assert request.url.path == "/api/cluster_status"
+        return httpx.Response(200, json=_status({"CPU": [1.0, 4.0], "memory": [2.0e9, 8.0e9]}))
+
+    health = health_of(adapter, handler)
+    assert health.reachable
+    assert (health.total.cpu, health.total.memory, health.total.gpu) == (4.0, 8_000_000_000, 0)
+    assert (health.free.cpu, health.free.memory, health.free.gpu) == (3.0, 6_000_000_000, 0)
+    assert seen_headers == [SECRET, SECRET]
+
+    adapter.config = RayClusterConfig.model_validate(
+        {**adapter.config.model_dump(), "capacity": {"cpu": 2, "gpu": 1}}
+    )
+    health = health_of(
+        adapter,
+        lambda r: (
+            httpx.Response(200, json={"ray_version": "2.60.0"})
+            if r.url.path == "/api/version"
+            else httpx.Response(200, json=_status({"CPU": [1.0, 4.0], "GPU": [0, 2], "memory": [0, 8.0e9]}))
+        ),
+    )
+    assert (health.total.cpu, health.total.gpu, health.free.cpu, health.free.gpu) == (2.0, 1, 1.0, 1)
+
+
+def test_health_unreachable_and_refused(adapter: RayAdapter) -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    health = health_of(adapter, down)
+    assert not health.reachable and SECRET not in health.message
+    health = health_of(adapter, lambda r: httpx.Response(401, text="unauthorized"))
+    assert not health.reachable and "credentials refused" in health.message
+    assert SECRET not in health.message
+    health = health_of(
+        adapter,
+        lambda r: (
+            httpx.Response(200, json={}) if r.url.path == "/api/version" else httpx.Response(200, json={})
+        ),
+    )
+    assert not health.reachable
+
+
+def test_health_of_a_closed_port(tmp_path) -> None:
+    config = RayClusterConfig(name="r1", address="http://127.0.0.1:9", headers={"X-Key": SECRET})
+    health = asyncio.run(RayAdapter(config, data_dir=str(tmp_path)).health())
+    assert not health.reachable
+    assert SECRET not in health.message
+
+
+def test_a_stopped_head_is_unreachable_for_the_real_sdk(tmp_path) -> None:
+    pytest.importorskip("ray.job_submission")
+    config = RayClusterConfig(name="r1", address="http://127.0.0.1:9", headers={"X-Key": SECRET})
+    adapter = RayAdapter(config, data_dir=str(tmp_path))
+    with pytest.raises(ClusterUnreachable) as info:
+        asyncio.run(adapter.poll([Handle("u1", {})]))
+    assert SECRET not in str(info.value)
+
+
+def test_a_hanging_call_times_out(adapter: RayAdapter, fake: FakeSDK) -> None:
+    import time
+
+    fake.list_jobs = lambda: time.sleep(2)
+    adapter.call_timeout = 0.2
+    with pytest.raises(ClusterUnreachable, match="did not answer within"):
+        asyncio.run(adapter.poll([Handle("u1", {})]))
