@@ -169,6 +169,7 @@ def build_plan(
                 port=addressing.port(role, index) if needs_port else None,
             )
         )
+    kernel = spec.environment.kernelSpec or {}
     images = {spec.image(role) for role, _ in spec.ordered_roles()} - {None}
     return LaunchPlan(
         uid=uid,
@@ -179,4 +180,6 @@ def build_plan(
         image=sorted(images)[0] if images else None,
         replicas=replicas,
         success_roles=success_roles(spec),
+        pip_packages=[str(p) for p in kernel.get("pipDependencies") or []],
+        conda_packages=[str(p) for p in kernel.get("condaDependencies") or []],
     )

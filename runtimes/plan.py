@@ -75,6 +75,12 @@ class LaunchPlan(BaseModel):
         "the others (parameter servers, evaluators) are then stopped."
     )
     labels: dict[str, str] = Field(default_factory=dict)
+    pip_packages: list[str] = Field(
+        default_factory=list, description="The environment's pip requirements (kernelSpec.pipDependencies)"
+    )
+    conda_packages: list[str] = Field(
+        default_factory=list, description="The environment's conda packages (kernelSpec.condaDependencies)"
+    )
 
     @property
     def total_resources(self) -> Resources:

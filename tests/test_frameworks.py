@@ -294,3 +294,27 @@ def test_plan_carries_name_namespace_and_image() -> None:
         addressing=addressing(),
     )
     assert (plan.name, plan.namespace, plan.image) == ("my-job", "team-a", "repo/img:1")
+
+
+def test_kernel_spec_packages_reach_the_plan() -> None:
+    from runtimes.frameworks import build_plan
+    from runtimes.plan import StaticAddressing
+    from runtimes.spec import ExperimentSpec
+
+    spec = ExperimentSpec.model_validate(
+        {
+            "meta": {"name": "k", "framework": "python", "cmd": "python -c 1"},
+            "environment": {
+                "kernelSpec": {"pipDependencies": ["numpy==2.1"], "condaDependencies": ["scipy"]}
+            },
+            "spec": {"Worker": {"replicas": 1}},
+        }
+    )
+    plan = build_plan(
+        spec,
+        workload_id="e",
+        uid="u",
+        namespace="n",
+        addressing=StaticAddressing(lambda r, i: "h", lambda: 1),
+    )
+    assert plan.pip_packages == ["numpy==2.1"] and plan.conda_packages == ["scipy"]

@@ -168,3 +168,20 @@ def test_a_stopped_ray_head_turns_unreachable_and_new_work_runs_beside_it(broker
     finally:
         head.stop()
     assert not head.processes()
+
+
+def test_gpu_work_is_never_placed_on_a_ray_cluster_without_gpus(broker_factory, ray_head) -> None:
+    # Ray would keep such a job PENDING for ever (and stop_job cannot end it): refuse it up front.
+    broker = broker_factory(clusters=_ray(ray_head), loops=FAST)
+
+    def capacity() -> dict[str, Any] | None:
+        found = broker.client.get("/cluster/ray").json()["result"]
+        return found if found["state"] == "Ready" and found["capacity"]["total"]["cpu"] == 2 else None
+
+    cluster = wait_for(capacity, timeout=30, what="the Ray cluster's capacity")
+    assert cluster["capacity"]["total"]["gpu"] == 0
+    before = len(ray_head.jobs().list_jobs())
+    spec = python_spec("print(1)", roles={"Worker": {"replicas": 1, "resources": "cpu=0.5,nvidia.com/gpu=1"}})
+    answer = broker.client.post("/experiment", json=spec)
+    assert answer.status_code == 422 and "gpu" in answer.json()["message"], answer.text
+    assert len(ray_head.jobs().list_jobs()) == before

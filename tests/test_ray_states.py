@@ -344,3 +344,35 @@ def test_a_hanging_call_times_out(adapter: RayAdapter, fake: FakeSDK) -> None:
     adapter.call_timeout = 0.2
     with pytest.raises(ClusterUnreachable, match="did not answer within"):
         asyncio.run(adapter.poll([Handle("u1", {})]))
+
+
+def _plan_with(pip: list[str], conda: list[str]):
+    from runtimes.plan import LaunchPlan, ReplicaPlan
+
+    replica = ReplicaPlan(role="Worker", index=0, argv=["python", "-c", "1"], host="h")
+    return LaunchPlan(
+        uid="u1",
+        workload_id="e",
+        name="n",
+        namespace="ns",
+        framework="python",
+        replicas=[replica],
+        success_roles=["Worker"],
+        pip_packages=pip,
+        conda_packages=conda,
+    )
+
+
+def test_environment_packages_map_to_the_runtime_env() -> None:
+    from clusters.ray.adapter import RayAdapter
+    from clusters.ray.config import RayClusterConfig
+
+    adapter = RayAdapter(
+        RayClusterConfig(name="r", kind="ray", address="http://127.0.0.1:1"), data_dir="/tmp"
+    )
+    assert "pip" not in adapter.runtime_env(_plan_with([], [])) and "conda" not in adapter.runtime_env(
+        _plan_with([], [])
+    )
+    assert adapter.runtime_env(_plan_with(["numpy==2.1"], []))["pip"] == ["numpy==2.1"]
+    both = adapter.runtime_env(_plan_with(["torch"], ["python=3.11"]))
+    assert both["conda"] == {"dependencies": ["python=3.11", "pip", {"pip": ["torch"]}]} and "pip" not in both

@@ -232,16 +232,22 @@ class RayAdapter(ClusterAdapter):
         return True
 
     def runtime_env(self, plan: LaunchPlan) -> dict[str, Any]:
-        """The job's runtime_env: the launcher's package and the broker's variables.
-
-        Hook: when plans carry an environment's pip/conda settings, map them here to Ray's
-        ``pip`` / ``conda`` keys (Ray installs them per job on each node).
-        """
-        return {
+        """The job's runtime_env: the launcher's package, the broker's variables, and the
+        environment's pip or conda packages (Ray installs them per job on each node; Ray takes
+        one of the two, so conda wins when both are given, with pip inside it)."""
+        env: dict[str, Any] = {
             "py_modules": [RUNTIMES_DIR],
             "excludes": ["__pycache__", "*.pyc"],
             "env_vars": {"PYTHONUNBUFFERED": "1", "SUBMARINE_BROKER_UID": plan.uid},
         }
+        if plan.conda_packages:
+            dependencies: list[Any] = list(plan.conda_packages)
+            if plan.pip_packages:
+                dependencies += ["pip", {"pip": list(plan.pip_packages)}]
+            env["conda"] = {"dependencies": dependencies}
+        elif plan.pip_packages:
+            env["pip"] = list(plan.pip_packages)
+        return env
 
     def _submit(self, plan: LaunchPlan) -> Handle:
         sid = submission_id(plan.uid)
