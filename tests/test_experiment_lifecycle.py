@@ -161,3 +161,34 @@ def test_idempotency_key_returns_the_same_experiment(broker: Broker) -> None:
     ]
     assert first["experimentId"] == again["experimentId"]
     assert broker.client.get("/experiment").json()["attributes"]["total"] == 1
+
+
+def test_stop_keeps_the_experiment_and_ends_it_failed_killed(broker: Broker) -> None:
+    marker = broker.root / "stop-marker"
+    code = (
+        f"import time, pathlib\nwhile True:\n    pathlib.Path({str(marker)!r}).touch()\n    time.sleep(0.1)"
+    )
+    exp_id = broker.submit(python_spec(code))["experimentId"]
+    broker.wait_status(exp_id, "Running")
+    wait_for(marker.exists, what="the replica to start")
+
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "broker", "--url", broker.url, "experiment", "stop", exp_id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0 and "stopped: Failed" in run.stdout, run.stdout + run.stderr
+    stopped = broker.experiment(exp_id)  # still there, unlike after DELETE
+    assert stopped["status"] == "Failed" and stopped["failureCategory"] == "killed"
+    assert stopped["reason"].startswith("stopped by admin")
+    marker.unlink()
+    import time
+
+    time.sleep(0.5)
+    assert not marker.exists(), "the replica kept running after stop"
+    again = broker.client.post(f"/experiment/{exp_id}/stop")
+    assert again.status_code == 409 and "already ended" in again.json()["message"]

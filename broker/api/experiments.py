@@ -61,6 +61,12 @@ async def delete(request: Request) -> EnvelopeResponse:
     return ok(experiment_json(row))
 
 
+async def stop(request: Request) -> EnvelopeResponse:
+    """Broker extension: stop the run, keep the record; it ends Failed with category ``killed``."""
+    row = await _service(request).stop(request.path_params["id"], Guard.of(request))
+    return ok(experiment_json(row))
+
+
 async def logs(request: Request) -> EnvelopeResponse:
     experiment_id = request.path_params["id"]
     tail = int_param(request, "tail", None)
@@ -96,6 +102,7 @@ routes = [
     Route("/api/v1/experiment", list_experiments, methods=["GET"]),
     Route("/api/v1/experiment/{id}/events", events, methods=["GET"]),
     Route("/api/v1/experiment/{id}/placement", placement, methods=["GET"]),
+    Route("/api/v1/experiment/{id}/stop", stop, methods=["POST"]),
     Route("/api/v1/experiment/{id}", get, methods=["GET"]),
     Route("/api/v1/experiment/{id}", delete, methods=["DELETE"]),
 ]

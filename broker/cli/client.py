@@ -213,6 +213,10 @@ class BrokerClient:
         """``DELETE /experiment/{id}``; returns the experiment with status ``Deleted``."""
         return self._object("DELETE", f"/experiment/{_segment(experiment_id)}")
 
+    def stop_experiment(self, experiment_id: str) -> JSONObject:
+        """``POST /experiment/{id}/stop``; the experiment ends Failed with category ``killed``."""
+        return self._object("POST", f"/experiment/{_segment(experiment_id)}/stop")
+
     def experiment_logs(
         self, experiment_id: str, replica: str | None = None, tail: int | None = None
     ) -> JSONObject:

@@ -158,6 +158,19 @@ def delete(client: BrokerClient, experiment_id: str, as_json: bool) -> None:
 
 @experiment.command()
 @click.argument("experiment_id")
+@json_option
+@pass_client
+def stop(client: BrokerClient, experiment_id: str, as_json: bool) -> None:
+    """Stop an experiment but keep it: it ends Failed (killed); delete removes it."""
+    stopped = client.stop_experiment(experiment_id)
+    if as_json:
+        render.print_json(stopped)
+    else:
+        click.echo(f"experiment {experiment_id} stopped: {render.dash(stopped.get('status'))}")
+
+
+@experiment.command()
+@click.argument("experiment_id")
 @timeout_option
 @interval_option
 @pass_client

@@ -15,13 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker.api.access import Guard
-from broker.errors import ApiError, BadRequest, NotFound
+from broker.errors import ApiError, BadRequest, Conflict, NotFound
 from broker.experiments.validation import parse_experiment_spec
 from broker.experiments.views import replica_names, stored_spec
 from broker.ids import IdGenerator, new_uid
 from broker.planner import Planner
 from broker.registry import ClusterRegistry
-from broker.state import Status, now, record, transition
+from broker.state import FailureCategory, Status, now, record, transition
 from broker.store.database import Database
 from broker.store.models import Event, Experiment
 from clusters.base import Handle, ReplicaLog
@@ -211,17 +211,22 @@ class ExperimentService:
         except ClusterError as exc:
             raise ApiError(503, f"cannot read logs from cluster {row.cluster}: {exc}") from None
 
+    async def _cancel_on_cluster(self, row: Experiment, what: str) -> str:
+        """Stop the row's attempt on its cluster; returns a note for the event when that failed."""
+        cluster = self.registry.get(row.cluster) if row.cluster else None
+        if row.handle is None or cluster is None:
+            return ""
+        try:
+            await cluster.adapter.cancel(Handle.from_json(row.handle))
+        except ClusterError as exc:
+            log.warning("%s %s: could not stop it on cluster %s: %s", what, row.id, row.cluster, exc)
+            return f"; could not stop it on cluster {row.cluster} yet ({exc}): the orphan sweep will"
+        return ""
+
     async def delete(self, experiment_id: str, guard: Guard) -> Experiment:
         """Stop every replica on its cluster, then mark the experiment Deleted (history kept)."""
         row = await self.get(experiment_id, guard, "delete")
-        note = ""
-        cluster = self.registry.get(row.cluster) if row.cluster else None
-        if row.handle is not None and cluster is not None:
-            try:
-                await cluster.adapter.cancel(Handle.from_json(row.handle))
-            except ClusterError as exc:
-                note = f"; could not stop it on cluster {row.cluster}: {exc}"
-                log.warning("delete %s: %s", experiment_id, note)
+        note = await self._cancel_on_cluster(row, "delete")
 
         def mark(session: Session) -> Experiment:
             current = session.get(Experiment, experiment_id, with_for_update=True)
@@ -230,7 +235,29 @@ class ExperimentService:
             if current.handle is None and current.cluster is not None:
                 # A dispatch is in flight; it sees Deleted when it returns and cancels what it started.
                 record(session, current, f"deleted while being submitted to {current.cluster}")
-            transition(session, current, Status.DELETED, f"deleted by the user{note}")
+            transition(session, current, Status.DELETED, f"deleted by {guard.user}{note}")
+            return current
+
+        return await self.db.run(mark)
+
+    async def stop(self, experiment_id: str, guard: Guard) -> Experiment:
+        """Stop a run without deleting it (broker extension): it ends Failed, category ``killed``."""
+        row = await self.get(experiment_id, guard, "kill")
+        if Status(row.status).is_terminal:
+            raise Conflict(f"experiment {experiment_id} has already ended ({row.status})")
+        note = await self._cancel_on_cluster(row, "stop")
+
+        def mark(session: Session) -> Experiment:
+            current = session.get(Experiment, experiment_id, with_for_update=True)
+            if current is None or Status(current.status).is_terminal:
+                raise Conflict(f"experiment {experiment_id} has already ended")
+            transition(
+                session,
+                current,
+                Status.FAILED,
+                f"stopped by {guard.user}{note}",
+                category=FailureCategory.KILLED,
+            )
             return current
 
         return await self.db.run(mark)
