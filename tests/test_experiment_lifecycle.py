@@ -192,3 +192,15 @@ def test_stop_keeps_the_experiment_and_ends_it_failed_killed(broker: Broker) -> 
     assert not marker.exists(), "the replica kept running after stop"
     again = broker.client.post(f"/experiment/{exp_id}/stop")
     assert again.status_code == 409 and "already ended" in again.json()["message"]
+
+
+def test_openapi_document_lists_every_route(broker: Broker) -> None:
+    import httpx
+
+    document = httpx.get(broker.url + "/api/v1/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    paths = document["paths"]
+    assert {"post", "get"} <= set(paths["/api/v1/experiment"])
+    assert "delete" in paths["/api/v1/experiment/{id}"]
+    assert paths["/api/v1/experiment/{id}/stop"]["post"]["summary"].startswith("Broker extension")
+    assert "/api/v1/policy/test" in paths and "/api/v1/cluster/{name}/cordon" in paths

@@ -71,6 +71,8 @@ def test_requests_without_a_valid_token_get_401(secured) -> None:
         answer = httpx.get(broker.url + "/api/v1/experiment", headers=headers)
         assert answer.status_code == 401, answer.text
         assert "API token" in answer.json()["message"] and answer.json()["code"] == 401
+    assert httpx.get(broker.url + "/api/v1/experiment/ping").status_code == 200  # liveness stays open
+    assert httpx.get(broker.url + "/api/v1/openapi.json").status_code == 200
 
 
 def test_members_work_in_their_team_and_nobody_else_sees_it(secured) -> None:

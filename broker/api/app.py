@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 
-from broker.api import clusters, experiments, placement, policy, users
+from broker.api import clusters, experiments, openapi, placement, policy, users
 from broker.api.access import AuthenticationMiddleware
 from broker.api.envelope import EnvelopeResponse, error
 from broker.errors import ApiError
@@ -44,7 +44,14 @@ async def _unexpected(request: Request, exc: Exception) -> EnvelopeResponse:
 def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None) -> Starlette:
     """The REST application; ``lifespan`` sets ``app.state.broker`` and runs the loops."""
     return Starlette(
-        routes=[*experiments.routes, *clusters.routes, *policy.routes, *placement.routes, *users.routes],
+        routes=[
+            *experiments.routes,
+            *clusters.routes,
+            *policy.routes,
+            *placement.routes,
+            *users.routes,
+            *openapi.routes,
+        ],
         middleware=[Middleware(AuthenticationMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,

@@ -1,0 +1,83 @@
+"""``GET /api/v1/openapi.json``: an OpenAPI 3.1 document of every route, built from the routes themselves.
+
+Each operation carries the handler's docstring and the Submarine envelope as its response shape, so
+clients and tools (schemathesis, code generators) can discover the API without a hand-kept copy.
+Like the ping endpoints it answers without a token: it describes the API, not its data.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from broker import __version__
+
+_ENVELOPE = {
+    "type": "object",
+    "required": ["status", "code", "success", "message", "result", "attributes"],
+    "properties": {
+        "status": {"type": "string", "example": "OK"},
+        "code": {"type": "integer", "example": 200},
+        "success": {"type": ["boolean", "null"]},
+        "message": {"type": ["string", "null"]},
+        "result": {},
+        "attributes": {"type": "object"},
+    },
+}
+
+
+def build_document(routes: list[Route]) -> dict[str, Any]:
+    """The OpenAPI document for ``routes``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route):
+            continue
+        doc = inspect.getdoc(route.endpoint) or route.name.replace("_", " ")
+        summary, _, details = doc.partition("\n")
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", route.path)
+        ]
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            operation: dict[str, Any] = {
+                "operationId": f"{route.name}_{method.lower()}",
+                "summary": summary.strip(),
+                "responses": {
+                    "200": {"description": "Success", "content": _json_ref()},
+                    "4XX": {"description": "An error naming the problem", "content": _json_ref()},
+                },
+            }
+            if details.strip():
+                operation["description"] = details.strip()
+            if params:
+                operation["parameters"] = params
+            if method in ("POST", "PUT", "PATCH"):
+                operation["requestBody"] = {
+                    "required": False,
+                    "content": {"application/json": {"schema": {}}},
+                }
+            paths.setdefault(route.path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Submarine Broker", "version": __version__},
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": {"Envelope": _ENVELOPE}},
+        "security": [{}, {"bearer": []}],
+    }
+
+
+def _json_ref() -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}
+
+
+async def openapi(request: Request) -> JSONResponse:
+    """The OpenAPI document of this API, as plain JSON (what tools expect), open to anyone."""
+    return JSONResponse(build_document(request.app.routes))
+
+
+routes = [Route("/api/v1/openapi.json", openapi, methods=["GET"])]
