@@ -13,6 +13,7 @@ from clusters.base import ClusterAdapter
 _KINDS: dict[str, str] = {
     "local": "clusters.local.adapter:LocalAdapter",
     "ray": "clusters.ray.adapter:RayAdapter",
+    "kubernetes": "clusters.kubernetes.adapter:KubernetesAdapter",
 }
 
 

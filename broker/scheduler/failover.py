@@ -212,9 +212,11 @@ class Failover:
         for handle in owned or []:
             if handle.uid in live:
                 continue
-            # Re-read: a dispatch may have created this attempt since ``live`` was taken.
-            current = {i.uid for i in await self.db.run(_on_cluster(cluster.name))}
-            if handle.uid in current:
+            # Re-read: a dispatch may have created this attempt since ``live`` was taken. An attempt
+            # that is still its experiment's current one stays, even once it ended (a cluster may keep
+            # its record and logs); only superseded attempts and those of deleted or unknown
+            # experiments are orphans.
+            if await self.db.run(lambda s, u=handle.uid: _still_owned(s, u)):
                 continue
             log.warning(
                 "orphan sweep: cancelling attempt %s on %s, which no live experiment owns",
@@ -225,6 +227,11 @@ class Failover:
                 await cluster.adapter.cancel(handle)
             except ClusterError as exc:
                 log.warning("orphan sweep on %s: %s", cluster.name, exc)
+
+
+def _still_owned(session: Session, uid: str) -> bool:
+    status = session.scalar(select(Experiment.status).where(Experiment.uid == uid))
+    return status is not None and status != Status.DELETED.value
 
 
 def _mark(session: Session, experiment_id: str, uid: str, message: str) -> None:

@@ -136,8 +136,11 @@ class Monitor:
             if seen.phase in (Phase.UNKNOWN, Phase.PENDING):
                 continue
             ended = await self.db.run(lambda s, i=item, o=seen: apply_observation(s, i.id, i.uid, o))
-            if ended in (Status.SUCCEEDED, Status.FAILED):
+            leftovers = any(r.phase in (Phase.RUNNING, Phase.PENDING) for r in seen.replicas)
+            if ended in (Status.SUCCEEDED, Status.FAILED) and leftovers:
                 # Stop what is left of the gang: parameter servers after success, peers after a failure.
+                # Only then: cancelling a finished run would delete what some clusters keep of it
+                # (a Kubernetes job's pods, and with them its logs).
                 try:
                     await cluster.adapter.cancel(handles[item.uid])
                 except ClusterError as exc:

@@ -1,0 +1,68 @@
+"""Configuration of a ``kubernetes`` cluster."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from clusters.config import ClusterConfig
+
+_DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+class KubernetesClusterConfig(ClusterConfig):
+    """``kind: kubernetes``: experiments run as Kubeflow training jobs or Indexed Jobs.
+
+    The API server is reached through a kubeconfig file (``kubeconfig`` and optionally
+    ``context``) or, for a broker running in a pod, the service account (``in_cluster: true``).
+    ``token`` (a secret) replaces the credentials of the kubeconfig's user: it is masked by
+    :meth:`public_view` and never logged or put in a message. ``workload_api`` chooses what is
+    created: ``kubeflow`` (TFJob, PyTorchJob, XGBoostJob; the training operator must be
+    installed), ``job`` (one Indexed ``batch/v1`` Job per role and a headless Service) or
+    ``auto`` (Kubeflow when the API server serves ``kubeflow.org/v1``). ``image`` is the image of
+    plans that name none. ``origin`` is the value of the ``submarine-broker/origin`` label on
+    every object (the orphan sweep deletes only objects with it); default: the cluster name.
+    """
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"token"})
+
+    kind: Literal["kubernetes"] = "kubernetes"
+    kubeconfig: str | None = Field(default=None, description="Path of a kubeconfig file")
+    context: str | None = Field(default=None, description="Context of the kubeconfig (default: current)")
+    in_cluster: bool = Field(default=False, description="Use the pod's service account")
+    namespace: str = Field(default="default", description="Namespace every object is created in")
+    workload_api: Literal["auto", "kubeflow", "job"] = "auto"
+    image: str | None = Field(default=None, description="Image of plans that name none")
+    token: str | None = Field(default=None, description="Bearer token (secret), replaces the kubeconfig's")
+    origin: str | None = Field(default=None, description="Origin label value (default: the cluster name)")
+    request_timeout: float = Field(default=30.0, gt=0, description="Seconds of one API call")
+    log_tail: int = Field(default=1000, ge=1, description="Lines read per pod log when no tail is asked")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _DNS_1123_LABEL.match(value):
+            raise ValueError("not a valid namespace (a DNS-1123 label)")
+        return value
+
+    @field_validator("origin")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        if value is not None and (not value or not _LABEL_VALUE.match(value)):
+            raise ValueError("not a valid label value (at most 63 letters, digits, '-', '_', '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KubernetesClusterConfig:
+        if self.in_cluster and self.kubeconfig:
+            raise ValueError("give either kubeconfig or in_cluster: true, not both")
+        if not self.in_cluster and not self.kubeconfig:
+            raise ValueError("give kubeconfig (a path) or in_cluster: true")
+        return self
+
+    @property
+    def origin_label(self) -> str:
+        return self.origin or self.name
