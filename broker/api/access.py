@@ -44,11 +44,7 @@ class AuthenticationMiddleware:
         self._cache: dict[str, tuple[str, float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or not scope["path"].startswith("/api/")
-            or scope["path"].endswith(_OPEN)
-        ):
+        if scope["type"] != "http" or not scope["path"].startswith("/api/") or scope["path"].endswith(_OPEN):
             await self.app(scope, receive, send)
             return
         broker = scope["app"].state.broker
