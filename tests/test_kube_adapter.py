@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("kubernetes")
-
 from clusters.base import Capability, Handle, Phase  # noqa: E402
 from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound  # noqa: E402
 from clusters.kinds import adapter_class  # noqa: E402

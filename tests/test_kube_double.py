@@ -9,10 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-kubernetes = pytest.importorskip("kubernetes")
-pytest.importorskip("kubernetes_validate")
-
 from kubernetes import client, config  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 

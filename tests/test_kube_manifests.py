@@ -232,7 +232,8 @@ def test_python_jobs_need_no_wrapper_and_tf_config_is_templated() -> None:
 
 
 def test_every_object_passes_the_validator() -> None:
-    validation = pytest.importorskip("tests.doubles.kube_validation")
+    from tests.doubles import kube_validation as validation
+
     cases = [
         ("tensorflow", {"Ps": {"replicas": 2}, "Worker": {"replicas": 2}, "Chief": {}, "Evaluator": {}}),
         ("pytorch", {"Master": {}, "Worker": {"replicas": 2, "resources": "cpu=1,memory=1G,gpu=2"}}),

@@ -22,7 +22,8 @@ SECRET = "Bearer very-secret-token"
 
 
 def test_every_ray_job_status_is_in_the_table() -> None:
-    job_submission = pytest.importorskip("ray.job_submission")
+    from ray import job_submission
+
     statuses = {status.value for status in job_submission.JobStatus}
     missing = statuses - set(RAY_JOB_STATES)
     assert not missing, f"Ray job statuses missing from clusters/ray/states.py: {sorted(missing)}"
@@ -329,7 +330,6 @@ def test_health_of_a_closed_port(tmp_path) -> None:
 
 
 def test_a_stopped_head_is_unreachable_for_the_real_sdk(tmp_path) -> None:
-    pytest.importorskip("ray.job_submission")
     config = RayClusterConfig(name="r1", address="http://127.0.0.1:9", headers={"X-Key": SECRET})
     adapter = RayAdapter(config, data_dir=str(tmp_path))
     with pytest.raises(ClusterUnreachable) as info:
