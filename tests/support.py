@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import psutil
 import yaml
 
 T = TypeVar("T")
@@ -45,13 +44,14 @@ def wait_for(
 
 def kill_replicas(work_root: Path) -> None:
     """Kill every replica process group a local cluster under ``work_root`` started (test cleanup)."""
+    from clusters.local.processes import is_ours  # the adapter's own test: pid and start time
+
     for pid_file in work_root.rglob("*.pid"):
         try:
             info = json.loads(pid_file.read_text())
-            proc = psutil.Process(int(info["pid"]))
-            if abs(proc.create_time() - float(info["create_time"])) < 1.0:
-                os.killpg(proc.pid, signal.SIGKILL)
-        except (ValueError, KeyError, OSError, psutil.Error):
+            if is_ours(info):
+                os.killpg(int(info["pid"]), signal.SIGKILL)
+        except (ValueError, KeyError, OSError):
             continue
 
 
