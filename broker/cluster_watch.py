@@ -34,6 +34,8 @@ from sqlalchemy import select
 from broker.config.errors import ConfigError
 from broker.config.loader import cluster_files, load_cluster_file
 from broker.registry import ClusterRegistry, ClusterState
+from broker.scheduler.monitor import tracked_on
+from broker.state import ON_CLUSTER
 from broker.store.database import Database
 from broker.store.models import Experiment
 from clusters.base import Handle
@@ -43,7 +45,6 @@ log = logging.getLogger(__name__)
 HasWork = Callable[[str], Awaitable[bool]]
 ActiveHandles = Callable[[str], Awaitable[list[Handle]]]
 #: Statuses in which an experiment holds (or is about to hold) work on its cluster.
-_BUSY = ("Accepted", "Created", "Running")
 #: Quoted text in a YAML parser message (an alias, a tag) comes from the file: it may be a secret.
 _QUOTED = re.compile(r"('[^']{5,}'|\"[^\"]{5,}\")")
 #: A file modified less than this long ago is re-read even when its mtime and size look unchanged.
@@ -57,7 +58,9 @@ def experiments_on(db: Database) -> HasWork:
     async def has_work(name: str) -> bool:
         def query(session) -> bool:
             found = session.scalar(
-                select(Experiment.id).where(Experiment.cluster == name, Experiment.status.in_(_BUSY)).limit(1)
+                select(Experiment.id)
+                .where(Experiment.cluster == name, Experiment.status.in_(ON_CLUSTER))
+                .limit(1)
             )
             return found is not None
 
@@ -70,15 +73,7 @@ def handles_on(db: Database) -> ActiveHandles:
     """``active_handles(name)``: the handles of the Created and Running experiments on ``name``."""
 
     async def active_handles(name: str) -> list[Handle]:
-        def query(session) -> list[Handle]:
-            rows = session.scalars(
-                select(Experiment.handle).where(
-                    Experiment.cluster == name, Experiment.status.in_(("Created", "Running"))
-                )
-            ).all()
-            return [Handle.from_json(handle) for handle in rows if handle]
-
-        return await db.run(query)
+        return [Handle.from_json(t.handle) for t in await db.run(tracked_on(name))]
 
     return active_handles
 

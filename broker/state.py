@@ -40,6 +40,11 @@ class Status(enum.StrEnum):
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.DELETED})
 
+#: Statuses (as stored) of experiments with an attempt on a cluster: started there...
+ACTIVE = (Status.CREATED.value, Status.RUNNING.value)
+#: ...or, with ``cluster`` set while Accepted, chosen for it with the submit in flight.
+ON_CLUSTER = (Status.ACCEPTED.value, *ACTIVE)
+
 #: The allowed moves. A fast run may go Created → Succeeded between two polls.
 #: Created/Running → Accepted is a failover: the attempt's cluster was lost and a new attempt
 #: (new uid) is placed again.

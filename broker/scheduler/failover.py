@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from broker.ids import new_uid
 from broker.registry import ClusterRegistry, ClusterState
-from broker.state import FailureCategory, Status, now, record, transition
+from broker.state import ON_CLUSTER, FailureCategory, Status, now, record, transition
 from broker.store.database import Database
 from broker.store.models import Experiment, SupersededAttempt
 from clusters.base import Handle
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 #: How often a reachable cluster is swept for orphans when nothing happened to it (seconds).
 SWEEP_INTERVAL = 60.0
-_ON_CLUSTER = (Status.ACCEPTED.value, Status.CREATED.value, Status.RUNNING.value)
 UNREACHABLE = "cluster {cluster} unreachable since {since}"
 
 
@@ -52,7 +51,7 @@ class OnCluster:
 def _on_cluster(name: str):
     def query(session: Session) -> list[OnCluster]:
         rows = session.scalars(
-            select(Experiment).where(Experiment.cluster == name, Experiment.status.in_(_ON_CLUSTER))
+            select(Experiment).where(Experiment.cluster == name, Experiment.status.in_(ON_CLUSTER))
         ).all()
         return [
             OnCluster(r.id, r.uid, r.status, r.status_message, r.spec["meta"].get("clusterLossGraceSeconds"))
@@ -74,7 +73,7 @@ def supersede(
     Returns what happened, or None when the row moved on meanwhile (nothing is changed then).
     """
     row = session.get(Experiment, experiment_id, with_for_update=True)
-    if row is None or row.uid != uid or row.cluster != cluster.name or row.status not in _ON_CLUSTER:
+    if row is None or row.uid != uid or row.cluster != cluster.name or row.status not in ON_CLUSTER:
         return None
     since = _stamp(cluster.unreachable_since or now())
     session.add(

@@ -12,15 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broker.registry import ClusterRegistry, ClusterState
-from broker.state import FailureCategory, IllegalTransition, Status, transition
+from broker.state import ACTIVE, FailureCategory, IllegalTransition, Status, transition
 from broker.store.database import Database
 from broker.store.models import Experiment
 from clusters.base import Handle, Observation, Phase
 from clusters.errors import ClusterError
 
 log = logging.getLogger(__name__)
-
-_ACTIVE = (Status.CREATED.value, Status.RUNNING.value)
 
 
 @dataclass(frozen=True)
@@ -31,10 +29,10 @@ class Tracked:
     handle: dict[str, Any]
 
 
-def _tracked(cluster: str):
+def tracked_on(cluster: str):
     def query(session: Session) -> list[Tracked]:
         rows = session.scalars(
-            select(Experiment).where(Experiment.cluster == cluster, Experiment.status.in_(_ACTIVE))
+            select(Experiment).where(Experiment.cluster == cluster, Experiment.status.in_(ACTIVE))
         ).all()
         return [Tracked(r.id, r.uid, r.status, r.handle) for r in rows if r.handle is not None]
 
@@ -118,7 +116,7 @@ class Monitor:
                 log.error("monitoring cluster %s failed", cluster.name, exc_info=outcome)
 
     async def _poll_cluster(self, cluster: ClusterState) -> None:
-        tracked = await self.db.run(_tracked(cluster.name))
+        tracked = await self.db.run(tracked_on(cluster.name))
         if not tracked or not self._due(cluster.name, tracked):
             return
         self._last_poll[cluster.name] = time.monotonic()
