@@ -14,6 +14,8 @@ _KINDS: dict[str, str] = {
     "local": "clusters.local.adapter:LocalAdapter",
     "ray": "clusters.ray.adapter:RayAdapter",
     "kubernetes": "clusters.kubernetes.adapter:KubernetesAdapter",
+    "slurm": "clusters.slurm.adapter:SlurmAdapter",
+    "yarn": "clusters.yarn.adapter:YarnAdapter",
 }
 
 

@@ -1,0 +1,1 @@
+"""Batch-queue cluster kinds (Slurm, YARN) and their shared family base."""
