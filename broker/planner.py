@@ -9,15 +9,18 @@ from __future__ import annotations
 from broker.policy_runtime import PolicyRuntime
 from broker.registry import ClusterRegistry
 from policies.placement import Decision, PlacementEngine, PlacementRequest
+from runtimes.notebook import NotebookSpec
 from runtimes.plan import ZERO, Resources
 from runtimes.resources import parse_resources
 from runtimes.spec import ExperimentSpec
 
 
 def placement_request(
-    spec: ExperimentSpec, namespace: str, user: str, refused_by: frozenset[str] = frozenset()
+    spec: ExperimentSpec | NotebookSpec, namespace: str, user: str, refused_by: frozenset[str] = frozenset()
 ) -> PlacementRequest:
     """What the spec asks placement for: the whole gang's resources and its placement hints."""
+    if isinstance(spec, NotebookSpec):
+        return notebook_request(spec, namespace, user, refused_by)
     total: Resources = ZERO
     largest: Resources = ZERO
     count = 0
@@ -42,6 +45,27 @@ def placement_request(
     )
 
 
+def notebook_request(
+    spec: NotebookSpec, namespace: str, user: str, refused_by: frozenset[str] = frozenset()
+) -> PlacementRequest:
+    """A notebook asks for one replica on a cluster that can serve an endpoint to the broker."""
+    each = parse_resources(spec.spec.resources)
+    hints = spec.meta.placement
+    return PlacementRequest(
+        workload_kind="notebook",
+        namespace=namespace,
+        user=user,
+        total=each,
+        largest_replica=each,
+        replicas=1,
+        cluster=hints.cluster,
+        selector=dict(hints.clusterSelector),
+        preferred=tuple(hints.preferredClusters),
+        needs=frozenset({"endpoints"}),
+        refused_by=refused_by,
+    )
+
+
 class Planner:
     """Places specs on the registered clusters under the policy in force."""
 
@@ -51,7 +75,11 @@ class Planner:
         self.engine = engine
 
     def decide(
-        self, spec: ExperimentSpec, namespace: str, user: str, refused_by: frozenset[str] = frozenset()
+        self,
+        spec: ExperimentSpec | NotebookSpec,
+        namespace: str,
+        user: str,
+        refused_by: frozenset[str] = frozenset(),
     ) -> Decision:
         """Where ``spec`` would go now, with every cluster's verdict.
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import ipaddress
 import logging
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,14 +20,17 @@ from broker.api.app import build_app
 from broker.cluster_flags import ClusterFlags
 from broker.cluster_watch import ClusterWatch, experiments_on, handles_on
 from broker.config import ConfigError
-from broker.config.models import BrokerConfig
+from broker.config.models import BrokerConfig, NotebooksConfig
 from broker.experiments.service import ExperimentService
 from broker.ids import IdGenerator
+from broker.notebooks.proxy import NotebookProxy
+from broker.notebooks.service import NotebookService
+from broker.notebooks.watch import NotebookWatch
 from broker.planner import Planner
 from broker.policy_runtime import PolicyRuntime
 from broker.policy_store import PolicyStore, seed_default_policy
 from broker.registry import ClusterRegistry
-from broker.scheduler.dispatch import Dispatcher
+from broker.scheduler.dispatch import Dispatcher, NotebookRuntime
 from broker.scheduler.failover import Failover
 from broker.scheduler.lease import LeaseKeeper
 from broker.scheduler.loops import LEASE_NAME, Loops
@@ -52,6 +57,8 @@ class BrokerContext:
     policy_store: PolicyStore
     planner: Planner
     cluster_flags: ClusterFlags
+    notebooks: NotebookService
+    proxy: NotebookProxy
 
 
 def is_loopback(host: str) -> bool:
@@ -117,6 +124,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
                 "SUBMARINE_SERVER_DNS_NAME": config.host,
                 "SUBMARINE_SERVER_PORT": str(config.port),
             },
+            notebooks=notebook_runtime(config.notebooks),
         ),
         monitor=Monitor(
             db,
@@ -133,6 +141,8 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         config=config.loops,
         cluster_watch=cluster_watch,
         cluster_flags=cluster_flags,
+        notebook_watch=NotebookWatch(db, registry, config.notebooks),
+        notebook_interval=config.notebooks.check_interval,
     )
     experiments = ExperimentService(
         db,
@@ -142,9 +152,37 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         planner=planner,
         on_submitted=loops.wake_dispatch,
     )
-    return BrokerContext(
-        config, db, registry, experiments, loops, errors, policy, PolicyStore(db), planner, cluster_flags
+    notebooks = NotebookService(
+        db,
+        registry,
+        IdGenerator(db, "notebook", "_", holder),
+        default_namespace=config.default_namespace,
+        planner=planner,
+        on_submitted=loops.wake_dispatch,
     )
+    return BrokerContext(
+        config,
+        db,
+        registry,
+        experiments,
+        loops,
+        errors,
+        policy,
+        PolicyStore(db),
+        planner,
+        cluster_flags,
+        notebooks,
+        NotebookProxy(),
+    )
+
+
+def notebook_runtime(config: NotebooksConfig) -> NotebookRuntime:
+    """The interpreter and Jupyter app notebook plans start (Lab when installed, for ``auto``)."""
+    if config.app == "auto":
+        module = "jupyterlab" if importlib.util.find_spec("jupyterlab") else "jupyter_server"
+    else:
+        module = {"lab": "jupyterlab", "server": "jupyter_server"}[config.app]
+    return NotebookRuntime(python=config.python or sys.executable, app_module=module)
 
 
 def create_app(config: BrokerConfig) -> Starlette:
@@ -172,6 +210,7 @@ def create_app(config: BrokerConfig) -> Starlette:
             yield
         finally:
             await context.loops.shutdown()
+            await context.proxy.aclose()
             await context.registry.close()
             context.db.dispose()
 
@@ -181,7 +220,7 @@ def create_app(config: BrokerConfig) -> Starlette:
 def run(config: BrokerConfig) -> None:
     """Serve until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apscheduler", "alembic"):
+    for noisy in ("apscheduler", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     check_bind(config)
     uvicorn.run(

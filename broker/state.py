@@ -139,6 +139,42 @@ def transition(
     return True
 
 
+def restart(session: Session, workload: Experiment, reason: str, *, uid: str) -> None:
+    """Start an ended notebook again as a new attempt (``uid``): Succeeded/Failed → Accepted.
+
+    Not in :data:`TRANSITIONS` on purpose: no cluster report may revive an ended run; only this
+    explicit user action does, and only for notebooks (their id, working directory and URL stay).
+    """
+    current = Status(workload.status)
+    if workload.kind != "notebook" or current not in (Status.SUCCEEDED, Status.FAILED):
+        raise IllegalTransition(workload.id, current, Status.ACCEPTED)
+    when = now()
+    workload.status = Status.ACCEPTED.value
+    workload.attempt += 1
+    workload.uid = uid
+    workload.cluster = None
+    workload.handle = None
+    workload.placement = None
+    workload.access = None
+    workload.dispatch_tries = 0
+    workload.next_dispatch_at = None
+    workload.reason = None
+    workload.failure_category = None
+    workload.status_message = None
+    workload.created_at = workload.running_at = workload.finished_at = None
+    workload.updated_at = when
+    session.add(
+        Event(
+            experiment_id=workload.id,
+            at=when,
+            from_status=current.value,
+            to_status=Status.ACCEPTED.value,
+            reason=reason,
+            attempt=workload.attempt,
+        )
+    )
+
+
 def record(session: Session, experiment: Experiment, reason: str, *, at: datetime | None = None) -> None:
     """Record an event that is not a status change (placement, a waiting reason, a warning)."""
     session.add(

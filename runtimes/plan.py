@@ -81,6 +81,11 @@ class LaunchPlan(BaseModel):
     conda_packages: list[str] = Field(
         default_factory=list, description="The environment's conda packages (kernelSpec.condaDependencies)"
     )
+    workdir: str | None = Field(
+        default=None,
+        description="Key of a working directory that outlives attempts (a notebook's files): "
+        "adapters run the replicas in storage kept under this key, where the cluster allows",
+    )
 
     @property
     def total_resources(self) -> Resources:

@@ -65,7 +65,7 @@ def test_migrations_create_every_table_and_are_repeatable(db: Database) -> None:
         "cluster_flag",
     } <= tables
     upgrade(db.engine)  # a second run changes nothing and does not fail
-    assert current_revision(db.engine) == "0004"
+    assert current_revision(db.engine) == "0005"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from broker.accounts import user_for_token
 from broker.api.envelope import error
@@ -22,6 +23,9 @@ from broker.policy_store import BUILTIN_ADMIN
 GLOBAL = "*"  # the domain of objects that belong to no team (policy, users)
 _TOKEN_CACHE_SECONDS = 10.0
 _OPEN = ("/ping", "/api/v1/openapi.json")  # answer anyone: they say nothing about anyone's work
+_GUARDED = ("/api/", "/notebook/")  # the REST API and the notebook proxy
+#: The cookie a browser may carry the API token in (it cannot set headers on a WebSocket).
+TOKEN_COOKIE = "submarine_broker_token"
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,8 @@ class Forbidden(ApiError):
 
 
 class AuthenticationMiddleware:
-    """Resolves the caller of every ``/api/`` request into ``scope['state']['caller']``.
+    """Resolves the caller of every ``/api/`` and ``/notebook/`` request (HTTP or WebSocket) into
+    ``scope['state']['caller']``: a bearer token, or the ``submarine_broker_token`` cookie.
 
     The ``…/ping`` liveness endpoints answer anyone: they say nothing but "Pong"."""
 
@@ -44,15 +49,22 @@ class AuthenticationMiddleware:
         self._cache: dict[str, tuple[str, float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/") or scope["path"].endswith(_OPEN):
+        if (
+            scope["type"] not in ("http", "websocket")
+            or not scope["path"].startswith(_GUARDED)
+            or scope["path"].endswith(_OPEN)
+        ):
             await self.app(scope, receive, send)
             return
         broker = scope["app"].state.broker
         if broker.config.auth == "none":
             caller = Caller(BUILTIN_ADMIN)
         else:
-            user = await self._user(broker, _bearer(scope))
+            user = await self._user(broker, _bearer(scope) or _cookie(scope))
             if user is None:
+                if scope["type"] == "websocket":
+                    await _deny_websocket(scope, receive, send)
+                    return
                 response = error(
                     401,
                     "missing or unknown API token: send 'Authorization: Bearer <token>' "
@@ -87,7 +99,25 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def caller(request: Request) -> Caller:
+def _cookie(scope: Scope) -> str | None:
+    """The API token from the ``submarine_broker_token`` cookie (browsers, WebSockets)."""
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, _, token = part.strip().partition("=")
+                if key == TOKEN_COOKIE and token:
+                    return token
+    return None
+
+
+async def _deny_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """Refuse a WebSocket handshake without a valid token (HTTP 403 to the client)."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008, "reason": "missing or unknown API token"})
+
+
+def caller(request: Request | WebSocket) -> Caller:
     """The authenticated caller of ``request``."""
     return request.scope["state"]["caller"]
 
@@ -100,7 +130,7 @@ class Guard:
         self.authorizer = authorizer
 
     @classmethod
-    def of(cls, request: Request) -> Guard:
+    def of(cls, request: Request | WebSocket) -> Guard:
         return cls(caller(request).user, request.app.state.broker.policy.authorizer)
 
     def may(self, namespace: str, obj: str, action: str) -> bool:

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 
-from broker.api import clusters, experiments, openapi, placement, policy, users
+from broker.api import clusters, experiments, notebooks, openapi, placement, policy, users
 from broker.api.access import AuthenticationMiddleware
 from broker.api.envelope import EnvelopeResponse, error
 from broker.errors import ApiError
@@ -46,6 +46,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
     return Starlette(
         routes=[
             *experiments.routes,
+            *notebooks.routes,
             *clusters.routes,
             *policy.routes,
             *placement.routes,

@@ -32,6 +32,28 @@ class LoopsConfig(BaseModel):
     )
 
 
+class NotebooksConfig(BaseModel):
+    """Notebook sessions: their Jupyter server, readiness checks and idle culling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idle_timeout: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Stop a notebook idle this many seconds (Jupyter's last_activity); 0 = never. "
+        "A notebook's spec.idleTimeoutSeconds overrides it",
+    )
+    check_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between two readiness/activity checks of each notebook"
+    )
+    python: str | None = Field(
+        default=None, description="Interpreter with jupyter_server on local clusters (default: the broker's)"
+    )
+    app: Literal["auto", "lab", "server"] = Field(
+        default="auto", description="JupyterLab, the bare Jupyter server, or Lab when it is installed"
+    )
+
+
 class BrokerConfig(BaseModel):
     """broker.yaml. Relative paths are resolved against the file's folder."""
 
@@ -50,6 +72,7 @@ class BrokerConfig(BaseModel):
     default_namespace: str = "default"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     loops: LoopsConfig = Field(default_factory=LoopsConfig)
+    notebooks: NotebooksConfig = Field(default_factory=NotebooksConfig)
     extra_kinds: dict[str, str] = Field(
         default_factory=dict, description="More cluster kinds as kind: module:Class (plugins, test doubles)"
     )

@@ -34,6 +34,19 @@ log = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 1000
 
 
+async def cancel_on_cluster(registry: ClusterRegistry, row: Experiment, what: str) -> str:
+    """Stop the row's attempt on its cluster; returns a note for the event when that failed."""
+    cluster = registry.get(row.cluster) if row.cluster else None
+    if row.handle is None or cluster is None:
+        return ""
+    try:
+        await cluster.adapter.cancel(Handle.from_json(row.handle))
+    except ClusterError as exc:
+        log.warning("%s %s: could not stop it on cluster %s: %s", what, row.id, row.cluster, exc)
+        return f"; could not stop it on cluster {row.cluster} yet ({exc}): the orphan sweep will"
+    return ""
+
+
 class ExperimentService:
     """Experiments as users see them."""
 
@@ -139,7 +152,7 @@ class ExperimentService:
         """A live (not deleted) experiment the caller may see, or 404; 403 if it may not ``action`` it."""
         row = await self.db.run(lambda s: s.get(Experiment, experiment_id))
         missing = f"Not found experiment: {experiment_id}"
-        if row is None or row.status == Status.DELETED.value:
+        if row is None or row.kind != "experiment" or row.status == Status.DELETED.value:
             raise NotFound(missing)
         obj = f"experiment/{row.id}"
         guard.require(row.namespace, obj, "read", hidden=True, what=missing)
@@ -166,6 +179,7 @@ class ExperimentService:
             where = (
                 [Experiment.status == wanted.value] if wanted else [Experiment.status != Status.DELETED.value]
             )
+            where.append(Experiment.kind == "experiment")
             return list(
                 session.scalars(
                     select(Experiment)
@@ -211,22 +225,10 @@ class ExperimentService:
         except ClusterError as exc:
             raise ApiError(503, f"cannot read logs from cluster {row.cluster}: {exc}") from None
 
-    async def _cancel_on_cluster(self, row: Experiment, what: str) -> str:
-        """Stop the row's attempt on its cluster; returns a note for the event when that failed."""
-        cluster = self.registry.get(row.cluster) if row.cluster else None
-        if row.handle is None or cluster is None:
-            return ""
-        try:
-            await cluster.adapter.cancel(Handle.from_json(row.handle))
-        except ClusterError as exc:
-            log.warning("%s %s: could not stop it on cluster %s: %s", what, row.id, row.cluster, exc)
-            return f"; could not stop it on cluster {row.cluster} yet ({exc}): the orphan sweep will"
-        return ""
-
     async def delete(self, experiment_id: str, guard: Guard) -> Experiment:
         """Stop every replica on its cluster, then mark the experiment Deleted (history kept)."""
         row = await self.get(experiment_id, guard, "delete")
-        note = await self._cancel_on_cluster(row, "delete")
+        note = await cancel_on_cluster(self.registry, row, "delete")
 
         def mark(session: Session) -> Experiment:
             current = session.get(Experiment, experiment_id, with_for_update=True)
@@ -245,7 +247,7 @@ class ExperimentService:
         row = await self.get(experiment_id, guard, "kill")
         if Status(row.status).is_terminal:
             raise Conflict(f"experiment {experiment_id} has already ended ({row.status})")
-        note = await self._cancel_on_cluster(row, "stop")
+        note = await cancel_on_cluster(self.registry, row, "stop")
 
         def mark(session: Session) -> Experiment:
             current = session.get(Experiment, experiment_id, with_for_update=True)

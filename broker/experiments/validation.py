@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from broker.errors import BadRequest
+from runtimes.notebook import NotebookSpec
 from runtimes.spec import ExperimentSpec, SpecFieldError
+
+M = TypeVar("M", bound=BaseModel)
 
 _NAMESPACE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -30,10 +33,14 @@ def _message(error: dict[str, Any]) -> tuple[str, str]:
     return field, error["msg"].removeprefix("Value error, ")
 
 
-def parse_experiment_spec(document: dict[str, Any]) -> ExperimentSpec:
-    """Validate a Submarine ExperimentSpec; raises :class:`BadRequest` naming the first bad field."""
+def validate_document(model: type[M], document: dict[str, Any], what: str) -> M:
+    """Validate ``document`` as ``model``; a :class:`BadRequest` naming the first bad field.
+
+    ``what`` names the document in the message (``experiment``, ``notebook``). A model with
+    ``meta.namespace`` gets it checked as a DNS label.
+    """
     try:
-        spec = ExperimentSpec.model_validate(document)
+        spec = model.model_validate(document)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         field, reason = _message(errors[0])
@@ -42,11 +49,21 @@ def parse_experiment_spec(document: dict[str, Any]) -> ExperimentSpec:
             if len(errors) > 1
             else ""
         )
-        raise BadRequest(f"Invalid experiment spec: {field}: {reason}{more}", field=field) from None
-    if spec.meta.namespace is not None and not _NAMESPACE.match(spec.meta.namespace):
+        raise BadRequest(f"Invalid {what} spec: {field}: {reason}{more}", field=field) from None
+    namespace = getattr(getattr(spec, "meta", None), "namespace", None)
+    if namespace is not None and not _NAMESPACE.match(namespace):
         raise BadRequest(
-            "Invalid experiment spec: meta.namespace: must be a DNS label "
-            "(lower-case letters, digits, dashes)",
+            f"Invalid {what} spec: meta.namespace: must be a DNS label (lower-case letters, digits, dashes)",
             field="meta.namespace",
         )
     return spec
+
+
+def parse_experiment_spec(document: dict[str, Any]) -> ExperimentSpec:
+    """Validate a Submarine ExperimentSpec; raises :class:`BadRequest` naming the first bad field."""
+    return validate_document(ExperimentSpec, document, "experiment")
+
+
+def parse_notebook_spec(document: dict[str, Any]) -> NotebookSpec:
+    """Validate a Submarine NotebookSpec; raises :class:`BadRequest` naming the first bad field."""
+    return validate_document(NotebookSpec, document, "notebook")

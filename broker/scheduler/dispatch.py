@@ -8,6 +8,7 @@ adapters are idempotent on that uid, so the workload starts once, on one cluster
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,6 +24,8 @@ from broker.store.models import Experiment
 from clusters.base import Capability, Handle
 from clusters.errors import ClusterError, SubmitRejected
 from runtimes.frameworks import build_plan
+from runtimes.notebook import NotebookSpec, build_notebook_plan
+from runtimes.plan import LaunchPlan
 from runtimes.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,14 @@ log = logging.getLogger(__name__)
 #: Refusals after which an experiment fails instead of being retried.
 MAX_SUBMIT_REFUSALS = 5
 BATCH = 100
+
+
+@dataclass(frozen=True)
+class NotebookRuntime:
+    """How notebook plans start their Jupyter server: the interpreter and the app module."""
+
+    python: str
+    app_module: str = "jupyterlab"
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ class Pending:
     status_message: str | None
     tries: int
     refused_by: frozenset[str]
+    kind: str = "experiment"
+    access_token: str | None = None
 
 
 def _pending(session: Session) -> list[Pending]:
@@ -69,6 +82,8 @@ def _pending(session: Session) -> list[Pending]:
             r.status_message,
             r.dispatch_tries,
             frozenset((r.placement or {}).get("refusedBy", [])),
+            r.kind,
+            r.access_token,
         )
         for r in rows
     ]
@@ -85,12 +100,14 @@ class Dispatcher:
         *,
         backoff_max: float,
         extra_env: dict[str, str],
+        notebooks: NotebookRuntime | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.planner = planner
         self.backoff_max = backoff_max
         self.extra_env = extra_env
+        self.notebooks = notebooks or NotebookRuntime(sys.executable)
 
     async def run_once(self) -> int:
         """Dispatch what can go now; returns how many experiments were submitted."""
@@ -103,8 +120,35 @@ class Dispatcher:
                 log.exception("dispatch of %s failed", item.id)
         return submitted
 
+    def _plan(self, item: Pending, spec: ExperimentSpec | NotebookSpec, cluster: ClusterState) -> LaunchPlan:
+        """The launch plan of the item's attempt on ``cluster``: the framework's, or a notebook's."""
+        addressing = cluster.adapter.addressing(item.uid)
+        if isinstance(spec, NotebookSpec):
+            return build_notebook_plan(
+                spec,
+                workload_id=item.id,
+                uid=item.uid,
+                namespace=item.namespace,
+                addressing=addressing,
+                python=self.notebooks.python,
+                app_module=self.notebooks.app_module,
+                extra_env={**self.extra_env, "JUPYTER_TOKEN": item.access_token or ""},
+            )
+        return build_plan(
+            spec,
+            workload_id=item.id,
+            uid=item.uid,
+            namespace=item.namespace,
+            addressing=addressing,
+            extra_env=self.extra_env,
+        )
+
     async def _dispatch(self, item: Pending) -> bool:
-        spec = ExperimentSpec.model_validate(item.spec)
+        spec: ExperimentSpec | NotebookSpec = (
+            NotebookSpec.model_validate(item.spec)
+            if item.kind == "notebook"
+            else ExperimentSpec.model_validate(item.spec)
+        )
         cluster = self.registry.get(item.cluster) if item.cluster else None
         if item.cluster is None:
             cluster = await self._place(item, spec)
@@ -124,14 +168,7 @@ class Dispatcher:
             return False
         # A chosen cluster that is reachable finishes the submission even if cordoned or draining
         # meanwhile: the attempt may exist there already, and submitting its uid again is idempotent.
-        plan = build_plan(
-            spec,
-            workload_id=item.id,
-            uid=item.uid,
-            namespace=item.namespace,
-            addressing=cluster.adapter.addressing(item.uid),
-            extra_env=self.extra_env,
-        )
+        plan = self._plan(item, spec, cluster)
         before = cluster.reserved
         cluster.reserved = before + plan.total_resources
         try:
@@ -147,7 +184,7 @@ class Dispatcher:
         ignores_image = plan.image and Capability.IMAGES not in cluster.adapter.capabilities
         return await self._created(item, cluster, handle, image_note=plan.image if ignores_image else None)
 
-    async def _place(self, item: Pending, spec: ExperimentSpec) -> ClusterState | None:
+    async def _place(self, item: Pending, spec: ExperimentSpec | NotebookSpec) -> ClusterState | None:
         decision = self.planner.decide(spec, item.namespace, item.owner, item.refused_by)
         placed = {**decision.to_json(), "refusedBy": sorted(item.refused_by)}
         if decision.chosen is None:

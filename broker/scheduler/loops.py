@@ -24,6 +24,7 @@ from broker.scheduler.monitor import Monitor
 
 if TYPE_CHECKING:
     from broker.cluster_watch import ClusterWatch
+    from broker.notebooks.watch import NotebookWatch
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,11 @@ class Loops:
         policy: PolicyRuntime,
         config: LoopsConfig,
         cluster_watch: ClusterWatch | None = None,
+        notebook_watch: NotebookWatch | None = None,
+        notebook_interval: float = 1.0,
     ) -> None:
+        self.notebook_watch = notebook_watch
+        self.notebook_interval = notebook_interval
         self.cluster_watch = cluster_watch
         self.policy = policy
         self.failover = failover
@@ -84,11 +89,17 @@ class Loops:
             self._scheduler.add_job(
                 self._clusters, "interval", seconds=CLUSTER_RELOAD_INTERVAL, id="clusters", **common
             )
+        if self.notebook_watch is not None:
+            self._scheduler.add_job(
+                self._notebooks, "interval", seconds=self.notebook_interval, id="notebooks", **common
+            )
         self._scheduler.start()
 
     async def shutdown(self) -> None:
         self._scheduler.shutdown(wait=False)
         await self.lease.release()
+        if self.notebook_watch is not None:
+            await self.notebook_watch.aclose()
 
     def wake_dispatch(self) -> None:
         """Run dispatch now (or right after the pass in progress)."""
@@ -140,6 +151,16 @@ class Loops:
             await self.failover.run_once()
         except Exception:
             log.exception("failover pass failed")
+
+    async def _notebooks(self) -> None:
+        """Readiness, activity and idle culling of notebooks: the leader's job (it stops servers)."""
+        assert self.notebook_watch is not None
+        if not self.lease.leader:
+            return
+        try:
+            await self.notebook_watch.run_once()
+        except Exception:
+            log.exception("notebook watch pass failed")
 
     async def _policy(self) -> None:
         try:

@@ -39,13 +39,22 @@ class Base(DeclarativeBase):
 
 
 class Experiment(Base):
-    """One experiment and its current attempt."""
+    """One workload (an experiment, or a notebook when ``kind`` says so) and its current attempt.
+
+    Notebooks share the table, and with it dispatch, monitoring, failover and events. ``slot``
+    (``notebook:<namespace>/<name>``) is unique while a notebook is not deleted, so two notebooks
+    never share a name in a namespace, even when two broker replicas create them at once.
+    ``access_token`` is the notebook server's token (never shown); ``access`` what the broker
+    learnt about the current attempt's server: ``{uid, url, readyAt, lastActivity}``.
+    """
 
     __tablename__ = "experiment"
     __table_args__ = (
         UniqueConstraint("owner", "idempotency_key", name="uq_experiment_owner_idempotency"),
         Index("ix_experiment_status_accepted", "status", "accepted_at"),
         Index("ix_experiment_cluster_status", "cluster", "status"),
+        Index("ix_experiment_kind_status", "kind", "status"),
+        UniqueConstraint("slot", name="uq_experiment_slot"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -73,6 +82,10 @@ class Experiment(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16), default="experiment", server_default="experiment")
+    slot: Mapped[str | None] = mapped_column(String(200), default=None)
+    access_token: Mapped[str | None] = mapped_column(String(128), default=None)
+    access: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Event(Base):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -48,6 +49,7 @@ from runtimes.plan import ZERO, LaunchPlan, ReplicaPlan, Resources, StaticAddres
 
 #: The directory holding the ``clusters`` package; the supervisor needs it on PYTHONPATH.
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+_WORKDIR_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def free_port() -> int:
@@ -117,6 +119,17 @@ class LocalAdapter(ClusterAdapter):
             await asyncio.sleep(0.02)
         self._reap()
 
+    async def endpoint(self, handle: Handle) -> str | None:
+        """``http://host:port`` of the attempt's first replica that was given a port, while it runs."""
+        attempt = self._attempt_dir(handle)
+        plan = await asyncio.to_thread(self._plan, handle.uid, attempt)
+        if plan is None:
+            return None
+        serving = next((r for r in plan.replicas if r.port), None)
+        if serving is None or replica_status(attempt, serving.name).phase is not Phase.RUNNING:
+            return None
+        return f"http://{serving.host}:{serving.port}"
+
     async def owned(self) -> list[Handle]:
         """Attempts in this cluster's work directory that still have a live replica.
 
@@ -159,8 +172,9 @@ class LocalAdapter(ClusterAdapter):
             ) from None
         self._plans[plan.uid] = plan
         self._active[plan.uid] = attempt
+        cwd = self._workdir(plan) or attempt
         for replica in plan.replicas:
-            self._spawn(attempt, replica)
+            self._spawn(attempt, replica, cwd)
         return Handle(
             plan.uid,
             {
@@ -170,7 +184,21 @@ class LocalAdapter(ClusterAdapter):
             },
         )
 
-    def _spawn(self, attempt: Path, replica: ReplicaPlan) -> None:
+    def _workdir(self, plan: LaunchPlan) -> Path | None:
+        """``<work_dir>/.workdirs/<key>`` for a plan with a ``workdir`` key (kept across attempts)."""
+        if plan.workdir is None:
+            return None
+        if not _WORKDIR_KEY.match(plan.workdir):
+            raise SubmitRejected(f"cluster '{self.name}': unusable working directory key '{plan.workdir}'")
+        path = self.work_dir / ".workdirs" / plan.workdir
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise SubmitRejected(f"cannot create the working directory {path}: {why}") from None
+        return path
+
+    def _spawn(self, attempt: Path, replica: ReplicaPlan, cwd: Path) -> None:
         """Start one replica's supervisor unless its launch file says it was started already."""
         name = replica.name
         try:
@@ -190,7 +218,7 @@ class LocalAdapter(ClusterAdapter):
             with open(attempt / f"{name}.log", "ab") as log:
                 child = subprocess.Popen(
                     [*command, "--", *replica.argv],
-                    cwd=attempt,
+                    cwd=cwd,
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,

@@ -1,0 +1,237 @@
+"""What the REST handlers and the proxy do with notebooks: create, read, list, delete, stop, start.
+
+Notebooks are rows of the workload table with ``kind = "notebook"``: placement, dispatch,
+monitoring, failover and events are the experiments' own. What is theirs: the unique live name
+per namespace (``slot``), the per-notebook Jupyter token, and the ``access`` record the notebook
+watch keeps (where the server listens, when it answered, its last activity).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from broker.api.access import Guard
+from broker.errors import ApiError, Conflict, NotFound
+from broker.experiments.service import cancel_on_cluster
+from broker.experiments.validation import parse_notebook_spec
+from broker.ids import IdGenerator, new_uid
+from broker.notebooks.views import is_ready, notebook_status
+from broker.planner import Planner
+from broker.registry import ClusterRegistry
+from broker.state import FailureCategory, Status, now, restart, transition
+from broker.store.models import Event, Experiment
+from runtimes.notebook import NotebookSpec
+
+log = logging.getLogger(__name__)
+
+KIND = "notebook"
+NOT_FOUND = "Notebook not found."
+DUPLICATE = "Invalid. Notebook with same name is already existed."
+
+
+def slot_of(namespace: str, name: str) -> str:
+    """The unique key of a live notebook name in a namespace."""
+    return f"notebook:{namespace}/{name}"
+
+
+class NotebookService:
+    """Notebooks as users see them."""
+
+    def __init__(
+        self,
+        db: Any,
+        registry: ClusterRegistry,
+        ids: IdGenerator,
+        *,
+        default_namespace: str,
+        planner: Planner,
+        on_submitted: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.ids = ids
+        self.default_namespace = default_namespace
+        self.planner = planner
+        self.on_submitted = on_submitted
+
+    def check_submission(self, document: dict[str, Any], guard: Guard) -> tuple[NotebookSpec, str]:
+        """Validate, authorise and dry-run place a NotebookSpec (400 / 403 / 422)."""
+        spec = parse_notebook_spec(document)
+        wanted = spec.meta.placement.cluster
+        if wanted is not None and wanted not in self.registry:
+            known = ", ".join(c.name for c in self.registry.all()) or "none"
+            raise ApiError(
+                400,
+                f"Invalid notebook spec: meta.placement.cluster: unknown cluster '{wanted}' (known: {known})",
+                field="meta.placement.cluster",
+            )
+        namespace = spec.meta.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
+        guard.require(namespace, "notebook/*", "submit")
+        decision = self.planner.decide(spec, namespace, guard.user)
+        if decision.never_fits:
+            raise ApiError(422, f"no registered cluster can ever run this notebook: {decision.rejection}")
+        return spec, namespace
+
+    async def create(self, document: dict[str, Any], *, guard: Guard) -> Experiment:
+        """Store a new notebook as Accepted (status ``waiting``) and wake the dispatcher; 409 on a
+        name already used by a live notebook of the namespace."""
+        spec, namespace = self.check_submission(document, guard)
+        notebook_id = self.ids.next()
+        stamp = now()
+        values = {
+            "id": notebook_id,
+            "uid": new_uid(),
+            "attempt": 1,
+            "name": spec.meta.name,
+            "namespace": namespace,
+            "owner": guard.user,
+            "framework": KIND,
+            "kind": KIND,
+            "slot": slot_of(namespace, spec.meta.name),
+            "access_token": secrets.token_urlsafe(32),
+            "status": Status.ACCEPTED.value,
+            "spec": {
+                **spec.model_dump(mode="json"),
+                "meta": {**spec.meta.model_dump(mode="json"), "namespace": namespace},
+            },
+            "priority": 0,
+            "dispatch_tries": 0,
+            "accepted_at": stamp,
+            "updated_at": stamp,
+        }
+        event = {
+            "experiment_id": notebook_id,
+            "at": stamp,
+            "from_status": None,
+            "to_status": Status.ACCEPTED.value,
+            "reason": f"created by {guard.user}",
+            "attempt": 1,
+        }
+
+        def insert_rows(session: Session) -> Experiment:
+            session.execute(insert(Experiment), [values])
+            session.execute(insert(Event), [event])
+            return Experiment(**values)
+
+        try:
+            created = await self.db.run(insert_rows)
+        except IntegrityError:
+            raise Conflict(f"{DUPLICATE} ({spec.meta.name} in namespace {namespace})") from None
+        self.on_submitted()
+        return created
+
+    async def get(self, notebook_id: str, guard: Guard, action: str = "read") -> Experiment:
+        """A live notebook the caller may see (else 404), and may ``action`` (else 403)."""
+        row = await self.db.run(lambda s: s.get(Experiment, notebook_id))
+        return self._visible(row, guard, action)
+
+    async def by_path(self, namespace: str, name: str, guard: Guard) -> Experiment:
+        """The live notebook ``namespace/name`` if the caller may use it (its proxy), else 404."""
+        row = await self.db.run(
+            lambda s: s.scalar(select(Experiment).where(Experiment.slot == slot_of(namespace, name)))
+        )
+        return self._visible(row, guard, "read")
+
+    def _visible(self, row: Experiment | None, guard: Guard, action: str) -> Experiment:
+        if row is None or row.kind != KIND or row.status == Status.DELETED.value:
+            raise NotFound(NOT_FOUND)
+        obj = f"notebook/{row.id}"
+        guard.require(row.namespace, obj, "read", hidden=True, what=NOT_FOUND)
+        if action != "read":
+            guard.require(row.namespace, obj, action)
+        return row
+
+    async def list(self, guard: Guard, *, status: str | None = None) -> list[Experiment]:
+        """Live notebooks the caller may read, newest first (Submarine's ``?id=`` is ignored, as
+        there); ``status`` filters on the lower-case notebook status."""
+
+        def query(session: Session) -> list[Experiment]:
+            return list(
+                session.scalars(
+                    select(Experiment)
+                    .where(Experiment.kind == KIND, Experiment.status != Status.DELETED.value)
+                    .order_by(Experiment.accepted_at.desc(), Experiment.id.desc())
+                ).all()
+            )
+
+        rows = [r for r in await self.db.run(query) if guard.may(r.namespace, f"notebook/{r.id}", "read")]
+        if status:
+            rows = [r for r in rows if notebook_status(r) == status.strip().lower()]
+        return rows
+
+    async def events(self, notebook_id: str, guard: Guard) -> list[Event]:
+        await self.get(notebook_id, guard)
+        return await self.db.run(
+            lambda s: list(
+                s.scalars(select(Event).where(Event.experiment_id == notebook_id).order_by(Event.id)).all()
+            )
+        )
+
+    async def delete(self, notebook_id: str, guard: Guard) -> Experiment:
+        """Stop the server, mark the notebook Deleted (history kept) and free its name."""
+        row = await self.get(notebook_id, guard, "delete")
+        note = await cancel_on_cluster(self.registry, row, "delete")
+
+        def mark(session: Session) -> Experiment:
+            current = session.get(Experiment, notebook_id, with_for_update=True)
+            if current is None or current.status == Status.DELETED.value:
+                raise NotFound(NOT_FOUND)
+            transition(session, current, Status.DELETED, f"deleted by {guard.user}{note}")
+            current.slot = None
+            return current
+
+        return await self.db.run(mark)
+
+    async def stop(self, notebook_id: str, guard: Guard, reason: str | None = None) -> Experiment:
+        """Stop the server, keep the notebook (its id, name and files) to start it again."""
+        row = await self.get(notebook_id, guard, "kill")
+        if Status(row.status).is_terminal:
+            raise Conflict(f"notebook {notebook_id} is not running ({notebook_status(row)})")
+        return await stop_notebook(self.db, self.registry, row, reason or f"stopped by {guard.user}")
+
+    async def start(self, notebook_id: str, guard: Guard) -> Experiment:
+        """Start a stopped notebook again: a new attempt, same id, URL and working directory."""
+        row = await self.get(notebook_id, guard, "submit")
+        if not Status(row.status).is_terminal:
+            raise Conflict(f"notebook {notebook_id} is already {notebook_status(row)}")
+
+        def again(session: Session) -> Experiment:
+            current = session.get(Experiment, notebook_id, with_for_update=True)
+            if current is None or current.status == Status.DELETED.value:
+                raise NotFound(NOT_FOUND)
+            if not Status(current.status).is_terminal:
+                raise Conflict(f"notebook {notebook_id} is already {notebook_status(current)}")
+            restart(session, current, f"started again by {guard.user}", uid=new_uid())
+            return current
+
+        started = await self.db.run(again)
+        self.on_submitted()
+        return started
+
+    @staticmethod
+    def upstream_of(row: Experiment) -> tuple[str, str] | None:
+        """``(server URL, token)`` of a notebook whose server answers, else None."""
+        if not is_ready(row) or not row.access_token:
+            return None
+        return str(row.access["url"]), row.access_token
+
+
+async def stop_notebook(db: Any, registry: ClusterRegistry, row: Experiment, reason: str) -> Experiment:
+    """Cancel the notebook's attempt and end it Failed/killed with ``reason`` (user stop, idle cull)."""
+    note = await cancel_on_cluster(registry, row, "stop")
+
+    def mark(session: Session) -> Experiment:
+        current = session.get(Experiment, row.id, with_for_update=True)
+        if current is None or Status(current.status).is_terminal or current.uid != row.uid:
+            raise Conflict(f"notebook {row.id} is not running")
+        transition(session, current, Status.FAILED, f"{reason}{note}", category=FailureCategory.KILLED)
+        return current
+
+    return await db.run(mark)

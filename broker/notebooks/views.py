@@ -1,0 +1,78 @@
+"""JSON shapes of notebooks: Submarine 0.8.0's Notebook plus the broker's fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.experiments.views import fmt_time
+from broker.state import Status
+from broker.store.models import Experiment
+from runtimes.notebook import base_path
+
+#: What Submarine's reason says in each state it names.
+_REASONS = {
+    "waiting": "The notebook instance is waiting for a cluster",
+    "creating": "The notebook instance is creating",
+    "running": "The notebook instance is running",
+    "terminating": "The notebook instance is terminating",
+}
+
+
+def is_ready(row: Experiment) -> bool:
+    """The current attempt's Jupyter server has answered the broker."""
+    access = row.access or {}
+    return row.status == Status.RUNNING.value and access.get("uid") == row.uid and bool(access.get("readyAt"))
+
+
+def notebook_status(row: Experiment) -> str:
+    """Submarine's lower-case notebook status for a row.
+
+    Accepted → ``waiting`` (for a cluster); Created, or Running before the Jupyter server answers →
+    ``creating``; answering → ``running``; Deleted → ``terminating`` (what DELETE answers; the
+    notebook is then gone); ended (stopped, culled, crashed or shut down from Jupyter) → ``failed``
+    with the reason and ``failureCategory`` saying which (no new status strings: the SDK knows these).
+    """
+    status = Status(row.status)
+    if status is Status.ACCEPTED:
+        return "waiting"
+    if status is Status.CREATED:
+        return "creating"
+    if status is Status.RUNNING:
+        return "running" if is_ready(row) else "creating"
+    if status is Status.DELETED:
+        return "terminating"
+    return "failed"
+
+
+def notebook_url(row: Experiment) -> str:
+    """``/notebook/<namespace>/<name>/lab``: where a browser opens it, through the broker."""
+    return base_path(row.namespace, row.name) + "lab"
+
+
+def notebook_json(row: Experiment) -> dict[str, Any]:
+    """A Notebook as Submarine shows it, plus where it runs, its owner and activity."""
+    status = notebook_status(row)
+    access = row.access if (row.access or {}).get("uid") == row.uid else {}
+    spec = dict(row.spec)
+    meta = dict(spec.get("meta") or {})
+    meta["labels"] = {**(meta.get("labels") or {}), "notebook-owner-id": row.owner, "notebook-id": row.id}
+    meta["namespace"] = row.namespace
+    spec["meta"] = meta
+    return {
+        "notebookId": row.id,
+        "name": row.name,
+        "uid": row.uid,
+        "url": notebook_url(row),
+        "status": status,
+        "reason": row.reason if status == "failed" else (row.status_message or _REASONS.get(status)),
+        "createdTime": fmt_time(row.accepted_at),
+        "deletedTime": fmt_time(row.deleted_at),
+        "spec": spec,
+        "namespace": row.namespace,
+        "owner": row.owner,
+        "cluster": row.cluster,
+        "attempt": row.attempt,
+        "failureCategory": row.failure_category,
+        "statusMessage": row.status_message,
+        "lastActivity": access.get("lastActivity"),
+    }

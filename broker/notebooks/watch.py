@@ -1,0 +1,149 @@
+"""The notebook watch: finds where each running notebook's server listens, sees it answer, and
+stops notebooks idle past their timeout.
+
+Runs on the scheduler leader every ``notebooks.check_interval`` seconds. For each Running
+notebook it asks the adapter for the endpoint once per attempt, then Jupyter's ``api/status``
+(with the notebook's token): the first answer makes the notebook ``running`` for users, and its
+``last_activity`` (which Jupyter moves on every authenticated API call, kernel and terminal
+activity, but not on ``api/status`` itself) is kept and compared with the idle timeout
+(``spec.idleTimeoutSeconds``, else ``notebooks.idle_timeout``; 0 = never).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from broker.config.models import NotebooksConfig
+from broker.errors import ApiError
+from broker.notebooks.service import KIND, stop_notebook
+from broker.registry import ClusterRegistry
+from broker.state import Status, now
+from broker.store.models import Experiment
+from clusters.base import Handle
+from clusters.errors import ClusterError
+from runtimes.notebook import base_path
+
+log = logging.getLogger(__name__)
+
+
+def _running(session: Session) -> list[Experiment]:
+    return list(
+        session.scalars(
+            select(Experiment).where(Experiment.kind == KIND, Experiment.status == Status.RUNNING.value)
+        ).all()
+    )
+
+
+def parse_time(text: object) -> datetime | None:
+    """An ISO time from Jupyter (``2026-11-30T02:50:01.123456Z``), or None."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class NotebookWatch:
+    """Readiness, activity and idle culling of notebooks."""
+
+    def __init__(
+        self,
+        db: Any,
+        registry: ClusterRegistry,
+        config: NotebooksConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.config = config
+        self._http = httpx.AsyncClient(timeout=5.0, transport=transport)
+
+    async def run_once(self) -> None:
+        """Check every running notebook at once (a slow server delays no other)."""
+        rows = await self.db.run(_running)
+        outcomes = await asyncio.gather(*(self._check(r) for r in rows), return_exceptions=True)
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("checking notebook %s failed", row.id, exc_info=outcome)
+
+    async def _check(self, row: Experiment) -> None:
+        access = dict(row.access or {}) if (row.access or {}).get("uid") == row.uid else {"uid": row.uid}
+        if not access.get("url"):
+            url = await self._endpoint(row)
+            if url is None:
+                return
+            access["url"] = url
+            await self._save(row, access)
+        status = await self._status(row, access["url"])
+        if status is None:
+            return
+        changed = dict(access)
+        changed.setdefault("readyAt", now().isoformat())
+        if status.get("last_activity"):
+            changed["lastActivity"] = status["last_activity"]
+        if changed != access:
+            await self._save(row, changed)
+        await self._cull_if_idle(row, changed)
+
+    async def _endpoint(self, row: Experiment) -> str | None:
+        cluster = self.registry.get(row.cluster) if row.cluster else None
+        if cluster is None or row.handle is None:
+            return None
+        try:
+            return await cluster.adapter.endpoint(Handle.from_json(row.handle))
+        except ClusterError as exc:
+            log.info("no endpoint yet for notebook %s: %s", row.id, exc)
+            return None
+
+    async def _status(self, row: Experiment, url: str) -> dict[str, Any] | None:
+        target = url.rstrip("/") + base_path(row.namespace, row.name) + "api/status"
+        try:
+            answer = await self._http.get(target, headers={"Authorization": f"token {row.access_token}"})
+        except httpx.HTTPError:
+            return None  # not up yet, or restarting: the next check asks again
+        if answer.status_code != 200:
+            return None
+        try:
+            body = answer.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def _save(self, row: Experiment, access: dict[str, Any]) -> None:
+        def save(session: Session) -> None:
+            current = session.get(Experiment, row.id)
+            if current is not None and current.uid == row.uid and current.status == Status.RUNNING.value:
+                current.access = access
+
+        await self.db.run(save)
+
+    def idle_timeout(self, row: Experiment) -> float:
+        """The notebook's own idle timeout, else the broker's (0 = never)."""
+        own = ((row.spec or {}).get("spec") or {}).get("idleTimeoutSeconds")
+        return float(own) if own is not None else self.config.idle_timeout
+
+    async def _cull_if_idle(self, row: Experiment, access: dict[str, Any]) -> None:
+        timeout = self.idle_timeout(row)
+        last = parse_time(access.get("lastActivity")) or parse_time(access.get("readyAt"))
+        if timeout <= 0 or last is None:
+            return
+        idle = (now() - last).total_seconds()
+        if idle < timeout:
+            return
+        reason = f"stopped after {idle:.0f}s without activity (idle timeout {timeout:g}s)"
+        log.info("notebook %s: %s", row.id, reason)
+        with contextlib.suppress(ApiError):  # ended or restarted meanwhile
+            await stop_notebook(self.db, self.registry, row, reason)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
