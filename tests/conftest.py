@@ -89,3 +89,15 @@ def ray_head() -> Iterator[Any]:
         yield head
     finally:
         head.stop()
+
+
+@pytest.fixture(scope="session")
+def yarn_schema_dir(shared_dir: Path) -> Path:
+    """../shared/schemas/yarn (the Services API swagger file), with the YARN double's validator pointed at it."""
+    from tests.doubles import yarn_validation
+
+    folder = shared_dir / "schemas" / "yarn"
+    if not (folder / yarn_validation.SCHEMA_FILE).is_file():
+        pytest.fail(f"{folder / yarn_validation.SCHEMA_FILE} is missing from ../shared")
+    yarn_validation.configure(folder)
+    return folder
