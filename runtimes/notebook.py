@@ -57,6 +57,10 @@ class NotebookPodSpec(_Model):
         ge=0,
         description="Stop the notebook after this long without activity (0 = never; default: the broker's)",
     )
+    # Echo fields of Submarine's NotebookPodSpec (derived from resources there); accepted and ignored.
+    cpu: Any = None
+    gpu: Any = None
+    memory: Any = None
 
     @field_validator("resources")
     @classmethod

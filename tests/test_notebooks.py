@@ -269,3 +269,38 @@ def test_broker_restart_keeps_a_running_notebook_reachable(secured) -> None:
     assert server_process(broker, nb["uid"]).pid == server.pid
     alice.delete(f"/api/v1/notebook/{created['notebookId']}")
     server.wait(timeout=30)
+
+
+def test_cli_creates_opens_stops_starts_and_deletes_a_notebook(secured) -> None:
+    from click.testing import CliRunner
+
+    from broker.cli.main import main
+
+    broker, c, tokens = secured
+    runner = CliRunner()
+    base = ["--url", broker.url, "--token", tokens["alice"], "notebook"]
+
+    def run(*args: str) -> str:
+        done = runner.invoke(main, [*base, *args], catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    created = run(
+        "create", "cli-nb", "-n", NAMESPACE, "--resources", "cpu=0.2,memory=256Mi", "--env", "A=1", "--wait"
+    )
+    url = f"{broker.url}/notebook/{NAMESPACE}/cli-nb/lab"
+    assert "running" in created and url in created
+    notebook_id = created.split()[1]
+    assert notebook_id.startswith("notebook_")
+    listed = run("list")
+    assert "cli-nb" in listed and "running" in listed
+    assert run("open", notebook_id).strip() == url
+    assert "stop: failed" in run("stop", notebook_id)
+    assert "start: waiting" in run("start", notebook_id)
+    assert "stopped by alice" in run("get", notebook_id)
+    wait_status(c["alice"], notebook_id, "running")
+    assert "delete: terminating" in run("delete", notebook_id)
+    refused = runner.invoke(main, [*base, "get", notebook_id])
+    assert refused.exit_code == 1 and "Notebook not found." in refused.output
+    bad = runner.invoke(main, [*base, "create", "cli-bad", "--env", "novalue"])
+    assert bad.exit_code == 2 and "KEY=VALUE" in bad.output

@@ -405,3 +405,66 @@ def test_submarine_sdk_with_a_token_as_the_readme_says(sdk_python: Path, tmp_pat
         assert result["listed"] == [mine]
     finally:
         broker.close()
+
+
+NOTEBOOK_SCRIPT = """
+import json, sys, time
+from submarine.client.api.notebook_client import NotebookClient
+from submarine.client.exceptions import ApiException
+from submarine.client.models import EnvironmentSpec, NotebookMeta, NotebookPodSpec, NotebookSpec
+
+client = NotebookClient(host=sys.argv[1])
+out = {}
+spec = NotebookSpec(
+    meta=NotebookMeta(name="sdk-nb", namespace="default"),
+    environment=EnvironmentSpec(name="notebook-env"),
+    spec=NotebookPodSpec(env_vars={"FROM": "sdk"}, resources="cpu=0.2,memory=256Mi"),
+)
+created = client.create_notebook(spec)
+out["created"] = created
+nid = created["notebookId"]
+seen = []
+deadline = time.monotonic() + 90
+while time.monotonic() < deadline:
+    status = client.get_notebook(nid)["status"]
+    if not seen or seen[-1] != status:
+        seen.append(status)
+    if status in ("running", "failed"):
+        break
+    time.sleep(0.3)
+out["statuses"] = seen
+out["listed"] = [n["notebookId"] for n in client.list_notebooks("4291d7da9005377ec9aec4a71ea837f")]
+try:
+    client.create_notebook(spec)
+    out["duplicate"] = "accepted"
+except ApiException as exc:
+    out["duplicate"] = exc.status
+out["deleted"] = client.delete_notebook(nid)
+try:
+    client.get_notebook(nid)
+    out["after_delete"] = "found"
+except ApiException as exc:
+    out["after_delete"] = exc.status
+print(json.dumps(out))
+"""
+
+
+def test_submarine_sdk_manages_notebooks(sdk_python: Path, broker: Broker) -> None:
+    run = subprocess.run(
+        [str(sdk_python), "-c", NOTEBOOK_SCRIPT, broker.url],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+    )
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\nbroker log:\n{broker.log()[-3000:]}"
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    created = out["created"]
+    assert created["notebookId"].startswith("notebook_") and created["status"] == "waiting"
+    assert created["url"] == "/notebook/default/sdk-nb/lab"
+    assert created["spec"]["spec"]["envVars"] == {"FROM": "sdk"}
+    assert out["statuses"][-1] == "running", out["statuses"]
+    assert set(out["statuses"]) <= {"waiting", "creating", "running"}
+    assert out["listed"] == [created["notebookId"]]
+    assert out["duplicate"] == 409
+    assert out["deleted"]["status"] == "terminating"
+    assert out["after_delete"] == 404

@@ -230,6 +230,37 @@ class BrokerClient:
         items, _ = self._list(f"/experiment/{_segment(experiment_id)}/events")
         return items
 
+    # -- notebooks -----------------------------------------------------------------------------
+    def create_notebook(self, spec: JSONObject) -> JSONObject:
+        """``POST /notebook``: create a notebook from a NotebookSpec; returns the Notebook."""
+        return self._object("POST", "/notebook", body=spec)
+
+    def list_notebooks(self, status: str | None = None) -> list[JSONObject]:
+        """``GET /notebook``: the notebooks the caller may see, newest first."""
+        items, _ = self._list("/notebook", params={"status": status})
+        return items
+
+    def get_notebook(self, notebook_id: str) -> JSONObject:
+        """``GET /notebook/{id}``; :class:`NotFound` when unknown or deleted."""
+        return self._object("GET", f"/notebook/{_segment(notebook_id)}")
+
+    def delete_notebook(self, notebook_id: str) -> JSONObject:
+        """``DELETE /notebook/{id}``: stop its server and remove it (status ``terminating``)."""
+        return self._object("DELETE", f"/notebook/{_segment(notebook_id)}")
+
+    def stop_notebook(self, notebook_id: str) -> JSONObject:
+        """``POST /notebook/{id}/stop``: stop its server, keep the notebook."""
+        return self._object("POST", f"/notebook/{_segment(notebook_id)}/stop")
+
+    def start_notebook(self, notebook_id: str) -> JSONObject:
+        """``POST /notebook/{id}/start``: start a stopped notebook again."""
+        return self._object("POST", f"/notebook/{_segment(notebook_id)}/start")
+
+    def notebook_events(self, notebook_id: str) -> list[JSONObject]:
+        """``GET /notebook/{id}/events``: the status history, oldest first."""
+        items, _ = self._list(f"/notebook/{_segment(notebook_id)}/events")
+        return items
+
     # -- clusters ------------------------------------------------------------------------------
     def list_clusters(self) -> list[JSONObject]:
         """``GET /cluster``: every registered cluster with its state and capacity."""

@@ -11,6 +11,7 @@ from broker.cli.admin import token, user
 from broker.cli.client import DEFAULT_URL, BrokerClient, BrokerError
 from broker.cli.cluster import cluster
 from broker.cli.experiment import experiment
+from broker.cli.notebook import notebook
 from broker.cli.policy import placement, policy
 from broker.cli.server_commands import db, serve
 
@@ -42,13 +43,14 @@ class BrokerGroup(click.Group):
 @click.version_option(__version__, prog_name="submarine-broker")
 @click.pass_context
 def main(ctx: click.Context, url: str, token: str | None) -> None:
-    """Submarine Broker: submit experiments to a federation of clusters."""
+    """Submarine Broker: submit experiments and notebooks to a federation of clusters."""
     client = BrokerClient(url, token=token)
     ctx.obj = client
     ctx.call_on_close(client.close)
 
 
 main.add_command(experiment)
+main.add_command(notebook)
 main.add_command(cluster)
 main.add_command(policy)
 main.add_command(placement)

@@ -1,0 +1,205 @@
+"""``submarine-broker notebook ...``: create, list, show, open, stop, start and delete notebooks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from broker.cli import render
+from broker.cli.client import API_PREFIX, BrokerClient, JSONObject
+from broker.cli.experiment import json_option, load_spec, pass_client
+
+#: Statuses after which ``wait`` stops: the server answers, or it will not without a start.
+_SETTLED = frozenset({"running", "failed", "not_found"})
+
+
+@click.group()
+def notebook() -> None:
+    """Jupyter notebooks, placed on the clusters and opened through the broker."""
+
+
+def spec_from_options(
+    name: str | None,
+    namespace: str | None,
+    resources: str | None,
+    env: tuple[str, ...],
+    image: str | None,
+    idle_timeout: float | None,
+    cluster: str | None,
+) -> JSONObject:
+    """A NotebookSpec from command-line options (``--env K=V`` may repeat)."""
+    if not name:
+        raise click.UsageError("give a name (NAME argument) or a spec file (-f)")
+    variables: dict[str, str] = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"'{item}' is not KEY=VALUE", param_hint="--env")
+        variables[key] = value
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    if cluster:
+        meta["placement"] = {"cluster": cluster}
+    spec: dict[str, Any] = {"envVars": variables}
+    if resources:
+        spec["resources"] = resources
+    if idle_timeout is not None:
+        spec["idleTimeoutSeconds"] = idle_timeout
+    document: JSONObject = {"meta": meta, "spec": spec}
+    if image:
+        document["environment"] = {"image": image}
+    return document
+
+
+def open_url(client: BrokerClient, found: JSONObject) -> str:
+    """The notebook's full URL through this broker."""
+    return client.url.rstrip("/").removesuffix(API_PREFIX) + str(found.get("url") or "")
+
+
+@notebook.command()
+@click.argument("name", required=False)
+@click.option("-f", "--file", "source", default=None, help="NotebookSpec in YAML or JSON; '-' for stdin.")
+@click.option("-n", "--namespace", default=None, help="Namespace (team); default: your first team.")
+@click.option("--resources", default=None, help="e.g. cpu=1,memory=2Gi")
+@click.option("--env", multiple=True, help="KEY=VALUE environment variable (repeatable).")
+@click.option("--image", default=None, help="Image, for clusters that run images.")
+@click.option(
+    "--idle-timeout", type=click.FloatRange(min=0), default=None, help="Seconds idle before it stops."
+)
+@click.option("--cluster", default=None, help="Run only on this cluster.")
+@click.option("--wait", "wait_", is_flag=True, help="Then wait until it is running and print its URL.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True)
+@json_option
+@pass_client
+def create(
+    client: BrokerClient,
+    name: str | None,
+    source: str | None,
+    namespace: str | None,
+    resources: str | None,
+    env: tuple[str, ...],
+    image: str | None,
+    idle_timeout: float | None,
+    cluster: str | None,
+    wait_: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Create a notebook from options or a spec file; print its id, status and URL."""
+    if source is not None:
+        spec = load_spec(source)
+    else:
+        spec = spec_from_options(name, namespace, resources, env, image, idle_timeout, cluster)
+    created = client.create_notebook(spec)
+    notebook_id = str(created.get("notebookId"))
+    if wait_:
+        created = wait_running(client, notebook_id, timeout)
+    if as_json:
+        render.print_json(created)
+        return
+    click.echo(f"notebook {notebook_id} {render.dash(created.get('status'))}: {open_url(client, created)}")
+
+
+def wait_running(client: BrokerClient, notebook_id: str, timeout: float) -> JSONObject:
+    """Poll until the notebook runs (or fails); a timeout or a failure is an error."""
+    deadline = time.monotonic() + timeout
+    found = client.get_notebook(notebook_id)
+    while found.get("status") not in _SETTLED:
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"timed out after {timeout:g}s waiting for notebook {notebook_id} "
+                f"(last status: {render.dash(found.get('status'))})"
+            )
+        time.sleep(1.0)
+        found = client.get_notebook(notebook_id)
+    if found.get("status") != "running":
+        raise click.ClickException(f"notebook {notebook_id} {found.get('status')}: {found.get('reason')}")
+    return found
+
+
+def notebooks_table(items: list[JSONObject]) -> Table:
+    """``notebook list``: id, name, namespace, status, cluster, created, URL."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("ID", no_wrap=True, overflow="fold")
+    for header in ("NAME", "NAMESPACE", "STATUS", "CLUSTER", "CREATED", "URL"):
+        table.add_column(header)
+    for item in items:
+        table.add_row(
+            Text(render.dash(item.get("notebookId"))),
+            Text(render.dash(item.get("name"))),
+            Text(render.dash(item.get("namespace"))),
+            Text(render.dash(item.get("status"))),
+            Text(render.dash(item.get("cluster"))),
+            Text(render.fmt_time(item.get("createdTime"))),
+            Text(render.dash(item.get("url"))),
+        )
+    return table
+
+
+@notebook.command("list")
+@click.option("--status", default=None, help="Only notebooks in this status (e.g. running).")
+@json_option
+@pass_client
+def list_(client: BrokerClient, status: str | None, as_json: bool) -> None:
+    """List notebooks as a table."""
+    items = client.list_notebooks(status=status)
+    if as_json:
+        render.print_json(items)
+        return
+    console = render.make_console()
+    console.print(notebooks_table(items) if items else "No notebooks.")
+
+
+@notebook.command()
+@click.argument("notebook_id")
+@json_option
+@pass_client
+def get(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
+    """Show one notebook and its history."""
+    found = client.get_notebook(notebook_id)
+    if as_json:
+        render.print_json(found)
+        return
+    click.echo(f"{notebook_id} {found.get('name')} in {found.get('namespace')}: {found.get('status')}")
+    click.echo(f"  url:     {open_url(client, found)}")
+    click.echo(f"  cluster: {render.dash(found.get('cluster'))}")
+    click.echo(f"  reason:  {render.dash(found.get('reason'))}")
+    for event in client.notebook_events(notebook_id):
+        change = f"{render.dash(event.get('from'))} -> {event['to']}" if event.get("to") else "note"
+        click.echo(f"  {render.fmt_time(event.get('at'))}  {change}  {event.get('reason') or ''}")
+
+
+def _action(verb: str, call: Any) -> Any:
+    @notebook.command(name=verb)
+    @click.argument("notebook_id")
+    @json_option
+    @pass_client
+    def command(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
+        result = call(client, notebook_id)
+        if as_json:
+            render.print_json(result)
+        else:
+            click.echo(f"notebook {notebook_id} {verb}: {render.dash(result.get('status'))}")
+
+    return command
+
+
+delete = _action("delete", BrokerClient.delete_notebook)
+delete.help = "Stop the notebook's server and remove the notebook."
+stop = _action("stop", BrokerClient.stop_notebook)
+stop.help = "Stop the notebook's server; keep the notebook (and its files) to start again."
+start = _action("start", BrokerClient.start_notebook)
+start.help = "Start a stopped notebook again (same id, URL and files)."
+
+
+@notebook.command("open")
+@click.argument("notebook_id")
+@pass_client
+def open_(client: BrokerClient, notebook_id: str) -> None:
+    """Print the notebook's URL (through the broker)."""
+    click.echo(open_url(client, client.get_notebook(notebook_id)))
