@@ -204,3 +204,7 @@ def test_openapi_document_lists_every_route(broker: Broker) -> None:
     assert "delete" in paths["/api/v1/experiment/{id}"]
     assert paths["/api/v1/experiment/{id}/stop"]["post"]["summary"].startswith("Broker extension")
     assert "/api/v1/policy/test" in paths and "/api/v1/cluster/{name}/cordon" in paths
+    assert {"post", "get"} <= set(paths["/api/v1/notebook"]) and "/api/v1/notebook/{id}/start" in paths
+    assert not any(path.startswith("/notebook/") for path in paths)  # the proxy is Jupyter's API
+    ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)

@@ -35,8 +35,8 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
     """The OpenAPI document for ``routes``."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        if not isinstance(route, Route):
-            continue
+        if not isinstance(route, Route) or not route.path.startswith("/api/"):
+            continue  # the notebook proxy forwards Jupyter's own API: not ours to describe
         doc = inspect.getdoc(route.endpoint) or route.name.replace("_", " ")
         summary, _, details = doc.partition("\n")
         params = [
@@ -45,7 +45,7 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
         ]
         for method in sorted((route.methods or set()) - {"HEAD"}):
             operation: dict[str, Any] = {
-                "operationId": f"{route.name}_{method.lower()}",
+                "operationId": f"{_area(route)}_{route.name}_{method.lower()}",
                 "summary": summary.strip(),
                 "responses": {
                     "200": {"description": "Success", "content": _json_ref()},
@@ -69,6 +69,11 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
         "components": {"schemas": {"Envelope": _ENVELOPE}},
         "security": [{}, {"bearer": []}],
     }
+
+
+def _area(route: Route) -> str:
+    """The handler's module (``experiments``, ``notebooks``): keeps operation ids unique."""
+    return str(getattr(route.endpoint, "__module__", "api")).rsplit(".", 1)[-1]
 
 
 def _json_ref() -> dict[str, Any]:
