@@ -101,3 +101,24 @@ def yarn_schema_dir(shared_dir: Path) -> Path:
         pytest.fail(f"{folder / yarn_validation.SCHEMA_FILE} is missing from ../shared")
     yarn_validation.configure(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[Any]:
+    """One private single-node Slurm (munged, slurmctld, slurmd, slurmrestd as user ``sbtest``) for
+    the session, on free loopback ports, stopped by pid (tests/slurm_cluster.py).
+
+    Never skipped: missing packages are installed with apt-get (as root); anything that keeps
+    Slurm from starting is a test failure carrying the end of its logs.
+    """
+    from tests.slurm_cluster import SlurmCluster
+
+    cluster = SlurmCluster(rest=True)
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -26,6 +26,11 @@ Hooks a kind implements:
     Stop the job; a job that ended already or is unknown is fine.
 ``read_logs(handle, names)``
     The output of each named replica, oldest line first.
+``forgotten_job(handle)`` (optional)
+    Schedulers drop finished jobs after a while (Slurm's ``MinJobAge``, YARN's completed-apps
+    limit). For a job ``query_jobs`` no longer returns, a kind may tell its end from what the job
+    left behind (exit files on a shared folder, a history server) instead of ``NOT_FOUND``, which
+    the broker reads as "lost". Default None: NOT_FOUND.
 
 The handle the base stores holds ``job_id``, the plan's replica names (plan order, primary
 first) and ``success_roles``, plus whatever :meth:`BatchAdapter.extra_state` adds.
@@ -92,6 +97,14 @@ class BatchAdapter(ClusterAdapter):
     async def read_logs(self, handle: Handle, names: Sequence[str]) -> dict[str, list[str]]:
         """Output lines per replica name (a replica without output yet maps to [])."""
 
+    async def forgotten_job(self, handle: Handle) -> Observation | None:
+        """How a job the scheduler no longer lists ended, if the kind can tell; else None.
+
+        Called only for handles missing from ``query_jobs``' answer; it must not ask the
+        scheduler once per handle.
+        """
+        return None
+
     def extra_state(self, plan: LaunchPlan, job_id: str) -> dict[str, Any]:
         """Kind-specific handle state beyond the job id and replica names (e.g. a work dir)."""
         return {}
@@ -116,7 +129,8 @@ class BatchAdapter(ClusterAdapter):
         return Handle(plan.uid, state)
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
-        """One ``query_jobs`` for every handle; a job the scheduler does not know is NOT_FOUND."""
+        """One ``query_jobs`` for every handle; a job the scheduler does not know is NOT_FOUND
+        unless ``forgotten_job`` can tell how it ended."""
         if not handles:
             return {}
         ids = [job_id(h) for h in handles]
@@ -125,7 +139,7 @@ class BatchAdapter(ClusterAdapter):
         for handle, jid in zip(handles, ids, strict=True):
             record = records.get(jid)
             if record is None:
-                out[handle.uid] = Observation(
+                out[handle.uid] = await self.forgotten_job(handle) or Observation(
                     handle.uid, Phase.NOT_FOUND, f"cluster '{self.name}' has no job {jid}"
                 )
             else:

@@ -1,0 +1,1 @@
+"""Slurm clusters: one attempt is one batch job (``cli`` commands or slurmrestd ``rest``)."""

@@ -1,0 +1,219 @@
+"""One attempt as one Slurm batch job: its options and its script, built from a launch plan.
+
+Job shape (one job, one task per replica):
+
+* ``--ntasks`` is the number of replicas; task ``i`` runs replica ``i`` of the plan (plan order,
+  the primary first) through :mod:`runtimes.slurm_task`, started by one ``srun`` with
+  ``--kill-on-bad-exit=1`` so the step (and the job) ends when a replica fails.
+* Every task gets the same resources, the largest any replica asks for (Slurm's tasks of one job
+  step are uniform; a heterogeneous job per role would avoid that at the price of one scheduler
+  record per component). CPUs are whole cores: ``--cpus-per-task`` = ceil(cpu), at least 1.
+* Memory and GPUs: a one-replica job asks ``--mem=<MiB>`` and ``--gres=gpu:<n>``. With several
+  replicas those per-node options would be wrong as soon as tasks spread over nodes, so the job
+  asks ``--mem-per-cpu=ceil(memory / cpus)`` and ``--gpus-per-task=<n>`` instead: each task gets
+  at least its replica's memory and GPUs wherever it lands.
+* The job is named ``sb-<uid>`` and its comment carries the broker marker, the cluster, the uid
+  and the experiment: a repeated submit finds the job by name instead of making a second.
+* The script is self-contained (the same text for ``sbatch`` and for slurmrestd, which does not
+  read ``#SBATCH`` lines): it writes ``tasks.json`` (each replica's argv and environment, with
+  address tokens) and the task entry into ``<work_dir>/<uid>/``, runs the step, and records the
+  step's exit code in ``job.exit``, which tells the end of a job Slurm has already forgotten.
+  Slurm's own output of the batch step goes to ``<work_dir>/sb-<uid>.out``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from runtimes import slurm_task
+from runtimes.plan import LaunchPlan
+
+#: The first word of every job comment this broker writes (the origin marker of the orphan sweep).
+BROKER_MARK = "submarine-broker"
+_SAFE_UID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+MIB = 2**20
+
+
+def job_name(uid: str) -> str:
+    """The Slurm job name of attempt ``uid``."""
+    return f"sb-{uid}"
+
+
+def uid_of(name: str) -> str | None:
+    """The attempt uid in a job name this broker gave, else None."""
+    return name[3:] if name.startswith("sb-") and len(name) > 3 else None
+
+
+def job_comment(cluster: str, plan: LaunchPlan) -> str:
+    """``submarine-broker cluster=<name> uid=<uid> experiment=<id>``: who owns the job."""
+    return f"{BROKER_MARK} cluster={cluster} uid={plan.uid} experiment={plan.workload_id}"
+
+
+def comment_fields(comment: str | None) -> dict[str, str] | None:
+    """The ``key=value`` fields of a comment this broker wrote, else None."""
+    words = (comment or "").split()
+    if not words or words[0] != BROKER_MARK:
+        return None
+    return dict(w.split("=", 1) for w in words[1:] if "=" in w)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What to ask Slurm for; ``cli`` renders it as sbatch options, ``rest`` as job properties."""
+
+    name: str
+    comment: str
+    script: str
+    ntasks: int
+    cpus_per_task: int
+    memory_mb: int
+    #: True: ``memory_mb`` is per CPU (``--mem-per-cpu``); False: per node (``--mem``, one task).
+    memory_per_cpu: bool
+    #: GPUs of each task: ``--gres=gpu:<n>`` for one task, ``--gpus-per-task`` for several.
+    gpus: int
+    chdir: str
+    output: str
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_limit: int | None = None
+
+
+def task_resources(plan: LaunchPlan) -> tuple[int, int, int]:
+    """``(cpus, MiB, gpus)`` of every task: the largest request of any replica."""
+    cpus = max(1, max(math.ceil(r.resources.cpu - 1e-9) for r in plan.replicas))
+    memory = max(1, max(math.ceil(r.resources.memory / MIB) for r in plan.replicas))
+    gpus = max(r.resources.gpu for r in plan.replicas)
+    return cpus, memory, gpus
+
+
+def task_envs(plan: LaunchPlan) -> dict[str, dict[str, str]]:
+    """Each replica's environment with address tokens the task entry fills in on the cluster.
+
+    The framework's own builder (the one :func:`runtimes.frameworks.build_plan` used) is run
+    again over endpoints that are tokens (``{{host:<replica>}}``, ``{{port:<replica>}}``), so
+    TF_CONFIG, MASTER_ADDR/MASTER_PORT, WORKER_ADDRS and DMLC_* are exactly what build_plan would
+    give for real addresses, and :mod:`runtimes.slurm_task` only has to replace strings.
+    """
+    from runtimes.ray_launcher import resolve_envs
+
+    tokens = {
+        r.name: (slurm_task.host_token(r.name), cast(int, slurm_task.port_token(r.name)))
+        for r in plan.replicas
+    }
+    return resolve_envs(plan, tokens)
+
+
+def deciders(plan: LaunchPlan) -> set[str]:
+    """Replicas whose exit decides success (every replica when no success role matches)."""
+    roles = {r.lower() for r in plan.success_roles}
+    found = {r.name for r in plan.replicas if r.role.lower() in roles}
+    return found or {r.name for r in plan.replicas}
+
+
+def tasks_document(plan: LaunchPlan, rendezvous_timeout: float) -> dict[str, Any]:
+    """``tasks.json``: what each task of the job runs, in plan order."""
+    envs = task_envs(plan)
+    decide = deciders(plan)
+    return {
+        "uid": plan.uid,
+        "rendezvous_timeout": rendezvous_timeout,
+        "replicas": [
+            {"name": r.name, "argv": list(r.argv), "env": envs[r.name], "decides": r.name in decide}
+            for r in plan.replicas
+        ],
+    }
+
+
+def _heredoc(path: str, text: str) -> str:
+    """Shell lines writing ``text`` to ``path`` verbatim (a quoted here-document)."""
+    tag = "SB_EOF_" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    while tag in text:
+        tag += "_"
+    return f"cat > {path} <<'{tag}'\n{text.rstrip(chr(10))}\n{tag}\n"
+
+
+def batch_script(
+    plan: LaunchPlan, job_dir: str, *, python: str, cpus_per_task: int, gpus: int, rendezvous_timeout: float
+) -> str:
+    """The batch script of ``plan``'s job."""
+    n = len(plan.replicas)
+    srun = [
+        "srun",
+        "--kill-on-bad-exit=1",
+        f"--ntasks={n}",
+        f"--cpus-per-task={cpus_per_task}",  # srun no longer inherits it from sbatch (22.05)
+    ]
+    if gpus and n > 1:
+        srun.append(f"--gpus-per-task={gpus}")
+    document = json.dumps(tasks_document(plan, rendezvous_timeout), indent=1, sort_keys=True)
+    entry = Path(slurm_task.__file__).read_text()
+    replicas = ", ".join(r.name for r in plan.replicas)
+    return (
+        "#!/bin/bash\n"
+        f"# Submarine Broker: attempt {plan.uid} of {plan.workload_id} ({plan.framework}), "
+        f"replicas {replicas}.\n"
+        "# One task per replica, in this order; each runs slurm_task.py (see runtimes/slurm_task.py).\n"
+        'export PATH="${PATH:-/usr/local/bin:/usr/bin:/bin}"\n'
+        f"job_dir={shlex.quote(job_dir)}\n"
+        'mkdir -p "$job_dir" && cd "$job_dir" || exit 1\n'
+        "rm -f ./*.addr ./*.exit ./*.log ./job.exit\n"
+        + _heredoc("tasks.json", document)
+        + _heredoc("slurm_task.py", entry)
+        + 'echo "$SLURM_JOB_ID" > job_id\n'
+        "export SLURM_EXPORT_ENV=ALL  # the tasks inherit this environment (sbatch had --export=NONE)\n"
+        f'{shlex.join(srun)} {shlex.quote(python)} slurm_task.py "$job_dir"\n'
+        "code=$?\n"
+        'echo "$code" > job.exit\n'
+        'exit "$code"\n'
+    )
+
+
+def job_request(
+    plan: LaunchPlan,
+    *,
+    cluster: str,
+    work_dir: str,
+    python: str = "python3",
+    partition: str | None = None,
+    account: str | None = None,
+    qos: str | None = None,
+    time_limit: int | None = None,
+    rendezvous_timeout: float = 300.0,
+) -> JobRequest:
+    """Everything Slurm is asked for to run ``plan`` (raises ValueError for a uid unfit for paths)."""
+    if not _SAFE_UID.match(plan.uid):
+        raise ValueError(f"attempt uid {plan.uid!r} has characters unfit for a Slurm job name and path")
+    cpus, memory, gpus = task_resources(plan)
+    several = len(plan.replicas) > 1
+    job_dir = str(Path(work_dir) / plan.uid)
+    return JobRequest(
+        name=job_name(plan.uid),
+        comment=job_comment(cluster, plan),
+        script=batch_script(
+            plan,
+            job_dir,
+            python=python,
+            cpus_per_task=cpus,
+            gpus=gpus,
+            rendezvous_timeout=rendezvous_timeout,
+        ),
+        ntasks=len(plan.replicas),
+        cpus_per_task=cpus,
+        memory_mb=math.ceil(memory / cpus) if several else memory,
+        memory_per_cpu=several,
+        gpus=gpus,
+        chdir=str(work_dir),
+        output=str(Path(work_dir) / f"{job_name(plan.uid)}.out"),
+        partition=partition,
+        account=account,
+        qos=qos,
+        time_limit=time_limit,
+    )
