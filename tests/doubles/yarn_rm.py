@@ -55,9 +55,9 @@ def _ms() -> int:
     return int(time.time() * 1000)
 
 
-def _status(code: int, diagnostics: str, **extra: Any) -> JSONResponse:
+def _status(http_status: int, diagnostics: str, **extra: Any) -> JSONResponse:
     """A ``ServiceStatus`` answer, as ``ApiServer.formatResponse`` sends it."""
-    return JSONResponse({"diagnostics": diagnostics, **extra}, status_code=code)
+    return JSONResponse({"diagnostics": diagnostics, **extra}, status_code=http_status)
 
 
 @dataclass
