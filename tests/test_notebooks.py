@@ -304,3 +304,19 @@ def test_cli_creates_opens_stops_starts_and_deletes_a_notebook(secured) -> None:
     assert refused.exit_code == 1 and "Notebook not found." in refused.output
     bad = runner.invoke(main, [*base, "create", "cli-bad", "--env", "novalue"])
     assert bad.exit_code == 2 and "KEY=VALUE" in bad.output
+
+
+def test_a_server_that_never_answers_is_stopped_after_the_start_timeout(broker_factory, tmp_path) -> None:
+    # A "python" that ignores Jupyter's arguments and just sleeps: the process runs, nothing listens.
+    silent = tmp_path / "silent-python"
+    silent.write_text("#!/bin/sh\nexec sleep 300\n")
+    silent.chmod(0o755)
+    broker = broker_factory(notebooks={"python": str(silent), "check_interval": 0.3, "start_timeout": 3})
+    created = broker.client.post("/notebook", json=notebook_spec("mute")).json()["result"]
+    client = httpx.Client(base_url=broker.url, timeout=30)
+    ended = wait_status(client, created["notebookId"], "failed", timeout=60)
+    assert ended["failureCategory"] == "timeout"
+    assert "did not answer" in ended["reason"] and "within 3s" in ended["reason"]
+    nb = broker.data_dir / "clusters" / "local" / ended["uid"]
+    wait_for(lambda: (nb / "notebook-0.exit").exists(), timeout=30, what="the silent server stopped")
+    client.close()

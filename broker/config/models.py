@@ -46,6 +46,11 @@ class NotebooksConfig(BaseModel):
     check_interval: float = Field(
         default=1.0, gt=0, description="Seconds between two readiness/activity checks of each notebook"
     )
+    start_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="A notebook whose server has not answered this long after it started running is stopped",
+    )
     python: str | None = Field(
         default=None, description="Interpreter with jupyter_server on local clusters (default: the broker's)"
     )

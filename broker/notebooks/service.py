@@ -223,15 +223,23 @@ class NotebookService:
         return str(row.access["url"]), row.access_token
 
 
-async def stop_notebook(db: Any, registry: ClusterRegistry, row: Experiment, reason: str) -> Experiment:
-    """Cancel the notebook's attempt and end it Failed/killed with ``reason`` (user stop, idle cull)."""
+async def stop_notebook(
+    db: Any,
+    registry: ClusterRegistry,
+    row: Experiment,
+    reason: str,
+    *,
+    category: FailureCategory = FailureCategory.KILLED,
+) -> Experiment:
+    """Cancel the notebook's attempt and end it Failed with ``reason`` (user stop, idle cull: ``killed``;
+    a server that never answered: ``timeout``)."""
     note = await cancel_on_cluster(registry, row, "stop")
 
     def mark(session: Session) -> Experiment:
         current = session.get(Experiment, row.id, with_for_update=True)
         if current is None or Status(current.status).is_terminal or current.uid != row.uid:
             raise Conflict(f"notebook {row.id} is not running")
-        transition(session, current, Status.FAILED, f"{reason}{note}", category=FailureCategory.KILLED)
+        transition(session, current, Status.FAILED, f"{reason}{note}", category=category)
         return current
 
     return await db.run(mark)

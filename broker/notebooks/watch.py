@@ -25,7 +25,7 @@ from broker.config.models import NotebooksConfig
 from broker.errors import ApiError
 from broker.notebooks.service import KIND, stop_notebook
 from broker.registry import ClusterRegistry
-from broker.state import Status, now
+from broker.state import FailureCategory, Status, now
 from broker.store.models import Experiment
 from clusters.base import Handle
 from clusters.errors import ClusterError
@@ -80,12 +80,12 @@ class NotebookWatch:
         access = dict(row.access or {}) if (row.access or {}).get("uid") == row.uid else {"uid": row.uid}
         if not access.get("url"):
             url = await self._endpoint(row)
-            if url is None:
-                return
-            access["url"] = url
-            await self._save(row, access)
-        status = await self._status(row, access["url"])
+            if url is not None:
+                access["url"] = url
+                await self._save(row, access)
+        status = await self._status(row, access["url"]) if access.get("url") else None
         if status is None:
+            await self._give_up_if_silent(row, access)
             return
         changed = dict(access)
         changed.setdefault("readyAt", now().isoformat())
@@ -126,6 +126,19 @@ class NotebookWatch:
                 current.access = access
 
         await self.db.run(save)
+
+    async def _give_up_if_silent(self, row: Experiment, access: dict[str, Any]) -> None:
+        """Stop a notebook whose server never answered within ``start_timeout`` of running."""
+        if access.get("readyAt") or row.running_at is None:
+            return  # answered once (a later silence is a restart or a hiccup), or not started
+        waited = (now() - row.running_at).total_seconds()
+        if waited < self.config.start_timeout:
+            return
+        where = f" at {access['url']}" if access.get("url") else " (no endpoint reported)"
+        reason = f"the Jupyter server did not answer{where} within {self.config.start_timeout:g}s of starting"
+        log.warning("notebook %s: %s", row.id, reason)
+        with contextlib.suppress(ApiError):
+            await stop_notebook(self.db, self.registry, row, reason, category=FailureCategory.TIMEOUT)
 
     def idle_timeout(self, row: Experiment) -> float:
         """The notebook's own idle timeout, else the broker's (0 = never)."""
