@@ -320,3 +320,15 @@ def test_a_server_that_never_answers_is_stopped_after_the_start_timeout(broker_f
     nb = broker.data_dir / "clusters" / "local" / ended["uid"]
     wait_for(lambda: (nb / "notebook-0.exit").exists(), timeout=30, what="the silent server stopped")
     client.close()
+
+
+def test_placement_explain_takes_a_notebook_spec(secured) -> None:
+    _, c, _ = secured
+    alice = c["alice"]
+    answer = alice.post("/api/v1/placement/explain", params={"kind": "notebook"}, json=notebook_spec("dry"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"]["chosen"] == "local"
+    assert answer.json()["result"]["namespace"] == NAMESPACE
+    bad = alice.post("/api/v1/placement/explain", params={"kind": "model"}, json=notebook_spec("dry"))
+    assert bad.status_code == 400 and "kind" in bad.json()["message"]
+    assert "dry" not in str(alice.get("/api/v1/notebook").json()["result"])  # nothing was created

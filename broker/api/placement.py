@@ -8,13 +8,20 @@ from starlette.routing import Route
 from broker.api.access import Guard
 from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, ok
+from broker.errors import BadRequest
 
 
 async def explain(request: Request) -> EnvelopeResponse:
-    """A dry run, authorised like a submit: every cluster's verdict per filter, scores, the winner."""
+    """A dry run, authorised like a submit: every cluster's verdict per filter, scores, the winner.
+
+    The body is an ExperimentSpec, or a NotebookSpec with ``?kind=notebook``."""
     broker = request.app.state.broker
     document = await read_document(request, broker.config.max_body_bytes)
-    _spec, namespace, decision = broker.experiments.check_submission(document, Guard.of(request))
+    kind = request.query_params.get("kind", "experiment")
+    if kind not in ("experiment", "notebook"):
+        raise BadRequest(f"kind: '{kind}' is not experiment or notebook", field="kind")
+    service = broker.notebooks if kind == "notebook" else broker.experiments
+    _spec, namespace, decision = service.check_submission(document, Guard.of(request))
     return ok({"namespace": namespace, **decision.to_json()})
 
 

@@ -27,6 +27,7 @@ from broker.planner import Planner
 from broker.registry import ClusterRegistry
 from broker.state import FailureCategory, Status, now, restart, transition
 from broker.store.models import Event, Experiment
+from policies.placement import Decision
 from runtimes.notebook import NotebookSpec
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,8 @@ class NotebookService:
         self.planner = planner
         self.on_submitted = on_submitted
 
-    def check_submission(self, document: dict[str, Any], guard: Guard) -> tuple[NotebookSpec, str]:
-        """Validate, authorise and dry-run place a NotebookSpec (400 / 403 / 422)."""
+    def check_submission(self, document: dict[str, Any], guard: Guard) -> tuple[NotebookSpec, str, Decision]:
+        """Validate, authorise and dry-run place a NotebookSpec (400 / 403)."""
         spec = parse_notebook_spec(document)
         wanted = spec.meta.placement.cluster
         if wanted is not None and wanted not in self.registry:
@@ -74,15 +75,14 @@ class NotebookService:
             )
         namespace = spec.meta.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
         guard.require(namespace, "notebook/*", "submit")
-        decision = self.planner.decide(spec, namespace, guard.user)
-        if decision.never_fits:
-            raise ApiError(422, f"no registered cluster can ever run this notebook: {decision.rejection}")
-        return spec, namespace
+        return spec, namespace, self.planner.decide(spec, namespace, guard.user)
 
     async def create(self, document: dict[str, Any], *, guard: Guard) -> Experiment:
         """Store a new notebook as Accepted (status ``waiting``) and wake the dispatcher; 409 on a
         name already used by a live notebook of the namespace."""
-        spec, namespace = self.check_submission(document, guard)
+        spec, namespace, decision = self.check_submission(document, guard)
+        if decision.never_fits:
+            raise ApiError(422, f"no registered cluster can ever run this notebook: {decision.rejection}")
         notebook_id = self.ids.next()
         stamp = now()
         values = {

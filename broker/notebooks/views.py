@@ -44,6 +44,14 @@ def notebook_status(row: Experiment) -> str:
     return "failed"
 
 
+def _reason(row: Experiment, status: str) -> str | None:
+    if row.status == Status.SUCCEEDED.value:
+        return "the Jupyter server shut down (exit code 0)"
+    if status == "failed":
+        return row.reason
+    return row.status_message or _REASONS.get(status)
+
+
 def notebook_url(row: Experiment) -> str:
     """``/notebook/<namespace>/<name>/lab``: where a browser opens it, through the broker."""
     return base_path(row.namespace, row.name) + "lab"
@@ -64,7 +72,7 @@ def notebook_json(row: Experiment) -> dict[str, Any]:
         "uid": row.uid,
         "url": notebook_url(row),
         "status": status,
-        "reason": row.reason if status == "failed" else (row.status_message or _REASONS.get(status)),
+        "reason": _reason(row, status),
         "createdTime": fmt_time(row.accepted_at),
         "deletedTime": fmt_time(row.deleted_at),
         "spec": spec,
