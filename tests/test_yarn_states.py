@@ -181,3 +181,11 @@ def test_application_reports_without_a_service(app_state: str, final: str) -> No
     assert seen.phase is expected.phase and seen.failure_category == expected.failure_category
     if seen.phase is Phase.FAILED:
         assert seen.message == f"YARN application application_1_0001 {app_state}/{final}: why"
+
+
+def test_a_service_answer_without_components_is_never_a_verdict() -> None:
+    """The listing said RUNNING, then the AM exited: the Services API says STOPPED even for a success."""
+    running = {"id": "application_1_0001", "state": "RUNNING", "finalStatus": "UNDEFINED"}
+    for state, phase in (("STOPPED", Phase.UNKNOWN), ("FAILED", Phase.UNKNOWN), ("STARTED", Phase.PENDING)):
+        seen = ADAPTER.parse_job(HANDLE, {"app": running, "service": {"name": "sb-u1", "state": state}})
+        assert seen.phase is phase, (state, seen)

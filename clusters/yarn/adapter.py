@@ -317,6 +317,14 @@ class YarnAdapter(BatchAdapter):
         if app_state in FINAL_APP_STATES or app_state in EARLY_APP_STATES or service is None:
             return self._from_app(handle, app)
         reading = read_state(SERVICE_STATES, service.get("state"))
+        if not service.get("components"):
+            # Only the ApplicationMaster lists components. Without them the answer came from the
+            # application report: STARTED while the AM registers, or STOPPED/FAILED because the AM
+            # exited after the listing (a success reads STOPPED too): the next listing tells.
+            if reading.phase is Phase.RUNNING:
+                return Observation(handle.uid, Phase.PENDING, "")
+            message = f"service {service.get('state')} changed while it was read"
+            return Observation(handle.uid, Phase.UNKNOWN, message)
         read = self._replicas(handle, service)
         replicas = tuple(status for status, _ in read)
         failed = next(((s, c) for s, c in read if s.phase is Phase.FAILED), None)
