@@ -1,0 +1,214 @@
+"""The Kubernetes API as the adapter uses it: the official client, its errors, and discovery.
+
+Everything goes through the official ``kubernetes`` client (``ApiClient`` from the kubeconfig or
+the in-cluster service account; ``CoreV1Api``, ``BatchV1Api``, ``CustomObjectsApi``, ``ApisApi``,
+``VersionApi``), each blocking call in a worker thread with ``_request_timeout`` and an outer
+bound. Reads ask for the raw JSON (``_preload_content=False``) so unknown fields of a newer
+server never break a poll.
+
+Errors: 401/403 answers are "credentials refused" (:class:`ClusterUnreachable`) unless a 403's
+message names an admission webhook; connection errors, timeouts, 429 and 5xx are unreachable;
+every other API answer is a :class:`Refused` for the verb to interpret. The token is never
+logged or put in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from clusters.errors import ClusterUnreachable
+from clusters.kubernetes import manifests as m
+from clusters.kubernetes.config import KubernetesClusterConfig
+
+KUBEFLOW = "kubeflow"
+JOB = "job"
+BY_KIND = {k.kind: k for k in m.KUBEFLOW_KINDS.values()}
+
+
+class Refused(Exception):
+    """An API answer that is a refusal of the request (not of the credentials)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def status_message(exc: Any) -> str:
+    """The ``message`` of a Kubernetes Status body, else the HTTP reason."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if body:
+        try:
+            data = json.loads(body)
+            if isinstance(data, dict) and data.get("message"):
+                return str(data["message"])[:1000]
+        except ValueError:
+            return str(body)[:300]
+    return str(getattr(exc, "reason", "") or type(exc).__name__)
+
+
+def quantity(value: Any) -> Decimal:
+    from kubernetes.utils import parse_quantity
+
+    try:
+        return parse_quantity(value) if value is not None else Decimal(0)
+    except (ValueError, TypeError, ArithmeticError):
+        return Decimal(0)
+
+
+class KubeClient:
+    """Mixin of :class:`~clusters.kubernetes.adapter.KubernetesAdapter`: the client and discovery.
+
+    The adapter's ``__init__`` sets the attributes below.
+    """
+
+    config: KubernetesClusterConfig
+    name: str
+    grace: float
+    _api: Any
+    _lock: threading.Lock
+    _served: set[str] | None  # Kubeflow kinds served; None = not asked yet
+
+    # -- the client ----------------------------------------------------------------------------
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._api is None:
+                self._api = self._make_client()
+            return self._api
+
+    def _make_client(self) -> Any:
+        try:
+            from kubernetes import client, config
+        except ImportError:
+            raise ClusterUnreachable(
+                f"cluster '{self.name}': the kubernetes package is not installed "
+                "(pip install 'submarine-broker[kubernetes]')"
+            ) from None
+        try:
+            if self.config.in_cluster:
+                configuration = client.Configuration()
+                config.load_incluster_config(client_configuration=configuration)
+                api = client.ApiClient(configuration)
+            else:
+                api = config.new_client_from_config(
+                    config_file=os.path.expanduser(self.config.kubeconfig or ""), context=self.config.context
+                )
+        except Exception as exc:  # noqa: BLE001 - a bad kubeconfig means "cannot ask"
+            raise ClusterUnreachable(
+                f"cluster '{self.name}': cannot load the Kubernetes configuration: {type(exc).__name__}"
+            ) from None
+        if self.config.token:
+            api.configuration.api_key = {"BearerToken": f"Bearer {self.config.token}"}
+            api.configuration.api_key_prefix = {}
+            api.configuration.refresh_api_key_hook = None  # the kubeconfig's own token would come back
+        return api
+
+    def _apis(self) -> Any:
+        from kubernetes import client
+
+        api = self._client()
+        return (
+            client.CoreV1Api(api),
+            client.BatchV1Api(api),
+            client.CustomObjectsApi(api),
+        )
+
+    @property
+    def _ns(self) -> str:
+        return self.config.namespace
+
+    @property
+    def _origin(self) -> str:
+        return m.label_value(self.config.origin_label)
+
+    def _where(self) -> str:
+        return f"Kubernetes cluster '{self.name}'"
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One client call; unreachable and refused-credential answers become ClusterUnreachable.
+
+        Other API answers are raised as :class:`Refused` for the verb to interpret.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        kwargs.setdefault("_request_timeout", self.config.request_timeout)
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            message = status_message(exc)
+            if status == 403 and "admission webhook" in message:
+                raise Refused(status, message) from None
+            if status in (401, 403):
+                raise ClusterUnreachable(f"{self._where()}: credentials refused: {message}") from None
+            if status == 0 or status >= 500 or status == 429:
+                raise ClusterUnreachable(f"{self._where()} answered {status}: {message}") from None
+            raise Refused(status, message) from None
+        except (OSError, ConnectionError) as exc:
+            raise ClusterUnreachable(f"{self._where()} did not answer: {type(exc).__name__}") from None
+        except Exception as exc:
+            # urllib3's errors (MaxRetryError, ProtocolError, ...) are not OSErrors.
+            if type(exc).__module__.startswith("urllib3"):
+                raise ClusterUnreachable(f"{self._where()} did not answer: {type(exc).__name__}") from None
+            raise
+
+    def _json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A read call answered as plain JSON."""
+        response = self._call(fn, *args, _preload_content=False, **kwargs)
+        return json.loads(response.data or b"{}")
+
+    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(fn, *args), self.config.request_timeout * 2 + self.grace
+            )
+        except TimeoutError:
+            raise ClusterUnreachable(
+                f"{self._where()} did not answer within {self.config.request_timeout * 2 + self.grace:g}s"
+            ) from None
+
+    # -- discovery -----------------------------------------------------------------------------
+
+    def _discover(self) -> set[str]:
+        """The Kubeflow kinds the API server serves (asked once, then cached)."""
+        if self._served is not None:
+            return self._served
+        from kubernetes import client
+
+        groups = self._json(client.ApisApi(self._client()).get_api_versions)
+        served: set[str] = set()
+        for group in groups.get("groups") or []:
+            if group.get("name") != m.KUBEFLOW_GROUP:
+                continue
+            if not any(v.get("version") == m.KUBEFLOW_VERSION for v in group.get("versions") or []):
+                continue
+            try:
+                resources = self._json(
+                    client.CustomObjectsApi(self._client()).get_api_resources,
+                    m.KUBEFLOW_GROUP,
+                    m.KUBEFLOW_VERSION,
+                )
+                plurals = {r.get("name") for r in resources.get("resources") or []}
+            except Refused:  # the group is listed but its resources are not: assume all
+                plurals = {k.plural for k in m.KUBEFLOW_KINDS.values()}
+            served = {k.kind for k in m.KUBEFLOW_KINDS.values() if k.plural in plurals}
+        self._served = served
+        return served
+
+    def _shape(self) -> str:
+        """``kubeflow`` or ``job``: what a plan addressed now will be created as."""
+        if self.config.workload_api != "auto":
+            return self.config.workload_api
+        try:
+            return KUBEFLOW if self._discover() else JOB
+        except (ClusterUnreachable, Refused):
+            return JOB

@@ -1,0 +1,240 @@
+"""Observe and stop attempts: poll (one label-selected list per kind), cancel, logs, the orphan sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from clusters.base import Handle, Observation, Phase, ReplicaLog, ReplicaStatus, summarise
+from clusters.errors import ClusterUnreachable, WorkloadNotFound
+from clusters.kubernetes import manifests as m
+from clusters.kubernetes.client import BY_KIND, JOB, KUBEFLOW, Refused
+from clusters.kubernetes.objects import KubeObjects
+from clusters.kubernetes.states import job_state, kubeflow_state, parse_indexes
+
+
+class Observing(KubeObjects):
+    """Mixin: ``poll``, ``cancel``, ``logs`` and ``owned``."""
+
+    # -- poll ----------------------------------------------------------------------------------
+
+    async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
+        """One label-selected list per kind in use (never a GET per attempt)."""
+        if not handles:
+            return {}
+        return await self._thread(self._poll, list(handles))
+
+    def _poll(self, handles: list[Handle]) -> dict[str, Observation]:
+        plurals = sorted({str(h.state.get("plural")) for h in handles if h.state.get("shape") == KUBEFLOW})
+        crs: dict[str, list[dict[str, Any]]] = {}
+        for plural in plurals:
+            for uid, items in self._by_uid(self._list("cr", plural)).items():
+                crs.setdefault(uid, []).extend(items)
+        jobs = (
+            self._by_uid(self._list("job")) if any(h.state.get("shape") != KUBEFLOW for h in handles) else {}
+        )
+        out = {}
+        for handle in handles:
+            key = m.label_value(handle.uid)
+            if handle.state.get("shape") == KUBEFLOW:
+                out[handle.uid] = self._observe_cr(handle, crs.get(key, []))
+            else:
+                out[handle.uid] = self._observe_jobs(handle, jobs.get(key, []))
+        return out
+
+    def _observe_cr(self, handle: Handle, items: list[dict[str, Any]]) -> Observation:
+        if not items:
+            return Observation(
+                handle.uid, Phase.NOT_FOUND, f"no {handle.state.get('kind')} for attempt {handle.uid}"
+            )
+        reading = kubeflow_state(items[0].get("status"))
+        replicas: tuple[ReplicaStatus, ...] = ()
+        if reading.phase is Phase.SUCCEEDED:
+            replicas = tuple(ReplicaStatus(n, Phase.SUCCEEDED, 0) for n in handle.state.get("replicas") or [])
+        return Observation(handle.uid, reading.phase, reading.message, reading.failure_category, replicas)
+
+    def _observe_jobs(self, handle: Handle, items: list[dict[str, Any]]) -> Observation:
+        if not items:
+            return Observation(handle.uid, Phase.NOT_FOUND, f"no Jobs for attempt {handle.uid}")
+        by_role = {
+            ((item.get("metadata") or {}).get("labels") or {}).get(m.LABEL_ROLE): item for item in items
+        }
+        replicas: list[ReplicaStatus] = []
+        job_failure: tuple[str | None, str] | None = None
+        for name in handle.state.get("replicas") or []:
+            role, _, index = str(name).rpartition("-")
+            job = by_role.get(role)
+            if job is None:
+                replicas.append(ReplicaStatus(name, Phase.NOT_FOUND, message="its Job is gone"))
+                continue
+            status = job.get("status") or {}
+            reading = job_state(status)
+            done = parse_indexes(status.get("completedIndexes"))
+            failed = parse_indexes(status.get("failedIndexes"))
+            if int(index) in done:
+                replicas.append(ReplicaStatus(name, Phase.SUCCEEDED, 0))
+            elif int(index) in failed or reading.phase is Phase.FAILED:
+                replicas.append(ReplicaStatus(name, Phase.FAILED, message=reading.message or "failed"))
+                if job_failure is None:
+                    job_failure = (reading.failure_category, reading.message)
+            elif reading.phase is Phase.SUCCEEDED:
+                replicas.append(ReplicaStatus(name, Phase.SUCCEEDED, 0))
+            else:
+                replicas.append(ReplicaStatus(name, reading.phase))
+        seen = summarise(handle.uid, handle.state.get("success_roles") or [], replicas)
+        if seen.phase is Phase.FAILED and job_failure is not None and seen.failure_category != "cluster_lost":
+            first = next(r for r in replicas if r.phase is Phase.FAILED)
+            return Observation(
+                handle.uid,
+                Phase.FAILED,
+                f"replica {first.name}: {job_failure[1] or 'failed'}",
+                job_failure[0] or "exit_code",
+                seen.replicas,
+            )
+        return seen
+
+    # -- cancel --------------------------------------------------------------------------------
+
+    async def cancel(self, handle: Handle) -> None:
+        """Delete the attempt's objects with foreground propagation (their pods go first)."""
+        await self._thread(self._cancel, handle)
+
+    def _cancel(self, handle: Handle) -> None:
+        state = handle.state
+        if state.get("shape") == KUBEFLOW:
+            self._delete_named(
+                "cr", str(state.get("name") or m.base_name(handle.uid)), plural=state.get("plural")
+            )
+            return
+        if state.get("shape") == JOB:
+            for name in (state.get("jobs") or {}).values():
+                self._delete_named("job", str(name))
+            self._delete_named("svc", str(state.get("service") or m.service_name(handle.uid)))
+            return
+        # A handle without state: find what carries its uid label.
+        key = m.label_value(handle.uid)
+        for what, plural in self._kinds_in_use():
+            for item in self._list(what, plural):
+                meta = item.get("metadata") or {}
+                if (meta.get("labels") or {}).get(m.LABEL_UID) == key:
+                    self._delete_named(what, meta["name"], plural=plural)
+
+    def _kinds_in_use(self) -> list[tuple[str, str | None]]:
+        kinds: list[tuple[str, str | None]] = [("job", None), ("svc", None)]
+        if self.config.workload_api != JOB:
+            try:
+                served = self._discover()
+            except Refused:
+                served = set()
+            kinds += [("cr", BY_KIND[k].plural) for k in sorted(served)]
+        return kinds
+
+    # -- logs ----------------------------------------------------------------------------------
+
+    async def logs(
+        self, handle: Handle, replica: str | None = None, tail: int | None = None
+    ) -> list[ReplicaLog]:
+        """Each replica's pod log (the newest pod of the replica), in plan order: primary first."""
+        return await self._thread(self._logs, handle, replica, tail)
+
+    @staticmethod
+    def _replica_of(pod: dict[str, Any]) -> str | None:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        if m.KUBEFLOW_REPLICA_TYPE in labels:
+            return f"{labels[m.KUBEFLOW_REPLICA_TYPE].lower()}-{labels.get(m.KUBEFLOW_REPLICA_INDEX, '0')}"
+        role = labels.get(m.LABEL_ROLE)
+        index = annotations.get(m.COMPLETION_INDEX, labels.get(m.COMPLETION_INDEX))
+        if role and index is not None:
+            return f"{role}-{index}"
+        return None
+
+    def _logs(self, handle: Handle, replica: str | None, tail: int | None) -> list[ReplicaLog]:
+        core, _batch, _custom = self._apis()
+        names = [str(n) for n in handle.state.get("replicas") or []]
+        if replica is not None and names and replica not in names:
+            raise WorkloadNotFound(
+                f"attempt {handle.uid} has no replica '{replica}'; its replicas are {', '.join(names)}"
+            )
+        try:
+            pods = (
+                self._json(
+                    core.list_namespaced_pod,
+                    self._ns,
+                    label_selector=f"{m.LABEL_UID}={m.label_value(handle.uid)}",
+                ).get("items")
+                or []
+            )
+        except Refused as exc:
+            raise ClusterUnreachable(f"{self._where()} refused to list pods: {exc.message}") from None
+        newest: dict[str, dict[str, Any]] = {}
+        for pod in pods:
+            name = self._replica_of(pod)
+            if name is None:
+                continue
+            stamp = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+            if name not in newest or stamp >= str(newest[name]["metadata"].get("creationTimestamp") or ""):
+                newest[name] = pod
+        if not names:
+            if not newest:
+                raise WorkloadNotFound(f"attempt {handle.uid} has no pods on {self._where()}")
+            names = sorted(newest)
+        if replica is not None:
+            names = [replica]
+        if tail is not None and tail <= 0:
+            return [ReplicaLog(name, []) for name in names]
+        out = []
+        for name in names:
+            pod = newest.get(name)
+            if pod is None:
+                out.append(ReplicaLog(name, []))
+                continue
+            try:
+                text = self._call(
+                    core.read_namespaced_pod_log,
+                    pod["metadata"]["name"],
+                    self._ns,
+                    tail_lines=tail if tail is not None else self.config.log_tail,
+                    _preload_content=False,
+                ).data
+            except Refused:  # not started yet (400) or gone (404)
+                out.append(ReplicaLog(name, []))
+                continue
+            text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text or "")
+            out.append(ReplicaLog(name, text.splitlines()))
+        return out
+
+    # -- the orphan sweep ----------------------------------------------------------------------
+
+    async def owned(self) -> list[Handle]:
+        """Every attempt with objects carrying this broker's origin label."""
+        return await self._thread(self._owned)
+
+    def _owned(self) -> list[Handle]:
+        found: dict[str, Handle] = {}
+        for what, plural in self._kinds_in_use():
+            for item in self._list(what, plural):
+                meta = item.get("metadata") or {}
+                uid = (meta.get("labels") or {}).get(m.LABEL_UID)
+                if not uid or uid in found and found[uid].state.get("shape") == KUBEFLOW:
+                    continue
+                notes = meta.get("annotations") or {}
+                state: dict[str, Any] = {
+                    "namespace": self._ns,
+                    "name": m.base_name(uid),
+                    "replicas": [n for n in (notes.get(m.ANNOTATION_REPLICAS) or "").split(",") if n],
+                    "success_roles": [n for n in (notes.get(m.ANNOTATION_SUCCESS) or "").split(",") if n],
+                }
+                if what == "cr":
+                    state.update(shape=KUBEFLOW, kind=item.get("kind"), plural=plural, name=meta.get("name"))
+                    found[uid] = Handle(uid, state)
+                    continue
+                previous = found.get(uid)
+                jobs = dict((previous.state.get("jobs") or {}) if previous else {})
+                if what == "job":
+                    role = (meta.get("labels") or {}).get(m.LABEL_ROLE) or meta.get("name")
+                    jobs[str(role)] = meta.get("name")
+                state.update(shape=JOB, jobs=jobs, service=m.service_name(uid))
+                found[uid] = Handle(uid, state)
+        return list(found.values())

@@ -1,0 +1,112 @@
+"""Submit: a plan becomes the attempt's objects (a Kubeflow job, or Indexed Jobs and a headless Service).
+
+Which objects: ``workload_api: kubeflow`` → the training operator's kinds, ``job`` → Indexed
+Jobs, ``auto`` → Kubeflow when discovery finds the kind served under ``kubeflow.org/v1`` (asked
+once, cached). The plan's hosts say which shape it was built for (:meth:`addressing`), so a
+resubmission after a restart builds the same shape. Framework ``python`` is always plain Jobs.
+400/404/409/422 answers to a create, and admission-webhook denials, are refusals
+(:class:`SubmitRejected`); whatever the refused submit had created is deleted again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from clusters.base import Handle
+from clusters.errors import ClusterUnreachable, SubmitRejected
+from clusters.kubernetes import manifests as m
+from clusters.kubernetes.client import JOB, KUBEFLOW, Refused
+from clusters.kubernetes.objects import KubeObjects
+from runtimes.plan import LaunchPlan, StaticAddressing
+
+
+class Submitting(KubeObjects):
+    """Mixin: ``addressing`` and ``submit``."""
+
+    # -- verbs ---------------------------------------------------------------------------------
+
+    def addressing(self, uid: str) -> StaticAddressing:
+        """Kubeflow's per-replica Services, or pod DNS names under the attempt's headless Service.
+
+        With ``workload_api: auto`` this needs discovery, normally done by :meth:`health` already.
+        """
+        host = m.kubeflow_host if self._shape() == KUBEFLOW else m.job_host
+        return StaticAddressing(lambda role, index: host(uid, role, index), lambda: m.REPLICA_PORT)
+
+    def _plan_shape(self, plan: LaunchPlan) -> str:
+        if plan.framework not in m.KUBEFLOW_KINDS:
+            return JOB
+        service_suffix = "." + m.service_name(plan.uid)
+        if any(r.host.endswith(service_suffix) for r in plan.replicas):
+            return JOB
+        if self.config.workload_api == JOB:
+            return JOB
+        return KUBEFLOW
+
+    # -- submit --------------------------------------------------------------------------------
+
+    def _handle(self, plan: LaunchPlan, shape: str) -> Handle:
+        state: dict[str, Any] = {
+            "shape": shape,
+            "namespace": self._ns,
+            "name": m.base_name(plan.uid),
+            "replicas": [r.name for r in plan.replicas],
+            "success_roles": list(plan.success_roles),
+        }
+        if shape == KUBEFLOW:
+            kind = m.KUBEFLOW_KINDS[plan.framework]
+            state.update(kind=kind.kind, plural=kind.plural)
+        else:
+            roles = list(dict.fromkeys(r.role for r in plan.replicas))
+            state.update(
+                jobs={r.lower(): m.job_name(plan.uid, r) for r in roles}, service=m.service_name(plan.uid)
+            )
+        return Handle(plan.uid, state)
+
+    async def submit(self, plan: LaunchPlan) -> Handle:
+        """Create the attempt's objects; a 409 adopts an object only when its uid label is the plan's."""
+        return await self._thread(self._submit, plan)
+
+    def _submit(self, plan: LaunchPlan) -> Handle:
+        shape = self._plan_shape(plan)
+        try:
+            if shape == KUBEFLOW:
+                if self.config.workload_api == "auto" and m.KUBEFLOW_KINDS[plan.framework].kind not in (
+                    self._discover()
+                ):
+                    raise m.ManifestError(
+                        f"the plan was addressed for the training operator, but {self._where()} does "
+                        f"not serve {m.KUBEFLOW_KINDS[plan.framework].kind}"
+                    )
+                objects = [
+                    (
+                        "cr",
+                        m.kubeflow_job(
+                            plan, origin=self._origin, namespace=self._ns, image=self.config.image
+                        ),
+                    )
+                ]
+            else:
+                objects = [("svc", m.headless_service(plan, origin=self._origin, namespace=self._ns))]
+                objects += [
+                    ("job", body)
+                    for body in m.indexed_jobs(
+                        plan, origin=self._origin, namespace=self._ns, image=self.config.image
+                    )
+                ]
+        except m.ManifestError as exc:
+            raise SubmitRejected(f"{self._where()} cannot run this plan: {exc}") from None
+        created: list[tuple[str, dict[str, Any]]] = []
+        try:
+            for what, body in objects:
+                if self._create(what, body, plan.uid):
+                    created.append((what, body))
+        except Refused as exc:
+            for what, body in reversed(created):  # leave nothing half-made behind a refusal
+                with contextlib.suppress(Refused, ClusterUnreachable):
+                    self._delete(what, body)
+            raise SubmitRejected(
+                f"{self._where()} refused {body['kind']} {body['metadata']['name']}: {exc.message}"
+            ) from None
+        return self._handle(plan, shape)
