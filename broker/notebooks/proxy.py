@@ -79,7 +79,7 @@ def _target(conn: HTTPConnection, base_url: str) -> str:
 
 
 def _label(conn: HTTPConnection) -> str:
-    """How error messages name the notebook (from the route's path parameters when it has them)."""
+    """How error messages name the notebook: by the route's ``namespace`` and ``name`` path parameters."""
     params = conn.path_params
     return f"the Jupyter server of notebook {params.get('namespace', '?')}/{params.get('name', '?')}"
 
@@ -258,7 +258,8 @@ async def _relay(websocket: WebSocket, conn: ClientConnection) -> None:
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        pass
+        for task in tasks:
+            task.cancel()
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, Exception):
                 log.debug("a WebSocket relay pump failed: %r", outcome)
