@@ -14,13 +14,23 @@ cluster kind submits it; ``<plan>`` is :func:`encode_plan` of the :class:`Launch
    TF_CONFIG, MASTER_ADDR/MASTER_PORT, WORKER_ADDRS, DMLC_*) over the real endpoints and puts
    the result over the plan's env, exactly where :func:`runtimes.frameworks.build_plan` put it; any
    other value still holding a ``{{host:<replica>}}`` placeholder gets that replica's IP. Every
-   replica also gets ``SUBMARINE_REPLICA_HOST`` and ``SUBMARINE_REPLICA_PORT`` (its own endpoint);
-4. runs each replica's argv as a subprocess of its actor and prints every output line into the job
-   log as ``[<replica>] <line>`` (the adapter splits the log on that prefix);
+   replica also gets ``SUBMARINE_REPLICA_HOST`` and ``SUBMARINE_REPLICA_PORT`` (its own endpoint).
+   The argv is resolved too (:func:`resolve_argv`): host placeholders become IPs, and for a
+   replica whose plan port is the placeholder 0, an option ``--<...>port=0`` (or ``--<...>port 0``)
+   becomes its real port (a notebook's ``--ip={{host:notebook-0}} --port=0``);
+4. runs each replica's argv as a subprocess of its actor, in the plan's kept working directory when
+   it names one (:func:`workdir_path`: ``<base>/<key>`` on the replica's node, ``base`` from
+   ``SUBMARINE_RAY_WORKDIR_BASE`` or ``<system temp dir>/submarine-broker-workdirs``), and prints
+   every output line into the job log as ``[<replica>] <line>`` (the adapter splits the log on that
+   prefix). Once started, the first replica that was given a port is announced with one driver line
+   ``submarine-broker: endpoint <replica> http://<ip>:<port>`` (:func:`endpoint_line`), which the
+   adapter's ``endpoint()`` reads back from the job log (:func:`find_endpoint`);
 5. ends the job: when a replica exits non-zero, it stops the others and exits 1 with a last line
    ``submarine-broker: replica <name> failed with exit code <n>``; when every replica of the
    plan's success roles exited 0, it stops the rest (parameter servers) and exits 0. A SIGTERM
-   (``stop_job``) stops every replica before the driver ends.
+   (``stop_job``) stops every replica before the driver ends. Stopping a replica signals its
+   process group and then kills whatever it started outside that group (Jupyter starts each kernel
+   in a session of its own), so a stopped notebook leaves no server and no kernel behind.
 
 Only this package and ``ray`` (with pydantic, which ``ray[default]`` brings) must be importable on
 the cluster; the adapter ships the ``runtimes`` package with the job as a ``py_modules`` entry.
@@ -33,24 +43,36 @@ import collections
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 
-from runtimes.plan import LaunchPlan
+from runtimes.plan import LaunchPlan, ReplicaPlan
 
 #: The driver's own lines start with this; replica lines start with ``[<replica>] ``.
 MARKER = "submarine-broker:"
 #: How often the driver collects output and exit codes from the replicas (seconds).
 POLL_INTERVAL = 0.2
-#: Seconds a stopped replica gets between SIGTERM and SIGKILL.
-STOP_GRACE = 2.0
+#: Seconds a stopped replica gets between SIGTERM and SIGKILL (the local kind's cancel grace; a
+#: Jupyter server needs about 2 s to shut its kernels down).
+STOP_GRACE = 5.0
+#: The variable (from the job's runtime_env) naming the folder kept working directories live under.
+WORKDIR_BASE_ENV = "SUBMARINE_RAY_WORKDIR_BASE"
+#: A plan's ``workdir`` key: one path component, never ``..``.
+WORKDIR_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ENDPOINT = re.compile(
+    r"^" + re.escape(MARKER) + r" endpoint ([a-z0-9]+-\d+) (https?://[^\s/]+)[ \t\r]*$", re.MULTILINE
+)
+_PORT_OPTION = re.compile(r"^(--?[A-Za-z0-9_.-]*port)=0$", re.IGNORECASE)
+_PORT_FLAG = re.compile(r"^--?[A-Za-z0-9_.-]*port$", re.IGNORECASE)
 
 
 def placeholder_host(name: str) -> str:
@@ -98,6 +120,83 @@ def decode_plan(word: str) -> LaunchPlan:
     return LaunchPlan.model_validate_json(zlib.decompress(base64.urlsafe_b64decode(word.encode("ascii"))))
 
 
+# -- argv, endpoints, working directories --------------------------------------------------------
+
+
+def _hosts(value: str, endpoints: Mapping[str, tuple[str, int]]) -> str:
+    for name, (ip, _port) in endpoints.items():
+        value = value.replace(placeholder_host(name), ip)
+    return value
+
+
+def resolve_argv(replica: ReplicaPlan, endpoints: Mapping[str, tuple[str, int]]) -> list[str]:
+    """The replica's argv with the real endpoints in place of the placeholders.
+
+    Every ``{{host:<replica>}}`` becomes that replica's IP. When the plan gave this replica the
+    placeholder port 0, an option whose name ends in ``port`` with the value 0 (``--port=0``,
+    ``--ServerApp.port=0``, or ``--port`` followed by ``0``) gets the port allocated on its node;
+    other options (``--port-retries=0``) and other values stay as they are.
+    """
+    _ip, port = endpoints[replica.name]
+    out: list[str] = []
+    for i, arg in enumerate(replica.argv):
+        if "{{host:" in arg:
+            arg = _hosts(arg, endpoints)
+        if replica.port == 0:
+            match = _PORT_OPTION.match(arg)
+            if match:
+                arg = f"{match.group(1)}={port}"
+            elif arg == "0" and i > 0 and _PORT_FLAG.match(replica.argv[i - 1]):
+                arg = str(port)
+        out.append(arg)
+    return out
+
+
+def endpoint_url(ip: str, port: int) -> str:
+    """``http://ip:port`` (an IPv6 address in brackets)."""
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}"
+
+
+def endpoint_line(name: str, ip: str, port: int) -> str:
+    """The driver's line announcing where replica ``name`` serves; see :func:`find_endpoint`."""
+    return f"{MARKER} endpoint {name} {endpoint_url(ip, port)}"
+
+
+def find_endpoint(log: str, names: Sequence[str] | None = None) -> str | None:
+    """The URL of the first endpoint line in a job log (of one of ``names`` when given), or None.
+
+    Only whole driver lines count: replica output is always prefixed ``[<replica>] ``, so a
+    replica cannot announce an endpoint (the match is anchored at a line start after ``\\n``, so a
+    carriage return inside a replica's line does not start a new one). The first line wins: the
+    launcher prints it before any replica output.
+    """
+    for match in _ENDPOINT.finditer(log):
+        if names is None or match.group(1) in names:
+            return match.group(2)
+    return None
+
+
+def serving_replica(plan: LaunchPlan) -> ReplicaPlan | None:
+    """The replica whose endpoint is announced: the first one the plan gave a port."""
+    return next((r for r in plan.replicas if r.port is not None), None)
+
+
+def default_workdir_base() -> str:
+    """``<system temp dir>/submarine-broker-workdirs`` on the node that asks."""
+    return os.path.join(tempfile.gettempdir(), "submarine-broker-workdirs")
+
+
+def workdir_path(key: str, base: str | None = None) -> str:
+    """The kept working directory of ``key``: ``<base>/<key>`` (``base`` defaults per node).
+
+    ValueError for a key that is not a single plain path component.
+    """
+    if not WORKDIR_KEY.match(key) or key in (".", ".."):
+        raise ValueError(f"unusable working directory key {key!r}")
+    return os.path.join(base or default_workdir_base(), key)
+
+
 # -- environments --------------------------------------------------------------------------------
 
 
@@ -119,9 +218,7 @@ def resolve_envs(plan: LaunchPlan, endpoints: Mapping[str, tuple[str, int]]) -> 
         env.update(framework_env.get((replica.role, replica.index), {}))
         for key, value in env.items():
             if "{{host:" in value:
-                for name, (ip, _port) in endpoints.items():
-                    value = value.replace(placeholder_host(name), ip)
-                env[key] = value
+                env[key] = _hosts(value, endpoints)
         ip, port = endpoints[replica.name]
         env["SUBMARINE_REPLICA_HOST"] = ip
         env["SUBMARINE_REPLICA_PORT"] = str(port)
@@ -177,6 +274,45 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
+def _stat(pid: int) -> tuple[int, int] | None:
+    """``(parent pid, start time)`` of a live process from ``/proc`` (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        return int(fields[1]), int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """Every live descendant of ``pid`` as ``(pid, start time)`` (empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                stat = _stat(int(entry))
+                if stat is not None:
+                    children.setdefault(stat[0], []).append(int(entry))
+                    starts[int(entry)] = stat[1]
+    found: list[tuple[int, int]] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append((child, starts[child]))
+        todo.extend(children.get(child, []))
+    return found
+
+
+def _kill_leftovers(family: Sequence[tuple[int, int]]) -> None:
+    """SIGKILL each process of ``family`` that still runs (same pid and start time: never a reuse)."""
+    for pid, start in family:
+        stat = _stat(pid)
+        if stat is not None and stat[1] == start:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
 class ReplicaProcess:
     """One replica's process; the body of the Ray actor (plain Python, so tests can run it alone)."""
 
@@ -200,12 +336,32 @@ class ReplicaProcess:
             sock.bind(("", 0))
             return ip, int(sock.getsockname()[1])
 
-    def start(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        """Start the replica; its output is collected by a thread until :meth:`drain` takes it."""
+    def start(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        workdir: str | None = None,
+        workdir_base: str | None = None,
+    ) -> str | None:
+        """Start the replica; its output is collected by a thread until :meth:`drain` takes it.
+
+        With a ``workdir`` key the replica runs in :func:`workdir_path` on this node (made, mode
+        0700, when missing); returns that folder (None without a key).
+        """
+        cwd = None
+        try:
+            if workdir is not None:
+                cwd = workdir_path(workdir, workdir_base)
+                os.makedirs(cwd, mode=0o700, exist_ok=True)
+        except (OSError, ValueError) as exc:
+            self._lines.append(f"cannot use the working directory {cwd or workdir!r}: {exc}")
+            self._exit = 126
+            return cwd
         try:
             self._proc = subprocess.Popen(
                 list(argv),
                 env={**os.environ, **env},
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -215,9 +371,10 @@ class ReplicaProcess:
         except OSError as exc:
             self._lines.append(f"cannot start {argv[0]!r}: {exc.strerror or exc}")
             self._exit = 127
-            return
+            return cwd
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        return cwd
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -238,10 +395,15 @@ class ReplicaProcess:
             return lines, self._exit
 
     def stop(self, grace: float = STOP_GRACE) -> int | None:
-        """SIGTERM the replica's process group, SIGKILL it after ``grace`` seconds."""
+        """SIGTERM the replica's process group, SIGKILL it after ``grace`` seconds.
+
+        Descendants outside the group (Jupyter's kernels, each in a session of its own) are listed
+        before the signal and SIGKILLed if they outlive the replica's own process.
+        """
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return self._exit
+        family = descendants(proc.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -250,6 +412,7 @@ class ReplicaProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        _kill_leftovers(family)
         if self._reader is not None:
             self._reader.join(1.0)
         return proc.returncode
@@ -313,10 +476,23 @@ def run(plan: LaunchPlan) -> int:
                     ),
                 ).remote(replica.name)
             )
-        endpoints = dict(zip(names, ray.get([a.endpoint.remote() for a in actors]), strict=True))
-        envs = resolve_envs(plan, {n: (ip, int(port)) for n, (ip, port) in endpoints.items()})
-        ray.get([a.start.remote(r.argv, envs[r.name]) for a, r in zip(actors, plan.replicas, strict=True)])
+        found = ray.get([a.endpoint.remote() for a in actors])
+        endpoints = {n: (ip, int(port)) for n, (ip, port) in zip(names, found, strict=True)}
+        envs = resolve_envs(plan, endpoints)
+        base = os.environ.get(WORKDIR_BASE_ENV) or None
+        cwds = ray.get(
+            [
+                a.start.remote(resolve_argv(r, endpoints), envs[r.name], plan.workdir, base)
+                for a, r in zip(actors, plan.replicas, strict=True)
+            ]
+        )
         _say("started " + ", ".join(f"{n}@{ip}:{port}" for n, (ip, port) in endpoints.items()))
+        for name, cwd in zip(names, cwds, strict=True):
+            if cwd is not None:
+                _say(f"working directory of {name}: {cwd}")
+        serving = serving_replica(plan)
+        if serving is not None:
+            print(endpoint_line(serving.name, *endpoints[serving.name]), flush=True)
         exits: dict[str, int | None] = dict.fromkeys(names)
         while True:
             refs = [a.drain.remote() for a in actors]
@@ -354,10 +530,12 @@ def _stop(ray, actors: list, names: list[str], exits: Mapping[str, int | None]) 
     refs = [a.stop.remote() for _, a in live]
     with contextlib.suppress(Exception):
         ray.wait(refs, num_returns=len(refs), timeout=STOP_GRACE + 1.0)
-    for name, actor in live:
+    for (name, actor), ref in zip(live, refs, strict=True):
         with contextlib.suppress(Exception):
             lines, _ = ray.get(actor.drain.remote(), timeout=1.0)
             _emit(name, lines)
+        with contextlib.suppress(Exception):
+            _say(f"replica {name} stopped (exit code {ray.get(ref, timeout=0.1)})")
     for actor in actors:
         with contextlib.suppress(Exception):
             ray.kill(actor)

@@ -45,7 +45,7 @@ def test_state_table_readings() -> None:
 
 def test_kind_is_registered_and_config_masks_headers() -> None:
     assert adapter_class("ray") is RayAdapter
-    assert RayAdapter.capabilities == Capability.GPU | Capability.MULTI_NODE
+    assert RayAdapter.capabilities == Capability.GPU | Capability.MULTI_NODE | Capability.ENDPOINTS
     config = RayClusterConfig(
         name="r1", kind="ray", address="http://h:8265/", headers={"Authorization": SECRET}
     )

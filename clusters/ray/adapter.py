@@ -10,6 +10,38 @@ Addressing: replicas learn their addresses only when their actors run, so plans 
 cluster carry placeholders (hosts ``{{host:<replica>}}``, port 0) and the launcher rebuilds the
 framework environment (TF_CONFIG, MASTER_ADDR, ...) from the nodes' real IPs and free ports.
 
+Notebooks (``Capability.ENDPOINTS``): a notebook attempt is a Ray job like any other, whose one
+replica (``notebook-0``, one actor) runs the Jupyter server and keeps the job RUNNING while it
+serves. The launcher resolves the server's ``--ip={{host:notebook-0}} --port=0`` to the node's IP
+and a port free on it, and prints one driver line ``submarine-broker: endpoint notebook-0
+http://<ip>:<port>`` once the server process has started. :meth:`RayAdapter.endpoint` asks the job's
+status and, while it is RUNNING, reads that line back from the job log (``get_job_logs``: the driver
+line comes before any replica output and replica lines are always prefixed, so a notebook cannot
+forge it); until then it returns None. The broker must be able to reach the node's IP (the address
+Ray knows the node by), and the plan's interpreter (the broker's ``notebooks.python``, by default
+the broker's own) must exist on the nodes with Jupyter and ipykernel installed. ``stop_job``
+SIGTERMs the driver, which stops the server's process group and then kills what it left outside
+the group (Jupyter's kernels run in sessions of their own). Ray SIGKILLs a stopped driver after
+``RAY_JOB_STOP_WAIT_TIME_S`` (3 s by default, too short for Jupyter's kernel shutdown on top of
+the launcher's own work), so every job's runtime_env sets it to :data:`STOP_WAIT_S`: the job's
+supervisor actor, which applies it, runs with that runtime_env.
+
+The notebook's files: the plan's ``workdir`` key (the notebook id) becomes the replica's working
+directory ``<workdir_base>/<key>`` on its node (config ``workdir_base``, default
+``<system temp dir>/submarine-broker-workdirs``). Nothing moves files between nodes: a stopped
+notebook finds them again only when it starts on the same node (always on a single-node cluster),
+unless the admin points ``workdir_base`` at a filesystem shared by every node.
+
+Secrets: the whole plan rides in the job's entrypoint, and Ray shows every job's entrypoint,
+metadata and runtime_env to anyone who can read its job API (``list_jobs``, the dashboard) and the
+entrypoint's command line to anyone who can list processes on the node that runs the driver. That
+includes the environment variables, and so a notebook's ``JUPYTER_TOKEN``. Ray's job API offers no
+private channel to a job (no secret store; runtime_env and metadata are listed the same way), and
+the broker does not connect to the cluster's GCS, so this is accepted: whoever can read the job API
+can also submit jobs there, that is run any code on the cluster's nodes, which reaches the notebook
+server anyway. Protect the Ray dashboard (Ray's token auth, ``headers``) as the cluster's root
+credential, and keep the nodes' process lists to trusted users.
+
 The broker never calls ``ray.init()``: the adapter speaks HTTP only.
 """
 
@@ -39,7 +71,17 @@ from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
 from clusters.ray.config import RayClusterConfig
 from clusters.ray.states import TERMINAL, ray_state
 from runtimes.plan import LaunchPlan, Resources
-from runtimes.ray_launcher import MARKER, PlaceholderAddressing, decode_plan, encode_plan
+from runtimes.ray_launcher import (
+    MARKER,
+    STOP_GRACE,
+    WORKDIR_BASE_ENV,
+    WORKDIR_KEY,
+    PlaceholderAddressing,
+    decode_plan,
+    encode_plan,
+    find_endpoint,
+    serving_replica,
+)
 
 #: The metadata key every job of this broker carries (the origin label of the orphan sweep).
 BROKER_MARK = "submarine-broker"
@@ -47,6 +89,8 @@ BROKER_MARK = "submarine-broker"
 RUNTIMES_DIR = str(Path(runtimes.__file__).resolve().parent)
 _FAILED_LINE = re.compile(re.escape(MARKER) + r" replica (\S+) failed with exit code (-?\d+)")
 _PREFIX = re.compile(r"^\[([a-z0-9]+-\d+)\] ?(.*)$")
+#: Seconds Ray gives a stopped job's driver before SIGKILL: the launcher's replica grace and margin.
+STOP_WAIT_S = int(STOP_GRACE) + 8
 
 
 def submission_id(uid: str) -> str:
@@ -88,7 +132,7 @@ class RayAdapter(ClusterAdapter):
 
     kind = "ray"
     config_model = RayClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE
+    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.ENDPOINTS
 
     #: Seconds of one HTTP call to the dashboard (health).
     http_timeout: float = 5.0
@@ -213,14 +257,15 @@ class RayAdapter(ClusterAdapter):
         return await self._thread(self._submit, plan)
 
     def _handle(self, plan: LaunchPlan) -> Handle:
-        return Handle(
-            plan.uid,
-            {
-                "submission_id": submission_id(plan.uid),
-                "replicas": [r.name for r in plan.replicas],
-                "success_roles": list(plan.success_roles),
-            },
-        )
+        state: dict[str, Any] = {
+            "submission_id": submission_id(plan.uid),
+            "replicas": [r.name for r in plan.replicas],
+            "success_roles": list(plan.success_roles),
+        }
+        serving = serving_replica(plan)
+        if serving is not None:
+            state["serving"] = serving.name
+        return Handle(plan.uid, state)
 
     def _exists(self, sid: str) -> bool:
         try:
@@ -238,8 +283,17 @@ class RayAdapter(ClusterAdapter):
         env: dict[str, Any] = {
             "py_modules": [RUNTIMES_DIR],
             "excludes": ["__pycache__", "*.pyc"],
-            "env_vars": {"PYTHONUNBUFFERED": "1", "SUBMARINE_BROKER_UID": plan.uid},
+            "env_vars": {
+                "PYTHONUNBUFFERED": "1",
+                "SUBMARINE_BROKER_UID": plan.uid,
+                # Read by the job's supervisor actor, which runs with this runtime_env: the
+                # seconds between stop_job's SIGTERM and its SIGKILL of the driver (Ray's default
+                # 3 s cuts the launcher off while it stops the replicas, e.g. Jupyter's kernels).
+                "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
+            },
         }
+        if plan.workdir is not None and self.config.workdir_base:
+            env["env_vars"][WORKDIR_BASE_ENV] = self.config.workdir_base
         if plan.conda_packages:
             dependencies: list[Any] = list(plan.conda_packages)
             if plan.pip_packages:
@@ -251,6 +305,8 @@ class RayAdapter(ClusterAdapter):
 
     def _submit(self, plan: LaunchPlan) -> Handle:
         sid = submission_id(plan.uid)
+        if plan.workdir is not None and (not WORKDIR_KEY.match(plan.workdir) or plan.workdir in (".", "..")):
+            raise SubmitRejected(f"cluster '{self.name}': unusable working directory key '{plan.workdir}'")
         handle = self._handle(plan)
         if self._exists(sid):
             return handle
@@ -328,6 +384,29 @@ class RayAdapter(ClusterAdapter):
             if _status_code(exc) == 404 or "does not exist" in str(exc):
                 return
             raise ClusterUnreachable(f"cluster '{self.name}': cannot stop Ray job {sid}: {exc}") from None
+
+    async def endpoint(self, handle: Handle) -> str | None:
+        """``http://ip:port`` of the attempt's serving replica while its job runs, else None.
+
+        Read from the launcher's endpoint line in the job log (module docstring). A job that is not
+        (or no longer) RUNNING, or whose line is not printed yet, gives None; an unreachable head
+        raises ClusterUnreachable like every other verb.
+        """
+        return await self._thread(self._endpoint, handle)
+
+    def _endpoint(self, handle: Handle) -> str | None:
+        sid = handle.state.get("submission_id") or submission_id(handle.uid)
+        try:
+            info = self._call("get_job_info", sid)
+            if ray_state(info.status).phase is not Phase.RUNNING:
+                return None
+            text = self._call("get_job_logs", sid)
+        except RuntimeError as exc:
+            if _status_code(exc) == 404 or "does not exist" in str(exc):
+                return None
+            raise ClusterUnreachable(f"cluster '{self.name}': cannot read the log of {sid}: {exc}") from None
+        serving = handle.state.get("serving")
+        return find_endpoint(text or "", [str(serving)] if serving else None)
 
     async def logs(
         self, handle: Handle, replica: str | None = None, tail: int | None = None

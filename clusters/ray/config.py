@@ -16,7 +16,11 @@ class RayClusterConfig(ClusterConfig):
     request (a Ray behind an authenticating proxy, or ``Authorization: Bearer <token>`` for Ray's
     token auth); they are a secret: masked by :meth:`public_view` and never put in a message.
     ``entrypoint_python`` is the interpreter the job's entrypoint runs the launcher with, on the
-    cluster (default ``python``: the one on the Ray nodes' PATH).
+    cluster (default ``python``: the one on the Ray nodes' PATH). ``workdir_base`` is the folder on
+    the Ray nodes under which a notebook's working directory (one per notebook id) is kept across
+    its attempts; by default ``<system temp dir>/submarine-broker-workdirs`` of each node, so a
+    notebook finds its files again only when it restarts on the same node. Point it at a shared
+    filesystem mounted on every node to keep them wherever the notebook lands.
     """
 
     secret_fields: ClassVar[frozenset[str]] = frozenset({"headers"})
@@ -26,6 +30,11 @@ class RayClusterConfig(ClusterConfig):
     client_address: str | None = Field(default=None, description="Ray Client address, ray://host:10001")
     headers: dict[str, str] | None = Field(default=None, description="HTTP headers (secret)")
     entrypoint_python: str = Field(default="python", description="Python on the cluster's nodes")
+    workdir_base: str | None = Field(
+        default=None,
+        description="Absolute folder on the nodes for notebooks' kept working directories "
+        "(default: <system temp dir>/submarine-broker-workdirs on each node)",
+    )
 
     @field_validator("address")
     @classmethod
@@ -40,4 +49,14 @@ class RayClusterConfig(ClusterConfig):
     def _client_address(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("ray://"):
             raise ValueError("the Ray Client address must start with ray://")
+        return value
+
+    @field_validator("workdir_base")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None:
+            value = value.strip()
+            if not value.startswith("/"):
+                raise ValueError("must be an absolute path on the Ray nodes")
+            value = value.rstrip("/") or "/"
         return value
