@@ -60,6 +60,11 @@ class ClusterConfig(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     weight: float = Field(default=1.0, ge=0)
     capacity: CapacityOverride = Field(default_factory=CapacityOverride)
+    notebook_python: str | None = Field(
+        default=None,
+        description="Interpreter that runs Jupyter for notebooks on this cluster's nodes (default: the "
+        "broker's notebooks.python on clusters that run commands on hosts, `python` in image-based ones)",
+    )
 
     @field_validator("name")
     @classmethod

@@ -218,9 +218,9 @@ def test_capacity_cpu_non_finite_is_a_config_error(tmp_path: Path, value: str) -
 
 
 def test_unknown_kind_lists_valid_kinds(tmp_path: Path) -> None:
-    error = refuse_cluster(write(tmp_path / "c.yaml", "name: c\nkind: slurm\n"))
+    error = refuse_cluster(write(tmp_path / "c.yaml", "name: c\nkind: pbs\n"))
     assert (error.key, error.line) == ("kind", 2)
-    assert "local" in error.reason
+    assert "local" in error.reason and "slurm" in error.reason and "yarn" in error.reason
 
 
 def test_missing_kind(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ class Dispatcher:
                 uid=item.uid,
                 namespace=item.namespace,
                 addressing=addressing,
-                python=self.notebooks.python,
+                python=self._notebook_python(cluster),
                 app_module=self.notebooks.app_module,
                 extra_env={**self.extra_env, "JUPYTER_TOKEN": item.access_token or ""},
             )
@@ -142,6 +142,13 @@ class Dispatcher:
             addressing=addressing,
             extra_env=self.extra_env,
         )
+
+    def _notebook_python(self, cluster: ClusterState) -> str:
+        """The cluster's ``notebook_python``, else the broker's interpreter on host-command clusters
+        and the image's ``python`` on clusters that run images."""
+        if cluster.config.notebook_python:
+            return cluster.config.notebook_python
+        return "python" if Capability.IMAGES in cluster.adapter.capabilities else self.notebooks.python
 
     async def _dispatch(self, item: Pending) -> bool:
         spec: ExperimentSpec | NotebookSpec = (
