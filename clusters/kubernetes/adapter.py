@@ -1,10 +1,11 @@
-"""The ``kubernetes`` cluster adapter: Kubeflow training jobs, or Indexed Jobs and a headless Service.
+"""The ``kubernetes`` cluster adapter: Kubeflow training jobs, or Indexed Jobs and a headless Service;
+notebooks as a Kubeflow Notebook, or a StatefulSet and a Service (:mod:`clusters.kubernetes.notebooks`).
 
 Built from mixins, one module each: :mod:`~clusters.kubernetes.client` (the official client, its
 errors, discovery), :mod:`~clusters.kubernetes.objects` (create/read/delete/list by kind),
 :mod:`~clusters.kubernetes.submit` (addressing, submit) and :mod:`~clusters.kubernetes.observe`
-(poll, cancel, logs, the orphan sweep); this module adds health and capacity. Bodies are plain
-dicts (see :mod:`clusters.kubernetes.manifests`).
+(poll, cancel, logs, the orphan sweep, notebook endpoints); this module adds health and
+capacity. Bodies are plain dicts (see :mod:`clusters.kubernetes.manifests` and ``notebooks``).
 
 Errors: a 403 whose message names an admission webhook, and 400/404/409/422 answers to a
 create, are refusals (:class:`SubmitRejected`); other 401/403 answers are "credentials refused"
@@ -33,11 +34,12 @@ log = logging.getLogger(__name__)
 
 
 class KubernetesAdapter(Submitting, Observing, ClusterAdapter):
-    """One attempt = one Kubeflow job, or one Indexed Job per role plus a headless Service."""
+    """One attempt = one Kubeflow job, or one Indexed Job per role plus a headless Service; a
+    notebook's attempt = a Kubeflow Notebook or a StatefulSet + Service, with its token Secret."""
 
     kind = "kubernetes"
     config_model = KubernetesClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES
+    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES | Capability.ENDPOINTS
 
     #: Extra seconds the broker waits beyond the client's own request timeout.
     grace: float = 5.0

@@ -24,11 +24,16 @@ from typing import Any
 
 from clusters.errors import ClusterUnreachable
 from clusters.kubernetes import manifests as m
+from clusters.kubernetes import notebooks as nb
 from clusters.kubernetes.config import KubernetesClusterConfig
 
 KUBEFLOW = "kubeflow"
 JOB = "job"
-BY_KIND = {k.kind: k for k in m.KUBEFLOW_KINDS.values()}
+#: A notebook's objects (a StatefulSet and Service, or a Kubeflow Notebook; see notebooks.py).
+NOTEBOOK = "notebook"
+TRAINING_KINDS = frozenset(k.kind for k in m.KUBEFLOW_KINDS.values())
+#: The plural of every custom kind the adapter creates, by kind.
+CR_PLURALS = {k.kind: k.plural for k in m.KUBEFLOW_KINDS.values()} | {nb.NOTEBOOK_KIND: nb.NOTEBOOK_PLURAL}
 
 
 class Refused(Exception):
@@ -179,7 +184,9 @@ class KubeClient:
     # -- discovery -----------------------------------------------------------------------------
 
     def _discover(self) -> set[str]:
-        """The Kubeflow kinds the API server serves (asked once, then cached)."""
+        """The Kubeflow kinds the API server serves (asked once, then cached): training kinds and
+        ``Notebook``. A group whose resource list cannot be read is assumed to serve every
+        training kind, but not notebooks (a separate controller)."""
         if self._served is not None:
             return self._served
         from kubernetes import client
@@ -201,6 +208,8 @@ class KubeClient:
             except Refused:  # the group is listed but its resources are not: assume all
                 plurals = {k.plural for k in m.KUBEFLOW_KINDS.values()}
             served = {k.kind for k in m.KUBEFLOW_KINDS.values() if k.plural in plurals}
+            if nb.NOTEBOOK_PLURAL in plurals:
+                served.add(nb.NOTEBOOK_KIND)
         self._served = served
         return served
 
@@ -209,6 +218,18 @@ class KubeClient:
         if self.config.workload_api != "auto":
             return self.config.workload_api
         try:
-            return KUBEFLOW if self._discover() else JOB
+            return KUBEFLOW if self._discover() & TRAINING_KINDS else JOB
         except (ClusterUnreachable, Refused):
             return JOB
+
+    def _notebook_api(self) -> str:
+        """``kubeflow`` (a Notebook) when the notebook controller is served and ``workload_api`` is
+        not ``job``, else ``statefulset``. Raises ClusterUnreachable when discovery cannot be
+        asked: guessing could make a retried submit build the other shape beside the first."""
+        if self.config.workload_api == JOB:
+            return nb.STATEFULSET
+        try:
+            served = self._discover()
+        except Refused:  # discovery is forbidden: remember the answer, as health does
+            self._served = served = set()
+        return nb.KUBEFLOW if nb.NOTEBOOK_KIND in served else nb.STATEFULSET

@@ -11,6 +11,10 @@ from clusters.config import ClusterConfig
 
 _DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+DEFAULT_NOTEBOOK_ENDPOINT = "http://{service}.{namespace}.svc:{port}"
+_ENDPOINT_FIELDS = {"service": "sb-x", "namespace": "ns", "port": 80, "cluster_ip": "10.0.0.1", "uid": "u"}
 
 
 class KubernetesClusterConfig(ClusterConfig):
@@ -25,6 +29,17 @@ class KubernetesClusterConfig(ClusterConfig):
     ``auto`` (Kubeflow when the API server serves ``kubeflow.org/v1``). ``image`` is the image of
     plans that name none. ``origin`` is the value of the ``submarine-broker/origin`` label on
     every object (the orphan sweep deletes only objects with it); default: the cluster name.
+
+    Notebooks (see :mod:`clusters.kubernetes.notebooks`) run as a Kubeflow ``Notebook`` when
+    ``workload_api`` is not ``job`` and discovery finds ``notebooks`` served under
+    ``kubeflow.org/v1``, else as a StatefulSet and a ClusterIP Service; their working directory is
+    a PersistentVolumeClaim per notebook (``notebook_storage`` of ``notebook_storage_class``; null:
+    an emptyDir, nothing kept) mounted at ``notebook_mount_path``. ``notebook_python`` is the
+    interpreter with Jupyter in the notebook images (it replaces the plan's, which is the broker's
+    own; null keeps the plan's). ``notebook_endpoint`` is where the broker reaches a notebook's
+    Service: a template with ``{service}``, ``{namespace}``, ``{port}``, ``{cluster_ip}`` and
+    ``{uid}``; the default, ``http://{service}.{namespace}.svc:{port}``, resolves only inside the
+    cluster, so a broker outside it names a route that reaches the Service from where it runs.
     """
 
     secret_fields: ClassVar[frozenset[str]] = frozenset({"token"})
@@ -40,6 +55,24 @@ class KubernetesClusterConfig(ClusterConfig):
     origin: str | None = Field(default=None, description="Origin label value (default: the cluster name)")
     request_timeout: float = Field(default=30.0, gt=0, description="Seconds of one API call")
     log_tail: int = Field(default=1000, ge=1, description="Lines read per pod log when no tail is asked")
+    notebook_python: str | None = Field(
+        default="python",
+        description="Interpreter with Jupyter in notebook images (null: the plan's, the broker's own)",
+    )
+    notebook_endpoint: str = Field(
+        default=DEFAULT_NOTEBOOK_ENDPOINT,
+        description="Where the broker reaches a notebook's Service: a template with {service}, "
+        "{namespace}, {port}, {cluster_ip}, {uid}",
+    )
+    notebook_storage: str | None = Field(
+        default="10Gi", description="Size of a notebook's working-directory claim (null: an emptyDir)"
+    )
+    notebook_storage_class: str | None = Field(
+        default=None, description="StorageClass of the claims (default: the cluster's default class)"
+    )
+    notebook_mount_path: str = Field(
+        default="/home/jovyan", description="Where the working directory is mounted (the server's cwd)"
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -53,6 +86,42 @@ class KubernetesClusterConfig(ClusterConfig):
     def _origin(cls, value: str | None) -> str | None:
         if value is not None and (not value or not _LABEL_VALUE.match(value)):
             raise ValueError("not a valid label value (at most 63 letters, digits, '-', '_', '.')")
+        return value
+
+    @field_validator("notebook_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            example = value.format(**_ENDPOINT_FIELDS)
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                "not a template of {service}, {namespace}, {port}, {cluster_ip} and {uid} "
+                "(unknown field or unbalanced braces)"
+            ) from None
+        if not example.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("notebook_storage")
+    @classmethod
+    def _storage(cls, value: str | None) -> str | None:
+        if value is not None and not _QUANTITY.match(value.strip()):
+            raise ValueError("not a storage quantity (examples: 10Gi, 500Mi)")
+        return value.strip() if value is not None else None
+
+    @field_validator("notebook_storage_class")
+    @classmethod
+    def _storage_class(cls, value: str | None) -> str | None:
+        if value is not None and (not _DNS_1123_SUBDOMAIN.match(value) or len(value) > 253):
+            raise ValueError("not a valid StorageClass name (a DNS-1123 subdomain)")
+        return value
+
+    @field_validator("notebook_mount_path")
+    @classmethod
+    def _mount_path(cls, value: str) -> str:
+        if not value.startswith("/") or ":" in value:
+            raise ValueError("must be an absolute path without ':'")
         return value
 
     @model_validator(mode="after")

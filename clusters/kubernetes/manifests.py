@@ -105,13 +105,13 @@ KUBEFLOW_KINDS: dict[str, KubeflowKind] = {
 # -- names and labels --------------------------------------------------------------------------
 
 
-def _dns_part(text: str) -> str:
+def dns_part(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
 
 
 def base_name(uid: str) -> str:
     """``sb-<first 12 of the uid>``: the name of the attempt's CR, Service and the prefix of its Jobs."""
-    part = _dns_part(uid)[:12].strip("-")
+    part = dns_part(uid)[:12].strip("-")
     if not part:
         raise ManifestError(f"attempt uid {uid!r} has no letters or digits to name objects after")
     return f"sb-{part}"
@@ -119,7 +119,7 @@ def base_name(uid: str) -> str:
 
 def job_name(uid: str, role: str) -> str:
     """The Indexed Job of one role: ``sb-<uid12>-<role>`` (a DNS-1035 label, at most 63)."""
-    return f"{base_name(uid)}-{_dns_part(role)}"[:63].rstrip("-")
+    return f"{base_name(uid)}-{dns_part(role)}"[:63].rstrip("-")
 
 
 def service_name(uid: str) -> str:
@@ -377,7 +377,7 @@ def indexed_jobs(
     jobs = []
     for role, group in _by_role(plan).items():
         container = _container(
-            _dns_part(role),
+            dns_part(role),
             group,
             image_name,
             "JOB_COMPLETION_INDEX",

@@ -1,8 +1,10 @@
-"""Create, read, delete and list the attempt's objects by kind: ``cr`` (a Kubeflow job), ``svc``, ``job``.
+"""Create, read, delete and list objects by kind key: ``cr`` (a custom object: a Kubeflow job or
+Notebook, by plural), ``svc``, ``job``, ``sts``, ``secret``, ``pvc`` and ``pod``.
 
-A create that meets a 409 adopts the existing object only when its uid label is the attempt's
-(a repeated submit); deletes use foreground propagation (pods go first) and take a 404 as done;
-lists are label-selected on the broker's origin label.
+A create that meets a 409 adopts the existing object only when its labels say it is ours (the
+attempt's uid, or for a notebook's claim the notebook and origin: a repeated submit); deletes
+use foreground propagation (pods go first) and take a 404 as done; lists are label-selected on
+the broker's origin label unless told otherwise.
 """
 
 from __future__ import annotations
@@ -11,62 +13,80 @@ from typing import Any
 
 from clusters.errors import ClusterUnreachable
 from clusters.kubernetes import manifests as m
-from clusters.kubernetes.client import BY_KIND, KubeClient, Refused
+from clusters.kubernetes.client import CR_PLURALS, KubeClient, Refused
+
+#: Typed kinds: the official client's API class and the kind's name in its method names.
+TYPED: dict[str, tuple[str, str]] = {
+    "svc": ("CoreV1Api", "service"),
+    "job": ("BatchV1Api", "job"),
+    "sts": ("AppsV1Api", "stateful_set"),
+    "secret": ("CoreV1Api", "secret"),
+    "pvc": ("CoreV1Api", "persistent_volume_claim"),
+    "pod": ("CoreV1Api", "pod"),
+}
 
 
 class KubeObjects(KubeClient):
     """Mixin: the object verbs every adapter verb is built from."""
 
-    def _create(self, what: str, body: dict[str, Any], uid: str) -> bool:
-        """Create one object; True when this call made it, False when it adopted ours."""
-        core, batch, custom = self._apis()
+    def _typed(self, what: str, verb: str) -> Any:
+        """The client method ``<verb>_namespaced_<kind>`` of a typed kind."""
+        from kubernetes import client
+
+        api_class, snake = TYPED[what]
+        return getattr(getattr(client, api_class)(self._client()), f"{verb}_namespaced_{snake}")
+
+    def _custom(self, verb: str) -> Any:
+        from kubernetes import client
+
+        return getattr(client.CustomObjectsApi(self._client()), f"{verb}_namespaced_custom_object")
+
+    def _create(self, what: str, body: dict[str, Any], uid: str, mine: dict[str, str] | None = None) -> bool:
+        """Create one object; True when this call made it, False when it adopted ours.
+
+        ``mine``: the labels that make an existing object of that name ours (default: the uid label).
+        """
         name = body["metadata"]["name"]
         try:
             if what == "cr":
-                kind = BY_KIND[body["kind"]]
                 self._call(
-                    custom.create_namespaced_custom_object,
+                    self._custom("create"),
                     m.KUBEFLOW_GROUP,
                     m.KUBEFLOW_VERSION,
                     self._ns,
-                    kind.plural,
+                    CR_PLURALS[body["kind"]],
                     body,
                     _preload_content=False,
                 )
-            elif what == "svc":
-                self._call(core.create_namespaced_service, self._ns, body, _preload_content=False)
             else:
-                self._call(batch.create_namespaced_job, self._ns, body, _preload_content=False)
+                self._call(self._typed(what, "create"), self._ns, body, _preload_content=False)
             return True
         except Refused as exc:
             if exc.status != 409:
                 raise
         existing = self._get(what, body)
         labels = (existing.get("metadata") or {}).get("labels") or {}
-        if labels.get(m.LABEL_UID) == m.label_value(uid):
+        wanted = mine or {m.LABEL_UID: m.label_value(uid)}
+        wrong = next((key for key, value in wanted.items() if labels.get(key) != value), None)
+        if wrong is None:
             return False
+        whose = "this attempt's" if wrong == m.LABEL_UID else "ours"
         raise Refused(
             409,
-            f"{body['kind']} {name} already exists in namespace {self._ns} and is not this attempt's "
-            f"(its {m.LABEL_UID} label is {labels.get(m.LABEL_UID)!r})",
+            f"{body['kind']} {name} already exists in namespace {self._ns} and is not {whose} "
+            f"(its {wrong} label is {labels.get(wrong)!r})",
         )
 
     def _get(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
-        core, batch, custom = self._apis()
-        name = body["metadata"]["name"]
+        return self._read(what, body["metadata"]["name"], CR_PLURALS.get(str(body.get("kind"))))
+
+    def _read(self, what: str, name: str, plural: str | None = None) -> dict[str, Any]:
+        """One object as JSON (a 404 is raised as :class:`Refused`)."""
         if what == "cr":
-            kind = BY_KIND[body["kind"]]
             return self._json(
-                custom.get_namespaced_custom_object,
-                m.KUBEFLOW_GROUP,
-                m.KUBEFLOW_VERSION,
-                self._ns,
-                kind.plural,
-                name,
+                self._custom("get"), m.KUBEFLOW_GROUP, m.KUBEFLOW_VERSION, self._ns, plural, name
             )
-        if what == "svc":
-            return self._json(core.read_namespaced_service, name, self._ns)
-        return self._json(batch.read_namespaced_job, name, self._ns)
+        return self._json(self._typed(what, "read"), name, self._ns)
 
     def _delete(self, what: str, body: dict[str, Any]) -> None:
         self._delete_named(what, body["metadata"]["name"], body.get("kind"))
@@ -75,30 +95,21 @@ class KubeObjects(KubeClient):
         self, what: str, name: str, kind_name: str | None = None, plural: str | None = None
     ) -> None:
         """Delete with foreground propagation; a 404 is fine."""
-        core, batch, custom = self._apis()
         try:
             if what == "cr":
                 self._call(
-                    custom.delete_namespaced_custom_object,
+                    self._custom("delete"),
                     m.KUBEFLOW_GROUP,
                     m.KUBEFLOW_VERSION,
                     self._ns,
-                    plural or BY_KIND[kind_name or ""].plural,
+                    plural or CR_PLURALS[kind_name or ""],
                     name,
-                    propagation_policy="Foreground",
-                    _preload_content=False,
-                )
-            elif what == "svc":
-                self._call(
-                    core.delete_namespaced_service,
-                    name,
-                    self._ns,
                     propagation_policy="Foreground",
                     _preload_content=False,
                 )
             else:
                 self._call(
-                    batch.delete_namespaced_job,
+                    self._typed(what, "delete"),
                     name,
                     self._ns,
                     propagation_policy="Foreground",
@@ -111,23 +122,23 @@ class KubeObjects(KubeClient):
     def _selector(self) -> str:
         return f"{m.LABEL_ORIGIN}={self._origin}"
 
-    def _list(self, what: str, plural: str | None = None) -> list[dict[str, Any]]:
-        core, batch, custom = self._apis()
-        selector = self._selector()
+    def _list(
+        self, what: str, plural: str | None = None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind in the namespace, selected by ``selector`` (default: the origin label)."""
+        selector = selector or self._selector()
         try:
             if what == "cr":
                 data = self._json(
-                    custom.list_namespaced_custom_object,
+                    self._custom("list"),
                     m.KUBEFLOW_GROUP,
                     m.KUBEFLOW_VERSION,
                     self._ns,
                     plural,
                     label_selector=selector,
                 )
-            elif what == "svc":
-                data = self._json(core.list_namespaced_service, self._ns, label_selector=selector)
             else:
-                data = self._json(batch.list_namespaced_job, self._ns, label_selector=selector)
+                data = self._json(self._typed(what, "list"), self._ns, label_selector=selector)
         except Refused as exc:
             if exc.status == 404 and what == "cr":  # the CRD is gone
                 return []

@@ -1,4 +1,5 @@
-"""Observe and stop attempts: poll (one label-selected list per kind), cancel, logs, the orphan sweep."""
+"""Observe and stop attempts: poll (one label-selected list per kind), cancel, logs, the orphan sweep,
+and where a notebook's server listens (:meth:`Observing.endpoint`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from typing import Any
 from clusters.base import Handle, Observation, Phase, ReplicaLog, ReplicaStatus, summarise
 from clusters.errors import ClusterUnreachable, WorkloadNotFound
 from clusters.kubernetes import manifests as m
-from clusters.kubernetes.client import BY_KIND, JOB, KUBEFLOW, Refused
+from clusters.kubernetes import notebooks as nb
+from clusters.kubernetes.client import CR_PLURALS, JOB, KUBEFLOW, NOTEBOOK, Refused
 from clusters.kubernetes.objects import KubeObjects
 from clusters.kubernetes.states import job_state, kubeflow_state, parse_indexes
 
 
 class Observing(KubeObjects):
-    """Mixin: ``poll``, ``cancel``, ``logs`` and ``owned``."""
+    """Mixin: ``poll``, ``cancel``, ``logs``, ``owned`` and ``endpoint``."""
 
     # -- poll ----------------------------------------------------------------------------------
 
@@ -31,16 +33,72 @@ class Observing(KubeObjects):
             for uid, items in self._by_uid(self._list("cr", plural)).items():
                 crs.setdefault(uid, []).extend(items)
         jobs = (
-            self._by_uid(self._list("job")) if any(h.state.get("shape") != KUBEFLOW for h in handles) else {}
+            self._by_uid(self._list("job"))
+            if any(h.state.get("shape") not in (KUBEFLOW, NOTEBOOK) for h in handles)
+            else {}
         )
-        out = {}
+        notebooks = [h for h in handles if h.state.get("shape") == NOTEBOOK]
+        out = self._poll_notebooks(notebooks) if notebooks else {}
         for handle in handles:
             key = m.label_value(handle.uid)
             if handle.state.get("shape") == KUBEFLOW:
                 out[handle.uid] = self._observe_cr(handle, crs.get(key, []))
-            else:
+            elif handle.state.get("shape") != NOTEBOOK:
                 out[handle.uid] = self._observe_jobs(handle, jobs.get(key, []))
         return out
+
+    def _poll_notebooks(self, handles: list[Handle]) -> dict[str, Observation]:
+        """One list of StatefulSets and/or Notebooks, and one of pods only while a server is not ready
+        (to see why: unschedulable, image pull, crash loop)."""
+        by_api: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for api in sorted({str(h.state.get("api")) for h in handles}):
+            what, plural = ("cr", nb.NOTEBOOK_PLURAL) if api == nb.KUBEFLOW else ("sts", None)
+            by_api[api] = self._by_uid(self._list(what, plural))
+        mains = {
+            h.uid: (by_api[str(h.state.get("api"))].get(m.label_value(h.uid)) or [None])[0] for h in handles
+        }
+        pods: dict[str, list[dict[str, Any]]] = {}
+        if any(obj is not None and _ready(obj) < 1 for obj in mains.values()):
+            selector = f"{self._selector()},{nb.LABEL_NOTEBOOK}"
+            pods = self._by_uid(self._list("pod", selector=selector))
+        out = {}
+        for handle in handles:
+            main = mains[handle.uid]
+            if main is None:
+                kind = nb.NOTEBOOK_KIND if handle.state.get("api") == nb.KUBEFLOW else "StatefulSet"
+                out[handle.uid] = Observation(
+                    handle.uid, Phase.NOT_FOUND, f"no {kind} for attempt {handle.uid}"
+                )
+                continue
+            readings = [r for pod in pods.get(m.label_value(handle.uid), []) for r in nb.pod_states(pod)]
+            shown = (main.get("status") or {}).get("containerState")
+            if isinstance(shown, dict) and shown:  # the notebook controller's copy
+                readings.append(nb.container_state(shown))
+            out[handle.uid] = self._observe_notebook(handle, _ready(main), readings)
+        return out
+
+    @staticmethod
+    def _observe_notebook(handle: Handle, ready: int, readings: list[nb.Reading]) -> Observation:
+        reading = nb.notebook_state(ready, readings)
+        name = str((handle.state.get("replicas") or ["notebook-0"])[0])
+        if reading.phase is Phase.FAILED:
+            # The pod is still there, restarting or retrying: the replica reads PENDING, so the
+            # broker stops what is left (as it does for the rest of a failed gang).
+            replica = ReplicaStatus(name, Phase.PENDING, message=reading.message)
+            return Observation(
+                handle.uid,
+                Phase.FAILED,
+                f"replica {name}: {reading.message}",
+                reading.failure_category,
+                (replica,),
+            )
+        return Observation(
+            handle.uid,
+            reading.phase,
+            reading.message,
+            None,
+            (ReplicaStatus(name, reading.phase, message=reading.message),),
+        )
 
     def _observe_cr(self, handle: Handle, items: list[dict[str, Any]]) -> Observation:
         if not items:
@@ -111,6 +169,16 @@ class Observing(KubeObjects):
                 self._delete_named("job", str(name))
             self._delete_named("svc", str(state.get("service") or m.service_name(handle.uid)))
             return
+        if state.get("shape") == NOTEBOOK:
+            # The server first, then its Service and Secret; never the working-directory claim.
+            name = str(state.get("name") or m.base_name(handle.uid))
+            if state.get("api") == nb.KUBEFLOW:
+                self._delete_named("cr", name, plural=nb.NOTEBOOK_PLURAL)  # its Service goes with it
+            else:
+                self._delete_named("sts", name)
+                self._delete_named("svc", str(state.get("service") or name))
+            self._delete_named("secret", str(state.get("secret") or name))
+            return
         # A handle without state: find what carries its uid label.
         key = m.label_value(handle.uid)
         for what, plural in self._kinds_in_use():
@@ -120,13 +188,15 @@ class Observing(KubeObjects):
                     self._delete_named(what, meta["name"], plural=plural)
 
     def _kinds_in_use(self) -> list[tuple[str, str | None]]:
-        kinds: list[tuple[str, str | None]] = [("job", None), ("svc", None)]
+        """Every kind the adapter may have made, custom kinds when served (never claims: they
+        outlive attempts)."""
+        kinds: list[tuple[str, str | None]] = [("job", None), ("svc", None), ("sts", None), ("secret", None)]
         if self.config.workload_api != JOB:
             try:
                 served = self._discover()
             except Refused:
                 served = set()
-            kinds += [("cr", BY_KIND[k].plural) for k in sorted(served)]
+            kinds += [("cr", CR_PLURALS[k]) for k in sorted(served)]
         return kinds
 
     # -- logs ----------------------------------------------------------------------------------
@@ -146,6 +216,10 @@ class Observing(KubeObjects):
             return f"{labels[m.KUBEFLOW_REPLICA_TYPE].lower()}-{labels.get(m.KUBEFLOW_REPLICA_INDEX, '0')}"
         role = labels.get(m.LABEL_ROLE)
         index = annotations.get(m.COMPLETION_INDEX, labels.get(m.COMPLETION_INDEX))
+        if index is None:  # a StatefulSet's pod (a notebook's server): its ordinal
+            index = labels.get(nb.STATEFULSET_POD_INDEX)
+            if index is None and nb.STATEFULSET_POD_NAME in labels:
+                index = str(labels[nb.STATEFULSET_POD_NAME]).rpartition("-")[2]
         if role and index is not None:
             return f"{role}-{index}"
         return None
@@ -190,6 +264,8 @@ class Observing(KubeObjects):
             if pod is None:
                 out.append(ReplicaLog(name, []))
                 continue
+            # A notebook's server container is named like its objects (sidecars may sit beside it).
+            container = {"container": handle.state["name"]} if handle.state.get("shape") == NOTEBOOK else {}
             try:
                 text = self._call(
                     core.read_namespaced_pod_log,
@@ -197,6 +273,7 @@ class Observing(KubeObjects):
                     self._ns,
                     tail_lines=tail if tail is not None else self.config.log_tail,
                     _preload_content=False,
+                    **container,
                 ).data
             except Refused:  # not started yet (400) or gone (404)
                 out.append(ReplicaLog(name, []))
@@ -216,7 +293,11 @@ class Observing(KubeObjects):
         for what, plural in self._kinds_in_use():
             for item in self._list(what, plural):
                 meta = item.get("metadata") or {}
-                uid = (meta.get("labels") or {}).get(m.LABEL_UID)
+                labels = meta.get("labels") or {}
+                uid = labels.get(m.LABEL_UID)
+                if uid and nb.LABEL_NOTEBOOK in labels:
+                    self._own_notebook(found, uid, what, meta)
+                    continue
                 if not uid or uid in found and found[uid].state.get("shape") == KUBEFLOW:
                     continue
                 notes = meta.get("annotations") or {}
@@ -238,3 +319,72 @@ class Observing(KubeObjects):
                 state.update(shape=JOB, jobs=jobs, service=m.service_name(uid))
                 found[uid] = Handle(uid, state)
         return list(found.values())
+
+    def _own_notebook(self, found: dict[str, Handle], uid: str, what: str, meta: dict[str, Any]) -> None:
+        """A notebook's handle from any of its objects; a Notebook CR says the Kubeflow way."""
+        previous = found.get(uid)
+        if what == "cr":
+            api = nb.KUBEFLOW
+        elif previous is not None:
+            api = str(previous.state.get("api"))
+        else:
+            api = nb.STATEFULSET
+        name = m.base_name(uid)
+        notes = meta.get("annotations") or {}
+        found[uid] = Handle(
+            uid,
+            {
+                "shape": NOTEBOOK,
+                "api": api,
+                "namespace": self._ns,
+                "name": name,
+                "service": name,
+                "secret": name,
+                "replicas": [n for n in (notes.get(m.ANNOTATION_REPLICAS) or "").split(",") if n],
+                "success_roles": [n for n in (notes.get(m.ANNOTATION_SUCCESS) or "").split(",") if n],
+            },
+        )
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def endpoint(self, handle: Handle) -> str | None:
+        """A notebook's server URL (from ``notebook_endpoint``) once its pod is ready, else None."""
+        if handle.state.get("shape") != NOTEBOOK:
+            return None
+        return await self._thread(self._endpoint, handle)
+
+    def _endpoint(self, handle: Handle) -> str | None:
+        state = handle.state
+        name = str(state.get("name") or m.base_name(handle.uid))
+        service = str(state.get("service") or name)
+        try:
+            if state.get("api") == nb.KUBEFLOW:
+                main = self._read("cr", name, nb.NOTEBOOK_PLURAL)
+            else:
+                main = self._read("sts", name)
+            if _ready(main) < 1:
+                return None
+            cluster_ip = ""
+            if "{cluster_ip}" in self.config.notebook_endpoint:
+                cluster_ip = str((self._read("svc", service).get("spec") or {}).get("clusterIP") or "")
+                if not cluster_ip or cluster_ip == "None":
+                    return None
+        except Refused as exc:
+            if exc.status == 404:
+                return None  # gone: the monitor reports that
+            raise ClusterUnreachable(f"{self._where()} refused to read {name}: {exc.message}") from None
+        return nb.endpoint(
+            self.config.notebook_endpoint,
+            service=service,
+            namespace=self._ns,
+            uid=handle.uid,
+            cluster_ip=cluster_ip,
+        )
+
+
+def _ready(obj: dict[str, Any]) -> int:
+    """``status.readyReplicas`` of a StatefulSet or a Kubeflow Notebook."""
+    try:
+        return int((obj.get("status") or {}).get("readyReplicas") or 0)
+    except (TypeError, ValueError):
+        return 0

@@ -1,4 +1,5 @@
-"""Submit: a plan becomes the attempt's objects (a Kubeflow job, or Indexed Jobs and a headless Service).
+"""Submit: a plan becomes the attempt's objects (a Kubeflow job, or Indexed Jobs and a headless Service;
+for a notebook, the objects of :mod:`clusters.kubernetes.notebooks`).
 
 Which objects: ``workload_api: kubeflow`` → the training operator's kinds, ``job`` → Indexed
 Jobs, ``auto`` → Kubeflow when discovery finds the kind served under ``kubeflow.org/v1`` (asked
@@ -16,8 +17,10 @@ from typing import Any
 from clusters.base import Handle
 from clusters.errors import ClusterUnreachable, SubmitRejected
 from clusters.kubernetes import manifests as m
-from clusters.kubernetes.client import JOB, KUBEFLOW, Refused
+from clusters.kubernetes import notebooks as nb
+from clusters.kubernetes.client import JOB, KUBEFLOW, NOTEBOOK, Refused
 from clusters.kubernetes.objects import KubeObjects
+from runtimes.notebook import ROLE as NOTEBOOK_ROLE
 from runtimes.plan import LaunchPlan, StaticAddressing
 
 
@@ -27,12 +30,17 @@ class Submitting(KubeObjects):
     # -- verbs ---------------------------------------------------------------------------------
 
     def addressing(self, uid: str) -> StaticAddressing:
-        """Kubeflow's per-replica Services, or pod DNS names under the attempt's headless Service.
+        """Kubeflow's per-replica Services, or pod DNS names under the attempt's headless Service;
+        a notebook's server is its Service ``sb-<uid12>``, on Jupyter's port.
 
         With ``workload_api: auto`` this needs discovery, normally done by :meth:`health` already.
         """
-        host = m.kubeflow_host if self._shape() == KUBEFLOW else m.job_host
-        return StaticAddressing(lambda role, index: host(uid, role, index), lambda: m.REPLICA_PORT)
+        shape_host = m.kubeflow_host if self._shape() == KUBEFLOW else m.job_host
+
+        def host(role: str, index: int) -> str:
+            return m.base_name(uid) if role == NOTEBOOK_ROLE else shape_host(uid, role, index)
+
+        return _Addressing(host, lambda: m.REPLICA_PORT)
 
     def _plan_shape(self, plan: LaunchPlan) -> str:
         if plan.framework not in m.KUBEFLOW_KINDS:
@@ -69,6 +77,8 @@ class Submitting(KubeObjects):
         return await self._thread(self._submit, plan)
 
     def _submit(self, plan: LaunchPlan) -> Handle:
+        if plan.workload_kind == NOTEBOOK:
+            return self._submit_notebook(plan)
         shape = self._plan_shape(plan)
         try:
             if shape == KUBEFLOW:
@@ -97,10 +107,16 @@ class Submitting(KubeObjects):
                 ]
         except m.ManifestError as exc:
             raise SubmitRejected(f"{self._where()} cannot run this plan: {exc}") from None
+        self._create_all(plan, objects)
+        return self._handle(plan, shape)
+
+    def _create_all(self, plan: LaunchPlan, objects: list[tuple[str, dict[str, Any]]]) -> None:
+        """Create in order; on a refusal delete what this call made and raise SubmitRejected."""
         created: list[tuple[str, dict[str, Any]]] = []
         try:
             for what, body in objects:
-                if self._create(what, body, plan.uid):
+                mine = self._claim_labels(plan) if what == "pvc" else None
+                if self._create(what, body, plan.uid, mine):
                     created.append((what, body))
         except Refused as exc:
             for what, body in reversed(created):  # leave nothing half-made behind a refusal
@@ -109,4 +125,39 @@ class Submitting(KubeObjects):
             raise SubmitRejected(
                 f"{self._where()} refused {body['kind']} {body['metadata']['name']}: {exc.message}"
             ) from None
-        return self._handle(plan, shape)
+
+    # -- notebooks -----------------------------------------------------------------------------
+
+    def _claim_labels(self, plan: LaunchPlan) -> dict[str, str]:
+        """What makes an existing working-directory claim this notebook's (of this broker)."""
+        return {m.LABEL_ORIGIN: self._origin, nb.LABEL_NOTEBOOK: m.label_value(plan.workload_id)}
+
+    def _submit_notebook(self, plan: LaunchPlan) -> Handle:
+        """A Kubeflow Notebook or a StatefulSet + Service, with the token Secret and the claim."""
+        api = self._notebook_api()
+        try:
+            objects = nb.objects(plan, self.config, origin=self._origin, api=api)
+        except m.ManifestError as exc:
+            raise SubmitRejected(f"{self._where()} cannot run this notebook: {exc}") from None
+        self._create_all(plan, objects)
+        name = m.base_name(plan.uid)
+        claim = next((body["metadata"]["name"] for what, body in objects if what == "pvc"), None)
+        state: dict[str, Any] = {
+            "shape": NOTEBOOK,
+            "api": api,
+            "namespace": self._ns,
+            "name": name,
+            "service": name,
+            "secret": name,
+            "claim": claim,
+            "replicas": [r.name for r in plan.replicas],
+            "success_roles": list(plan.success_roles),
+        }
+        return Handle(plan.uid, state)
+
+
+class _Addressing(StaticAddressing):
+    """Jupyter's port for a notebook's server; one port for every other replica (pods have own IPs)."""
+
+    def port(self, role: str, index: int) -> int:
+        return nb.JUPYTER_PORT if role == NOTEBOOK_ROLE else super().port(role, index)

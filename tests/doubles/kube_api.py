@@ -3,11 +3,13 @@
 Serve it with ``tests.support.serve_in_thread(double.app)`` and point the client at it through
 ``double.kubeconfig(path, url)``. It speaks enough of the apiserver's REST protocol for an adapter:
 
-* discovery: ``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/batch``, ``/apis/batch/v1`` and,
-  when ``kubeflow`` is on, ``/apis/kubeflow.org`` and ``/apis/kubeflow.org/v1``;
+* discovery: ``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/batch``, ``/apis/batch/v1``,
+  ``/apis/apps``, ``/apis/apps/v1`` and, when ``kubeflow`` or ``notebooks`` is on,
+  ``/apis/kubeflow.org`` and ``/apis/kubeflow.org/v1``;
 * namespaced create/get/list/delete (plus PUT replace and merge PATCH) for v1 pods, services,
-  configmaps, batch/v1 jobs and kubeflow.org/v1 tfjobs, pytorchjobs, xgboostjobs; cluster-wide
-  lists (``/api/v1/pods``, ``/apis/batch/v1/jobs`` ...) and ``/api/v1/nodes``; pod logs;
+  configmaps, secrets, persistentvolumeclaims, batch/v1 jobs, apps/v1 statefulsets,
+  kubeflow.org/v1 tfjobs, pytorchjobs, xgboostjobs (``kubeflow``) and notebooks (``notebooks``);
+  cluster-wide lists (``/api/v1/pods``, ``/apis/batch/v1/jobs`` ...) and ``/api/v1/nodes``; pod logs;
 * Status bodies shaped like a real apiserver's for 400/401/403/404/405/409/422;
 * bearer-token auth with switches to refuse (401) or forbid (403) a token later.
 
@@ -19,6 +21,7 @@ valid (``assert not double.refused``). Each request is logged in ``requests``; e
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import json
@@ -44,14 +47,25 @@ CORE: dict[str, tuple[str, bool]] = {
     "pods": ("Pod", True),
     "services": ("Service", True),
     "configmaps": ("ConfigMap", True),
+    "secrets": ("Secret", True),
+    "persistentvolumeclaims": ("PersistentVolumeClaim", True),
     "nodes": ("Node", False),
 }
 BATCH: dict[str, tuple[str, bool]] = {"jobs": ("Job", True)}
+APPS: dict[str, tuple[str, bool]] = {"statefulsets": ("StatefulSet", True)}
+#: The Kubeflow notebook controller's kind (a separate controller, served under the same group).
+NOTEBOOKS: dict[str, tuple[str, bool]] = {"notebooks": ("Notebook", True)}
 KUBEFLOW: dict[str, tuple[str, bool]] = {
     "tfjobs": ("TFJob", True),
     "pytorchjobs": ("PyTorchJob", True),
     "xgboostjobs": ("XGBoostJob", True),
 }
+#: Kinds whose lists keep ``kind``/``apiVersion`` per item (custom resources).
+CUSTOM = KUBEFLOW | NOTEBOOKS
+#: Kinds whose main resource ignores status writes (they have a status subresource).
+WITH_STATUS = (
+    KUBEFLOW | BATCH | APPS | NOTEBOOKS | {"persistentvolumeclaims": ("PersistentVolumeClaim", True)}
+)
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 VERSION = {
     "major": "1",
@@ -222,7 +236,8 @@ class KubeApiDouble:
     """In-memory apiserver. All hooks are plain methods, safe to call from the test thread.
 
     ``token``: the bearer token the server accepts (None: no auth at all).
-    ``kubeflow``: serve the kubeflow.org/v1 group (can be flipped later through the attribute).
+    ``kubeflow``: serve the training operator's kinds under kubeflow.org/v1 (can be flipped later
+    through the attribute). ``notebooks``: serve the notebook controller's ``notebooks`` there.
     ``webhook_denials``: how the training operator's webhook rules refuse a CR: ``"422"`` (default; one
     Invalid Status with every message) or ``"403"`` (like a real cluster: schema errors are 422, the
     webhook's are 403 Forbidden ``admission webhook "..." denied the request: ...``).
@@ -235,12 +250,14 @@ class KubeApiDouble:
         *,
         token: str | None = "test-token",
         kubeflow: bool = True,
+        notebooks: bool = False,
         webhook_denials: str = "422",
         validate: Callable[[dict[str, Any]], list[str]] | None = None,
         crd_dir: str | Path | None = None,
     ) -> None:
         self.token = token
         self.kubeflow = kubeflow
+        self.notebooks = notebooks
         self.webhook_denials = webhook_denials
         self.auth_mode = "ok"  # "ok" | "refused" (401) | "forbidden" (403 on resources)
         if crd_dir is not None:
@@ -415,6 +432,104 @@ class KubeApiDouble:
     def set_pod_phase(self, ns: str, name: str, phase: str) -> None:
         self.patch_status("pods", ns, name, {"phase": phase})
 
+    def set_statefulset_ready(self, ns: str, name: str, ready: int = 1) -> dict[str, Any]:
+        """The StatefulSet controller's status once ``ready`` pods pass their readiness probes."""
+        with self.lock:
+            obj = self._must("statefulsets", ns, name)
+            replicas = int(obj.get("spec", {}).get("replicas", 1))
+            status = {"observedGeneration": obj["metadata"].get("generation", 1), "replicas": replicas,
+                      "readyReplicas": ready, "currentReplicas": replicas, "updatedReplicas": replicas,
+                      "availableReplicas": ready, "currentRevision": f"{name}-6d4b9c7f5",
+                      "updateRevision": f"{name}-6d4b9c7f5", "collisionCount": 0}  # fmt: skip
+        return self.patch_status("statefulsets", ns, name, status)
+
+    def add_statefulset_pod(
+        self,
+        ns: str,
+        owner: tuple[str, str],
+        *,
+        ordinal: int = 0,
+        phase: str = "Pending",
+        container_state: dict[str, Any] | None = None,
+        last_state: dict[str, Any] | None = None,
+        conditions: list[dict[str, Any]] | None = None,
+        log_lines: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Pod ``<statefulset>-<ordinal>`` as the StatefulSet controller makes it from its template
+        (``owner=("statefulsets", name)``), or as the notebook controller's StatefulSet makes it
+        from a Notebook (``owner=("notebooks", name)``: the Notebook's labels on the pod, owned
+        through the StatefulSet). ``container_state`` is the first container's ``state``
+        (``{"waiting": {"reason": "ImagePullBackOff", ...}}``)."""
+        with self.lock:
+            parent = self._must(owner[0], ns, owner[1])
+            name = parent["metadata"]["name"]
+            if owner[0] == "notebooks":
+                template = {"metadata": {"labels": {**parent["metadata"].get("labels", {}),
+                                                    "statefulset": name, "notebook-name": name}},
+                            "spec": parent["spec"]["template"]["spec"]}  # fmt: skip
+            else:
+                template = parent["spec"]["template"]
+            pod_name = f"{name}-{ordinal}"
+            labels = {**template.get("metadata", {}).get("labels", {}),
+                      "statefulset.kubernetes.io/pod-name": pod_name,
+                      "apps.kubernetes.io/pod-index": str(ordinal),
+                      "controller-revision-hash": f"{name}-6d4b9c7f5"}  # fmt: skip
+            spec = copy.deepcopy(template["spec"])
+            first = spec["containers"][0]
+            status: dict[str, Any] = {"phase": phase, "conditions": list(conditions or [])}
+            if container_state is not None:
+                status["containerStatuses"] = [{
+                    "name": first["name"], "image": first.get("image", ""), "imageID": "",
+                    "ready": "running" in container_state, "restartCount": 0,
+                    "started": "running" in container_state, "state": container_state,
+                    **({"lastState": last_state} if last_state else {}),
+                }]  # fmt: skip
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": ns,
+                    "labels": labels,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": parent.get("apiVersion"),
+                            "kind": parent.get("kind"),
+                            "name": name,
+                            "uid": parent["metadata"]["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },  # fmt: skip
+                "spec": {**spec, "hostname": pod_name, "subdomain": name},
+                "status": status,
+            }
+            stored = self.put_object("pods", pod)
+            if log_lines is not None:
+                self.set_logs(ns, pod_name, log_lines, container=first["name"])
+            return stored
+
+    def set_notebook_status(
+        self,
+        ns: str,
+        name: str,
+        *,
+        ready: int = 1,
+        container_state: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The notebook controller's status of a Notebook: ``readyReplicas`` copied from its
+        StatefulSet, the server container's state and a condition naming it (newest first)."""
+        state = container_state if container_state is not None else {"running": {"startedAt": now()}}
+        kind = next(iter(state), "running")
+        condition: dict[str, Any] = {"type": kind.capitalize(), "status": "True", "lastProbeTime": now()}
+        if isinstance(state.get(kind), dict) and state[kind].get("reason"):
+            condition.update(reason=state[kind]["reason"], message=state[kind].get("message", ""))
+        with self.lock:
+            previous = list(self._must("notebooks", ns, name).get("status", {}).get("conditions", []))
+        return self.patch_status("notebooks", ns, name, {"readyReplicas": ready, "containerState": state,
+                                                         "conditions": [condition, *previous]})  # fmt: skip
+
     def set_logs(
         self, ns: str, name: str, lines: list[str] | dict[str, list[str]], *, container: str = "main"
     ) -> None:
@@ -477,7 +592,7 @@ class KubeApiDouble:
         return str(self._rv)
 
     def _resource(self, plural: str) -> tuple[str, bool]:
-        for table in (CORE, BATCH, KUBEFLOW):
+        for table in (CORE, BATCH, APPS, KUBEFLOW, NOTEBOOKS):
             if plural in table:
                 return table[plural]
         raise KeyError(plural)
@@ -489,9 +604,11 @@ class KubeApiDouble:
         return self.store[key]
 
     def _groups(self) -> dict[str, dict[str, tuple[str, bool]]]:
-        groups = {"v1": CORE, "batch/v1": BATCH}
-        if self.kubeflow:
-            groups["kubeflow.org/v1"] = KUBEFLOW
+        groups = {"v1": CORE, "batch/v1": BATCH, "apps/v1": APPS}
+        if self.kubeflow or self.notebooks:
+            groups["kubeflow.org/v1"] = (KUBEFLOW if self.kubeflow else {}) | (
+                NOTEBOOKS if self.notebooks else {}
+            )
         return groups
 
     def _routes(self) -> list[Route]:
@@ -607,7 +724,7 @@ class KubeApiDouble:
         for plural, (kind, namespaced) in self._groups()[group_version].items():
             resources.append({"name": plural, "singularName": kind.lower(), "namespaced": namespaced,
                               "kind": kind, "verbs": VERBS})  # fmt: skip
-            if plural != "configmaps":
+            if plural not in ("configmaps", "secrets"):
                 resources.append({"name": f"{plural}/status", "singularName": "", "namespaced": namespaced,
                                   "kind": kind, "verbs": ["get", "patch", "update"]})  # fmt: skip
             if plural == "pods":
@@ -787,6 +904,16 @@ class KubeApiDouble:
                 obj["spec"].setdefault("type", "ClusterIP")
             if kind == "Job":
                 obj.setdefault("status", {})
+            if kind == "StatefulSet":
+                obj["status"] = {"replicas": 0, "availableReplicas": 0}
+            if kind == "PersistentVolumeClaim":
+                obj["status"] = {"phase": "Pending"}
+            if kind == "Notebook":
+                obj.pop("status", None)  # the status subresource: a create never sets it
+            if kind == "Secret" and "stringData" in obj:  # the apiserver folds stringData into data
+                data = obj.setdefault("data", {})
+                for key, value in obj.pop("stringData").items():
+                    data[key] = base64.b64encode(str(value).encode()).decode()
             if not dry_run:
                 self.store[key] = obj
                 self.created.append(copy.deepcopy(obj))
@@ -810,7 +937,7 @@ class KubeApiDouble:
             new["metadata"]["name"] = key[2]
             for field in ("uid", "creationTimestamp"):
                 new["metadata"][field] = current["metadata"][field]
-            if body is not None and "status" in current and plural in KUBEFLOW | BATCH:
+            if body is not None and "status" in current and plural in WITH_STATUS:
                 new["status"] = current["status"]  # the main resource ignores status writes
             self._check_invalid(gv, kind, new)
             new["metadata"]["resourceVersion"] = self._next_rv()
@@ -832,7 +959,7 @@ class KubeApiDouble:
                     continue
                 if labels(obj.get("metadata", {}).get("labels") or {}) and fields(obj):
                     item = copy.deepcopy(obj)
-                    if plural not in KUBEFLOW:  # typed lists carry no kind/apiVersion per item
+                    if plural not in CUSTOM:  # typed lists carry no kind/apiVersion per item
                         item.pop("kind", None)
                         item.pop("apiVersion", None)
                     items.append(item)

@@ -10,13 +10,24 @@
   openAPIV3Schema from ``../shared/schemas/kubernetes/kubeflow-training/`` with strict mode emulated
   (``additionalProperties: false`` on every object schema with properties, except ``metadata`` and
   ``x-kubernetes-preserve-unknown-fields``), plus the operator's admission-webhook rules.
+* The Kubeflow ``Notebook`` (v1, v1beta1, v1alpha1): the CRD from
+  ``../shared/schemas/kubernetes/kubeflow-notebook/`` with its ``validation_patches.yaml`` JSON
+  patch applied first (as the kustomize build does: every container needs ``name`` and ``image``,
+  at least one container), strict as above, plus the pod rules below on ``spec.template.spec``
+  and a DNS-1035 name (the controller names its StatefulSet and Service after it).
 * Apiserver rules no schema encodes: DNS-1123/1035 names, label keys and values, a Job's pod
   ``restartPolicy`` (Never/OnFailure), quantities (``512MB`` is refused), extended resources such as
-  ``nvidia.com/gpu`` (whole numbers, request equal to limit), container and env names. These are
-  applied to the pod templates inside Kubeflow jobs too, since the operator's pods would be refused.
+  ``nvidia.com/gpu`` (whole numbers, request equal to limit), container and env names, env
+  ``valueFrom`` (one source; a ``secretKeyRef`` with a name and a valid key), volumes (unique
+  DNS-1123 names, one source each) and volume mounts (a defined volume, an absolute path), probe
+  handlers (exactly one) and ports. A StatefulSet's selector must match its template's labels and
+  its pods restart ``Always``; a Secret's data is base64 under valid keys; a claim names access
+  modes and a storage request. These are applied to the pod templates inside Kubeflow jobs and
+  Notebooks too, since the controllers' pods would be refused.
 
 The CRD folder is found from ``configure(crd_dir)``, else ``$KUBEFLOW_CRD_DIR``, else
-``<repo>/../shared/schemas/kubernetes/kubeflow-training``.
+``<repo>/../shared/schemas/kubernetes/kubeflow-training``; the Notebook CRD's folder is its sibling
+``kubeflow-notebook``.
 
 ``webhook_problems(obj)`` returns only the Kubeflow operator's webhook-rule messages (the double can
 answer those with a 403 "admission webhook ... denied the request" like a real cluster).
@@ -33,6 +44,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import jsonschema
 import yaml
 
@@ -52,6 +64,8 @@ KUBEFLOW: dict[str, tuple[str, str, tuple[str, ...], str]] = {
     "MPIJob": ("mpijobs", "mpiReplicaSpecs", ("Launcher", "Worker"), "mpi"),
 }
 KUBEFLOW_GROUP_VERSION = "kubeflow.org/v1"
+#: The notebook controller's kind: versions the CRD serves.
+NOTEBOOK_VERSIONS = ("kubeflow.org/v1", "kubeflow.org/v1beta1", "kubeflow.org/v1alpha1")
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -78,6 +92,11 @@ def crd_dir() -> Path:
         return _crd_dir
     env = os.environ.get("KUBEFLOW_CRD_DIR")
     return Path(env) if env else _DEFAULT_CRD_DIR
+
+
+def notebook_crd_dir() -> Path:
+    """``kubeflow-notebook`` beside the training CRDs' folder."""
+    return crd_dir().parent / "kubeflow-notebook"
 
 
 def parse_quantity(value: Any) -> float | None:
@@ -109,6 +128,15 @@ def validate(obj: Any) -> list[str]:
         return ["kind: Required value"]
     if not isinstance(api_version, str) or not api_version:
         return ["apiVersion: Required value"]
+    if kind == "Notebook":
+        if api_version not in NOTEBOOK_VERSIONS:
+            return [f"apiVersion: Notebook is served as {', '.join(NOTEBOOK_VERSIONS)}, not {api_version!r}"]
+        problems = _notebook_schema_problems(api_version, obj)
+        problems += _metadata_problems(obj, name_rule="dns1035")
+        template = _dict(_dict(obj.get("spec")).get("template"))
+        if _dict(template.get("spec")).get("containers"):
+            problems += _pod_spec_problems(template.get("spec"), "spec.template.spec")
+        return problems
     if kind in KUBEFLOW:
         if api_version != KUBEFLOW_GROUP_VERSION:
             return [f"apiVersion: {kind} is served as {KUBEFLOW_GROUP_VERSION}, not {api_version!r}"]
@@ -129,6 +157,12 @@ def validate(obj: Any) -> list[str]:
         problems += _job_problems(spec)
     elif kind == "Service":
         problems += _service_problems(spec)
+    elif kind == "StatefulSet":
+        problems += _statefulset_problems(spec)
+    elif kind == "Secret":
+        problems += _secret_problems(obj)
+    elif kind == "PersistentVolumeClaim":
+        problems += _claim_problems(spec)
     elif kind == "ConfigMap":
         for key in _dict(obj.get("data")) | _dict(obj.get("binaryData")):
             if not re.match(r"^[-._a-zA-Z0-9]+$", key) or len(key) > 253:
@@ -265,6 +299,27 @@ def _strict(schema: Any, *, name: str = "") -> Any:
     return schema
 
 
+@functools.lru_cache(maxsize=4)
+def _notebook_validator(version: str, folder: str) -> jsonschema.protocols.Validator:
+    """The Notebook CRD's schema for ``version`` after ``validation_patches.yaml`` (a JSON patch)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load((Path(folder) / "kubeflow.org_notebooks.yaml").read_text(), Loader=loader)
+    patch = yaml.load((Path(folder) / "validation_patches.yaml").read_text(), Loader=loader)
+    crd = jsonpatch.apply_patch(crd, patch)
+    found = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    return jsonschema.Draft4Validator(_strict(copy.deepcopy(found["schema"]["openAPIV3Schema"])))
+
+
+def _notebook_schema_problems(api_version: str, obj: dict[str, Any]) -> list[str]:
+    folder = notebook_crd_dir()
+    try:
+        with _lock:
+            validator = _notebook_validator(api_version.rpartition("/")[2], str(folder))
+    except (OSError, StopIteration, KeyError, jsonpatch.JsonPatchException) as exc:
+        return [f"<schema>: cannot load the patched Notebook CRD from {folder}: {exc}"]
+    return _schema_messages(validator.iter_errors(obj))
+
+
 def _crd_schema_problems(kind: str, obj: dict[str, Any]) -> list[str]:
     folder = crd_dir()
     try:
@@ -368,14 +423,32 @@ def _pod_spec_problems(spec: Any, path: str, *, restart_policies: tuple[str, ...
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
         problems.append(f"{path}.containers: Required value")
+    volumes: set[str] = set()
+    for i, volume in enumerate(spec.get("volumes") or []):
+        volume = _dict(volume)
+        vname = volume.get("name")
+        where = f"{path}.volumes[{i}]"
+        if not isinstance(vname, str) or not DNS1123_LABEL.match(vname) or len(vname) > 63:
+            problems.append(f"{where}.name: Invalid value: {vname!r}: a volume name must be a DNS-1123 label")
+        elif vname in volumes:
+            problems.append(f"{where}.name: Duplicate value: {vname!r}")
+        volumes.add(str(vname))
+        sources = [key for key in volume if key != "name"]
+        if len(sources) != 1:
+            problems.append(f"{where}: Invalid value: must specify exactly 1 volume type (found {sources})")
+        claim = _dict(volume.get("persistentVolumeClaim"))
+        if "persistentVolumeClaim" in volume and not claim.get("claimName"):
+            problems.append(f"{where}.persistentVolumeClaim.claimName: Required value")
     names: set[str] = set()
     for field in ("initContainers", "containers"):
         for i, container in enumerate(spec.get(field) or []):
-            problems += _container_problems(_dict(container), f"{path}.{field}[{i}]", names)
+            problems += _container_problems(_dict(container), f"{path}.{field}[{i}]", names, volumes)
     return problems
 
 
-def _container_problems(container: dict[str, Any], path: str, names: set[str]) -> list[str]:
+def _container_problems(
+    container: dict[str, Any], path: str, names: set[str], volumes: set[str] | None = None
+) -> list[str]:
     problems: list[str] = []
     name = container.get("name")
     if not isinstance(name, str) or not name:
@@ -402,6 +475,26 @@ def _container_problems(container: dict[str, Any], path: str, names: set[str]) -
             problems.append(f"{path}.env[{i}].name: Invalid value: {env_name!r}: a valid environment variable name "
                             "must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit")  # fmt: skip
         env_names.add(str(env_name))
+        problems += _env_source_problems(_dict(env), f"{path}.env[{i}]")
+    mounts: set[str] = set()
+    for i, mount in enumerate(container.get("volumeMounts") or []):
+        mount = _dict(mount)
+        where = f"{path}.volumeMounts[{i}]"
+        if volumes is not None and mount.get("name") not in volumes:
+            problems.append(f"{where}.name: Not found: {mount.get('name')!r}")
+        mount_path = mount.get("mountPath")
+        if not isinstance(mount_path, str) or not mount_path:
+            problems.append(f"{where}.mountPath: Required value")
+        elif ":" in mount_path:
+            problems.append(f"{where}.mountPath: Invalid value: {mount_path!r}: must not contain ':'")
+        elif mount_path in mounts:
+            problems.append(f"{where}.mountPath: Invalid value: {mount_path!r}: must be unique")
+        mounts.add(str(mount_path))
+    if container.get("workingDir") is not None and not str(container["workingDir"]):
+        problems.append(f"{path}.workingDir: Invalid value: must not be empty when set")
+    for probe_field in ("readinessProbe", "livenessProbe", "startupProbe"):
+        if probe_field in container:
+            problems += _probe_problems(_dict(container[probe_field]), f"{path}.{probe_field}")
     ports_seen: set[Any] = set()
     for i, port in enumerate(container.get("ports") or []):
         port = _dict(port)
@@ -422,6 +515,68 @@ def _container_problems(container: dict[str, Any], path: str, names: set[str]) -
         ports_seen.add(pname)
     problems += _resource_problems(_dict(container.get("resources")), f"{path}.resources")
     return problems
+
+
+def _env_source_problems(env: dict[str, Any], path: str) -> list[str]:
+    """``value`` or ``valueFrom`` with exactly one source; key references name a valid key."""
+    if "valueFrom" not in env:
+        return []
+    problems: list[str] = []
+    if env.get("value"):
+        problems.append(f"{path}.valueFrom: Invalid value: may not be specified when `value` is not empty")
+    source = _dict(env.get("valueFrom"))
+    kinds = [k for k in ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef") if k in source]
+    if len(kinds) != 1:
+        problems.append(
+            f"{path}.valueFrom: Invalid value: may not have more than one field specified at a time"
+        )
+    for ref in ("configMapKeyRef", "secretKeyRef"):
+        if ref not in source:
+            continue
+        key_ref = _dict(source[ref])
+        if not key_ref.get("name"):
+            problems.append(f"{path}.valueFrom.{ref}.name: Required value")
+        key = key_ref.get("key")
+        if not isinstance(key, str) or not re.match(r"^[-._a-zA-Z0-9]+$", key) or len(key) > 253:
+            problems.append(f"{path}.valueFrom.{ref}.key: Invalid value: {key!r}: a valid config key must "
+                            "consist of alphanumeric characters, '-', '_' or '.'")  # fmt: skip
+    return problems
+
+
+def _probe_problems(probe: dict[str, Any], path: str) -> list[str]:
+    problems: list[str] = []
+    handlers = [k for k in ("exec", "httpGet", "tcpSocket", "grpc") if k in probe]
+    if len(handlers) != 1:
+        problems.append(f"{path}: Required value: must specify exactly 1 handler type (found {handlers})")
+    for handler in ("httpGet", "tcpSocket"):
+        port = _dict(probe.get(handler)).get("port")
+        if handler in probe and not _port_ok(port):
+            problems.append(
+                f"{path}.{handler}.port: Invalid value: {port!r}: a port number or an IANA_SVC_NAME"
+            )
+    for field in ("periodSeconds", "timeoutSeconds", "successThreshold", "failureThreshold"):
+        value = probe.get(field)
+        if isinstance(value, int) and value < 1:
+            problems.append(f"{path}.{field}: Invalid value: {value}: must be greater than or equal to 1")
+    success = probe.get("successThreshold")
+    if success is not None and success != 1 and path.endswith(("livenessProbe", "startupProbe")):
+        problems.append(f"{path}.successThreshold: Invalid value: must be 1")
+    return problems
+
+
+def _port_ok(port: Any) -> bool:
+    """A port number 1-65535 or an IANA service name (at most 15, a letter somewhere, no '--')."""
+    if isinstance(port, bool):
+        return False
+    if isinstance(port, int):
+        return 1 <= port <= 65535
+    return (
+        isinstance(port, str)
+        and 0 < len(port) <= 15
+        and bool(re.match(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", port))
+        and bool(re.search(r"[a-z]", port))
+        and "--" not in port
+    )
 
 
 def _resource_problems(resources: dict[str, Any], path: str) -> list[str]:
@@ -499,6 +654,85 @@ def _job_problems(spec: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    template = _dict(spec.get("template"))
+    if not template:
+        return ["spec.template: Required value"]
+    problems += _metadata_problems(template, name_rule="dns1123", path="spec.template.metadata")
+    labels = _dict(_dict(template.get("metadata")).get("labels"))
+    selector = _dict(spec.get("selector"))
+    match = _dict(selector.get("matchLabels"))
+    if not match and not selector.get("matchExpressions"):
+        problems.append("spec.selector: Invalid value: empty selector is invalid for statefulset")
+    problems += _label_problems(match, "spec.selector.matchLabels")
+    if any(labels.get(k) != v for k, v in match.items()):
+        problems.append(
+            "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`"
+        )
+    problems += _pod_spec_problems(template.get("spec"), "spec.template.spec", restart_policies=("Always",))
+    replicas = spec.get("replicas")
+    if isinstance(replicas, int) and replicas < 0:
+        problems.append(f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")
+    policy = spec.get("podManagementPolicy", "OrderedReady")
+    if policy not in ("OrderedReady", "Parallel"):
+        problems.append(f"spec.podManagementPolicy: Unsupported value: {policy!r}")
+    service = spec.get("serviceName")
+    if isinstance(service, str) and service and not DNS1123_LABEL.match(service):
+        problems.append(f"spec.serviceName: Invalid value: {service!r}: must be a DNS-1123 label")
+    return problems
+
+
+def _secret_problems(obj: dict[str, Any]) -> list[str]:
+    import base64
+    import binascii
+
+    problems: list[str] = []
+    size = 0
+    for key, value in _dict(obj.get("data")).items():
+        if not re.match(r"^[-._a-zA-Z0-9]+$", key) or len(key) > 253:
+            problems.append(
+                f"data[{key}]: Invalid value: a valid config key must consist of alphanumerics, '-', '_' or '.'"
+            )
+            continue
+        try:
+            size += len(base64.b64decode(str(value), validate=True))
+        except (binascii.Error, ValueError):
+            problems.append(f"data[{key}]: Invalid value: not base64-encoded data")
+    for key, value in _dict(obj.get("stringData")).items():
+        if not re.match(r"^[-._a-zA-Z0-9]+$", key) or len(key) > 253:
+            problems.append(
+                f"stringData[{key}]: Invalid value: a valid config key must consist of alphanumerics, '-', '_' or '.'"
+            )
+        size += len(str(value).encode())
+    if size > 1024 * 1024:
+        problems.append("data: Too long: may not be more than 1048576 bytes")
+    return problems
+
+
+def _claim_problems(spec: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    modes = spec.get("accessModes")
+    allowed = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+    if not isinstance(modes, list) or not modes:
+        problems.append("spec.accessModes: Required value: at least 1 access mode is required")
+    for mode in modes or []:
+        if mode not in allowed:
+            problems.append(f"spec.accessModes: Unsupported value: {mode!r}")
+    storage = _dict(_dict(spec.get("resources")).get("requests")).get("storage")
+    if storage is None:
+        problems.append("spec.resources[storage]: Required value")
+    else:
+        number = parse_quantity(storage)
+        if number is None or number <= 0:
+            problems.append(f"spec.resources[storage]: Invalid value: {storage!r}: must be greater than zero")
+    problems += _resource_problems(_dict(spec.get("resources")), "spec.resources")
+    name = spec.get("storageClassName")
+    if isinstance(name, str) and name and not DNS1123_SUBDOMAIN.match(name):
+        problems.append(f"spec.storageClassName: Invalid value: {name!r}: must be a DNS-1123 subdomain")
+    return problems
+
+
 def _service_problems(spec: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     ports = spec.get("ports") or []
@@ -522,6 +756,8 @@ def _service_problems(spec: dict[str, Any]) -> list[str]:
         seen.add(pname)
         if port.get("protocol", "TCP") not in ("TCP", "UDP", "SCTP"):
             problems.append(f"spec.ports[{i}].protocol: Unsupported value: {port.get('protocol')!r}")
+        if "targetPort" in port and not _port_ok(port["targetPort"]):
+            problems.append(f"spec.ports[{i}].targetPort: Invalid value: {port['targetPort']!r}")
     problems += _label_problems(spec.get("selector"), "spec.selector")
     return problems
 
