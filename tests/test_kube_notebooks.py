@@ -37,7 +37,7 @@ TOKEN = "jupyter-token-7f3a9c1e5b"  # the notebook's server token
 API_TOKEN = "api-token-for-the-double"
 WORKLOAD = "notebook_1700000000000_0001"
 IMAGE = "quay.io/jupyter/minimal-notebook:2024-10-07"
-BROKER_PYTHON = "/opt/broker/venv/bin/python"
+PYTHON = "python"  # what the broker plans on image-based clusters (ClusterConfig.notebook_python)
 
 #: Every reason the kubelet gives a waiting container (pkg/kubelet/images/types.go,
 #: kuberuntime/kuberuntime_container.go, container/sync_result.go, kubelet_pods.go).
@@ -82,7 +82,7 @@ def notebook_plan(
         uid=uid,
         namespace=NB_NS,
         addressing=addressing,
-        python=BROKER_PYTHON,
+        python=PYTHON,
         extra_env={
             "JUPYTER_TOKEN": TOKEN,
             "SUBMARINE_SERVER_DNS_NAME": "broker",
@@ -148,7 +148,7 @@ def test_statefulset_service_secret_and_claim_from_a_notebook_plan(shared_dir: P
     (container,) = pod["containers"]
     assert container["name"] == base and container["image"] == IMAGE
     assert container["command"] == [
-        "python",  # the image's interpreter, not the broker's
+        "python",  # the plan's: the image's interpreter
         "-m",
         "jupyterlab",
         "--no-browser",
@@ -245,16 +245,14 @@ def test_the_validator_refuses_broken_notebook_objects() -> None:
     )
 
 
-def test_image_interpreter_and_storage_options() -> None:
+def test_image_mount_path_and_storage_options() -> None:
     plan = unit_plan(image=None)
     with pytest.raises(m.ManifestError, match="no image"):
         nb.objects(plan, config(), origin="o", api=nb.STATEFULSET)
-    pod = nb.pod_spec(
-        plan, config(image="site/notebook:1", notebook_python=None, notebook_mount_path="/work")
-    )
+    pod = nb.pod_spec(plan, config(image="site/notebook:1", notebook_mount_path="/work"))
     container = pod["containers"][0]
-    assert container["image"] == "site/notebook:1"
-    assert container["command"][0] == BROKER_PYTHON and container["workingDir"] == "/work"
+    assert container["image"] == "site/notebook:1" and container["workingDir"] == "/work"
+    assert container["volumeMounts"][0]["mountPath"] == "/work"
     # No storage: an emptyDir, and no claim to create.
     made = nb.objects(unit_plan(), config(notebook_storage=None), origin="o", api=nb.STATEFULSET)
     assert [w for w, _ in made] == ["secret", "svc", "sts"]

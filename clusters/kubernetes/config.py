@@ -34,9 +34,9 @@ class KubernetesClusterConfig(ClusterConfig):
     ``workload_api`` is not ``job`` and discovery finds ``notebooks`` served under
     ``kubeflow.org/v1``, else as a StatefulSet and a ClusterIP Service; their working directory is
     a PersistentVolumeClaim per notebook (``notebook_storage`` of ``notebook_storage_class``; null:
-    an emptyDir, nothing kept) mounted at ``notebook_mount_path``. ``notebook_python`` is the
-    interpreter with Jupyter in the notebook images (it replaces the plan's, which is the broker's
-    own; null keeps the plan's). ``notebook_endpoint`` is where the broker reaches a notebook's
+    an emptyDir, nothing kept) mounted at ``notebook_mount_path``. The interpreter is the shared
+    ``notebook_python`` (the broker plans ``python`` on image-based clusters, as this one is).
+    ``notebook_endpoint`` is where the broker reaches a notebook's
     Service: a template with ``{service}``, ``{namespace}``, ``{port}``, ``{cluster_ip}`` and
     ``{uid}``; the default, ``http://{service}.{namespace}.svc:{port}``, resolves only inside the
     cluster, so a broker outside it names a route that reaches the Service from where it runs.
@@ -55,10 +55,6 @@ class KubernetesClusterConfig(ClusterConfig):
     origin: str | None = Field(default=None, description="Origin label value (default: the cluster name)")
     request_timeout: float = Field(default=30.0, gt=0, description="Seconds of one API call")
     log_tail: int = Field(default=1000, ge=1, description="Lines read per pod log when no tail is asked")
-    notebook_python: str | None = Field(
-        default="python",
-        description="Interpreter with Jupyter in notebook images (null: the plan's, the broker's own)",
-    )
     notebook_endpoint: str = Field(
         default=DEFAULT_NOTEBOOK_ENDPOINT,
         description="Where the broker reaches a notebook's Service: a template with {service}, "

@@ -23,9 +23,9 @@ server) becomes, in creation order:
    makes them: a ClusterIP Service ``sb-<uid12>`` (port 80 named ``http-<name>`` → the server's
    port) and a StatefulSet ``sb-<uid12>`` of one replica whose ``serviceName`` is that Service.
 
-The container runs the plan's argv with two changes a pod needs: the interpreter becomes the
-cluster's ``notebook_python`` (the plan names the broker's own), and ``--ip`` becomes
-``0.0.0.0`` (the plan's host is the name peers reach it at, which a pod cannot bind). The base URL
+The container runs the plan's argv (its interpreter is the cluster's ``notebook_python``, by
+default the image's ``python``) with one change a pod needs: ``--ip`` becomes ``0.0.0.0`` (the
+plan's host is the Service name peers reach it at, which a pod cannot bind). The base URL
 stays the plan's ``/notebook/<namespace>/<name>/``: the prefix the broker's proxy forwards
 unchanged. ``NB_PREFIX`` (what Kubeflow images read) is set to the same prefix; the Kubeflow
 controller appends its own ``/notebook/<k8s namespace>/<Notebook name>``, which only the images'
@@ -117,12 +117,9 @@ def _replica(plan: LaunchPlan) -> ReplicaPlan:
 # -- the container -----------------------------------------------------------------------------
 
 
-def command(argv: Sequence[str], python: str | None) -> list[str]:
-    """The plan's argv for a pod: the cluster's interpreter, the server bound to every interface."""
-    out = list(argv)
-    if python and len(out) > 1 and out[1] == "-m":
-        out[0] = python
-    out = [f"--ip={BIND_ALL}" if arg.startswith("--ip=") else arg for arg in out]
+def command(argv: Sequence[str]) -> list[str]:
+    """The plan's argv for a pod: the server bound to every interface, ``$`` kept literal."""
+    out = [f"--ip={BIND_ALL}" if arg.startswith("--ip=") else arg for arg in argv]
     return [m.escape(arg) for arg in out]
 
 
@@ -151,7 +148,7 @@ def pod_spec(plan: LaunchPlan, config: KubernetesClusterConfig) -> dict[str, Any
     container = {
         "name": name,
         "image": image,
-        "command": command(replica.argv, config.notebook_python),
+        "command": command(replica.argv),
         "workingDir": config.notebook_mount_path,
         "env": environment(plan, name),
         "ports": [{"name": PORT_NAME, "containerPort": replica.port, "protocol": "TCP"}],
