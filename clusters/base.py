@@ -181,6 +181,15 @@ class ClusterAdapter(ABC):
         """Where a serving workload (a notebook) listens, or None. Kinds with ENDPOINTS override it."""
         return None
 
+    async def release(self, workdir: str) -> bool:
+        """Free the storage kept under a ``workdir`` key (a deleted notebook's files).
+
+        Returns True when something was freed or nothing was left, False when this kind keeps
+        nothing it can reach (the files stay where the cluster put them). Raises
+        :class:`ClusterUnreachable` when the cluster cannot be asked.
+        """
+        return False
+
     async def close(self) -> None:  # noqa: B027 - optional hook, most kinds hold nothing to release
         """Release connections and background resources; the workloads keep running."""
 

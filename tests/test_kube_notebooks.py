@@ -551,6 +551,14 @@ def test_cancel_keeps_the_claim_owned_finds_notebooks_and_a_new_attempt_adopts_t
         submit(adapter, uid_of(10), workload_id="notebook_1700000000000_0003")
     assert names(d, "statefulsets") == ["sb-09ffeeddccbb"] and "sb-10ffeeddccbb" not in names(d, "secrets")
 
+    # Deleting a notebook releases its claim; another installation's claim is never deleted.
+    assert run(adapter.release("notebook_1700000000000_0002")) is True
+    assert "sb-ws-notebook-1700000000000-0002" not in names(d, "persistentvolumeclaims")
+    assert run(adapter.release("notebook_1700000000000_0002")) is True  # gone already: fine
+    assert run(adapter.release("notebook_1700000000000_0003")) is False
+    assert "sb-ws-notebook-1700000000000-0003" in names(d, "persistentvolumeclaims")
+    assert d.refused == []
+
 
 # -- end to end through a broker ---------------------------------------------------------------
 
@@ -626,7 +634,7 @@ def test_a_notebook_through_the_broker_runs_on_the_kubernetes_double(
             assert broker.client.delete(f"/notebook/{notebook_id}").status_code == 200
             for plural in ("statefulsets", "services", "secrets"):
                 assert double.objects(plural, NS) == [], plural
-            assert names(double, "persistentvolumeclaims") == [claim["metadata"]["name"]]
+            assert names(double, "persistentvolumeclaims") == []  # deleting the notebook frees its files
             assert {x["propagationPolicy"] for x in double.deletions} == {"Foreground"}
         assert len(double.requests_matching("POST", r"/statefulsets$")) == 1
     assert double.refused == [], double.refused

@@ -243,7 +243,11 @@ def test_idle_notebook_is_stopped_and_starts_again_with_its_files(secured) -> No
     stopped = alice.post(f"/api/v1/notebook/{nid}/stop")
     assert stopped.status_code == 200 and stopped.json()["result"]["status"] == "failed"
     assert "stopped by alice" in stopped.json()["result"]["reason"]
-    alice.delete(f"/api/v1/notebook/{nid}")
+    files = broker.data_dir / "clusters" / "local" / ".workdirs" / nid
+    assert (files / "keep.txt").read_text() == "kept"
+    # Deleting the notebook removes its files.
+    assert alice.delete(f"/api/v1/notebook/{nid}").status_code == 200
+    assert not files.exists()
 
 
 def test_broker_restart_keeps_a_running_notebook_reachable(secured) -> None:

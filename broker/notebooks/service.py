@@ -27,6 +27,7 @@ from broker.planner import Planner
 from broker.registry import ClusterRegistry
 from broker.state import FailureCategory, Status, now, restart, transition
 from broker.store.models import Event, Experiment
+from clusters.errors import ClusterError
 from policies.placement import Decision
 from runtimes.notebook import NotebookSpec
 
@@ -178,6 +179,7 @@ class NotebookService:
         """Stop the server, mark the notebook Deleted (history kept) and free its name."""
         row = await self.get(notebook_id, guard, "delete")
         note = await cancel_on_cluster(self.registry, row, "delete")
+        note += await self._release_files(row)
 
         def mark(session: Session) -> Experiment:
             current = session.get(Experiment, notebook_id, with_for_update=True)
@@ -188,6 +190,18 @@ class NotebookService:
             return current
 
         return await self.db.run(mark)
+
+    async def _release_files(self, row: Experiment) -> str:
+        """Free the notebook's kept files on the cluster of its last attempt; a note for the event."""
+        cluster = self.registry.get(row.cluster) if row.cluster else None
+        if cluster is None:
+            return ""
+        try:
+            freed = await cluster.adapter.release(row.id)
+        except ClusterError as exc:
+            log.warning("notebook %s: could not remove its files on %s: %s", row.id, row.cluster, exc)
+            return f"; its files on {row.cluster} could not be removed ({exc})"
+        return "" if freed else f"; its files on {row.cluster} stay where the cluster keeps them"
 
     async def stop(self, notebook_id: str, guard: Guard, reason: str | None = None) -> Experiment:
         """Stop the server, keep the notebook (its id, name and files) to start it again."""

@@ -153,6 +153,24 @@ class Observing(KubeObjects):
 
     # -- cancel --------------------------------------------------------------------------------
 
+    async def release(self, workdir: str) -> bool:
+        """Delete the notebook's claim ``sb-ws-<workdir>`` if it is ours (origin label)."""
+        return await self._thread(self._release, workdir)
+
+    def _release(self, workdir: str) -> bool:
+        name = nb.workspace_name(workdir)
+        try:
+            claim = self._read("pvc", name)
+        except Refused as exc:
+            if exc.status == 404:
+                return True
+            raise ClusterUnreachable(f"{self._where()} did not read claim {name}: {exc.message}") from None
+        labels = (claim.get("metadata") or {}).get("labels") or {}
+        if labels.get(m.LABEL_ORIGIN) != self._origin:
+            return False  # not ours: never delete another installation's data
+        self._delete_named("pvc", name)
+        return True
+
     async def cancel(self, handle: Handle) -> None:
         """Delete the attempt's objects with foreground propagation (their pods go first)."""
         await self._thread(self._cancel, handle)

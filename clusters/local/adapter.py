@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,6 +130,14 @@ class LocalAdapter(ClusterAdapter):
         if serving is None or replica_status(attempt, serving.name).phase is not Phase.RUNNING:
             return None
         return f"http://{serving.host}:{serving.port}"
+
+    async def release(self, workdir: str) -> bool:
+        """Remove ``<work_dir>/.workdirs/<key>`` (a deleted notebook's files)."""
+        if not _WORKDIR_KEY.match(workdir):
+            return False
+        path = self.work_dir / ".workdirs" / workdir
+        await asyncio.to_thread(shutil.rmtree, path, True)
+        return not path.exists()
 
     async def owned(self) -> list[Handle]:
         """Attempts in this cluster's work directory that still have a live replica.
