@@ -81,8 +81,11 @@ def _sbin(name: str) -> str:
 class SlurmCluster:
     """One private single-node Slurm in ``/tmp/sbs-<random>``."""
 
-    def __init__(self, *, rest: bool = False, cpus: int = 4, memory_mb: int = 4000) -> None:
+    def __init__(
+        self, *, rest: bool = False, cpus: int = 4, memory_mb: int = 4000, message_timeout: int = 5
+    ) -> None:
         self.rest = rest
+        self.message_timeout = message_timeout
         self.root = Path(tempfile.mkdtemp(prefix="sbs-", dir="/tmp"))
         self.root.chmod(0o755)
         self.conf = self.root / "slurm.conf"
@@ -159,7 +162,7 @@ InactiveLimit=0
 MinJobAge=300
 KillWait=2
 Waittime=0
-MessageTimeout=5
+MessageTimeout={self.message_timeout}
 SlurmdParameters=config_overrides
 NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={self.memory_mb} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
@@ -203,9 +206,10 @@ SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
             raise RuntimeError(f"Slurm did not start: {exc}\n{tail}") from exc
         return self
 
-    def start_controller(self) -> None:
-        """slurmctld (daemonizes; -c: no state from an earlier run of this folder is wanted)."""
-        self._check(self._run([_sbin("slurmctld"), "-c", "-f", str(self.conf)]), "slurmctld")
+    def start_controller(self, *, clear: bool = True) -> None:
+        """slurmctld (daemonizes). ``clear``: start with no jobs (-c); else recover the saved state."""
+        argv = [_sbin("slurmctld"), *(["-c"] if clear else []), "-f", str(self.conf)]
+        self._check(self._run(argv), "slurmctld")
 
     @staticmethod
     def _check(done: subprocess.CompletedProcess[str], what: str) -> None:

@@ -122,12 +122,17 @@ class SlurmAdapter(BatchAdapter):
         word = record.state.upper()
         if state.phase is Phase.PENDING:
             why = f" ({record.reason})" if record.reason else ""
-            return Observation(
-                handle.uid, Phase.PENDING, f"Slurm job {record.job_id} is {state.meaning}{why}"
-            )
+            return Observation(handle.uid, Phase.PENDING, f"Slurm job {record.job_id}: {state.meaning}{why}")
+        if word == "COMPLETING":
+            # The batch script has ended; its recorded exit code tells the outcome before Slurm
+            # has finished cleaning up (which can take long when the controller was away).
+            code = self.job_dir(handle).job_exit()
+            if code is not None:
+                final = "COMPLETED" if code == 0 else "FAILED"
+                return self._ended(handle, record.job_id, final, slurm_state(final), "")
         if state.phase is Phase.RUNNING:
             names = replica_names(handle)
-            message = "" if word == "RUNNING" else f"Slurm job {record.job_id} is {state.meaning}"
+            message = "" if word == "RUNNING" else f"Slurm job {record.job_id}: {state.meaning}"
             replicas = tuple(ReplicaStatus(n, Phase.RUNNING) for n in names)
             return Observation(handle.uid, Phase.RUNNING, message, None, replicas)
         if state.phase is Phase.UNKNOWN:

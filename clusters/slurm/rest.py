@@ -65,9 +65,11 @@ def errors_of(body: Any) -> list[str]:
     out = []
     for error in body.get("errors") or []:
         if isinstance(error, dict):
-            text = str(error.get("error") or error.get("description") or "").strip()
-            number = error.get("error_number", error.get("errno"))
-            out.append(f"{text} (error {number})" if number not in (None, 0) else text)
+            text = str(error.get("error") or "").strip()
+            description = str(error.get("description") or "").strip()
+            if description and description.lower() != text.lower():
+                text = f"{text}: {description}" if text else description
+            out.append(text)
         else:
             out.append(str(error))
     return [e for e in out if e]
@@ -145,9 +147,15 @@ class SlurmRest(SlurmBackend):
         except ValueError:
             body = None
         errors = errors_of(body)
+        detail = "; ".join(errors)[:300] or f"HTTP {answer.status_code}"
         if any(unreachable(e) for e in errors) or (answer.status_code >= 502 and not errors):
-            detail = "; ".join(errors)[:300] or f"HTTP {answer.status_code}"
             raise ClusterUnreachable(f"{self.label}: slurmrestd at {self.where}: {detail}")
+        if answer.status_code >= 500 and any(e.lower().startswith("unspecified error") for e in errors):
+            # What slurmctld's refusal of the token (expired, wrong user, forged) looks like here.
+            raise ClusterUnreachable(
+                f"{self.label}: slurmrestd at {self.where}: the controller refused the request "
+                f"({detail}); check the cluster's user and token"
+            )
         return answer.status_code, body
 
     async def _jobs(self) -> list[JobRecord]:

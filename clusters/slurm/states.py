@@ -10,7 +10,8 @@ Readings that need a word:
 * SUSPENDED and STOPPED keep their allocation (paused by an admin or by gang/suspend
   preemption): still RUNNING for the broker, they resume where they stopped.
 * COMPLETING, SIGNALING, STAGE_OUT: the job's processes are ending or its burst buffer is being
-  written back; the end is not known yet, so RUNNING until the final word arrives.
+  written back; the end is not known yet, so RUNNING until the final word arrives (the adapter
+  reads a COMPLETING job's end from the exit code its script recorded, when it is there).
 * REQUEUED, REQUEUE_FED, REQUEUE_HOLD, RESV_DEL_HOLD, CONFIGURING, POWER_UP_NODE: the job will
   (re)start; PENDING. A held job waits for an admin's ``scontrol release``.
 * REVOKED is a federation sibling withdrawn because another cluster of the federation started
@@ -39,7 +40,7 @@ SLURM_JOB_STATES: dict[str, NativeState] = {
     "RESIZING": NativeState(Phase.RUNNING, None, "its allocation is being resized"),
     "SUSPENDED": NativeState(Phase.RUNNING, None, "suspended; it resumes where it stopped"),
     "STOPPED": NativeState(Phase.RUNNING, None, "stopped (SIGSTOP); it keeps its allocation"),
-    "COMPLETING": NativeState(Phase.RUNNING, None, "its processes are ending"),
+    "COMPLETING": NativeState(Phase.RUNNING, None, "ending; its processes are being cleaned up"),
     "SIGNALING": NativeState(Phase.RUNNING, None, "being signalled"),
     "STAGE_OUT": NativeState(Phase.RUNNING, None, "staging out its burst buffer"),
     "COMPLETED": NativeState(Phase.SUCCEEDED, None, "completed"),
