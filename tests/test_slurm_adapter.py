@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from clusters.base import Handle, Observation, Phase
-from clusters.errors import ClusterUnreachable, WorkloadNotFound
+from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
 from clusters.slurm.adapter import SlurmAdapter
 from clusters.slurm.config import SlurmClusterConfig
 from runtimes.frameworks import build_plan
@@ -124,6 +124,9 @@ def test_submit_runs_both_replicas_that_reach_each_other_and_succeeds_once(slurm
         assert logs[0].lines == ["rank 0 of 2 got hello from rank 1"]
         assert logs[1].lines == [f"rank 1 of 2 reached {slurm.node}"]
         assert await adapter.logs(handle, replica="worker-0", tail=1) == [logs[1]]
+        folder = Path(handle.state["job_dir"])
+        assert folder == slurm.work_dir / plan.uid
+        assert (folder / "tasks.json").stat().st_mode & 0o077 == 0  # the replicas' environment is private
         with pytest.raises(WorkloadNotFound, match="its replicas are master-0, worker-0"):
             await adapter.logs(handle, replica="worker-7")
         # Still one job, and a submit after the end finds it rather than running the attempt again.
@@ -236,6 +239,21 @@ print("chief heard", sock.recv(10).decode(), "from", sorted(tf["cluster"]))
         }
         (row,) = slurm.jobs_named(f"sb-{plan.uid}")
         assert row[2] == "COMPLETED"
+
+    asyncio.run(body())
+
+
+def test_a_job_slurm_refuses_is_rejected_with_slurms_reason(slurm, tmp_path) -> None:
+    roles = {"Worker": {"replicas": 1, "resources": "cpu=1,memory=64Mi"}}
+
+    async def body() -> None:
+        wrong = make_adapter(slurm, tmp_path, partition="nope")
+        with pytest.raises(SubmitRejected, match="refused job sb-.*Invalid partition name specified"):
+            await wrong.submit(make_plan(wrong, "print(1)", roles, "python"))
+        adapter = make_adapter(slurm, tmp_path)
+        huge = {"Worker": {"replicas": 1, "resources": "cpu=1,memory=500Gi"}}
+        with pytest.raises(SubmitRejected, match="Requested node configuration is not available"):
+            await adapter.submit(make_plan(adapter, "print(1)", huge, "python"))
 
     asyncio.run(body())
 

@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 
 from clusters.base import Handle, Phase
-from clusters.errors import ClusterUnreachable
+from clusters.errors import ClusterUnreachable, SubmitRejected
 from clusters.slurm.adapter import SlurmAdapter
 from clusters.slurm.config import SlurmClusterConfig
 from clusters.slurm.rest import SlurmRest
@@ -121,6 +121,17 @@ def test_submit_poll_logs_and_cancel_through_slurmrestd(slurm, tmp_path, submiss
         assert sent["job"]["name"].startswith("sb-") and sent["job"]["environment"]
     assert {r.headers["X-SLURM-USER-NAME"] for r in recording.sent} == {"sbtest"}
     assert len([r for r in recording.sent if r.method == "GET" and r.url.path.endswith("/jobs")]) >= 3
+
+
+def test_a_job_slurm_refuses_is_rejected_with_slurms_reason(slurm, tmp_path) -> None:
+    adapter, _ = rest_adapter(slurm, tmp_path, partition="nope")
+
+    async def body() -> None:
+        with pytest.raises(SubmitRejected, match="refused job sb-.*[Ii]nvalid partition"):
+            await adapter.submit(plan_of("print(1)", {"Worker": {"replicas": 1}}, "python"))
+        await adapter.close()
+
+    asyncio.run(body())
 
 
 def test_refused_credentials_and_a_silent_slurmrestd_are_unreachable(slurm, tmp_path) -> None:

@@ -6,12 +6,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 
 from broker.config.errors import ConfigError
 from broker.config.loader import load_cluster_file
-from clusters.base import Capability
+from clusters.base import Capability, Handle
+from clusters.errors import ClusterUnreachable, SubmitRejected
 from clusters.kinds import adapter_class
 from clusters.slurm.adapter import SlurmAdapter
 from clusters.slurm.backend import NodeRecord, gpu_count, unreachable
@@ -251,3 +253,40 @@ def test_squeue_and_sinfo_parsers() -> None:
     )
     assert unreachable("slurm_load_jobs error: Unable to contact slurm controller (connect failure)")
     assert not unreachable("sbatch: error: Batch job submission failed: Invalid account")
+
+
+def test_slurmrestd_answers_read_as_unreachable_or_rejected(tmp_path: Path) -> None:
+    import asyncio
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["X-SLURM-USER-TOKEN"] == SECRET
+        path = request.url.path
+        if path == "/slurm/v0.0.38/nodes":
+            return httpx.Response(401, text="Authentication failure")
+        if path == "/slurm/v0.0.38/jobs":
+            return httpx.Response(502, text="bad gateway")
+        if path == "/slurm/v0.0.38/job/submit":
+            body = {"errors": [{"error": "Invalid partition name specified", "error_number": 2009}]}
+            return httpx.Response(500, json=body)
+        return httpx.Response(404)
+
+    config = SlurmClusterConfig(
+        name="hpc", mode="rest", rest_url="unix:/run/slurmrestd.sock", user="alice", token=SECRET
+    )
+    adapter = SlurmAdapter(config, data_dir=str(tmp_path))
+    adapter.backend.transport = httpx.MockTransport(answer)  # type: ignore[attr-defined]
+    plan = plan_of("python", {"Worker": {"replicas": 1}})
+
+    async def body() -> None:
+        health = await adapter.health()
+        assert not health.reachable and "refused the credentials" in health.message
+        with pytest.raises(ClusterUnreachable, match="HTTP 502"):
+            await adapter.poll([Handle(UID, {"job_id": "7", "replicas": ["worker-0"]})])
+        with pytest.raises(ClusterUnreachable):  # find_job lists the jobs first
+            await adapter.submit(plan)
+        with pytest.raises(SubmitRejected, match="Invalid partition name specified") as caught:
+            await adapter.submit_job(plan)
+        assert SECRET not in str(caught.value)
+        await adapter.close()
+
+    asyncio.run(body())

@@ -165,7 +165,9 @@ def batch_script(
         f"job_dir={shlex.quote(job_dir)}\n"
         'mkdir -p "$job_dir" && cd "$job_dir" || exit 1\n'
         "rm -f ./*.addr ./*.exit ./*.log ./job.exit\n"
+        + "umask 077  # tasks.json holds the replicas' environment: the job's user alone reads it\n"
         + _heredoc("tasks.json", document)
+        + "umask 022\n"
         + _heredoc("slurm_task.py", entry)
         + 'echo "$SLURM_JOB_ID" > job_id\n'
         "export SLURM_EXPORT_ENV=ALL  # the tasks inherit this environment (sbatch had --export=NONE)\n"
