@@ -213,6 +213,8 @@ class Task:
                 endpoints = self.wait_for_peers()
             except TimeoutError as exc:
                 self.say(str(exc))
+                with self.path(self.name, "log").open("a") as log:  # where the user will look
+                    log.write(f"submarine-broker: {exc}\n")
                 self.finish(1)
                 return 1
             failed = self.start(endpoints)

@@ -290,3 +290,52 @@ def test_slurmrestd_answers_read_as_unreachable_or_rejected(tmp_path: Path) -> N
         await adapter.close()
 
     asyncio.run(body())
+
+
+def _run_tasks(job_dir: Path, replicas: list[dict], timeout: float = 30) -> list[int]:
+    """Run runtimes/slurm_task.py for every replica at once, as srun would (SLURM_PROCID = rank)."""
+    import os
+    import sys
+
+    from runtimes import slurm_task
+
+    (job_dir / "tasks.json").write_text(json.dumps({"rendezvous_timeout": 0.5, "replicas": replicas}))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, slurm_task.__file__, str(job_dir)],
+            env={**os.environ, "SLURM_PROCID": str(rank), "SLURMD_NODENAME": "node-a"},
+            stdout=subprocess.DEVNULL,
+        )
+        for rank in range(len(replicas))
+        if not replicas[rank].get("absent")
+    ]
+    return [p.wait(timeout) for p in procs]
+
+
+def test_the_task_entry_stops_service_replicas_after_success_and_times_out_alone(tmp_path: Path) -> None:
+    import sys
+
+    chief = {
+        "name": "chief-0",
+        "argv": [sys.executable, "-c", "import os; print(os.environ['PEER'])"],
+        "env": {"PEER": "{{host:ps-0}}:{{port:ps-0}}"},
+        "decides": True,
+    }
+    ps = {
+        "name": "ps-0",
+        "argv": [sys.executable, "-c", "import time; print('serving', flush=True); time.sleep(60)"],
+        "env": {},
+        "decides": False,
+    }
+    assert _run_tasks(tmp_path, [chief, ps]) == [0, 0]
+    ends = {n: json.loads((tmp_path / f"{n}.exit").read_text()) for n in ("chief-0", "ps-0")}
+    assert ends["chief-0"] == {"code": 0}
+    assert ends["ps-0"]["stopped"] == "the run finished"
+    address = json.loads((tmp_path / "ps-0.addr").read_text())
+    assert (tmp_path / "chief-0.log").read_text() == f"node-a:{address['port']}\n"
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    assert _run_tasks(alone, [chief, {**ps, "absent": True}]) == [1]
+    assert "replicas ps-0 did not start in time" in (alone / "chief-0.log").read_text()
+    assert json.loads((alone / "chief-0.exit").read_text()) == {"code": 1}
