@@ -229,3 +229,28 @@ def test_delete_during_a_slow_submit_leaves_nothing_running(broker_factory, tmp_
         what="the late submit to be cancelled",
     )
     wait_for(lambda: not _alive(attempt), timeout=20, what="no replica left running")
+
+
+def test_why_a_cluster_keeps_an_attempt_pending_is_shown(broker_factory, tmp_path) -> None:
+    queue_dir = tmp_path / "queue-work"
+    write_faults(queue_dir, pending="waiting for resources (Priority)")
+    broker = broker_factory(
+        extra_kinds=FAULTY, loops=FAST, clusters={"queue": {"kind": "faulty", "work_dir": str(queue_dir)}}
+    )
+    release = tmp_path / "release"
+    experiment = broker.submit(_hold(release))["experimentId"]
+
+    def message() -> str | None:
+        return broker.client.get(f"/experiment/{experiment}").json()["result"]["statusMessage"]
+
+    wait_for(
+        lambda: message() == "pending on queue: waiting for resources (Priority)", timeout=30, what="reason"
+    )
+    found = broker.client.get(f"/experiment/{experiment}").json()["result"]
+    assert found["status"] == "Created"
+    reasons = [e["reason"] for e in broker.client.get(f"/experiment/{experiment}/events").json()["result"]]
+    assert reasons.count("pending on queue: waiting for resources (Priority)") == 1  # once, not per poll
+    write_faults(queue_dir)  # the queue lets it run
+    release.touch()
+    done = broker.wait_status(experiment, "Succeeded", timeout=60)
+    assert done["statusMessage"] is None

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broker.registry import ClusterRegistry, ClusterState
-from broker.state import ACTIVE, FailureCategory, IllegalTransition, Status, transition
+from broker.state import ACTIVE, FailureCategory, IllegalTransition, Status, record, transition
 from broker.store.database import Database
 from broker.store.models import Experiment
 from clusters.base import Handle, Observation, Phase
@@ -79,6 +79,17 @@ def apply_observation(session: Session, experiment_id: str, uid: str, seen: Obse
     return changed
 
 
+def note_pending(session: Session, experiment_id: str, uid: str, message: str) -> None:
+    """Show why the cluster keeps the current attempt pending (once per new reason)."""
+    row = session.get(Experiment, experiment_id)
+    if row is None or row.uid != uid or row.status != Status.CREATED.value:
+        return
+    text = f"pending on {row.cluster}: {message}"[:1000]
+    if row.status_message != text:
+        row.status_message = text
+        record(session, row, text)
+
+
 class Monitor:
     """Polls every cluster once per tick for all of its broker-managed workloads."""
 
@@ -131,6 +142,9 @@ class Monitor:
             return
         for item in tracked:
             seen = observations.get(item.uid, Observation(item.uid, Phase.NOT_FOUND))
+            if seen.phase is Phase.PENDING and seen.message:
+                # Why the cluster holds it (a queue reason, an image pull): users see it at once.
+                await self.db.run(lambda s, i=item, o=seen: note_pending(s, i.id, i.uid, o.message))
             if seen.phase in (Phase.UNKNOWN, Phase.PENDING):
                 continue
             ended = await self.db.run(lambda s, i=item, o=seen: apply_observation(s, i.id, i.uid, o))

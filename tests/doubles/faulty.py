@@ -8,6 +8,7 @@ The test writes ``<work_dir>/faults.json``; every verb reads it first:
 - ``fail_submit: "why"`` — submit raises ClusterError (it may or may not have reached the cluster)
 - ``submit_delay: seconds`` — submit is slow to start
 - ``poll_hangs: true`` — poll never answers
+- ``pending: "why"`` — poll reports every attempt PENDING with that reason (a queue holding it)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from clusters.base import Handle, Health, Observation, ReplicaLog
+from clusters.base import Handle, Health, Observation, Phase, ReplicaLog
 from clusters.errors import ClusterError, ClusterUnreachable, SubmitRejected
 from clusters.local.adapter import LocalAdapter
 from clusters.local.config import LocalClusterConfig
@@ -72,6 +73,8 @@ class FaultyAdapter(LocalAdapter):
         faults = self._reachable()
         if faults.get("poll_hangs"):
             await asyncio.sleep(3600)
+        if faults.get("pending"):
+            return {h.uid: Observation(h.uid, Phase.PENDING, str(faults["pending"])) for h in handles}
         return await super().poll(handles)
 
     async def cancel(self, handle: Handle) -> None:
