@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from runtimes.plan import Addressing, LaunchPlan, ReplicaPlan
-from runtimes.resources import ResourceError, parse_resources
-from runtimes.spec import EnvironmentRef, PlacementSpec, _Model
+from runtimes.resources import parse_resources
+from runtimes.spec import EnvironmentRef, PlacementSpec, _Model, check_resources
 
 ROLE = "Notebook"
 REPLICA = "notebook-0"
@@ -65,12 +65,7 @@ class NotebookPodSpec(_Model):
     @field_validator("resources")
     @classmethod
     def _parseable(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_resources(value)
-            except ResourceError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+        return check_resources(value)
 
 
 class NotebookSpec(_Model):

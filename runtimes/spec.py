@@ -25,6 +25,16 @@ FRAMEWORK_ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
+def check_resources(value: str | None) -> str | None:
+    """A resources string that parses (``cpu=1,memory=2Gi``), else a ValueError saying why."""
+    if value is not None:
+        try:
+            parse_resources(value)
+        except ResourceError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -92,12 +102,7 @@ class TaskSpec(_Model):
     @field_validator("resources")
     @classmethod
     def _parseable(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_resources(value)
-            except ResourceError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+        return check_resources(value)
 
 
 class EnvironmentRef(_Model):

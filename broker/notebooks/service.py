@@ -13,13 +13,13 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker.api.access import Guard
 from broker.errors import ApiError, Conflict, NotFound
-from broker.experiments.service import cancel_on_cluster
+from broker.experiments.service import cancel_on_cluster, events_of, insert_accepted
 from broker.experiments.validation import parse_notebook_spec
 from broker.ids import IdGenerator, new_uid
 from broker.notebooks.views import is_ready, notebook_status
@@ -107,22 +107,8 @@ class NotebookService:
             "accepted_at": stamp,
             "updated_at": stamp,
         }
-        event = {
-            "experiment_id": notebook_id,
-            "at": stamp,
-            "from_status": None,
-            "to_status": Status.ACCEPTED.value,
-            "reason": f"created by {guard.user}",
-            "attempt": 1,
-        }
-
-        def insert_rows(session: Session) -> Experiment:
-            session.execute(insert(Experiment), [values])
-            session.execute(insert(Event), [event])
-            return Experiment(**values)
-
         try:
-            created = await self.db.run(insert_rows)
+            created = await self.db.run(insert_accepted(values, f"created by {guard.user}"))
         except IntegrityError:
             raise Conflict(f"{DUPLICATE} ({spec.meta.name} in namespace {namespace})") from None
         self.on_submitted()
@@ -169,11 +155,7 @@ class NotebookService:
 
     async def events(self, notebook_id: str, guard: Guard) -> list[Event]:
         await self.get(notebook_id, guard)
-        return await self.db.run(
-            lambda s: list(
-                s.scalars(select(Event).where(Event.experiment_id == notebook_id).order_by(Event.id)).all()
-            )
-        )
+        return await self.db.run(events_of(notebook_id))
 
     async def delete(self, notebook_id: str, guard: Guard) -> Experiment:
         """Stop the server, mark the notebook Deleted (history kept) and free its name."""
