@@ -43,9 +43,10 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, shared_dir: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     options = getattr(request, "param", {})
-    double = KubeApiDouble(token=TOKEN, **options)
+    crds = shared_dir / "schemas" / "kubernetes" / "kubeflow-training"  # the double validates with them
+    double = KubeApiDouble(token=TOKEN, crd_dir=crds, **options)
     with serve_in_thread(double.app) as url:
         yield Cluster(double, url, tmp_path)
     assert not double.refused, json.dumps(double.refused, indent=1)[:3000]
