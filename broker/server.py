@@ -121,7 +121,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
             planner,
             backoff_max=config.loops.dispatch_backoff_max,
             extra_env={
-                "SUBMARINE_SERVER_DNS_NAME": config.host,
+                "SUBMARINE_SERVER_DNS_NAME": config.advertised_host,
                 "SUBMARINE_SERVER_PORT": str(config.port),
             },
             notebooks=notebook_runtime(config.notebooks),

@@ -325,3 +325,17 @@ def test_shipped_example_config_loads() -> None:
     configs, errors = load_clusters_dir(config.clusters_dir)
     assert errors == []
     assert [c.name for c in configs] == ["local"]
+
+
+def test_workloads_are_told_a_reachable_broker_host_never_a_wildcard() -> None:
+    import socket
+
+    from broker.config.models import BrokerConfig
+
+    assert BrokerConfig(host="127.0.0.1").advertised_host == "127.0.0.1"
+    assert BrokerConfig(host="0.0.0.0").advertised_host == socket.getfqdn() != "0.0.0.0"
+    assert BrokerConfig(host="::").advertised_host == socket.getfqdn()
+    assert (
+        BrokerConfig(host="0.0.0.0", advertise_host="broker.example.com").advertised_host
+        == "broker.example.com"
+    )

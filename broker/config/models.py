@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -70,6 +71,11 @@ class BrokerConfig(BaseModel):
     database_url: str | None = Field(default=None, description="Default: SQLite broker.db in data_dir")
     clusters_dir: Path = Path("clusters.d")
     auth: Literal["none", "token"] = "none"
+    advertise_host: str | None = Field(
+        default=None,
+        description="The name workloads reach the broker at (SUBMARINE_SERVER_DNS_NAME); default: host, "
+        "or this machine's fully qualified name when host is a wildcard such as 0.0.0.0",
+    )
     default_policy: Path = Field(
         default=Path("policy.csv"), description="Casbin lines loaded on the first start only"
     )
@@ -95,6 +101,15 @@ class BrokerConfig(BaseModel):
                 "base_dir": base_dir,
             }
         )
+
+    @property
+    def advertised_host(self) -> str:
+        """What workloads are told the broker's host is (never a wildcard bind address)."""
+        if self.advertise_host:
+            return self.advertise_host
+        if self.host in ("0.0.0.0", "::", "", "[::]"):
+            return socket.getfqdn()
+        return self.host
 
     @property
     def effective_database_url(self) -> str:
