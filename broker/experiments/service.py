@@ -27,6 +27,7 @@ from broker.store.models import Event, Experiment
 from clusters.base import Handle, ReplicaLog
 from clusters.errors import ClusterError, WorkloadNotFound
 from policies.placement import Decision
+from runtimes.notebook import NotebookSpec
 from runtimes.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,11 @@ async def cancel_on_cluster(registry: ClusterRegistry, row: Experiment, what: st
     return ""
 
 
-class ExperimentService:
-    """Experiments as users see them."""
+class WorkloadService:
+    """What experiment and notebook services share: their collaborators and the submit dry run."""
+
+    #: ``experiment`` or ``notebook``: the policy object kind and the word in messages.
+    kind: str = "experiment"
 
     def __init__(
         self,
@@ -96,6 +100,28 @@ class ExperimentService:
         self.planner = planner
         self.on_submitted = on_submitted
 
+    def dry_run(self, spec: ExperimentSpec | NotebookSpec, guard: Guard) -> tuple[str, Decision]:
+        """The namespace the work goes to and where it would be placed now.
+
+        Raises 400 for an unknown ``meta.placement.cluster`` and 403 when the caller may not
+        submit this kind of work in the namespace.
+        """
+        wanted = spec.meta.placement.cluster
+        if wanted is not None and wanted not in self.registry:
+            known = ", ".join(c.name for c in self.registry.all()) or "none"
+            raise BadRequest(
+                f"Invalid {self.kind} spec: meta.placement.cluster: unknown cluster '{wanted}' "
+                f"(known: {known})",
+                field="meta.placement.cluster",
+            )
+        namespace = spec.meta.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
+        guard.require(namespace, f"{self.kind}/*", "submit")
+        return namespace, self.planner.decide(spec, namespace, guard.user)
+
+
+class ExperimentService(WorkloadService):
+    """Experiments as users see them."""
+
     def check_submission(
         self, document: dict[str, Any], guard: Guard
     ) -> tuple[ExperimentSpec, str, Decision]:
@@ -105,17 +131,7 @@ class ExperimentService:
         when no registered cluster could ever take the work (the message says why for each).
         """
         spec = parse_experiment_spec(document)
-        wanted = spec.meta.placement.cluster
-        if wanted is not None and wanted not in self.registry:
-            known = ", ".join(c.name for c in self.registry.all()) or "none"
-            raise BadRequest(
-                f"Invalid experiment spec: meta.placement.cluster: unknown cluster '{wanted}' "
-                f"(known: {known})",
-                field="meta.placement.cluster",
-            )
-        namespace = spec.meta.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
-        guard.require(namespace, "experiment/*", "submit")
-        decision = self.planner.decide(spec, namespace, guard.user)
+        namespace, decision = self.dry_run(spec, guard)
         return spec, namespace, decision
 
     async def create(

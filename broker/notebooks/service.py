@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -19,11 +18,10 @@ from sqlalchemy.orm import Session
 
 from broker.api.access import Guard
 from broker.errors import ApiError, Conflict, NotFound
-from broker.experiments.service import cancel_on_cluster, events_of, insert_accepted
+from broker.experiments.service import WorkloadService, cancel_on_cluster, events_of, insert_accepted
 from broker.experiments.validation import parse_notebook_spec
-from broker.ids import IdGenerator, new_uid
+from broker.ids import new_uid
 from broker.notebooks.views import is_ready, notebook_status
-from broker.planner import Planner
 from broker.registry import ClusterRegistry
 from broker.state import FailureCategory, Status, now, restart, transition
 from broker.store.models import Event, Experiment
@@ -43,40 +41,16 @@ def slot_of(namespace: str, name: str) -> str:
     return f"notebook:{namespace}/{name}"
 
 
-class NotebookService:
+class NotebookService(WorkloadService):
     """Notebooks as users see them."""
 
-    def __init__(
-        self,
-        db: Any,
-        registry: ClusterRegistry,
-        ids: IdGenerator,
-        *,
-        default_namespace: str,
-        planner: Planner,
-        on_submitted: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.db = db
-        self.registry = registry
-        self.ids = ids
-        self.default_namespace = default_namespace
-        self.planner = planner
-        self.on_submitted = on_submitted
+    kind = KIND
 
     def check_submission(self, document: dict[str, Any], guard: Guard) -> tuple[NotebookSpec, str, Decision]:
         """Validate, authorise and dry-run place a NotebookSpec (400 / 403)."""
         spec = parse_notebook_spec(document)
-        wanted = spec.meta.placement.cluster
-        if wanted is not None and wanted not in self.registry:
-            known = ", ".join(c.name for c in self.registry.all()) or "none"
-            raise ApiError(
-                400,
-                f"Invalid notebook spec: meta.placement.cluster: unknown cluster '{wanted}' (known: {known})",
-                field="meta.placement.cluster",
-            )
-        namespace = spec.meta.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
-        guard.require(namespace, "notebook/*", "submit")
-        return spec, namespace, self.planner.decide(spec, namespace, guard.user)
+        namespace, decision = self.dry_run(spec, guard)
+        return spec, namespace, decision
 
     async def create(self, document: dict[str, Any], *, guard: Guard) -> Experiment:
         """Store a new notebook as Accepted (status ``waiting``) and wake the dispatcher; 409 on a
