@@ -105,6 +105,24 @@ class LaunchPlan(BaseModel):
         return next((r for r in self.replicas if r.name == name), None)
 
 
+def replicas_by_role(plan: LaunchPlan) -> dict[str, list[ReplicaPlan]]:
+    """Replicas per role (plan order), each role checked to hold indexes 0..n-1 with one command
+    and one size: what clusters that run a role as one templated unit (a Kubeflow replica spec,
+    an Indexed Job, a YARN component) need. A plan that breaks this raises ``ValueError``."""
+    roles: dict[str, list[ReplicaPlan]] = {}
+    for replica in plan.replicas:
+        roles.setdefault(replica.role, []).append(replica)
+    for role, group in roles.items():
+        group.sort(key=lambda r: r.index)
+        if [r.index for r in group] != list(range(len(group))):
+            raise ValueError(f"role {role}: replica indexes are not 0..{len(group) - 1}")
+        first = group[0]
+        for other in group[1:]:
+            if other.argv != first.argv or other.resources != first.resources:
+                raise ValueError(f"role {role}: replicas differ in command or resources")
+    return roles
+
+
 class Addressing(Protocol):
     """How replicas of one attempt find each other on the chosen cluster.
 

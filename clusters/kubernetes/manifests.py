@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runtimes.plan import LaunchPlan, ReplicaPlan, Resources
+from runtimes.plan import LaunchPlan, ReplicaPlan, Resources, replicas_by_role
 
 LABEL_ORIGIN = "submarine-broker/origin"
 LABEL_EXPERIMENT = "submarine-broker/experiment"
@@ -194,18 +194,10 @@ def resources(res: Resources) -> dict[str, dict[str, str]]:
 
 
 def _by_role(plan: LaunchPlan) -> dict[str, list[ReplicaPlan]]:
-    roles: dict[str, list[ReplicaPlan]] = {}
-    for replica in plan.replicas:
-        roles.setdefault(replica.role, []).append(replica)
-    for group in roles.values():
-        group.sort(key=lambda r: r.index)
-        if [r.index for r in group] != list(range(len(group))):
-            raise ManifestError(f"role {group[0].role}: replica indexes are not 0..{len(group) - 1}")
-        first = group[0]
-        for other in group[1:]:
-            if other.argv != first.argv or other.resources != first.resources:
-                raise ManifestError(f"role {first.role}: replicas differ in command or resources")
-    return roles
+    try:
+        return replicas_by_role(plan)
+    except ValueError as exc:
+        raise ManifestError(str(exc)) from None
 
 
 def escape(text: str) -> str:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clusters.yarn.config import YarnClusterConfig
-from runtimes.plan import LaunchPlan, ReplicaPlan, Resources
+from runtimes.plan import LaunchPlan, ReplicaPlan, Resources, replicas_by_role
 
 SERVICE_PREFIX = "sb-"
 SERVICE_VERSION = "1"
@@ -193,19 +193,13 @@ def artifact(plan: LaunchPlan, config: YarnClusterConfig) -> dict[str, str] | No
 
 
 def by_role(plan: LaunchPlan) -> dict[str, list[ReplicaPlan]]:
-    """Replicas per role (plan order), checked to be indexes 0..n-1 with one command and size."""
-    roles: dict[str, list[ReplicaPlan]] = {}
-    for replica in plan.replicas:
-        roles.setdefault(replica.role, []).append(replica)
+    """Replicas per role (plan order, see :func:`replicas_by_role`), each a valid YARN component."""
+    try:
+        roles = replicas_by_role(plan)
+    except ValueError as exc:
+        raise ServiceSpecError(str(exc)) from None
     seen: dict[str, str] = {}
     for role, group in roles.items():
-        group.sort(key=lambda r: r.index)
-        if [r.index for r in group] != list(range(len(group))):
-            raise ServiceSpecError(f"role {role}: replica indexes are not 0..{len(group) - 1}")
-        first = group[0]
-        for other in group[1:]:
-            if other.argv != first.argv or other.resources != first.resources:
-                raise ServiceSpecError(f"role {role}: replicas differ in command or resources")
         name = component_name(role)
         if name in seen:
             raise ServiceSpecError(f"roles {seen[name]} and {role} would both be component {name}")
