@@ -180,6 +180,23 @@ class Broker:
         return answer.json()["result"]
 
 
+def hold_code(release: Path, marker: str = "") -> str:
+    """Python code that waits for ``release`` to exist, then prints done; ``marker`` ends up in its cmdline."""
+    return (
+        f"# {marker}\nimport pathlib, time\n"
+        f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)\nprint('done')"
+    )
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of the processes whose command line holds ``marker``."""
+    import psutil
+
+    return [
+        p.pid for p in psutil.process_iter(["pid", "cmdline"]) if marker in " ".join(p.info["cmdline"] or ())
+    ]
+
+
 def python_spec(
     code: str,
     *,

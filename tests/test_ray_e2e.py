@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from pathlib import Path
 from typing import Any
 
-import psutil
-
 from tests.ray_cluster import RayHead
-from tests.support import python_spec, wait_for
+from tests.support import hold_code, processes_with, python_spec, wait_for
 
 FAST = {"dispatch_interval": 0.3, "monitor_interval": 0.3, "health_interval": 0.5}
 SMALL = "cpu=0.5,memory=64M"
@@ -38,22 +35,6 @@ def _one_job(head: RayHead, uid: str) -> Any:
     jobs = _jobs_of(head, uid)
     assert len(jobs) == 1, f"expected one Ray job for attempt {uid}, found {[j.submission_id for j in jobs]}"
     return jobs[0]
-
-
-def _hold(release: Path, marker: str = "") -> str:
-    """Code that waits for ``release`` to exist, then prints done; ``marker`` ends up in its cmdline."""
-    return (
-        f"# {marker}\nimport pathlib, time\n"
-        f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)\nprint('done')"
-    )
-
-
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if marker in " ".join(proc.info["cmdline"] or ()):
-            found.append(proc.pid)
-    return found
 
 
 def test_pytorch_master_and_worker_succeed_with_both_logs(broker_factory, ray_head) -> None:
@@ -87,20 +68,20 @@ def test_a_failing_replica_fails_the_experiment_with_its_reason(broker_factory, 
     assert _one_job(ray_head, failed["uid"]).status == "FAILED"
     assert "bad input" in broker.logs(exp)[f"{exp}-worker-0"]
     # the launcher stops the Master that was still sleeping
-    wait_for(lambda: not _processes_with(marker), timeout=20, what="the other replica to be stopped")
+    wait_for(lambda: not processes_with(marker), timeout=20, what="the other replica to be stopped")
 
 
 def test_deleting_a_running_experiment_stops_its_ray_job(broker_factory, ray_head, tmp_path) -> None:
     broker = broker_factory(clusters=_ray(ray_head), loops=FAST)
     marker = f"sb-ray-delete-{secrets.token_hex(4)}"
     spec = python_spec(
-        _hold(tmp_path / "never", marker), roles={"Worker": {"replicas": 1, "resources": SMALL}}
+        hold_code(tmp_path / "never", marker), roles={"Worker": {"replicas": 1, "resources": SMALL}}
     )
     exp = broker.submit(spec)["experimentId"]
     running = broker.wait_status(exp, "Running", timeout=60)
     assert running["cluster"] == "ray"
     job = _one_job(ray_head, running["uid"])
-    wait_for(lambda: _processes_with(marker), timeout=30, what="the replica process to start")
+    wait_for(lambda: processes_with(marker), timeout=30, what="the replica process to start")
 
     answer = broker.client.delete(f"/experiment/{exp}")
     assert answer.status_code == 200, answer.text
@@ -111,7 +92,7 @@ def test_deleting_a_running_experiment_stops_its_ray_job(broker_factory, ray_hea
         timeout=30,
         what=f"Ray job {job.submission_id} to be STOPPED",
     )
-    wait_for(lambda: not _processes_with(marker), timeout=20, what="the replica process to end")
+    wait_for(lambda: not processes_with(marker), timeout=20, what="the replica process to end")
 
 
 def test_broker_killed_mid_run_adopts_its_ray_jobs_and_submits_nothing_again(
@@ -120,8 +101,8 @@ def test_broker_killed_mid_run_adopts_its_ray_jobs_and_submits_nothing_again(
     broker = broker_factory(clusters=_ray(ray_head), loops=FAST)
     roles = {"Worker": {"replicas": 1, "resources": "cpu=0.25,memory=64M"}}
     early, late = tmp_path / "early", tmp_path / "late"
-    first = broker.submit(python_spec(_hold(early), name="first", roles=roles))["experimentId"]
-    second = broker.submit(python_spec(_hold(late), name="second", roles=roles))["experimentId"]
+    first = broker.submit(python_spec(hold_code(early), name="first", roles=roles))["experimentId"]
+    second = broker.submit(python_spec(hold_code(late), name="second", roles=roles))["experimentId"]
     uids = {exp: broker.wait_status(exp, "Running", timeout=60)["uid"] for exp in (first, second)}
     for uid in uids.values():
         _one_job(ray_head, uid)

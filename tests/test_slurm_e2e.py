@@ -7,12 +7,9 @@ fixture). The controller-loss test starts a Slurm of its own, since it stops the
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
-
-import psutil
 
 from tests.slurm_cluster import SlurmCluster
-from tests.support import python_spec, wait_for
+from tests.support import hold_code, processes_with, python_spec, wait_for
 
 FAST = {"dispatch_interval": 0.3, "monitor_interval": 0.3, "health_interval": 0.5}
 SMALL = "cpu=0.5,memory=64Mi"
@@ -27,19 +24,6 @@ def _one_job(cluster: SlurmCluster, uid: str) -> list[str]:
     jobs = _jobs(cluster, uid)
     assert len(jobs) == 1, f"expected one Slurm job for attempt {uid}, found {jobs}"
     return jobs[0]
-
-
-def _hold(release: Path, marker: str = "") -> str:
-    return (
-        f"# {marker}\nimport pathlib, time\n"
-        f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)\nprint('done')"
-    )
-
-
-def _processes_with(marker: str) -> list[int]:
-    return [
-        p.pid for p in psutil.process_iter(["pid", "cmdline"]) if marker in " ".join(p.info["cmdline"] or ())
-    ]
 
 
 def test_pytorch_master_and_worker_succeed_with_both_logs(broker_factory, slurm) -> None:
@@ -76,16 +60,16 @@ def test_deleting_a_running_experiment_cancels_its_slurm_job(broker_factory, slu
     broker = broker_factory(clusters={"hpc": slurm.cluster_config()}, loops=FAST)
     marker = f"sb-slurm-delete-{secrets.token_hex(4)}"
     spec = python_spec(
-        _hold(tmp_path / "never", marker), roles={"Worker": {"replicas": 2, "resources": SMALL}}
+        hold_code(tmp_path / "never", marker), roles={"Worker": {"replicas": 2, "resources": SMALL}}
     )
     exp = broker.submit(spec)["experimentId"]
     running = broker.wait_status(exp, "Running", timeout=60)
-    wait_for(lambda: len(_processes_with(marker)) == 2, timeout=30, what="both replicas to start")
+    wait_for(lambda: len(processes_with(marker)) == 2, timeout=30, what="both replicas to start")
 
     answer = broker.client.delete(f"/experiment/{exp}")
     assert answer.status_code == 200, answer.text
     assert answer.json()["result"]["status"] == "Deleted"
-    wait_for(lambda: not _processes_with(marker), timeout=20, what="the replica processes to end")
+    wait_for(lambda: not processes_with(marker), timeout=20, what="the replica processes to end")
     wait_for(lambda: _one_job(slurm, running["uid"])[2] == "CANCELLED", timeout=20, what="CANCELLED")
 
 
@@ -95,8 +79,8 @@ def test_broker_killed_mid_run_adopts_its_slurm_jobs_and_submits_nothing_again(
     broker = broker_factory(clusters={"hpc": slurm.cluster_config()}, loops=FAST)
     roles = {"Worker": {"replicas": 1, "resources": SMALL}}
     early, late = tmp_path / "early", tmp_path / "late"
-    first = broker.submit(python_spec(_hold(early), name="first", roles=roles))["experimentId"]
-    second = broker.submit(python_spec(_hold(late), name="second", roles=roles))["experimentId"]
+    first = broker.submit(python_spec(hold_code(early), name="first", roles=roles))["experimentId"]
+    second = broker.submit(python_spec(hold_code(late), name="second", roles=roles))["experimentId"]
     uids = {exp: broker.wait_status(exp, "Running", timeout=60)["uid"] for exp in (first, second)}
     for uid in uids.values():
         _one_job(slurm, uid)
@@ -130,11 +114,11 @@ def test_a_stopped_controller_turns_the_cluster_unreachable_and_fails_nothing(
         state = lambda: broker.client.get("/cluster/hpc").json()["result"]["state"]  # noqa: E731
         wait_for(lambda: state() == "Ready", timeout=20, what="the slurm cluster to be Ready")
         release, marker = tmp_path / "release", f"sb-slurm-ctld-{secrets.token_hex(4)}"
-        spec = python_spec(_hold(release, marker), roles={"Worker": {"replicas": 1, "resources": SMALL}})
+        spec = python_spec(hold_code(release, marker), roles={"Worker": {"replicas": 1, "resources": SMALL}})
         exp = broker.submit(spec)["experimentId"]
         uid = broker.wait_status(exp, "Running", timeout=60)["uid"]
         # srun needs the controller to start the job's step: stop it only once the replica runs.
-        wait_for(lambda: _processes_with(marker), timeout=30, what="the replica to start")
+        wait_for(lambda: processes_with(marker), timeout=30, what="the replica to start")
 
         cluster.stop_controller()
         wait_for(lambda: state() == "Unreachable", timeout=20, what="the slurm cluster to turn Unreachable")
