@@ -35,6 +35,22 @@ log = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 1000
 
 
+def new_row(workload_id: str, **fields: Any) -> dict[str, Any]:
+    """The column values of a new workload row: a first attempt, Accepted now, plus ``fields``."""
+    stamp = now()
+    return {
+        "id": workload_id,
+        "uid": new_uid(),
+        "attempt": 1,
+        "status": Status.ACCEPTED.value,
+        "priority": 0,
+        "dispatch_tries": 0,
+        "accepted_at": stamp,
+        "updated_at": stamp,
+        **fields,
+    }
+
+
 def insert_accepted(values: dict[str, Any], reason: str) -> Callable[[Session], Experiment]:
     """The unit of work that stores a new workload row (``values``) as Accepted with its first event.
 
@@ -143,23 +159,15 @@ class ExperimentService(WorkloadService):
         if decision.never_fits:
             raise ApiError(422, f"no registered cluster can ever take this experiment: {decision.rejection}")
         experiment_id = self.ids.next()
-        stamp = now()
-        values = {
-            "id": experiment_id,
-            "uid": new_uid(),
-            "attempt": 1,
-            "name": spec.meta.name,
-            "namespace": namespace,
-            "owner": owner,
-            "framework": spec.meta.framework,
-            "status": Status.ACCEPTED.value,
-            "spec": stored_spec(spec, experiment_id, namespace),
-            "priority": 0,
-            "idempotency_key": idempotency_key,
-            "dispatch_tries": 0,
-            "accepted_at": stamp,
-            "updated_at": stamp,
-        }
+        values = new_row(
+            experiment_id,
+            name=spec.meta.name,
+            namespace=namespace,
+            owner=owner,
+            framework=spec.meta.framework,
+            spec=stored_spec(spec, experiment_id, namespace),
+            idempotency_key=idempotency_key,
+        )
         try:
             created = await self.db.run(insert_accepted(values, f"submitted by {owner}"))
         except IntegrityError:

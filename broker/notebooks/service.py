@@ -18,12 +18,18 @@ from sqlalchemy.orm import Session
 
 from broker.api.access import Guard
 from broker.errors import ApiError, Conflict, NotFound
-from broker.experiments.service import WorkloadService, cancel_on_cluster, events_of, insert_accepted
+from broker.experiments.service import (
+    WorkloadService,
+    cancel_on_cluster,
+    events_of,
+    insert_accepted,
+    new_row,
+)
 from broker.experiments.validation import parse_notebook_spec
 from broker.ids import new_uid
 from broker.notebooks.views import is_ready, notebook_status
 from broker.registry import ClusterRegistry
-from broker.state import FailureCategory, Status, now, restart, transition
+from broker.state import FailureCategory, Status, restart, transition
 from broker.store.models import Event, Experiment
 from clusters.errors import ClusterError
 from policies.placement import Decision
@@ -58,29 +64,20 @@ class NotebookService(WorkloadService):
         spec, namespace, decision = self.check_submission(document, guard)
         if decision.never_fits:
             raise ApiError(422, f"no registered cluster can ever run this notebook: {decision.rejection}")
-        notebook_id = self.ids.next()
-        stamp = now()
-        values = {
-            "id": notebook_id,
-            "uid": new_uid(),
-            "attempt": 1,
-            "name": spec.meta.name,
-            "namespace": namespace,
-            "owner": guard.user,
-            "framework": KIND,
-            "kind": KIND,
-            "slot": slot_of(namespace, spec.meta.name),
-            "access_token": secrets.token_urlsafe(32),
-            "status": Status.ACCEPTED.value,
-            "spec": {
+        values = new_row(
+            self.ids.next(),
+            name=spec.meta.name,
+            namespace=namespace,
+            owner=guard.user,
+            framework=KIND,
+            kind=KIND,
+            slot=slot_of(namespace, spec.meta.name),
+            access_token=secrets.token_urlsafe(32),
+            spec={
                 **spec.model_dump(mode="json"),
                 "meta": {**spec.meta.model_dump(mode="json"), "namespace": namespace},
             },
-            "priority": 0,
-            "dispatch_tries": 0,
-            "accepted_at": stamp,
-            "updated_at": stamp,
-        }
+        )
         try:
             created = await self.db.run(insert_accepted(values, f"created by {guard.user}"))
         except IntegrityError:
