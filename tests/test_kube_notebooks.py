@@ -30,6 +30,7 @@ from tests.doubles.kube_api import KubeApiDouble
 from tests.jupyter_kernel import execute
 from tests.jupyter_server import JupyterServer
 from tests.support import serve_in_thread, wait_for
+from tests.test_kube_adapter import Cluster  # same namespace (team-a) and origin
 
 NS = "team-a"  # the Kubernetes namespace
 NB_NS = "vision"  # the notebook's (Submarine) namespace: part of its URL
@@ -316,19 +317,6 @@ def test_notebook_state_readings() -> None:
 
 
 # -- the adapter against the double -------------------------------------------------------------
-
-
-class Cluster:
-    def __init__(self, double: KubeApiDouble, url: str, tmp_path: Path) -> None:
-        self.double = double
-        self.kubeconfig = double.kubeconfig(tmp_path / "kubeconfig", url, NS)
-        self.tmp_path = tmp_path
-
-    def adapter(self, **fields: Any) -> KubernetesAdapter:
-        config = KubernetesClusterConfig(
-            name="k1", kubeconfig=str(self.kubeconfig), namespace=NS, origin="broker-a", **fields
-        )
-        return KubernetesAdapter(config, data_dir=str(self.tmp_path))
 
 
 @pytest.fixture
