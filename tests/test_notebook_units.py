@@ -107,6 +107,9 @@ def row(status: Status, access: dict | None = None, uid: str = "u1") -> Experime
         (Status.RUNNING, {"uid": "u1", "url": "http://x:1", "readyAt": "t"}, "running"),
         (Status.SUCCEEDED, None, "failed"),
         (Status.FAILED, None, "failed"),
+        # Stopped on purpose (its user, the idle timeout) by the broker: this attempt, not an older one.
+        (Status.FAILED, {"uid": "u1", "url": "http://x:1", "stoppedAt": "t"}, "stopped"),
+        (Status.FAILED, {"uid": "old", "stoppedAt": "t"}, "failed"),
         (Status.DELETED, None, "terminating"),
     ],
 )
@@ -117,7 +120,7 @@ def test_every_status_reads_as_a_submarine_notebook_status(status, access, expec
     assert shown["spec"]["meta"]["labels"] == {"notebook-owner-id": "bob", "notebook-id": "notebook_1_0001"}
     assert shown["url"] == "/notebook/vision/nb/lab"
     if status is Status.FAILED:
-        assert shown["reason"] == "why"
+        assert shown["reason"] == "why"  # stopped or failed, the reason says why
     elif status is Status.SUCCEEDED:
         assert "shut down" in shown["reason"]
 

@@ -54,13 +54,23 @@ def status_of(client: httpx.Client, notebook_id: str) -> dict[str, Any]:
     return answer.json()["result"]
 
 
+#: Statuses a notebook stays in until someone starts it again.
+ENDED = ("stopped", "failed")
+
+
 def wait_status(client: httpx.Client, notebook_id: str, wanted: str, timeout: float = 90) -> dict[str, Any]:
+    """Wait until the notebook is ``wanted``; fail at once if it ends otherwise."""
     seen: list[str] = []
 
     def reached() -> bool:
         current = status_of(client, notebook_id)
         if not seen or seen[-1] != current["status"]:
             seen.append(current["status"])
+        if current["status"] in ENDED and current["status"] != wanted:
+            raise AssertionError(
+                f"notebook {notebook_id} ended {current['status']} ({current['failureCategory']}: "
+                f"{current['reason']}), not {wanted} (seen {seen})"
+            )
         return current["status"] == wanted
 
     wait_for(reached, timeout=timeout, what=f"notebook {notebook_id} {wanted} (seen {seen})")
@@ -224,7 +234,7 @@ def test_idle_notebook_is_stopped_and_starts_again_with_its_files(secured) -> No
     )
     assert saved.status_code in (200, 201), saved.text
 
-    ended = wait_status(alice, nid, "failed", timeout=60)
+    ended = wait_status(alice, nid, "stopped", timeout=60)
     assert ended["failureCategory"] == "killed"
     assert "without activity" in ended["reason"] and "idle timeout 4s" in ended["reason"]
     server.wait(timeout=30)
@@ -241,8 +251,15 @@ def test_idle_notebook_is_stopped_and_starts_again_with_its_files(secured) -> No
     # Stopping by hand works the same way, and a running notebook cannot be started twice.
     assert alice.post(f"/api/v1/notebook/{nid}/start").status_code == 409
     stopped = alice.post(f"/api/v1/notebook/{nid}/stop")
-    assert stopped.status_code == 200 and stopped.json()["result"]["status"] == "failed"
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["result"]["status"] == "stopped"
+    assert stopped.json()["result"]["failureCategory"] == "killed"
     assert "stopped by alice" in stopped.json()["result"]["reason"]
+    assert [
+        n["status"]
+        for n in alice.get("/api/v1/notebook", params={"status": "stopped"}).json()["result"]
+        if n["notebookId"] == nid
+    ] == ["stopped"]
     files = broker.data_dir / "clusters" / "local" / ".workdirs" / nid
     assert (files / "keep.txt").read_text() == "kept"
     # Deleting the notebook removes its files.

@@ -93,6 +93,50 @@ async def cancel_on_cluster(registry: ClusterRegistry, row: Experiment, what: st
     return ""
 
 
+async def end_then_cancel(
+    db: Database,
+    registry: ClusterRegistry,
+    workload_id: str,
+    reason: str,
+    *,
+    category: FailureCategory,
+    refused: str,
+    uid: str | None = None,
+    also: Callable[[Experiment], None] | None = None,
+) -> Experiment:
+    """End a workload Failed with ``reason`` and ``category`` in one transaction, then stop its
+    attempt on the cluster (a user's stop, an idle notebook's cull).
+
+    The row is written first, on purpose: once it is terminal the monitor ignores what the cluster
+    reports about the attempt, so the status a reader sees is the one the stop decided, never what
+    the cancel caused on the way (a Jupyter server exits 0 on SIGTERM, a replica dies of the
+    signal). ``refused`` is the 409 message when the workload has ended already (or, with ``uid``,
+    when its attempt is no longer that one); ``also`` changes more of the row in the same
+    transaction. A cancel that fails is recorded as an event on the ended workload.
+    """
+
+    def mark(session: Session) -> Experiment:
+        current = session.get(Experiment, workload_id, with_for_update=True)
+        if current is None or Status(current.status).is_terminal or (uid is not None and current.uid != uid):
+            raise Conflict(refused)
+        transition(session, current, Status.FAILED, reason, category=category)
+        if also is not None:
+            also(current)
+        return current
+
+    ended = await db.run(mark)
+    note = await cancel_on_cluster(registry, ended, "stop")
+    if note:
+
+        def remember(session: Session) -> None:
+            current = session.get(Experiment, workload_id)
+            if current is not None:
+                record(session, current, note.removeprefix("; "))
+
+        await db.run(remember)
+    return ended
+
+
 class WorkloadService:
     """What experiment and notebook services share: their collaborators and the submit dry run."""
 
@@ -281,19 +325,11 @@ class ExperimentService(WorkloadService):
         row = await self.get(experiment_id, guard, "kill")
         if Status(row.status).is_terminal:
             raise Conflict(f"experiment {experiment_id} has already ended ({row.status})")
-        note = await cancel_on_cluster(self.registry, row, "stop")
-
-        def mark(session: Session) -> Experiment:
-            current = session.get(Experiment, experiment_id, with_for_update=True)
-            if current is None or Status(current.status).is_terminal:
-                raise Conflict(f"experiment {experiment_id} has already ended")
-            transition(
-                session,
-                current,
-                Status.FAILED,
-                f"stopped by {guard.user}{note}",
-                category=FailureCategory.KILLED,
-            )
-            return current
-
-        return await self.db.run(mark)
+        return await end_then_cancel(
+            self.db,
+            self.registry,
+            experiment_id,
+            f"stopped by {guard.user}",
+            category=FailureCategory.KILLED,
+            refused=f"experiment {experiment_id} has already ended",
+        )

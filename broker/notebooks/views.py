@@ -18,10 +18,25 @@ _REASONS = {
 }
 
 
+#: Key of a notebook's ``access`` record set when the broker stopped its attempt on purpose (its
+#: user's stop, the idle timeout): that notebook reads ``stopped``, not ``failed``.
+STOPPED_AT = "stoppedAt"
+
+
+def attempt_access(row: Experiment) -> dict[str, Any]:
+    """The ``access`` record of the notebook's current attempt (empty when it belongs to an older one)."""
+    access = row.access or {}
+    return access if access.get("uid") == row.uid else {}
+
+
 def is_ready(row: Experiment) -> bool:
     """The current attempt's Jupyter server has answered the broker."""
-    access = row.access or {}
-    return row.status == Status.RUNNING.value and access.get("uid") == row.uid and bool(access.get("readyAt"))
+    return row.status == Status.RUNNING.value and bool(attempt_access(row).get("readyAt"))
+
+
+def was_stopped(row: Experiment) -> bool:
+    """Ended because the broker stopped it on purpose (a user, the idle timeout), not a failure."""
+    return row.status == Status.FAILED.value and bool(attempt_access(row).get(STOPPED_AT))
 
 
 def notebook_status(row: Experiment) -> str:
@@ -29,8 +44,10 @@ def notebook_status(row: Experiment) -> str:
 
     Accepted → ``waiting`` (for a cluster); Created, or Running before the Jupyter server answers →
     ``creating``; answering → ``running``; Deleted → ``terminating`` (what DELETE answers; the
-    notebook is then gone); ended (stopped, culled, crashed or shut down from Jupyter) → ``failed``
-    with the reason and ``failureCategory`` saying which (no new status strings: the SDK knows these).
+    notebook is then gone). Stopped by its user or by the idle timeout → ``stopped``, a broker
+    extension to Submarine's statuses (the SDK passes status strings through unchecked); any other
+    end (a crash, a shutdown from Jupyter itself, a server that never answered, a lost cluster) →
+    ``failed``, with the reason and ``failureCategory`` saying which.
     """
     status = Status(row.status)
     if status is Status.ACCEPTED:
@@ -41,13 +58,13 @@ def notebook_status(row: Experiment) -> str:
         return "running" if is_ready(row) else "creating"
     if status is Status.DELETED:
         return "terminating"
-    return "failed"
+    return "stopped" if was_stopped(row) else "failed"
 
 
 def _reason(row: Experiment, status: str) -> str | None:
     if row.status == Status.SUCCEEDED.value:
         return "the Jupyter server shut down (exit code 0)"
-    if status == "failed":
+    if status in ("failed", "stopped"):
         return row.reason
     return row.status_message or _REASONS.get(status)
 
@@ -60,7 +77,7 @@ def notebook_url(row: Experiment) -> str:
 def notebook_json(row: Experiment) -> dict[str, Any]:
     """A Notebook as Submarine shows it, plus where it runs, its owner and activity."""
     status = notebook_status(row)
-    access = row.access if (row.access or {}).get("uid") == row.uid else {}
+    access = attempt_access(row)
     spec = dict(row.spec)
     meta = dict(spec.get("meta") or {})
     meta["labels"] = {**(meta.get("labels") or {}), "notebook-owner-id": row.owner, "notebook-id": row.id}
