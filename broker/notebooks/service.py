@@ -20,6 +20,7 @@ from broker.api.access import Guard
 from broker.errors import ApiError, Conflict, NotFound
 from broker.experiments.service import (
     WorkloadService,
+    attempt_logs,
     cancel_on_cluster,
     end_then_cancel,
     events_of,
@@ -32,9 +33,10 @@ from broker.notebooks.views import STOPPED_AT, attempt_access, is_ready, noteboo
 from broker.registry import ClusterRegistry
 from broker.state import FailureCategory, Status, now, restart, transition
 from broker.store.models import Event, Experiment
+from clusters.base import ReplicaLog
 from clusters.errors import ClusterError
 from policies.placement import Decision
-from runtimes.notebook import NotebookSpec
+from runtimes.notebook import REPLICA, NotebookSpec
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,12 @@ class NotebookService(WorkloadService):
         if action != "read":
             guard.require(row.namespace, obj, action)
         return row
+
+    async def logs(self, notebook_id: str, guard: Guard, *, tail: int | None = None) -> list[ReplicaLog]:
+        """The Jupyter server's output (the notebook is a one-replica plan) of its current or last
+        attempt, through its cluster's logs verb; no lines before it started."""
+        row = await self.get(notebook_id, guard, "logs")
+        return await attempt_logs(self.registry, row, [REPLICA], tail=tail)
 
     async def list(self, guard: Guard, *, status: str | None = None) -> list[Experiment]:
         """Live notebooks the caller may read, newest first (Submarine's ``?id=`` is ignored, as

@@ -7,6 +7,7 @@ from typing import Any
 from broker.experiments.views import fmt_time
 from broker.state import Status
 from broker.store.models import Experiment
+from clusters.base import ReplicaLog
 from runtimes.notebook import base_path
 
 #: What Submarine's reason says in each state it names.
@@ -100,4 +101,13 @@ def notebook_json(row: Experiment) -> dict[str, Any]:
         "failureCategory": row.failure_category,
         "statusMessage": row.status_message,
         "lastActivity": access.get("lastActivity"),
+    }
+
+
+def notebook_log_json(notebook_id: str, logs: list[ReplicaLog]) -> dict[str, Any]:
+    """The Jupyter server's output in the shape of Submarine's experiment logs: one entry per
+    replica (a notebook has one), ``podName`` = ``<id>-<replica>``, ``podLog`` its lines."""
+    return {
+        "notebookId": notebook_id,
+        "logContent": [{"podName": f"{notebook_id}-{log.replica}", "podLog": log.lines} for log in logs],
     }
