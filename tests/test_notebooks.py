@@ -316,11 +316,25 @@ def test_cli_creates_opens_stops_starts_and_deletes_a_notebook(secured) -> None:
     listed = run("list")
     assert "cli-nb" in listed and "running" in listed
     assert run("open", notebook_id).strip() == url
-    assert "stop: failed" in run("stop", notebook_id)
-    assert "start: waiting" in run("start", notebook_id)
-    assert "stopped by alice" in run("get", notebook_id)
-    wait_status(c["alice"], notebook_id, "running")
-    assert "delete: terminating" in run("delete", notebook_id)
+    # The Jupyter server's own output, through the broker (REST and CLI).
+    served = c["alice"].get(f"/api/v1/notebook/{notebook_id}/logs", params={"tail": 5}).json()["result"]
+    assert [e["podName"] for e in served["logContent"]] == [f"{notebook_id}-notebook-0"]
+    assert 0 < len(served["logContent"][0]["podLog"]) <= 5
+    jupyter = run("logs", notebook_id)
+    assert "Jupyter" in jupyter and "/notebook/vision/cli-nb/" in jupyter
+    assert run("logs", notebook_id, "--tail", "2").splitlines() == jupyter.splitlines()[-2:]
+
+    assert run("stop", notebook_id).strip() == f"notebook {notebook_id} stopped"
+    stopped_row = next(line for line in run("list").splitlines() if notebook_id in line)
+    assert "stopped" in stopped_row and "stopped by alice" in stopped_row  # the reason is listed
+    shown = run("get", notebook_id)
+    for text in ("ID", "Status", "stopped", "Reason", "stopped by alice", "Failure", "killed", "URL", url):
+        assert text in shown, text
+    assert "Events" in shown
+    again = run("start", notebook_id, "--wait")
+    assert again.strip() == f"notebook {notebook_id} running: {url}"
+    assert "started again by alice" in run("get", notebook_id)
+    assert run("delete", notebook_id).strip() == f"notebook {notebook_id} deleted: terminating"
     refused = runner.invoke(main, [*base, "get", notebook_id])
     assert refused.exit_code == 1 and "Notebook not found." in refused.output
     bad = runner.invoke(main, [*base, "create", "cli-bad", "--env", "novalue"])
