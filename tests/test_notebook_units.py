@@ -129,3 +129,24 @@ def test_jupyter_times_parse_and_junk_does_not() -> None:
     assert parse_time("2026-11-30T02:50:01.123456Z") == datetime(2026, 11, 30, 2, 50, 1, 123456, tzinfo=UTC)
     for junk in (None, "", "yesterday", 5):
         assert parse_time(junk) is None
+
+
+def test_the_server_token_never_shows_in_the_notebook_logs() -> None:
+    from broker.notebooks.views import notebook_log_json
+    from clusters.base import ReplicaLog
+
+    lines = ["started", "os.environ['JUPYTER_TOKEN'] = 's3cr3t-t0ken'", "http://h:1/lab?token=s3cr3t-t0ken"]
+    shown = notebook_log_json("notebook_1_0001", [ReplicaLog("notebook-0", lines)], "s3cr3t-t0ken")
+    assert shown == {
+        "notebookId": "notebook_1_0001",
+        "logContent": [
+            {
+                "podName": "notebook_1_0001-notebook-0",
+                "podLog": [
+                    "started",
+                    "os.environ['JUPYTER_TOKEN'] = '******'",
+                    "http://h:1/lab?token=******",
+                ],
+            }
+        ],
+    }

@@ -68,8 +68,8 @@ async def logs(request: Request) -> EnvelopeResponse:
     if tail is not None and tail < 0:
         raise BadRequest("tail: must not be negative", field="tail")
     notebook_id = request.path_params["id"]
-    content = await _service(request).logs(notebook_id, Guard.of(request), tail=tail)
-    return ok(notebook_log_json(notebook_id, content), message="Logs of the notebook instance")
+    row, content = await _service(request).logs(notebook_id, Guard.of(request), tail=tail)
+    return ok(notebook_log_json(row.id, content, row.access_token), message="Logs of the notebook instance")
 
 
 async def events(request: Request) -> EnvelopeResponse:

@@ -109,11 +109,13 @@ class NotebookService(WorkloadService):
             guard.require(row.namespace, obj, action)
         return row
 
-    async def logs(self, notebook_id: str, guard: Guard, *, tail: int | None = None) -> list[ReplicaLog]:
-        """The Jupyter server's output (the notebook is a one-replica plan) of its current or last
-        attempt, through its cluster's logs verb; no lines before it started."""
+    async def logs(
+        self, notebook_id: str, guard: Guard, *, tail: int | None = None
+    ) -> tuple[Experiment, list[ReplicaLog]]:
+        """The notebook and its Jupyter server's output (the notebook is a one-replica plan) of its
+        current or last attempt, through its cluster's logs verb; no lines before it started."""
         row = await self.get(notebook_id, guard, "logs")
-        return await attempt_logs(self.registry, row, [REPLICA], tail=tail)
+        return row, await attempt_logs(self.registry, row, [REPLICA], tail=tail)
 
     async def list(self, guard: Guard, *, status: str | None = None) -> list[Experiment]:
         """Live notebooks the caller may read, newest first (Submarine's ``?id=`` is ignored, as

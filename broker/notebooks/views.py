@@ -104,10 +104,19 @@ def notebook_json(row: Experiment) -> dict[str, Any]:
     }
 
 
-def notebook_log_json(notebook_id: str, logs: list[ReplicaLog]) -> dict[str, Any]:
+def notebook_log_json(notebook_id: str, logs: list[ReplicaLog], secret: str | None = None) -> dict[str, Any]:
     """The Jupyter server's output in the shape of Submarine's experiment logs: one entry per
-    replica (a notebook has one), ``podName`` = ``<id>-<replica>``, ``podLog`` its lines."""
+    replica (a notebook has one), ``podName`` = ``<id>-<replica>``, ``podLog`` its lines. The
+    server's token (``secret``) is masked wherever a line shows it (Jupyter masks it itself in the
+    URLs it prints; code run in the notebook may not)."""
+
+    def masked(line: str) -> str:
+        return line.replace(secret, "******") if secret else line
+
     return {
         "notebookId": notebook_id,
-        "logContent": [{"podName": f"{notebook_id}-{log.replica}", "podLog": log.lines} for log in logs],
+        "logContent": [
+            {"podName": f"{notebook_id}-{log.replica}", "podLog": [masked(line) for line in log.lines]}
+            for log in logs
+        ],
     }
