@@ -5,7 +5,9 @@ refused files in clusters.d (file, line, key, reason; never a value from the fil
 caller may read, or all of them for a caller who may ``admin`` every cluster.
 ``GET /cluster/errors`` returns that list alone. ``POST /cluster/{name}/cordon|uncordon|drain``
 need the ``admin`` action on ``cluster/<name>`` in the global domain. Cordon and drain flags are
-stored in the database, so every broker replica honours them within a second.
+stored in the database, so every broker replica honours them within a second. Neither evicts
+anything: cordon pauses new work, drain empties the cluster for removal, and each cluster's
+``workloads`` (this broker's experiments and notebooks there) and ``drained`` say when it is empty.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ def _admin(request: Request) -> tuple[ClusterState, Guard]:
 
 
 async def cordon(request: Request) -> EnvelopeResponse:
-    """No new work on the cluster; what runs there continues."""
+    """Pause the cluster: no new work there; what runs there continues (``uncordon`` lifts it)."""
     cluster, guard = _admin(request)
     await request.app.state.broker.cluster_flags.set(
         cluster.name, cordoned=True, draining=cluster.draining, user=guard.user
@@ -164,7 +166,8 @@ async def uncordon(request: Request) -> EnvelopeResponse:
 
 
 async def drain(request: Request) -> EnvelopeResponse:
-    """No new work; running work continues to its end (``uncordon`` undoes it)."""
+    """Drain the cluster to remove it: no new work; what runs there runs to its own end (nothing is
+    evicted) and ``drained`` turns true once none of this broker's work is left (``uncordon`` undoes it)."""
     cluster, guard = _admin(request)
     await request.app.state.broker.cluster_flags.set(
         cluster.name, cordoned=cluster.cordoned, draining=True, user=guard.user
