@@ -228,9 +228,11 @@ class FakeBroker:
                 exp = self.experiments.get(exp_id)
             if exp is None:
                 return envelope(code=404, message=f"Experiment {exp_id} not found")
+            if replica and not {replica, f"{exp_id}-{replica}"} & set(exp.logs):
+                return envelope(code=404, message=f"experiment {exp_id} has no replica '{replica}'")
             content = []
             for pod, lines in exp.logs.items():
-                if replica and pod != replica:
+                if replica and pod not in (replica, f"{exp_id}-{replica}"):
                     continue
                 shown = lines[-int(tail) :] if tail is not None and int(tail) > 0 else lines
                 content.append({"podName": pod, "podLog": [] if tail == "0" else list(shown)})
@@ -511,7 +513,10 @@ def test_commands_take_a_unique_name_instead_of_an_id(fake: FakeBroker, cli: Any
     assert deleted.exit_code == 0 and f"experiment {exp_id} deleted: Deleted" in deleted.output
     gone = cli("experiment", "get", "resnet")
     assert_clean_failure(gone)
-    assert "not found (and no live experiment is named 'resnet')" in gone.output
+    assert "Error: Experiment resnet not found" in gone.output  # the server's own 404
+    bad_replica = cli("experiment", "logs", "other", "--replica", "chief-0")
+    assert_clean_failure(bad_replica)
+    assert "has no replica 'chief-0'" in bad_replica.output
 
 
 def test_a_name_several_live_experiments_share_is_an_error_listing_their_ids(

@@ -173,13 +173,14 @@ def resolve_name(
     client: BrokerClient, name: str, namespace: str | None, missing: NotFound, *, deleted: bool = False
 ) -> str:
     """The id of the one live (with ``deleted``: deleted) experiment called ``name``; ``missing``
-    (the by-id 404), extended, when there is none; an error listing the ids when several match."""
+    (the 404 of the call by id, whatever it was about: an unknown id, an unknown replica) when none
+    is; an error listing the ids when several are."""
     kind = "deleted" if deleted else "live"
     page = client.list_experiments(status="Deleted" if deleted else None, name=name, namespace=namespace)
     matches = _named(page.items, name, namespace)
     where = f" in namespace {namespace}" if namespace else ""
     if not matches:
-        raise NotFound(missing.code, f"{missing.message} (and no {kind} experiment{where} is named '{name}')")
+        raise missing
     if len(matches) == 1:
         return str(matches[0].get("experimentId"))
     listing = ", ".join(
