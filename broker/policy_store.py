@@ -23,7 +23,7 @@ from broker.state import now
 from broker.store.database import Database
 from broker.store.models import ApiToken, PolicyLineRow, PolicyRevision, User
 from policies.lines import PolicyLine, PolicyLineError, parse_csv, parse_lines
-from policies.lockout import find_lockout
+from policies.lockout import can_touch_edit, find_lockout
 
 MAX_RETRIES = 20
 BUILTIN_ADMIN = "admin"
@@ -137,6 +137,8 @@ def callers(session: Session, auth: str) -> list[str]:
 
 def refuse_lockout(session: Session, auth: str, live: set[str], added: list[str], removed: list[str]) -> None:
     """Raise :class:`Conflict` naming the lines when the edit would leave nobody able to edit the policy."""
+    if not any(can_touch_edit(line) for line in parse_lines([*added, *removed])):
+        return  # skip the users query and the policy rebuilds for the everyday edits
     after = (live - set(removed)) | set(added)
     found = find_lockout(parse_lines(sorted(live)), parse_lines(sorted(after)), callers(session, auth))
     if found is not None:

@@ -94,14 +94,16 @@ def find_lockout(
     An edit is only refused when it makes things worse: if no user could edit the policy before
     (a policy repaired step by step by the built-in admin of ``auth: none``), it is let through.
     """
+    old, new = set(before), set(after)
+    changes = [Change(line, False) for line in before if line not in new and can_touch_edit(line)]
+    changes += [Change(line, True) for line in after if line not in old and can_touch_edit(line)]
+    if not changes:  # most edits: team memberships, placement rules and weights
+        return None
+    changes.sort(key=lambda c: (c.line.csv(), c.added))
     known = sorted(set(users))
     had = editors(Authorizer(before), known)
     if not had or _anyone(after, known):
         return None
-    old, new = set(before), set(after)
-    changes = [Change(line, False) for line in before if line not in new and can_touch_edit(line)]
-    changes += [Change(line, True) for line in after if line not in old and can_touch_edit(line)]
-    changes.sort(key=lambda c: (c.line.csv(), c.added))
     state = dict.fromkeys(before)
     culprits: list[Change] = []
     for change in changes:
