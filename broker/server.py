@@ -168,7 +168,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         loops,
         errors,
         policy,
-        PolicyStore(db),
+        PolicyStore(db, auth=config.auth),
         planner,
         cluster_flags,
         notebooks,

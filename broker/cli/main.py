@@ -11,6 +11,7 @@ from broker.cli.admin import token, user
 from broker.cli.client import DEFAULT_URL, BrokerClient, BrokerError
 from broker.cli.cluster import cluster
 from broker.cli.experiment import experiment
+from broker.cli.experiment_patch import patch
 from broker.cli.notebook import notebook
 from broker.cli.policy import placement, policy
 from broker.cli.server_commands import db, serve
@@ -49,6 +50,7 @@ def main(ctx: click.Context, url: str, token: str | None) -> None:
     ctx.call_on_close(client.close)
 
 
+experiment.add_command(patch)
 main.add_command(experiment)
 main.add_command(notebook)
 main.add_command(cluster)

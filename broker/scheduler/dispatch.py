@@ -199,7 +199,7 @@ class Dispatcher:
 
             def wait(session: Session) -> None:
                 row = session.get(Experiment, item.id)
-                if row is None or row.status != Status.ACCEPTED.value:
+                if row is None or row.status != Status.ACCEPTED.value or row.uid != item.uid:
                     return
                 row.placement = placed
                 if row.status_message != summary:
@@ -216,6 +216,7 @@ class Dispatcher:
                     Experiment.id == item.id,
                     Experiment.status == Status.ACCEPTED.value,
                     Experiment.cluster.is_(None),
+                    Experiment.uid == item.uid,  # a patch replaced the spec since we read it: not ours
                 )
                 .values(
                     cluster=decision.chosen, placement=decision.to_json(), status_message=decision.summary
