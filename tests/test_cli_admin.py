@@ -1,7 +1,7 @@
 """``submarine-broker user add`` and ``token create``: straight to the broker's database (no REST).
 
 Each test writes a broker.yaml in tmp_path whose default policy is the repository's
-config/policy.csv, runs the commands with CliRunner, then reads the database back to check them.
+broker/defaults/policy.csv (the packaged default), runs the commands with CliRunner, then reads the database back to check them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from broker.store.models import PolicyRevision, User
 from tests.support import REPO, Broker, python_spec, wait_for
 
 T = TypeVar("T")
-DEFAULT_POLICY = REPO / "config" / "policy.csv"
+DEFAULT_POLICY = REPO / "broker" / "defaults" / "policy.csv"
 
 
 @pytest.fixture
