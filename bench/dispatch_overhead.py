@@ -76,7 +76,7 @@ class BrokerProcess:
             "data_dir": str(root / "data"),
             "database_url": f"sqlite:///{root / 'broker.db'}",
             "clusters_dir": str(clusters),
-            "default_policy": str(REPO / "config" / "policy.csv"),
+            "default_policy": str(REPO / "broker" / "defaults" / "policy.csv"),
             "loops": {
                 "dispatch_interval": args.dispatch_interval,
                 "monitor_interval": args.monitor_interval,

@@ -296,7 +296,7 @@ def make_servers(root: Path) -> tuple[Server, Server]:
         "data_dir": str(broker_root / "data"),
         "database_url": f"sqlite:///{broker_db}",
         "clusters_dir": str(broker_root / "clusters.d"),
-        "default_policy": str(REPO / "config" / "policy.csv"),
+        "default_policy": str(REPO / "broker" / "defaults" / "policy.csv"),
         "loops": {"dispatch_paused": True},
     }
     # JSON is YAML: the broker reads these as its usual files.

@@ -6,9 +6,12 @@ is refused there) and for ``POST /api/v1/placement/explain``.
 
 from __future__ import annotations
 
+import dataclasses
+
+from broker.notebooks.runtime import InterpreterProbe, NotebookRuntime, jupyter_problem
 from broker.policy_runtime import PolicyRuntime
-from broker.registry import ClusterRegistry
-from policies.placement import Decision, PlacementEngine, PlacementRequest
+from broker.registry import ClusterRegistry, ClusterState
+from policies.placement import ClusterView, Decision, PlacementEngine, PlacementRequest
 from runtimes.notebook import NotebookSpec
 from runtimes.plan import ZERO, Resources
 from runtimes.resources import parse_resources
@@ -69,10 +72,20 @@ def notebook_request(
 class Planner:
     """Places specs on the registered clusters under the policy in force."""
 
-    def __init__(self, registry: ClusterRegistry, policy: PolicyRuntime, engine: PlacementEngine) -> None:
+    def __init__(
+        self,
+        registry: ClusterRegistry,
+        policy: PolicyRuntime,
+        engine: PlacementEngine,
+        notebooks: NotebookRuntime | None = None,
+        probe: InterpreterProbe | None = None,
+    ) -> None:
         self.registry = registry
         self.policy = policy
         self.engine = engine
+        #: How notebooks start (None: nothing is checked); the probe looks at their interpreter.
+        self.notebooks = notebooks
+        self.probe = probe or InterpreterProbe()
 
     def decide(
         self,
@@ -86,7 +99,7 @@ class Planner:
         Clusters in ``refused_by`` turned the workload down before; they are tried again only
         when no other cluster could take it now.
         """
-        views = [cluster.view() for cluster in self.registry.all()]
+        views = [self._view(cluster, spec) for cluster in self.registry.all()]
         request = placement_request(spec, namespace, user, refused_by)
         decision = self.engine.place(request, views, self.policy.authorizer)
         if decision.chosen is None and refused_by:
@@ -94,6 +107,15 @@ class Planner:
                 placement_request(spec, namespace, user), views, self.policy.authorizer
             )
         return decision
+
+    def _view(self, cluster: ClusterState, spec: ExperimentSpec | NotebookSpec) -> ClusterView:
+        """The cluster as placement sees it; for a notebook, refused where Jupyter is missing."""
+        view = cluster.view()
+        if isinstance(spec, NotebookSpec) and self.notebooks is not None:
+            problem = jupyter_problem(self.notebooks, cluster, self.probe)
+            if problem:
+                return dataclasses.replace(view, cannot_run={"notebook": problem})
+        return view
 
     def home_namespace(self, user: str) -> str | None:
         """The namespace a user's work goes to when the spec names none: their first team."""

@@ -24,13 +24,14 @@ from broker.config.models import BrokerConfig, NotebooksConfig
 from broker.experiments.service import ExperimentService
 from broker.ids import IdGenerator
 from broker.notebooks.proxy import NotebookProxy
+from broker.notebooks.runtime import NotebookRuntime
 from broker.notebooks.service import NotebookService
 from broker.notebooks.watch import NotebookWatch
 from broker.planner import Planner
 from broker.policy_runtime import PolicyRuntime
 from broker.policy_store import PolicyStore, seed_default_policy
 from broker.registry import ClusterRegistry
-from broker.scheduler.dispatch import Dispatcher, NotebookRuntime
+from broker.scheduler.dispatch import Dispatcher
 from broker.scheduler.failover import Failover
 from broker.scheduler.lease import LeaseKeeper
 from broker.scheduler.loops import LEASE_NAME, Loops
@@ -111,7 +112,8 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     cluster_flags.load()
     seed_default_policy(db, config.default_policy)
     policy = PolicyRuntime(db)
-    planner = Planner(registry, policy, default_engine())
+    jupyter = notebook_runtime(config.notebooks)
+    planner = Planner(registry, policy, default_engine(), jupyter)
     ids = IdGenerator(db, "experiment", "-", holder)
     loops = Loops(
         lease=LeaseKeeper(db, LEASE_NAME, holder, config.loops.lease_ttl),
@@ -124,7 +126,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
                 "SUBMARINE_SERVER_DNS_NAME": config.advertised_host,
                 "SUBMARINE_SERVER_PORT": str(config.port),
             },
-            notebooks=notebook_runtime(config.notebooks),
+            notebooks=jupyter,
         ),
         monitor=Monitor(
             db,
@@ -168,7 +170,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         loops,
         errors,
         policy,
-        PolicyStore(db),
+        PolicyStore(db, auth=config.auth),
         planner,
         cluster_flags,
         notebooks,

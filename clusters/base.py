@@ -110,6 +110,9 @@ class ClusterAdapter(ABC):
     kind: ClassVar[str]
     config_model: ClassVar[type[ClusterConfig]]
     capabilities: ClassVar[Capability] = Capability.NONE
+    #: Replicas run as processes on the broker's own host, so the broker can check what their
+    #: interpreter has installed (Jupyter for notebooks) before it places work there.
+    runs_on_broker_host: ClassVar[bool] = False
 
     _REQUIRED = ("health", "submit", "poll", "cancel", "logs", "addressing")
 

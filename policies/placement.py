@@ -14,7 +14,7 @@ decision says so (``never_fits``) and why (``rejection``), and the broker refuse
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,9 @@ class ClusterView:
     free: Resources
     message: str = ""
     running: int = 0  # workloads running there now (the spread scorer prefers fewer)
+    #: Workload kinds this cluster cannot run for a reason of its own (say, its interpreter lacks
+    #: Jupyter for notebooks), each with that reason; the capabilities filter refuses them.
+    cannot_run: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,9 @@ def capabilities(
     lacking = sorted(request.needs - cluster.capabilities)
     if request.total.gpu and cluster.total.gpu == 0 and _reported(cluster):
         lacking = sorted(set(lacking) | {"gpu"})
-    return f"{cluster.kind} cluster cannot provide {', '.join(lacking)}" if lacking else None
+    if lacking:
+        return f"{cluster.kind} cluster cannot provide {', '.join(lacking)}"
+    return cluster.cannot_run.get(request.workload_kind)
 
 
 def _needs(request: PlacementRequest) -> str:

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,13 +69,14 @@ class Broker:
         self.data_dir = root / "data"
         self.log_path = root / "broker.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.group = False  # True: the process leads a group of its own (a custom start command)
         self.clusters_dir.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {
             "host": "127.0.0.1",
             "port": self.port,
             "data_dir": str(self.data_dir),
             "clusters_dir": str(self.clusters_dir),
-            "default_policy": str(REPO / "config" / "policy.csv"),
+            "default_policy": str(REPO / "broker" / "defaults" / "policy.csv"),
             "loops": {
                 "dispatch_interval": 0.5,
                 "monitor_interval": 0.3,
@@ -94,20 +95,34 @@ class Broker:
     def add_cluster(self, name: str, **body: Any) -> None:
         (self.clusters_dir / f"{name}.yaml").write_text(yaml.safe_dump({"name": name, **body}))
 
-    def start(self, *, wait: bool = True) -> Broker:
+    def start(
+        self,
+        *,
+        wait: bool = True,
+        command: Sequence[str] | None = None,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+    ) -> Broker:
+        """Start ``python -m broker serve --config <its broker.yaml>`` in its folder, or ``command``
+        (in ``cwd``, with ``env``; it must serve on :attr:`port`) in a process group of its own,
+        which :meth:`stop` and :meth:`kill` then end whole."""
         log = self.log_path.open("ab")
-        # The repository on the path, so broker.yaml's extra_kinds can name test doubles.
-        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+        if env is None:
+            # The repository on the path, so broker.yaml's extra_kinds can name test doubles.
+            path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+        self.group = command is not None
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", "serve", "--config", str(self.config_path)],
+            list(command or [sys.executable, "-m", "broker", "serve", "--config", str(self.config_path)]),
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=self.root,
-            env=env,
+            cwd=cwd or self.root,
+            env=dict(env),
+            start_new_session=self.group,
         )
         if wait:
-            wait_for(self._ready, timeout=60, what=f"broker on {self.url} (log: {self.log_path})")
+            wait_for(self._ready, timeout=timeout, what=f"broker on {self.url} (log: {self.log_path})")
         return self
 
     def _ready(self) -> bool:
@@ -121,21 +136,48 @@ class Broker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def _signal(self, signum: int) -> None:
+        assert self.proc is not None
+        if self.group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+        else:
+            self.proc.send_signal(signum)
+
     def kill(self) -> None:
         """SIGKILL the broker alone (its replicas live in their own sessions and keep running)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            self._signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        """SIGTERM, then SIGKILL after 15 s (the whole group of a ``command`` started by :meth:`start`,
+        even when its first process has ended)."""
+        if self.proc is None:
+            return
+        if self.group:  # what the command started may outlive its first process
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                with contextlib.suppress(AssertionError):
+                    wait_for(lambda: not self._group_alive(), timeout=15, what="the broker's group to end")
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        elif self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal(signal.SIGKILL)
                 self.proc.wait(timeout=10)
+
+    def _group_alive(self) -> bool:
+        assert self.proc is not None
+        self.proc.poll()  # reap the leader: a zombie still counts as a member
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def close(self) -> None:
         self.stop()

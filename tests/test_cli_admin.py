@@ -1,7 +1,7 @@
 """``submarine-broker user add`` and ``token create``: straight to the broker's database (no REST).
 
 Each test writes a broker.yaml in tmp_path whose default policy is the repository's
-config/policy.csv, runs the commands with CliRunner, then reads the database back to check them.
+broker/defaults/policy.csv (the packaged default), runs the commands with CliRunner, then reads the database back to check them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from broker.store.models import PolicyRevision, User
 from tests.support import REPO, Broker, python_spec, wait_for
 
 T = TypeVar("T")
-DEFAULT_POLICY = REPO / "config" / "policy.csv"
+DEFAULT_POLICY = REPO / "broker" / "defaults" / "policy.csv"
 
 
 @pytest.fixture
@@ -253,3 +253,62 @@ def test_end_to_end_with_a_token_broker(broker_factory: Callable[..., Broker], t
     revisions = json.loads(cli(root, "policy", "revisions", "--json").stdout)
     assert [r["author"] for r in revisions[-2:]] == ["root", "root"]
     assert revisions[-2]["message"] == "no local for alice"
+
+
+def test_policy_reset_restores_the_default_policy_even_from_a_broken_one(config: Path) -> None:
+    from sqlalchemy import text
+
+    assert run("user", "add", "root", "--team", "ops", "--admin", "--config", str(config)).exit_code == 0
+
+    def break_it(session: Session) -> None:  # what hand-written SQL leaves behind
+        session.execute(text("DELETE FROM policy_line WHERE text = 'p, admin, *, *, *, allow'"))
+        session.execute(text("INSERT INTO policy_line (text, ptype) VALUES ('p, broken', 'p')"))
+
+    in_db(config, break_it)
+    before = in_db(config, lambda s: len(s.scalars(select(PolicyRevision)).all()))
+
+    result = run("policy", "reset", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"policy reset to {DEFAULT_POLICY}: revision {before + 1} by recovery")
+    for shown in (
+        "  + p, admin, *, *, *, allow",
+        "  - p, broken",
+        "  - g, root, admin, *",
+        "  - g, root, member, ops",
+    ):
+        assert shown in result.stdout.splitlines(), shown
+
+    def check(session: Session) -> tuple[list[str], PolicyRevision]:
+        last = session.scalars(select(PolicyRevision).order_by(PolicyRevision.revision.desc())).first()
+        return live_lines(session), last
+
+    lines, last = in_db(config, check)
+    assert sorted(lines) == sorted(default_lines())
+    assert (last.revision, last.author, last.message) == (
+        before + 1,
+        "recovery",
+        "policy reset to policy.csv",
+    )
+    assert last.added == ["p, admin, *, *, *, allow"] and "p, broken" in last.removed
+
+    again = run("policy", "reset", "--config", str(config))
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith(
+        f"no change: the policy is {DEFAULT_POLICY} already (revision {before + 1}"
+    )
+    assert in_db(config, lambda s: len(s.scalars(select(PolicyRevision)).all())) == before + 1
+
+
+def test_policy_reset_without_a_default_policy_file_changes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "broker.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": "data", "default_policy": str(tmp_path / "gone.csv")}))
+    result = run("policy", "reset", "--config", str(config))
+    assert_clean_failure(result)
+    assert "gone.csv" in result.output and "cannot read the default policy" in result.output
+    empty = tmp_path / "empty.csv"
+    empty.write_text("# nothing\n")
+    config.write_text(yaml.safe_dump({"data_dir": "data", "default_policy": str(empty)}))
+    nothing = run("policy", "reset", "--config", str(config))
+    assert_clean_failure(nothing)
+    assert "has no policy lines; refusing to reset the policy to nothing" in nothing.output
+    assert not (tmp_path / "data").exists()

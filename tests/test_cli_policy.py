@@ -45,7 +45,14 @@ WEIGHT = "p2, vision, cluster/gpu-*, 5"
 
 
 def envelope(result: Any = None, code: int = 200, message: str | None = None) -> JSONResponse:
-    status = {200: "OK", 400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
+    status = {
+        200: "OK",
+        400: "BAD_REQUEST",
+        401: "UNAUTHORIZED",
+        403: "FORBIDDEN",
+        404: "NOT_FOUND",
+        409: "CONFLICT",
+    }
     body = {
         "status": status.get(code, "ERROR"),
         "code": code,
@@ -124,19 +131,35 @@ class FakeBroker:
                 )
         return None
 
-    def _edit(self, author: str, new: list[str], message: str) -> None:
+    def _edit(self, author: str, new: list[str], message: str) -> Response:
+        """Apply an edit like the broker: no revision when nothing changes, 409 when the admin line
+        that lets anyone edit the policy would go."""
         old = set(self.lines)
+        added, removed = sorted(set(new) - old), sorted(old - set(new))
+        if not added and not removed:
+            return envelope(
+                {**self.snapshot(), "changed": False, "added": [], "removed": []},
+                message=f"no change: the policy stays at revision {self.revision}",
+            )
+        if DEFAULT_LINES[0] in removed:
+            return envelope(
+                code=409,
+                message="refused: this edit would leave no user able to edit the policy (edit on policy in "
+                f"namespace *; now: admin). The lines that do it: removing '{DEFAULT_LINES[0]}'. "
+                "The policy was not changed",
+            )
         self.history.append(
             {
                 "revision": self.revision + 1,
                 "author": author,
                 "at": "2026-11-29T13:00:00Z",
-                "added": sorted(set(new) - old),
-                "removed": sorted(old - set(new)),
+                "added": added,
+                "removed": removed,
                 "message": message,
             }
         )
         self.lines = sorted(set(new))
+        return envelope({**self.snapshot(), "changed": True, "added": added, "removed": removed})
 
     # -- handlers ----------------------------------------------------------------------------
     async def get_policy(self, request: Request) -> Response:
@@ -150,12 +173,10 @@ class FakeBroker:
         lines, message = body["lines"], body.get("message", "")
         with self.lock:
             if request.method == "POST":
-                self._edit("admin", [*self.lines, *lines], message)
-            elif request.method == "DELETE":
-                self._edit("admin", [line for line in self.lines if line not in lines], message)
-            else:
-                self._edit("admin", lines, message)
-            return envelope(self.snapshot())
+                return self._edit("admin", [*self.lines, *lines], message)
+            if request.method == "DELETE":
+                return self._edit("admin", [line for line in self.lines if line not in lines], message)
+            return self._edit("admin", lines, message)
 
     async def revisions(self, request: Request) -> Response:
         await self._record(request)
@@ -171,8 +192,7 @@ class FakeBroker:
             for step in self.history:
                 if step["revision"] <= wanted:
                     state = (state - set(step["removed"])) | set(step["added"])
-            self._edit("admin", sorted(state), f"revert to revision {wanted}")
-            return envelope(self.snapshot())
+            return self._edit("admin", sorted(state), f"revert to revision {wanted}")
 
     async def test(self, request: Request) -> Response:
         body = await self._record(request)
@@ -372,6 +392,29 @@ def test_policy_replace_refuses_an_empty_file_and_needs_one(
     assert "has no policy lines; refusing to replace the policy with nothing" in result.output
     assert_clean_failure(cli("policy", "replace"), code=2)
     assert not fake.requests
+
+
+# ---------------------------------------------------------------------------- no change / refused
+def test_an_edit_that_changes_nothing_prints_no_change_and_exits_0(fake: FakeBroker, cli: Any) -> None:
+    for args in (
+        ("policy", "add", DEFAULT_LINES[0]),
+        ("policy", "remove", ALICE_PLACE),
+        ("policy", "revert", "1"),
+    ):
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        assert result.stdout == "no change: policy stays at revision 1 (2 lines)\n", args
+    assert fake.revision == 1
+    as_json = json.loads(cli("policy", "add", DEFAULT_LINES[1], "--json").stdout)
+    assert as_json["changed"] is False and as_json["revision"] == 1
+
+
+def test_an_edit_that_would_lock_everyone_out_is_printed_and_exits_1(fake: FakeBroker, cli: Any) -> None:
+    result = cli("policy", "remove", DEFAULT_LINES[0], ALICE_PLACE)
+    assert_clean_failure(result)
+    assert "Error: refused: this edit would leave no user able to edit the policy" in result.output
+    assert f"removing '{DEFAULT_LINES[0]}'" in result.output and result.stdout == ""
+    assert fake.revision == 1 and fake.lines == DEFAULT_LINES
 
 
 # ---------------------------------------------------------------------------- policy test
@@ -587,7 +630,8 @@ def test_client_methods(server: tuple[FakeBroker, str], fake: FakeBroker) -> Non
         assert client.get_policy() == {"revision": 1, "lines": sorted(DEFAULT_LINES)}
         assert client.add_policy_lines([ALICE_MEMBER], "m")["revision"] == 2
         assert ALICE_MEMBER not in client.remove_policy_lines([ALICE_MEMBER])["lines"]
-        assert client.replace_policy(DEFAULT_LINES)["revision"] == 4
+        assert client.replace_policy(DEFAULT_LINES)["changed"] is False  # nothing to replace
+        assert client.replace_policy([*DEFAULT_LINES, WEIGHT])["revision"] == 4
         assert client.test_policy("admin", "x", "policy", "edit")["revision"] == 4
         assert [r["revision"] for r in client.policy_revisions()] == [1, 2, 3, 4]
         assert client.revert_policy(2)["revision"] == 5

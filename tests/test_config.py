@@ -319,12 +319,36 @@ def test_missing_directory_is_empty(tmp_path: Path) -> None:
     assert load_clusters_dir(tmp_path / "absent") == ([], [])
 
 
-def test_shipped_example_config_loads() -> None:
-    root = Path(__file__).resolve().parent.parent / "config"
-    config = load_broker_config(root / "broker.yaml")
+def test_the_packaged_default_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from broker.config.defaults import packaged_config
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("SUBMARINE_BROKER_PORT", raising=False)
+    config = load_broker_config(packaged_config())
+    assert (config.host, config.port, config.auth) == ("127.0.0.1", 8080, "none")
+    assert config.data_dir == (tmp_path / "xdg" / "submarine-broker").resolve()
+    assert config.default_policy == packaged_config().parent / "policy.csv"
+    assert config.default_policy.is_file()
     configs, errors = load_clusters_dir(config.clusters_dir)
     assert errors == []
     assert [c.name for c in configs] == ["local"]
+
+
+def test_the_packaged_default_honours_the_port_and_user_data_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.config.defaults import packaged_config
+
+    monkeypatch.setenv("SUBMARINE_BROKER_PORT", "18123")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for unset in ("", None):  # XDG_DATA_HOME empty or unset: ~/.local/share, as the XDG spec says
+        if unset is None:
+            monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+        else:
+            monkeypatch.setenv("XDG_DATA_HOME", unset)
+        config = load_broker_config(packaged_config())
+        assert config.port == 18123
+        assert config.data_dir == (tmp_path / "home" / ".local" / "share" / "submarine-broker").resolve()
 
 
 def test_workloads_are_told_a_reachable_broker_host_never_a_wildcard() -> None:

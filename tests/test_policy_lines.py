@@ -188,7 +188,7 @@ def test_parse_csv_error_names_the_file_line_number() -> None:
 
 
 def test_default_policy_file_is_valid() -> None:
-    lines = parse_csv((REPO / "config" / "policy.csv").read_text())
+    lines = parse_csv((REPO / "broker" / "defaults" / "policy.csv").read_text())
     texts = {line.csv() for line in lines}
     assert "p, admin, *, *, *, allow" in texts
     assert "g, admin, admin, *" in texts

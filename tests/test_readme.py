@@ -10,8 +10,9 @@ dropped from it, without this test following. Optional parts (``[--tail 50]``) r
 
 The YAML block headed ``# mnist.yaml`` is the spec file the commands submit. Its ``python
 train.py`` becomes this interpreter and the absolute path of the ``train.py`` below, as the
-README tells local-kind users to write it. Placeholders: ``ID`` (the experiment or notebook the
-command is about), ``NAME`` (the cluster), ``NAMESPACE``, ``N`` (a policy revision).
+README tells local-kind users to write it; ``broker.yaml`` is the live broker's config. Placeholders:
+``ID`` (the experiment or notebook the command is about), ``NAME`` (the cluster), ``NAMESPACE``,
+``N`` (a policy revision).
 """
 
 from __future__ import annotations
@@ -289,7 +290,8 @@ def policy_list(r: Reader, command: str) -> None:
     r.ids["revision"] = header.group(1)  # what `policy revert N` goes back to
     assert "p, admin, *, *, *, allow" in out.splitlines()
     r.outputs["policy"] = out
-    (r.folder / "policy.csv").write_text(out)  # what `policy replace -f policy.csv` reads
+    # What `policy replace -f policy.csv` reads: this listing (itself a policy file) and one more line.
+    (r.folder / "policy.csv").write_text(out + "p, member, vision, cluster/gpu-*, place, deny\n")
 
 
 def policy_add(r: Reader, command: str) -> None:
@@ -306,8 +308,9 @@ def policy_replace(r: Reader, command: str) -> None:
 
 
 def policy_test(r: Reader, command: str) -> None:
-    out = r.ok(command)
-    assert out.startswith("ALLOW  alice vision cluster/gpu-east/experiment place"), out
+    out = r.ok(command)  # the replaced policy denies vision's members the gpu clusters
+    assert out.startswith("DENY  alice vision cluster/gpu-east/experiment place"), out
+    assert out.splitlines()[1:] == ["matched:", "  p, member, vision, cluster/gpu-*, place, deny"], out
 
 
 def policy_revisions(r: Reader, command: str) -> None:
@@ -319,6 +322,14 @@ def policy_revert(r: Reader, command: str) -> None:
     out = r.ok(command, N=r.ids["revision"])  # before the add, remove and replace above
     assert "revision" in out, out
     assert r.ok("submarine-broker policy list").splitlines()[1:] == r.outputs["policy"].splitlines()[1:]
+
+
+def policy_reset(r: Reader, command: str) -> None:
+    out = r.ok(command)  # on the database itself, while the broker runs
+    assert out.startswith("policy reset to ") and "by recovery" in out, out
+    assert "  - g, alice, member, vision" in out.splitlines(), out  # `user add` lines are not in the file
+    after = r.ok("submarine-broker policy list").splitlines()
+    assert "p, admin, *, *, *, allow" in after and "g, alice, member, vision" not in after, after
 
 
 def placement_explain(r: Reader, command: str) -> None:
@@ -362,6 +373,7 @@ KNOWN: list[tuple[str, Callable[[Reader, str], None]]] = [
     (r"submarine-broker policy test alice vision cluster/gpu-east/experiment place", policy_test),
     (r"submarine-broker policy revisions", policy_revisions),
     (r"submarine-broker policy revert N", policy_revert),
+    (r"submarine-broker policy reset --config broker\.yaml", policy_reset),
     (r"submarine-broker placement explain -f mnist\.yaml", placement_explain),
 ]
 
@@ -431,6 +443,7 @@ def reader(broker_factory: Callable[..., Broker], tmp_path: Path) -> Iterator[Re
         "python train.py", f"{shlex.quote(sys.executable)} {shlex.quote(str(train))}", 1
     )
     (folder / "mnist.yaml").write_text(yaml.safe_dump(specs["mnist.yaml"]))
+    (folder / "broker.yaml").write_text(broker.config_path.read_text())  # its paths are absolute
     yield Reader(broker, folder, env, specs)
 
 

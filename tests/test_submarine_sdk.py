@@ -478,3 +478,75 @@ def test_submarine_sdk_manages_notebooks(sdk_python: Path, broker: Broker) -> No
     assert out["listed_stopped"] == ["stopped"]
     assert out["deleted"]["status"] == "terminating"
     assert out["after_delete"] == 404
+
+
+PATCH_SCRIPT = """
+import json, pathlib, shlex, sys, time
+from submarine.client.api.experiment_client import ExperimentClient
+from submarine.client.exceptions import ApiException
+from submarine.client.models import EnvironmentSpec, ExperimentMeta, ExperimentSpec, ExperimentTaskSpec
+
+host, python, release = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+def make_spec(name, code, tags):
+    meta = ExperimentMeta(
+        name=name, namespace="default", framework="python", cmd=shlex.quote(python) + " -c " + shlex.quote(code),
+        tags=tags,
+    )
+    task = ExperimentTaskSpec(replicas=1, resources="cpu=1,memory=64M")
+    return ExperimentSpec(meta=meta, environment=EnvironmentSpec(image="python:3.11"), spec={"Worker": task})
+
+
+def wait_status(client, experiment_id, wanted):
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status = client.get_experiment(experiment_id)["status"]
+        if status in wanted:
+            return status
+        time.sleep(0.2)
+    return status
+
+
+client = ExperimentClient(host=host)
+out = {}
+hold = "import pathlib, time\\nwhile not pathlib.Path(%r).exists(): time.sleep(0.05)" % release
+holder = client.create_experiment(experiment_spec=make_spec("holder", hold, ["a"]))["experimentId"]
+out["holder_status"] = wait_status(client, holder, ("Running", "Failed", "Succeeded"))
+waiting = client.create_experiment(experiment_spec=make_spec("waiting", "print('old')", []))["experimentId"]
+out["waiting"] = waiting
+out["patched"] = client.patch_experiment(waiting, make_spec("waiting", "print('new')", ["v2"]))
+out["retagged"] = client.patch_experiment(holder, make_spec("holder", hold, ["a", "b"]))
+try:
+    client.patch_experiment(holder, make_spec("holder", "print(3)", ["a", "b"]))
+    out["refused"] = "accepted"
+except ApiException as exc:
+    out["refused"] = {"status": exc.status, "message": json.loads(exc.body)["message"]}
+pathlib.Path(release).touch()
+out["waiting_status"] = wait_status(client, waiting, ("Succeeded", "Failed"))
+print(json.dumps(out))
+"""
+
+
+def test_submarine_sdk_patches_experiments(sdk_python: Path, broker_factory, tmp_path: Path) -> None:
+    """patch_experiment replaces the spec of an Accepted experiment and only the tags of a running one."""
+    broker = broker_factory(clusters={"local": {"kind": "local", "capacity": {"cpu": 1}}})
+    release = tmp_path / "release"
+    run = subprocess.run(
+        [str(sdk_python), "-c", PATCH_SCRIPT, broker.url, sys.executable, str(release)],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+    )
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\nbroker log:\n{broker.log()[-3000:]}"
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["holder_status"] == "Running"
+    patched = out["patched"]
+    assert patched["experimentId"] == out["waiting"] and patched["status"] == "Accepted"
+    cmd = patched["spec"]["meta"]["cmd"]
+    assert "new" in cmd and "old" not in cmd and patched["spec"]["meta"]["tags"] == ["v2"]
+    retagged = out["retagged"]
+    assert retagged["status"] == "Running" and retagged["spec"]["meta"]["tags"] == ["a", "b"]
+    assert out["refused"]["status"] == 409 and "this patch changes meta.cmd" in out["refused"]["message"]
+    assert out["waiting_status"] == "Succeeded"
+    assert broker.logs(out["waiting"])[f"{out['waiting']}-worker-0"] == ["new"]

@@ -1,8 +1,9 @@
 """Who is calling, and may they: authentication for every ``/api`` request, authorization helpers.
 
-With ``auth: none`` (loopback only) every request is the built-in admin. With ``auth: token`` a
-request needs ``Authorization: Bearer sbk_…``; a missing or unknown token is a 401 envelope.
-Authorization asks the policy; an object the caller may not read is reported as not found.
+With ``auth: none`` (loopback only) every request is the built-in admin, which the policy cannot
+restrict (see :class:`Guard`). With ``auth: token`` a request needs ``Authorization: Bearer
+sbk_…``; a missing or unknown token is a 401 envelope. Authorization asks the policy; an object
+the caller may not read is reported as not found.
 """
 
 from __future__ import annotations
@@ -123,18 +124,27 @@ def caller(request: Request | WebSocket) -> Caller:
 
 
 class Guard:
-    """The caller plus the policy in force: answers and enforces "may they?"."""
+    """The caller plus the policy in force: answers and enforces "may they?".
 
-    def __init__(self, user: str, authorizer: Any) -> None:
+    ``unrestricted`` is the built-in admin of ``auth: none``: it may do everything whatever the
+    policy says, so restarting a broker with ``auth: none`` (loopback only) is always a way back
+    from a policy that locks everyone out. Where its work may be placed is still the policy's.
+    """
+
+    def __init__(self, user: str, authorizer: Any, *, unrestricted: bool = False) -> None:
         self.user = user
         self.authorizer = authorizer
+        self.unrestricted = unrestricted
 
     @classmethod
     def of(cls, request: Request | WebSocket) -> Guard:
-        return cls(caller(request).user, request.app.state.broker.policy.authorizer)
+        broker = request.app.state.broker
+        user = caller(request).user
+        unrestricted = broker.config.auth == "none" and user == BUILTIN_ADMIN
+        return cls(user, broker.policy.authorizer, unrestricted=unrestricted)
 
     def may(self, namespace: str, obj: str, action: str) -> bool:
-        return self.authorizer.enforce(self.user, namespace, obj, action)
+        return self.unrestricted or self.authorizer.enforce(self.user, namespace, obj, action)
 
     def require(self, namespace: str, obj: str, action: str, *, hidden: bool = False, what: str = "") -> None:
         """Refuse unless allowed: 404 (``hidden``) when the caller may not even see the object, else 403."""

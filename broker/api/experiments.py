@@ -73,6 +73,13 @@ async def get(request: Request) -> EnvelopeResponse:
     return ok(experiment_json(row))
 
 
+async def patch(request: Request) -> EnvelopeResponse:
+    """Submarine's patch: replace the spec while Accepted; once dispatched only meta.tags may change (409)."""
+    document = await read_document(request, request.app.state.broker.config.max_body_bytes)
+    row = await _service(request).patch(request.path_params["id"], document, Guard.of(request))
+    return ok(experiment_json(row))
+
+
 async def delete(request: Request) -> EnvelopeResponse:
     row = await _service(request).delete(request.path_params["id"], Guard.of(request))
     return ok(experiment_json(row))
@@ -123,5 +130,6 @@ routes = [
     Route("/api/v1/experiment/{id}/placement", placement, methods=["GET"]),
     Route("/api/v1/experiment/{id}/stop", stop, methods=["POST"]),
     Route("/api/v1/experiment/{id}", get, methods=["GET"]),
+    Route("/api/v1/experiment/{id}", patch, methods=["PATCH"]),
     Route("/api/v1/experiment/{id}", delete, methods=["DELETE"]),
 ]

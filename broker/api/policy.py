@@ -12,16 +12,20 @@ from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest
 from broker.experiments.views import fmt_time
-from broker.policy_store import PolicySnapshot, PolicyStore
+from broker.policy_store import PolicyEdit, PolicyStore
 
 
 def _store(request: Request) -> PolicyStore:
     return request.app.state.broker.policy_store
 
 
-async def _edited(request: Request, snap: PolicySnapshot) -> EnvelopeResponse:
+async def _edited(request: Request, edit: PolicyEdit, unchanged: str) -> EnvelopeResponse:
+    """The edit's result; when it changed nothing, ``changed: false`` and a message starting "no change"."""
+    if not edit.changed:
+        revision = edit.snapshot.revision
+        return ok(edit.to_json(), message=f"no change: {unchanged}; the policy stays at revision {revision}")
     await request.app.state.broker.policy.refresh()  # enforce our own edit at once
-    return ok(snap.to_json())
+    return ok(edit.to_json())
 
 
 async def _lines_body(request: Request) -> tuple[list[str], str]:
@@ -45,24 +49,30 @@ async def get_policy(request: Request) -> EnvelopeResponse:
 
 
 async def add_lines(request: Request) -> EnvelopeResponse:
+    """Add policy lines (all or none). 409 when the result would leave nobody able to edit the policy."""
     guard = Guard.of(request)
     guard.require(GLOBAL, "policy", "edit")
     lines, message = await _lines_body(request)
-    return await _edited(request, await _store(request).add(guard.user, lines, message))
+    edit = await _store(request).add(guard.user, lines, message)
+    return await _edited(request, edit, "every line is in the policy already")
 
 
 async def remove_lines(request: Request) -> EnvelopeResponse:
+    """Remove policy lines. 409 when that would leave nobody able to edit the policy."""
     guard = Guard.of(request)
     guard.require(GLOBAL, "policy", "edit")
     lines, message = await _lines_body(request)
-    return await _edited(request, await _store(request).remove(guard.user, lines, message))
+    edit = await _store(request).remove(guard.user, lines, message)
+    return await _edited(request, edit, "none of these lines is in the policy")
 
 
 async def replace_lines(request: Request) -> EnvelopeResponse:
+    """Make these lines the whole policy. 409 when that would leave nobody able to edit the policy."""
     guard = Guard.of(request)
     guard.require(GLOBAL, "policy", "edit")
     lines, message = await _lines_body(request)
-    return await _edited(request, await _store(request).replace(guard.user, lines, message))
+    edit = await _store(request).replace(guard.user, lines, message)
+    return await _edited(request, edit, "the policy is exactly these lines already")
 
 
 async def revisions(request: Request) -> EnvelopeResponse:
@@ -84,12 +94,14 @@ async def revisions(request: Request) -> EnvelopeResponse:
 
 
 async def revert(request: Request) -> EnvelopeResponse:
+    """Restore the policy as it was right after a revision (a new revision; 409 on a lockout)."""
     guard = Guard.of(request)
     guard.require(GLOBAL, "policy", "edit")
     raw = request.path_params["revision"]
     if not raw.isdigit():
         raise BadRequest(f"revision: '{raw}' is not a revision number", field="revision")
-    return await _edited(request, await _store(request).revert(guard.user, int(raw)))
+    edit = await _store(request).revert(guard.user, int(raw))
+    return await _edited(request, edit, f"the policy is as it was after revision {raw} already")
 
 
 async def test(request: Request) -> EnvelopeResponse:

@@ -8,7 +8,6 @@ like ``db upgrade``), so the first admin can be made before any token exists; ``
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -18,17 +17,11 @@ from broker.cli.client import BrokerClient
 from broker.cli.experiment import json_option, pass_client
 from broker.cli.server_commands import _load, config_option, data_dir_option
 from broker.config import ConfigError
-from broker.config.models import BrokerConfig
 
 T = TypeVar("T")
 
 
-def _default_policy(config: BrokerConfig) -> Path:
-    path = config.default_policy
-    return path if path.is_absolute() else (config.base_dir / path).resolve()
-
-
-def _with_database(config_path: str, data_dir: str | None, fn: Callable[..., T]) -> T:
+def _with_database(config_path: str | None, data_dir: str | None, fn: Callable[..., T]) -> T:
     """Open the configured database, migrate it, seed the default policy if it is new, then run
     ``fn(session)`` in one transaction. Refusals become ``Error: <message>`` and exit 1."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -44,7 +37,7 @@ def _with_database(config_path: str, data_dir: str | None, fn: Callable[..., T])
     db = Database(config.effective_database_url)
     try:
         upgrade(db.engine)
-        seed_default_policy(db, _default_policy(config))
+        seed_default_policy(db, config.default_policy)
         return db.call(fn)
     except (AccountError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -71,7 +64,9 @@ def user() -> None:
 @click.option("--admin", is_flag=True, help="Also make the user an admin of the whole broker.")
 @config_option
 @data_dir_option
-def user_add(name: str, teams: tuple[str, ...], admin: bool, config_path: str, data_dir: str | None) -> None:
+def user_add(
+    name: str, teams: tuple[str, ...], admin: bool, config_path: str | None, data_dir: str | None
+) -> None:
     """Create user NAME in the broker's database, with its team memberships (policy 'g' lines)."""
     from broker.accounts import add_user
 
@@ -126,7 +121,7 @@ def token() -> None:
 @click.argument("name")
 @config_option
 @data_dir_option
-def token_create(name: str, config_path: str, data_dir: str | None) -> None:
+def token_create(name: str, config_path: str | None, data_dir: str | None) -> None:
     """Create an API token for user NAME; the token is the last line of stdout, shown only once."""
     from broker.accounts import create_token
 

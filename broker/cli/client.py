@@ -215,6 +215,10 @@ class BrokerClient:
         """``GET /experiment/{id}``; :class:`NotFound` when unknown or deleted."""
         return self._object("GET", f"/experiment/{_segment(experiment_id)}")
 
+    def patch_experiment(self, experiment_id: str, spec: JSONObject) -> JSONObject:
+        """``PATCH /experiment/{id}``: a new spec while Accepted, else new ``meta.tags`` only."""
+        return self._object("PATCH", f"/experiment/{_segment(experiment_id)}", body=spec)
+
     def delete_experiment(self, experiment_id: str) -> JSONObject:
         """``DELETE /experiment/{id}``; returns the experiment with status ``Deleted``."""
         return self._object("DELETE", f"/experiment/{_segment(experiment_id)}")

@@ -1,4 +1,4 @@
-"""The ``submarine-broker`` command: the REST client commands plus ``serve`` and ``db``."""
+"""The ``submarine-broker`` command: the REST client commands plus ``serve``, ``db`` and ``init``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from broker.cli.admin import token, user
 from broker.cli.client import DEFAULT_URL, BrokerClient, BrokerError
 from broker.cli.cluster import cluster
 from broker.cli.experiment import experiment
+from broker.cli.experiment_patch import patch
+from broker.cli.init_command import init
 from broker.cli.notebook import notebook
 from broker.cli.policy import placement, policy
 from broker.cli.server_commands import db, serve
@@ -49,6 +51,7 @@ def main(ctx: click.Context, url: str, token: str | None) -> None:
     ctx.call_on_close(client.close)
 
 
+experiment.add_command(patch)
 main.add_command(experiment)
 main.add_command(notebook)
 main.add_command(cluster)
@@ -58,6 +61,7 @@ main.add_command(user)
 main.add_command(token)
 main.add_command(serve)
 main.add_command(db)
+main.add_command(init)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

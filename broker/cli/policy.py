@@ -2,6 +2,12 @@
 
 Each policy line is one argument (quote it: ``'p, alice, vision, cluster/gpu-*, place, allow'``);
 ``-f FILE`` reads one line per row, skipping blank rows and ``#`` comments (``-`` is stdin).
+Every command talks REST to a broker except ``policy reset``, which acts on the database named by
+``--config`` (like ``user add``), so it works when no one may edit the policy any more.
+
+An edit the broker refuses (a bad line, or one that would leave nobody able to edit the policy)
+prints ``Error: <why>`` and exits 1; an edit that changes nothing prints ``no change: ...`` and
+exits 0, since the policy already is what was asked for.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import click
 from broker.cli import render
 from broker.cli.client import BrokerClient, JSONObject
 from broker.cli.experiment import json_option, load_spec, pass_client
+from broker.cli.server_commands import _load, config_option, data_dir_option
 
 file_option = click.option(
     "-f",
@@ -62,12 +69,17 @@ def gather_lines(arguments: tuple[str, ...], source: str | None) -> list[str]:
 
 
 def _report(result: JSONObject, as_json: bool, what: str) -> None:
+    """One line saying what the edit did; an edit that changed nothing says "no change" (exit 0)."""
     if as_json:
         render.print_json(result)
         return
     count = len(result.get("lines") or [])
     noun = "line" if count == 1 else "lines"
-    click.echo(f"{what}: policy now at revision {render.dash(result.get('revision'))} ({count} {noun})")
+    revision = render.dash(result.get("revision"))
+    if result.get("changed") is False:
+        click.echo(f"no change: policy stays at revision {revision} ({count} {noun})")
+        return
+    click.echo(f"{what}: policy now at revision {revision} ({count} {noun})")
 
 
 @click.group()
@@ -177,6 +189,43 @@ def revisions(client: BrokerClient, as_json: bool) -> None:
 def revert(client: BrokerClient, revision: int, as_json: bool) -> None:
     """Restore the policy as it was right after REVISION (recorded as a new revision)."""
     _report(client.revert_policy(revision), as_json, f"reverted to revision {revision}")
+
+
+@policy.command()
+@config_option
+@data_dir_option
+def reset(config_path: str, data_dir: str | None) -> None:
+    """Offline: make broker.yaml's default_policy file the whole policy again (revision by 'recovery').
+
+    Acts on the database itself, for the day nobody may edit the policy through the broker any more;
+    running brokers enforce the result within a second. The lines it drops stay in the revision
+    history ('policy revisions' shows them; add back the ones you need).
+    """
+    from broker.cli.admin import _with_database
+    from broker.config import ConfigError
+    from broker.policy_store import read_policy_file, reset_policy
+
+    config = _load(config_path, data_dir)
+    path = config.default_policy
+    try:
+        lines = read_policy_file(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not lines:
+        raise click.ClickException(f"{path} has no policy lines; refusing to reset the policy to nothing")
+    edit = _with_database(config_path, data_dir, lambda s: reset_policy(s, lines, source=path.name))
+    revision, count = edit.snapshot.revision, len(edit.snapshot.lines)
+    if not edit.changed:
+        click.echo(f"no change: the policy is {path} already (revision {revision}, {count} lines)")
+        return
+    click.echo(f"policy reset to {path}: revision {revision} by recovery ({count} lines)")
+    for line in edit.added:
+        click.echo(f"  + {line}")
+    for line in edit.removed:
+        click.echo(f"  - {line}")
+    click.echo(f"the lines removed are in 'submarine-broker policy revisions' (revision {revision})")
+    if config.auth == "token":
+        click.echo("with auth: token, an admin needs a token: submarine-broker token create <admin user>")
 
 
 @click.group()

@@ -7,26 +7,33 @@ from pathlib import Path
 import click
 
 from broker.config import ConfigError, load_broker_config
+from broker.config.defaults import choose_config
+from broker.config.drivers import check_database_driver
 from broker.config.models import BrokerConfig
 
 
-def _load(config: str, data_dir: str | None) -> BrokerConfig:
+def _load(config: str | None, data_dir: str | None) -> BrokerConfig:
+    """The broker.yaml a command uses (``--config``, else ``$SUBMARINE_BROKER_CONFIG``, else the
+    packaged default), with ``--data-dir`` applied and the database driver checked."""
+    path, _ = choose_config(config)
     try:
-        loaded = load_broker_config(config)
+        loaded = load_broker_config(path)
+        if data_dir:
+            loaded = loaded.model_copy(update={"data_dir": Path(data_dir).expanduser().resolve()})
+        if loaded.database_url is not None:
+            check_database_driver(loaded.database_url, str(path))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if data_dir:
-        loaded = loaded.model_copy(update={"data_dir": Path(data_dir).resolve()})
     return loaded
 
 
 config_option = click.option(
     "--config",
     "config_path",
-    default="config/broker.yaml",
-    show_default=True,
+    default=None,
     envvar="SUBMARINE_BROKER_CONFIG",
-    help="broker.yaml to use.",
+    help="broker.yaml to use (env SUBMARINE_BROKER_CONFIG); default: the packaged default "
+    "(one local cluster on 127.0.0.1:8080, data in the user's data directory).",
 )
 data_dir_option = click.option("--data-dir", default=None, help="Overrides data_dir from broker.yaml.")
 
@@ -36,11 +43,18 @@ data_dir_option = click.option("--data-dir", default=None, help="Overrides data_
 @click.option("--host", default=None, help="Address to listen on (default from broker.yaml).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default from broker.yaml).")
 @data_dir_option
-def serve(config_path: str, host: str | None, port: int | None, data_dir: str | None) -> None:
+def serve(config_path: str | None, host: str | None, port: int | None, data_dir: str | None) -> None:
     """Run the broker: REST API, scheduler loops and cluster adapters."""
     from broker.server import run
 
     config = _load(config_path, data_dir)
+    path, packaged = choose_config(config_path)
+    click.echo(
+        f"config: {path}"
+        + (" (the packaged default; `submarine-broker init` writes an editable copy)" if packaged else ""),
+        err=True,
+    )
+    click.echo(f"data: {config.data_dir}", err=True)
     updates: dict[str, object] = {}
     if host is not None:
         updates["host"] = host
@@ -60,7 +74,7 @@ def db() -> None:
 @db.command("upgrade")
 @config_option
 @data_dir_option
-def db_upgrade(config_path: str, data_dir: str | None) -> None:
+def db_upgrade(config_path: str | None, data_dir: str | None) -> None:
     """Apply every pending migration to the configured database."""
     from broker.store.database import make_engine
     from broker.store.migrate import current_revision, upgrade

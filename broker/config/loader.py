@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from broker.config.errors import ConfigError
 from broker.config.models import BrokerConfig
 from clusters.config import ClusterConfig
-from clusters.kinds import adapter_class, known_kinds
+from clusters.kinds import KindUnavailable, adapter_class, known_kinds
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -70,8 +70,10 @@ def _interpolate(value: Any, path: Path, key: str = "") -> Any:
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
+            found = os.environ.get(name)
+            # As in the shell: ${VAR:-default} also takes the default when VAR is set but empty.
+            if found or (found is not None and default is None):
+                return found
             if default is not None:
                 return default
             raise ConfigError(str(path), f"environment variable {name} is not set", key=key or None)
@@ -128,7 +130,7 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterConfig:
         )
     try:
         model = adapter_class(kind).config_model
-    except KeyError as exc:
+    except (KeyError, KindUnavailable) as exc:
         raise ConfigError(str(file), exc.args[0], key="kind", line=_line_of(node, ("kind",))) from None
     return _validate(model, data, file, node)
 

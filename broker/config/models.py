@@ -4,9 +4,43 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def absolute(path: Path, base_dir: Path) -> Path:
+    """``path`` with ``~`` expanded, made absolute against ``base_dir`` when relative."""
+    path = path.expanduser()
+    return (path if path.is_absolute() else base_dir / path).resolve()
+
+
+def resolve_paths(model: ModelT, base_dir: Path) -> ModelT:
+    """A copy of ``model`` whose ``Path`` values (in nested models and lists too) are absolute.
+
+    Resolving by value type rather than by field name means a path option added later cannot be
+    forgotten: declaring it as a ``Path`` is enough.
+    """
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, Path):
+            return absolute(value, base_dir)
+        if isinstance(value, BaseModel):
+            return resolve_paths(value, base_dir)
+        if isinstance(value, list | tuple):
+            return type(value)(convert(v) for v in value)
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    updates = {
+        name: convert(getattr(model, name))
+        for name, field in type(model).model_fields.items()
+        if not field.exclude
+    }
+    return model.model_copy(update=updates)
 
 
 class LoopsConfig(BaseModel):
@@ -91,16 +125,10 @@ class BrokerConfig(BaseModel):
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def resolved(self, base_dir: Path) -> BrokerConfig:
-        """A copy with relative paths made absolute against ``base_dir``."""
-        data_dir = self.data_dir if self.data_dir.is_absolute() else base_dir / self.data_dir
-        clusters_dir = self.clusters_dir if self.clusters_dir.is_absolute() else base_dir / self.clusters_dir
-        return self.model_copy(
-            update={
-                "data_dir": data_dir.resolve(),
-                "clusters_dir": clusters_dir.resolve(),
-                "base_dir": base_dir,
-            }
-        )
+        """A copy with every path option (any ``Path`` value, nested sections included) made
+        absolute against ``base_dir``, ``~`` expanded."""
+        resolved = resolve_paths(self, base_dir)
+        return resolved.model_copy(update={"base_dir": base_dir})
 
     @property
     def advertised_host(self) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from broker.api.access import Guard
 from broker.errors import ApiError, BadRequest, Conflict, NotFound
+from broker.experiments.patch import in_namespace, keep_secrets, replace_spec, replaceable, retag
 from broker.experiments.validation import parse_experiment_spec
 from broker.experiments.views import replica_names, stored_spec
 from broker.ids import IdGenerator, new_uid
@@ -33,6 +34,8 @@ from runtimes.spec import ExperimentSpec
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
+#: How often a patch looks again at an experiment that moved while it was being patched.
+PATCH_TRIES = 3
 
 
 def new_row(workload_id: str, **fields: Any) -> dict[str, Any]:
@@ -252,6 +255,50 @@ class ExperimentService(WorkloadService):
             return existing
         self.on_submitted()
         return created
+
+    async def patch(self, experiment_id: str, document: dict[str, Any], guard: Guard) -> Experiment:
+        """Submarine's patch: replace the spec while the experiment is Accepted, else change its tags.
+
+        The caller needs ``submit`` on ``experiment/<id>`` (404 when it may not read it). While
+        Accepted and unclaimed by a dispatcher, the new spec is validated and placed as a dry run
+        like a submit by the experiment's owner (400, 403, 422), replaces the old one, takes a new
+        attempt uid and is placed again; once dispatched only ``meta.tags`` may change (409 naming
+        the fields otherwise). ``meta.namespace`` defaults to the experiment's and cannot change.
+        """
+        row = await self.get(experiment_id, guard, "submit")
+        spec = parse_experiment_spec(in_namespace(document, row.namespace))
+        if spec.meta.namespace != row.namespace:
+            raise Conflict(
+                f"meta.namespace: experiment {experiment_id} is in namespace {row.namespace} and stays "
+                f"there; submit a new experiment to run in {spec.meta.namespace}"
+            )
+        for _ in range(PATCH_TRIES):
+            stored = keep_secrets(stored_spec(spec, experiment_id, row.namespace), row.spec)
+            if replaceable(row):
+                owner = guard if row.owner == guard.user else Guard(row.owner, guard.authorizer)
+                _, decision = self.dry_run(spec, owner)
+                if decision.never_fits:
+                    raise ApiError(
+                        422, f"no registered cluster can ever take this experiment: {decision.rejection}"
+                    )
+                unit = replace_spec(
+                    experiment_id,
+                    row.uid,
+                    stored,
+                    name=spec.meta.name,
+                    framework=spec.meta.framework,
+                    user=guard.user,
+                )
+                replaced = await self.db.run(unit)
+                if replaced is not None:
+                    self.on_submitted()
+                    return replaced
+            else:
+                retagged = await self.db.run(retag(experiment_id, stored, user=guard.user))
+                if retagged is not None:
+                    return retagged
+            row = await self.get(experiment_id, guard, "submit")  # it moved meanwhile: look again
+        raise Conflict(f"experiment {experiment_id} changed while being patched; try again")
 
     async def get(
         self, experiment_id: str, guard: Guard, action: str = "read", *, deleted: bool = False

@@ -10,7 +10,8 @@ from clusters.base import ReplicaLog
 from runtimes.resources import resource_map
 from runtimes.spec import ExperimentSpec
 
-_SECRET_MASK = "******"
+#: What a secret (a git password) is shown as.
+SECRET_MASK = "******"
 
 
 def fmt_time(value: datetime | None) -> str | None:
@@ -36,7 +37,7 @@ def public_spec(stored: dict[str, Any]) -> dict[str, Any]:
     code = stored.get("code") or {}
     git = code.get("git") or {}
     if git.get("password"):
-        stored = {**stored, "code": {**code, "git": {**git, "password": _SECRET_MASK}}}
+        stored = {**stored, "code": {**code, "git": {**git, "password": SECRET_MASK}}}
     return stored
 
 

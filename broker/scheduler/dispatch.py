@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from broker.notebooks.runtime import NotebookRuntime
 from broker.planner import Planner
 from broker.registry import ClusterRegistry, ClusterState
 from broker.state import FailureCategory, IllegalTransition, Status, now, record, transition
@@ -33,14 +34,6 @@ log = logging.getLogger(__name__)
 #: Refusals after which an experiment fails instead of being retried.
 MAX_SUBMIT_REFUSALS = 5
 BATCH = 100
-
-
-@dataclass(frozen=True)
-class NotebookRuntime:
-    """How notebook plans start their Jupyter server: the interpreter and the app module."""
-
-    python: str
-    app_module: str = "jupyterlab"
 
 
 @dataclass(frozen=True)
@@ -144,11 +137,7 @@ class Dispatcher:
         )
 
     def _notebook_python(self, cluster: ClusterState) -> str:
-        """The cluster's ``notebook_python``, else the broker's interpreter on host-command clusters
-        and the image's ``python`` on clusters that run images."""
-        if cluster.config.notebook_python:
-            return cluster.config.notebook_python
-        return "python" if Capability.IMAGES in cluster.adapter.capabilities else self.notebooks.python
+        return self.notebooks.python_on(cluster)
 
     async def _dispatch(self, item: Pending) -> bool:
         spec: ExperimentSpec | NotebookSpec = (
@@ -199,7 +188,7 @@ class Dispatcher:
 
             def wait(session: Session) -> None:
                 row = session.get(Experiment, item.id)
-                if row is None or row.status != Status.ACCEPTED.value:
+                if row is None or row.status != Status.ACCEPTED.value or row.uid != item.uid:
                     return
                 row.placement = placed
                 if row.status_message != summary:
@@ -216,6 +205,7 @@ class Dispatcher:
                     Experiment.id == item.id,
                     Experiment.status == Status.ACCEPTED.value,
                     Experiment.cluster.is_(None),
+                    Experiment.uid == item.uid,  # a patch replaced the spec since we read it: not ours
                 )
                 .values(
                     cluster=decision.chosen, placement=decision.to_json(), status_message=decision.summary

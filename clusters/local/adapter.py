@@ -66,6 +66,7 @@ class LocalAdapter(ClusterAdapter):
     kind = "local"
     config_model = LocalClusterConfig
     capabilities = Capability.ENDPOINTS
+    runs_on_broker_host = True
 
     #: Seconds ``cancel`` waits after SIGTERM before it SIGKILLs a replica's group.
     cancel_grace: float = 5.0
