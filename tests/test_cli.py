@@ -174,10 +174,16 @@ class FakeBroker:
         status = request.query_params.get("status")
         page = int(request.query_params.get("page", "1"))
         size = int(request.query_params.get("pageSize", "20"))
+        deleted = (status or "").lower() == "deleted"
         with self.lock:
-            items = [e.data for e in self.experiments.values() if not e.deleted]
+            items = [e.data for e in self.experiments.values() if e.deleted == deleted]
         if status:
             items = [e for e in items if e["status"].lower() == status.lower()]
+        name, namespace = request.query_params.get("name"), request.query_params.get("namespace")
+        if name:
+            items = [e for e in items if e["spec"]["meta"]["name"] == name]
+        if namespace:
+            items = [e for e in items if e["namespace"] == namespace]
         chunk = items[(page - 1) * size : page * size]
         return envelope(chunk, total=len(items), page=page, pageSize=size)
 
@@ -203,17 +209,30 @@ class FakeBroker:
             exp.data["status"] = "Deleted"
             return envelope(exp.data)
 
+    async def stop(self, request: Request) -> Response:
+        exp_id = request.path_params["id"]
+        with self.lock:
+            exp = self.live(exp_id)
+            if exp is None:
+                return envelope(code=404, message=f"Experiment {exp_id} not found")
+            exp.data.update(status="Failed", reason="stopped by admin", failureCategory="killed")
+            return envelope(exp.data)
+
     async def logs(self, request: Request) -> Response:
         exp_id = request.path_params["id"]
         replica = request.query_params.get("replica")
         tail = request.query_params.get("tail")
         with self.lock:
             exp = self.live(exp_id)
+            if exp is None and request.query_params.get("deleted") == "true":
+                exp = self.experiments.get(exp_id)
             if exp is None:
                 return envelope(code=404, message=f"Experiment {exp_id} not found")
+            if replica and not {replica, f"{exp_id}-{replica}"} & set(exp.logs):
+                return envelope(code=404, message=f"experiment {exp_id} has no replica '{replica}'")
             content = []
             for pod, lines in exp.logs.items():
-                if replica and pod != replica:
+                if replica and pod not in (replica, f"{exp_id}-{replica}"):
                     continue
                 shown = lines[-int(tail) :] if tail is not None and int(tail) > 0 else lines
                 content.append({"podName": pod, "podLog": [] if tail == "0" else list(shown)})
@@ -231,6 +250,17 @@ class FakeBroker:
     async def cluster_get(self, request: Request) -> Response:
         for item in self.clusters:
             if item["name"] == request.path_params["name"]:
+                answer = dict(item)
+                if item.get("workloads"):  # a draining cluster empties by one per read
+                    item["workloads"] -= 1
+                    item["drained"] = item["workloads"] == 0
+                return envelope(answer)
+        return envelope(code=404, message=f"Cluster {request.path_params['name']} not found")
+
+    async def cluster_drain(self, request: Request) -> Response:
+        for item in self.clusters:
+            if item["name"] == request.path_params["name"]:
+                item.update(state="Draining", draining=True, drained=item.get("workloads") == 0)
                 return envelope(item)
         return envelope(code=404, message=f"Cluster {request.path_params['name']} not found")
 
@@ -247,10 +277,12 @@ class FakeBroker:
                 Route(f"{p}/experiment", self.list, methods=["GET"]),
                 Route(f"{p}/experiment/logs/{{id}}", self.logs, methods=["GET"]),
                 Route(f"{p}/experiment/{{id}}/events", self.events, methods=["GET"]),
+                Route(f"{p}/experiment/{{id}}/stop", self.stop, methods=["POST"]),
                 Route(f"{p}/experiment/{{id}}", self.get, methods=["GET"]),
                 Route(f"{p}/experiment/{{id}}", self.delete, methods=["DELETE"]),
                 Route(f"{p}/cluster", self.cluster_list, methods=["GET"]),
                 Route(f"{p}/cluster/{{name}}", self.cluster_get, methods=["GET"]),
+                Route(f"{p}/cluster/{{name}}/drain", self.cluster_drain, methods=["POST"]),
             ],
         )
 
@@ -362,6 +394,11 @@ def test_submit_wait_follows_to_success(fake: FakeBroker, cli: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- list / get / delete
+def cells(line: str) -> list[str]:
+    """The cells of one row (or the header) of a table the CLI printed."""
+    return [cell.strip() for cell in line.replace("┃", "│").split("│")]
+
+
 def test_list_table_and_json(fake: FakeBroker, cli: Any) -> None:
     running = fake.add("Running", cluster="ray-east")
     failed = fake.add("Failed", reason="exit code 3")
@@ -379,10 +416,49 @@ def test_list_table_and_json(fake: FakeBroker, cli: Any) -> None:
     ):
         assert text in result.output
     assert "page 1 of 1, 2 experiment(s) in all" in result.output
+    assert cells(result.output.splitlines()[0]) == [
+        "ID", "NAME", "NAMESPACE", "OWNER", "FRAMEWORK", "STATUS", "CLUSTER", "ACCEPTED", "DURATION"
+    ]  # fmt: skip
 
     as_json = cli("experiment", "list", "--status", "running", "--json")
     assert as_json.exit_code == 0, as_json.output
     assert [e["experimentId"] for e in json.loads(as_json.stdout)] == [running]
+
+
+def test_list_shows_namespace_owner_and_duration(fake: FakeBroker, cli: Any) -> None:
+    done = fake.add(
+        "Succeeded",
+        namespace="vision",
+        owner="bob",
+        runningTime="2026-11-29T12:00:10Z",
+        finishedTime="2026-11-29T12:03:15Z",
+    )
+    waiting = fake.add("Accepted", namespace="nlp", owner="carol")
+    rows = {cells(line)[0]: cells(line) for line in cli("experiment", "list").output.splitlines()[2:-1]}
+    assert rows[done][2:4] == ["vision", "bob"] and rows[done][-1] == "3m05s"
+    assert rows[waiting][2:4] == ["nlp", "carol"] and rows[waiting][-1] == "-"
+    only = cli("experiment", "list", "-n", "nlp", "--json")
+    assert [e["experimentId"] for e in json.loads(only.stdout)] == [waiting]
+
+
+def test_duration_counts_from_running_to_finished_or_now() -> None:
+    from datetime import UTC, datetime
+
+    from broker.cli.render import fmt_duration, fmt_seconds
+
+    now = datetime(2026, 11, 29, 14, 0, 0, tzinfo=UTC)
+    assert fmt_duration({"status": "Running", "runningTime": "2026-11-29T12:00:00Z"}, now) == "2h00m"
+    assert fmt_duration({"status": "Created", "createdTime": "2026-11-29T13:59:18Z"}, now) == "42s"
+    assert fmt_duration({"status": "Failed", "finishedTime": "2026-11-29T12:00:00Z"}, now) == "-"
+    assert fmt_duration({"status": "Deleted", "runningTime": "2026-11-29T12:00:00Z"}, now) == "-"
+    assert [fmt_seconds(x) for x in (0, 59, 60, 3599, 3600, 90000)] == [
+        "0s",
+        "59s",
+        "1m00s",
+        "59m59s",
+        "1h00m",
+        "1d01h",
+    ]
 
 
 def test_list_paging_and_empty(fake: FakeBroker, cli: Any) -> None:
@@ -417,6 +493,73 @@ def test_get_shows_details_reason_and_events(fake: FakeBroker, cli: Any) -> None
 
     as_json = cli("experiment", "get", exp_id, "--json")
     assert json.loads(as_json.stdout)["reason"] == "OOMKilled in worker-0"
+
+
+def named(name: str, namespace: str = "default") -> dict[str, Any]:
+    return {"spec": {**SPEC, "meta": {**SPEC["meta"], "name": name}}, "namespace": namespace}
+
+
+def test_commands_take_a_unique_name_instead_of_an_id(fake: FakeBroker, cli: Any) -> None:
+    exp_id = fake.add("Running", **named("resnet"), script=[{"status": "Succeeded"}])
+    fake.add("Running", **named("other"))
+    got = cli("experiment", "get", "resnet", "--json")
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.stdout)["experimentId"] == exp_id
+    waited = cli("experiment", "wait", "resnet", "--interval", "0.01", "--timeout", "30")
+    assert waited.exit_code == 0 and waited.output.splitlines()[-1].endswith(f"{exp_id} Succeeded")
+    stopped = cli("experiment", "stop", "other")
+    assert stopped.exit_code == 0 and "stopped: Failed" in stopped.output
+    deleted = cli("experiment", "delete", "resnet")
+    assert deleted.exit_code == 0 and f"experiment {exp_id} deleted: Deleted" in deleted.output
+    gone = cli("experiment", "get", "resnet")
+    assert_clean_failure(gone)
+    assert "Error: Experiment resnet not found" in gone.output  # the server's own 404
+    bad_replica = cli("experiment", "logs", "other", "--replica", "chief-0")
+    assert_clean_failure(bad_replica)
+    assert "has no replica 'chief-0'" in bad_replica.output
+
+
+def test_a_name_several_live_experiments_share_is_an_error_listing_their_ids(
+    fake: FakeBroker, cli: Any
+) -> None:
+    first = fake.add("Running", **named("sweep"))
+    second = fake.add("Failed", **named("sweep"))
+    elsewhere = fake.add("Running", **named("sweep", "nlp"))
+    result = cli("experiment", "logs", "sweep")
+    assert_clean_failure(result)
+    for text in ("'sweep' names 3 live experiments", first, second, elsewhere, "namespace nlp", "-n"):
+        assert text in result.output
+    same_namespace = cli("experiment", "stop", "sweep", "-n", "default")
+    assert_clean_failure(same_namespace)
+    assert "names 2 live experiments in namespace default" in same_namespace.output
+    assert elsewhere not in same_namespace.output and "give the id" in same_namespace.output
+    one = cli("experiment", "get", "sweep", "-n", "nlp", "--json")
+    assert one.exit_code == 0 and json.loads(one.stdout)["experimentId"] == elsewhere
+
+
+def test_a_failure_shown_by_get_and_wait_ends_with_the_failed_replicas_last_lines(
+    fake: FakeBroker, cli: Any
+) -> None:
+    reason = "replica worker-1 exited with code 3"
+    exp_id = fake.add("Failed", reason=reason, failureCategory="exit_code")
+    fake.experiments[exp_id].logs = {
+        f"{exp_id}-worker-0": ["w0 fine"],
+        f"{exp_id}-worker-1": [f"line {i}" for i in range(15)] + ["ValueError: bad input"],
+    }
+    got = cli("experiment", "get", exp_id)
+    assert got.exit_code == 0, got.output
+    tail = got.output.split("Last log lines of worker-1:")[1].split()
+    assert tail[-3:] == ["ValueError:", "bad", "input"] and "line 5" not in got.output
+    assert "w0 fine" not in got.output
+    waited = cli("experiment", "wait", exp_id, "--interval", "0.01")
+    assert waited.exit_code == 1
+    lines = waited.output.splitlines()
+    assert f"experiment {exp_id} failed: {reason} [exit_code]" in lines
+    assert lines[-2:] == ["  line 14", "  ValueError: bad input"]
+    # A reason naming no replica, with several replicas: no guess.
+    vague = fake.add("Failed", reason="TFJob failed", failureCategory="exit_code")
+    fake.experiments[vague].logs = {f"{vague}-worker-0": ["a"], f"{vague}-worker-1": ["b"]}
+    assert "Last log lines" not in cli("experiment", "get", vague).output
 
 
 def test_get_unknown_is_a_clean_404(fake: FakeBroker, cli: Any) -> None:
@@ -476,8 +619,38 @@ def test_logs_follow_prints_new_lines_once_and_ends(fake: FakeBroker, cli: Any) 
     ]
     result = cli("experiment", "logs", exp_id, "--follow", "--tail", "1", "--interval", "0.01")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["old 2", "step 1", "step 2", "step 3", "done"]
+    assert result.stdout.splitlines() == ["old 2", "step 1", "step 2", "step 3", "done"]
+    assert result.stderr.splitlines() == [f"experiment {exp_id} Succeeded"]  # it ends like wait
     assert not fake.experiments[exp_id].script
+
+
+def test_logs_follow_of_a_failure_ends_with_it_and_exits_1(fake: FakeBroker, cli: Any) -> None:
+    exp_id = fake.add("Running")
+    worker = f"{exp_id}-worker-0"
+    fake.experiments[exp_id].logs = {worker: ["starting"]}
+    fake.experiments[exp_id].script = [
+        {"status": "Failed", "reason": "replica worker-0 exited with code 3", "failureCategory": "exit_code"},
+    ]
+    result = cli("experiment", "logs", exp_id, "--follow", "--interval", "0.01")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == ["starting"]
+    assert result.stderr.splitlines() == [
+        f"experiment {exp_id} failed: replica worker-0 exited with code 3 [exit_code]"
+    ]
+
+
+def test_logs_of_a_deleted_experiment_with_deleted(fake: FakeBroker, cli: Any) -> None:
+    exp_id = fake.add("Succeeded", spec={**SPEC, "meta": {**SPEC["meta"], "name": "gone"}})
+    fake.experiments[exp_id].logs = {f"{exp_id}-worker-0": ["kept line"]}
+    fake.experiments[exp_id].deleted = True
+    fake.experiments[exp_id].data["status"] = "Deleted"
+    assert_clean_failure(cli("experiment", "logs", exp_id))
+    for ref in (exp_id, "gone"):  # by id, or by the name among deleted experiments
+        result = cli("experiment", "logs", ref, "--deleted")
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines() == ["kept line"]
+    both = cli("experiment", "logs", exp_id, "--deleted", "--follow")
+    assert both.exit_code == 2 and "a deleted one has ended" in both.output
 
 
 def test_logs_follow_unknown_experiment(fake: FakeBroker, cli: Any) -> None:
@@ -588,6 +761,37 @@ def test_cluster_list_and_get(fake: FakeBroker, cli: Any) -> None:
     missing = cli("cluster", "get", "nowhere")
     assert_clean_failure(missing)
     assert "Error: Cluster nowhere not found" in missing.output
+
+
+def test_a_draining_cluster_says_how_much_is_left_and_drain_wait_waits_for_empty(
+    fake: FakeBroker, cli: Any
+) -> None:
+    fake.clusters = [{**cluster_obj("k8s-west"), "workloads": 2, "drained": False}]
+    result = cli("cluster", "drain", "k8s-west", "--wait", "--interval", "0.01", "--timeout", "30")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "cluster k8s-west set to drain: Draining (draining: 2 running)"
+    assert lines[-1] == "cluster k8s-west drained: empty, safe to remove"
+    listed = cli("cluster", "list")
+    assert "Draining (drained: empty, safe to remove)" in listed.output
+    got = cli("cluster", "get", "k8s-west")
+    assert "drained: empty, safe to remove" in got.output and "Workloads (this broker)" in got.output
+
+
+def test_drain_wait_times_out_with_exit_2(fake: FakeBroker, cli: Any) -> None:
+    fake.clusters = [{**cluster_obj("slow"), "workloads": 10**6, "drained": False}]
+    result = cli("cluster", "drain", "slow", "--wait", "--interval", "0.05", "--timeout", "0.2")
+    assert_clean_failure(result, code=2)
+    assert "timed out after 0.2s waiting for cluster slow to drain (draining:" in result.output
+
+
+def test_cordon_and_drain_help_say_how_they_differ(cli: Any) -> None:
+    cordon = " ".join(cli("cluster", "cordon", "--help").output.split())
+    drain = " ".join(cli("cluster", "drain", "--help").output.split())
+    assert "Per broker process" not in cordon + drain
+    assert "Pause" in cordon and "'uncordon' lifts it" in cordon
+    assert "Nothing is evicted" in drain and "drained: empty, safe to remove" in drain and "--wait" in drain
+    assert "every broker replica honours it" in cordon and "every broker replica honours it" in drain
 
 
 # ---------------------------------------------------------------------------- connection, auth, env

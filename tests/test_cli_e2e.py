@@ -54,6 +54,60 @@ def test_cli_wait_fails_on_a_failed_experiment(broker: Broker) -> None:
     assert "worker-0" in waited.stdout + waited.stderr and "7" in waited.stdout + waited.stderr
 
 
+FAILING_SECOND_WORKER = (
+    "import os, sys\n"
+    "for i in range(12):\n"
+    "    print(f'line {i}', flush=True)\n"
+    "sys.exit(3 if os.environ['SUBMARINE_REPLICA_INDEX'] == '1' else 0)"
+)
+TWO_WORKERS = {"Worker": {"replicas": 2, "resources": "cpu=0.1,memory=64M"}}
+
+
+def test_cli_by_name_failure_tail_pod_names_and_logs_after_delete(broker: Broker) -> None:
+    exp_id = broker.submit(python_spec(FAILING_SECOND_WORKER, name="by-name", roles=TWO_WORKERS))[
+        "experimentId"
+    ]
+
+    waited = cli(broker, "experiment", "wait", "by-name", "--interval", "0.3")
+    assert waited.returncode == 1, waited.stdout + waited.stderr
+    assert f"experiment {exp_id} failed: replica worker-1 exited with code 3 [exit_code]" in waited.stdout
+    assert waited.stdout.rstrip().endswith(
+        "Last log lines of worker-1:\n" + "\n".join(f"  line {i}" for i in range(2, 12))
+    )
+    got = cli(broker, "experiment", "get", "by-name")
+    assert got.returncode == 0 and "Last log lines of worker-1:" in got.stdout and "  line 11" in got.stdout
+
+    # --replica takes the podName the logs answer shows; the REST call takes it too.
+    pod = f"{exp_id}-worker-1"
+    one = cli(broker, "experiment", "logs", "by-name", "--replica", pod, "--tail", "2")
+    assert one.returncode == 0 and one.stdout.splitlines() == ["line 10", "line 11"], one.stdout + one.stderr
+    rest = broker.client.get(f"/experiment/logs/{exp_id}", params={"replica": pod, "tail": 1}).json()
+    assert rest["result"]["logContent"] == [{"podName": pod, "podLog": ["line 11"]}]
+    followed = cli(
+        broker, "experiment", "logs", exp_id, "--follow", "--replica", "worker-1", "--interval", "0.2"
+    )
+    assert followed.returncode == 1 and followed.stdout.splitlines()[-1] == "line 11"
+    assert "failed: replica worker-1 exited with code 3" in followed.stderr
+
+    # A second live experiment with the name: the name alone is ambiguous, the error lists both ids.
+    again = broker.submit(python_spec("print('again')", name="by-name"))["experimentId"]
+    by_filter = broker.client.get("/experiment", params={"name": "BY-NAME"}).json()["result"]
+    assert {e["experimentId"] for e in by_filter} == {exp_id, again}
+    ambiguous = cli(broker, "experiment", "stop", "by-name")
+    assert ambiguous.returncode == 1
+    assert "'by-name' names 2 live experiments in namespace" not in ambiguous.stderr  # no -n given
+    assert "'by-name' names 2 live experiments:" in ambiguous.stderr
+    assert exp_id in ambiguous.stderr and again in ambiguous.stderr and "give the id" in ambiguous.stderr
+
+    # Deleted: gone for get and logs, but its logs stay readable with --deleted (by id or name).
+    assert cli(broker, "experiment", "delete", exp_id).returncode == 0
+    assert cli(broker, "experiment", "logs", exp_id).returncode == 1
+    for ref in (exp_id, "by-name"):
+        kept = cli(broker, "experiment", "logs", ref, "--deleted", "--replica", "worker-1", "--tail", "1")
+        assert kept.returncode == 0 and kept.stdout.splitlines() == ["line 11"], kept.stdout + kept.stderr
+    assert cli(broker, "experiment", "wait", "by-name", "--interval", "0.3").returncode == 0  # the other one
+
+
 def test_serve_flags_override_the_config(tmp_path) -> None:
     broker = Broker(tmp_path / "b")
     port = free_port()

@@ -4,6 +4,8 @@ unreachable cluster is shown."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +69,36 @@ def test_cordon_and_drain_stop_new_work_and_let_running_work_finish(broker_facto
 
     drained = post(broker, "a", "drain")
     assert drained["state"] == "Draining" and drained["draining"] is True
+    assert (drained["workloads"], drained["drained"]) == (1, False)  # the long run is still there
     pinned = submit(broker, cluster="a")
     assert "drained by an admin" in status_message(broker, pinned, "Draining")["statusMessage"]
-    flag.touch()
+    listed = cli(broker, "cluster", "list")
+    assert "Draining (draining: 1 running)" in listed.stdout, listed.stdout
+    # `drain --wait` reports when the cluster is empty: nothing is evicted, the run ends by itself.
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "broker", "--url", broker.url, "cluster", "drain", "a", "--wait"]
+        + ["--interval", "0.2", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        assert waiting.stdout is not None
+        first = waiting.stdout.readline()  # it has drained the cluster and read what is left
+        assert first.strip() == "cluster a set to drain: Draining (draining: 1 running)", first
+        assert broker.experiment(long_run)["status"] == "Running"
+        flag.touch()
+        out, err = waiting.communicate(timeout=90)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait(timeout=10)
+    assert waiting.returncode == 0, out + err
+    assert out.splitlines()[-1] == "cluster a drained: empty, safe to remove"
     assert broker.wait_status(long_run, "Succeeded")["cluster"] == "a"
-    assert broker.client.get("/cluster/a").json()["result"]["state"] == "Draining"
+    empty = broker.client.get("/cluster/a").json()["result"]
+    assert (empty["state"], empty["workloads"], empty["drained"]) == ("Draining", 0, True)
     post(broker, "a", "uncordon")
     assert broker.wait_status(pinned, "Succeeded")["cluster"] == "a"
 

@@ -107,6 +107,9 @@ def row(status: Status, access: dict | None = None, uid: str = "u1") -> Experime
         (Status.RUNNING, {"uid": "u1", "url": "http://x:1", "readyAt": "t"}, "running"),
         (Status.SUCCEEDED, None, "failed"),
         (Status.FAILED, None, "failed"),
+        # Stopped on purpose (its user, the idle timeout) by the broker: this attempt, not an older one.
+        (Status.FAILED, {"uid": "u1", "url": "http://x:1", "stoppedAt": "t"}, "stopped"),
+        (Status.FAILED, {"uid": "old", "stoppedAt": "t"}, "failed"),
         (Status.DELETED, None, "terminating"),
     ],
 )
@@ -117,7 +120,7 @@ def test_every_status_reads_as_a_submarine_notebook_status(status, access, expec
     assert shown["spec"]["meta"]["labels"] == {"notebook-owner-id": "bob", "notebook-id": "notebook_1_0001"}
     assert shown["url"] == "/notebook/vision/nb/lab"
     if status is Status.FAILED:
-        assert shown["reason"] == "why"
+        assert shown["reason"] == "why"  # stopped or failed, the reason says why
     elif status is Status.SUCCEEDED:
         assert "shut down" in shown["reason"]
 
@@ -126,3 +129,24 @@ def test_jupyter_times_parse_and_junk_does_not() -> None:
     assert parse_time("2026-11-30T02:50:01.123456Z") == datetime(2026, 11, 30, 2, 50, 1, 123456, tzinfo=UTC)
     for junk in (None, "", "yesterday", 5):
         assert parse_time(junk) is None
+
+
+def test_the_server_token_never_shows_in_the_notebook_logs() -> None:
+    from broker.notebooks.views import notebook_log_json
+    from clusters.base import ReplicaLog
+
+    lines = ["started", "os.environ['JUPYTER_TOKEN'] = 's3cr3t-t0ken'", "http://h:1/lab?token=s3cr3t-t0ken"]
+    shown = notebook_log_json("notebook_1_0001", [ReplicaLog("notebook-0", lines)], "s3cr3t-t0ken")
+    assert shown == {
+        "notebookId": "notebook_1_0001",
+        "logContent": [
+            {
+                "podName": "notebook_1_0001-notebook-0",
+                "podLog": [
+                    "started",
+                    "os.environ['JUPYTER_TOKEN'] = '******'",
+                    "http://h:1/lab?token=******",
+                ],
+            }
+        ],
+    }

@@ -54,13 +54,23 @@ def status_of(client: httpx.Client, notebook_id: str) -> dict[str, Any]:
     return answer.json()["result"]
 
 
+#: Statuses a notebook stays in until someone starts it again.
+ENDED = ("stopped", "failed")
+
+
 def wait_status(client: httpx.Client, notebook_id: str, wanted: str, timeout: float = 90) -> dict[str, Any]:
+    """Wait until the notebook is ``wanted``; fail at once if it ends otherwise."""
     seen: list[str] = []
 
     def reached() -> bool:
         current = status_of(client, notebook_id)
         if not seen or seen[-1] != current["status"]:
             seen.append(current["status"])
+        if current["status"] in ENDED and current["status"] != wanted:
+            raise AssertionError(
+                f"notebook {notebook_id} ended {current['status']} ({current['failureCategory']}: "
+                f"{current['reason']}), not {wanted} (seen {seen})"
+            )
         return current["status"] == wanted
 
     wait_for(reached, timeout=timeout, what=f"notebook {notebook_id} {wanted} (seen {seen})")
@@ -224,7 +234,7 @@ def test_idle_notebook_is_stopped_and_starts_again_with_its_files(secured) -> No
     )
     assert saved.status_code in (200, 201), saved.text
 
-    ended = wait_status(alice, nid, "failed", timeout=60)
+    ended = wait_status(alice, nid, "stopped", timeout=60)
     assert ended["failureCategory"] == "killed"
     assert "without activity" in ended["reason"] and "idle timeout 4s" in ended["reason"]
     server.wait(timeout=30)
@@ -241,8 +251,15 @@ def test_idle_notebook_is_stopped_and_starts_again_with_its_files(secured) -> No
     # Stopping by hand works the same way, and a running notebook cannot be started twice.
     assert alice.post(f"/api/v1/notebook/{nid}/start").status_code == 409
     stopped = alice.post(f"/api/v1/notebook/{nid}/stop")
-    assert stopped.status_code == 200 and stopped.json()["result"]["status"] == "failed"
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["result"]["status"] == "stopped"
+    assert stopped.json()["result"]["failureCategory"] == "killed"
     assert "stopped by alice" in stopped.json()["result"]["reason"]
+    assert [
+        n["status"]
+        for n in alice.get("/api/v1/notebook", params={"status": "stopped"}).json()["result"]
+        if n["notebookId"] == nid
+    ] == ["stopped"]
     files = broker.data_dir / "clusters" / "local" / ".workdirs" / nid
     assert (files / "keep.txt").read_text() == "kept"
     # Deleting the notebook removes its files.
@@ -299,11 +316,25 @@ def test_cli_creates_opens_stops_starts_and_deletes_a_notebook(secured) -> None:
     listed = run("list")
     assert "cli-nb" in listed and "running" in listed
     assert run("open", notebook_id).strip() == url
-    assert "stop: failed" in run("stop", notebook_id)
-    assert "start: waiting" in run("start", notebook_id)
-    assert "stopped by alice" in run("get", notebook_id)
-    wait_status(c["alice"], notebook_id, "running")
-    assert "delete: terminating" in run("delete", notebook_id)
+    # The Jupyter server's own output, through the broker (REST and CLI).
+    served = c["alice"].get(f"/api/v1/notebook/{notebook_id}/logs", params={"tail": 5}).json()["result"]
+    assert [e["podName"] for e in served["logContent"]] == [f"{notebook_id}-notebook-0"]
+    assert 0 < len(served["logContent"][0]["podLog"]) <= 5
+    jupyter = run("logs", notebook_id)
+    assert "Jupyter" in jupyter and "/notebook/vision/cli-nb/" in jupyter
+    assert run("logs", notebook_id, "--tail", "2").splitlines() == jupyter.splitlines()[-2:]
+
+    assert run("stop", notebook_id).strip() == f"notebook {notebook_id} stopped"
+    stopped_row = next(line for line in run("list").splitlines() if notebook_id in line)
+    assert "stopped" in stopped_row and "stopped by alice" in stopped_row  # the reason is listed
+    shown = run("get", notebook_id)
+    for text in ("ID", "Status", "stopped", "Reason", "stopped by alice", "Failure", "killed", "URL", url):
+        assert text in shown, text
+    assert "Events" in shown
+    again = run("start", notebook_id, "--wait")
+    assert again.strip() == f"notebook {notebook_id} running: {url}"
+    assert "started again by alice" in run("get", notebook_id)
+    assert run("delete", notebook_id).strip() == f"notebook {notebook_id} deleted: terminating"
     refused = runner.invoke(main, [*base, "get", notebook_id])
     assert refused.exit_code == 1 and "Notebook not found." in refused.output
     bad = runner.invoke(main, [*base, "create", "cli-bad", "--env", "novalue"])

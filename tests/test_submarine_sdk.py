@@ -439,6 +439,13 @@ try:
     out["duplicate"] = "accepted"
 except ApiException as exc:
     out["duplicate"] = exc.status
+# Stopped through the broker's extension (the SDK has no stop): the SDK reads the broker's
+# 'stopped' status in get and list like any other.
+import urllib.request
+stop = urllib.request.Request(f"{sys.argv[1]}/api/v1/notebook/{nid}/stop", method="POST")
+urllib.request.urlopen(stop, timeout=60).read()
+out["stopped"] = client.get_notebook(nid)
+out["listed_stopped"] = [n["status"] for n in client.list_notebooks("4291d7da9005377ec9aec4a71ea837f")]
 out["deleted"] = client.delete_notebook(nid)
 try:
     client.get_notebook(nid)
@@ -466,6 +473,9 @@ def test_submarine_sdk_manages_notebooks(sdk_python: Path, broker: Broker) -> No
     assert set(out["statuses"]) <= {"waiting", "creating", "running"}
     assert out["listed"] == [created["notebookId"]]
     assert out["duplicate"] == 409
+    assert out["stopped"]["status"] == "stopped" and out["stopped"]["failureCategory"] == "killed"
+    assert out["stopped"]["reason"] == "stopped by admin"
+    assert out["listed_stopped"] == ["stopped"]
     assert out["deleted"]["status"] == "terminating"
     assert out["after_delete"] == 404
 

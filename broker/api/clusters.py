@@ -5,7 +5,9 @@ refused files in clusters.d (file, line, key, reason; never a value from the fil
 caller may read, or all of them for a caller who may ``admin`` every cluster.
 ``GET /cluster/errors`` returns that list alone. ``POST /cluster/{name}/cordon|uncordon|drain``
 need the ``admin`` action on ``cluster/<name>`` in the global domain. Cordon and drain flags are
-stored in the database, so every broker replica honours them within a second.
+stored in the database, so every broker replica honours them within a second. Neither evicts
+anything: cordon pauses new work, drain empties the cluster for removal, and each cluster's
+``workloads`` (this broker's experiments and notebooks there) and ``drained`` say when it is empty.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -22,6 +26,8 @@ from broker.config.errors import ConfigError
 from broker.errors import NotFound
 from broker.experiments.views import fmt_time
 from broker.registry import ClusterState
+from broker.state import ON_CLUSTER
+from broker.store.models import Experiment
 from runtimes.plan import Resources
 
 log = logging.getLogger(__name__)
@@ -31,13 +37,33 @@ def _resources(value: Resources) -> dict[str, Any]:
     return {"cpu": value.cpu, "memory": value.memory, "gpu": value.gpu}
 
 
-def cluster_json(cluster: ClusterState, errors: list[ConfigError] | None = None) -> dict[str, Any]:
+def _workloads_by_cluster(session: Session) -> dict[str, int]:
+    """How many of this broker's workloads (experiments and notebooks) each cluster holds: placed
+    there (a submit in flight), created or running."""
+    counts = session.execute(
+        select(Experiment.cluster, func.count())
+        .where(Experiment.cluster.is_not(None), Experiment.status.in_(ON_CLUSTER))
+        .group_by(Experiment.cluster)
+    ).all()
+    return {str(name): int(count) for name, count in counts}
+
+
+async def workloads(request: Request) -> dict[str, int]:
+    """:func:`_workloads_by_cluster` now."""
+    return await request.app.state.broker.db.run(_workloads_by_cluster)
+
+
+def cluster_json(
+    cluster: ClusterState, errors: list[ConfigError] | None = None, workloads: dict[str, int] | None = None
+) -> dict[str, Any]:
     """A cluster as the API shows it; secret config fields are masked.
 
     ``configError`` is the refusal of its file's current content, if any: the cluster then runs
-    on the last good definition shown here.
+    on the last good definition shown here. ``workloads`` counts this broker's work there (from
+    ``workloads``); ``drained`` says a draining cluster holds none any more: safe to remove.
     """
     problem = next((e for e in errors or [] if cluster.source and e.file == cluster.source), None)
+    held = (workloads or {}).get(cluster.name, 0)
     return {
         "name": cluster.name,
         "kind": cluster.config.kind,
@@ -54,6 +80,8 @@ def cluster_json(cluster: ClusterState, errors: list[ConfigError] | None = None)
         "removed": cluster.removed,
         "capacity": {"total": _resources(cluster.total), "free": _resources(cluster.free)},
         "running": cluster.running,
+        "workloads": held,
+        "drained": (cluster.draining or cluster.removed) and held == 0,
         "capabilities": cluster.capability_names,
         "lastCheck": fmt_time(cluster.last_check),
         "source": cluster.source,
@@ -85,8 +113,9 @@ async def list_clusters(request: Request) -> EnvelopeResponse:
     registry = request.app.state.broker.registry
     errors = _errors(request)
     visible = [c for c in registry.all() if guard.may(GLOBAL, f"cluster/{c.name}", "read")]
+    held = await workloads(request)
     return ok(
-        [cluster_json(c, errors) for c in visible],
+        [cluster_json(c, errors, held) for c in visible],
         attributes={"configErrors": _visible_errors(request, guard)},
     )
 
@@ -103,7 +132,7 @@ async def get_cluster(request: Request) -> EnvelopeResponse:
     if cluster is None:
         raise NotFound(missing)
     Guard.of(request).require(GLOBAL, f"cluster/{name}", "read", hidden=True, what=missing)
-    return ok(cluster_json(cluster, _errors(request)))
+    return ok(cluster_json(cluster, _errors(request), await workloads(request)))
 
 
 def _admin(request: Request) -> tuple[ClusterState, Guard]:
@@ -117,13 +146,13 @@ def _admin(request: Request) -> tuple[ClusterState, Guard]:
 
 
 async def cordon(request: Request) -> EnvelopeResponse:
-    """No new work on the cluster; what runs there continues."""
+    """Pause the cluster: no new work there; what runs there continues (``uncordon`` lifts it)."""
     cluster, guard = _admin(request)
     await request.app.state.broker.cluster_flags.set(
         cluster.name, cordoned=True, draining=cluster.draining, user=guard.user
     )
     log.info("cluster %s cordoned by %s", cluster.name, guard.user)
-    return ok(cluster_json(cluster, _errors(request)))
+    return ok(cluster_json(cluster, _errors(request), await workloads(request)))
 
 
 async def uncordon(request: Request) -> EnvelopeResponse:
@@ -133,17 +162,18 @@ async def uncordon(request: Request) -> EnvelopeResponse:
         cluster.name, cordoned=False, draining=False, user=guard.user
     )
     log.info("cluster %s uncordoned by %s", cluster.name, guard.user)
-    return ok(cluster_json(cluster, _errors(request)))
+    return ok(cluster_json(cluster, _errors(request), await workloads(request)))
 
 
 async def drain(request: Request) -> EnvelopeResponse:
-    """No new work; running work continues to its end (``uncordon`` undoes it)."""
+    """Drain the cluster to remove it: no new work; what runs there runs to its own end (nothing is
+    evicted) and ``drained`` turns true once none of this broker's work is left (``uncordon`` undoes it)."""
     cluster, guard = _admin(request)
     await request.app.state.broker.cluster_flags.set(
         cluster.name, cordoned=cluster.cordoned, draining=True, user=guard.user
     )
     log.info("cluster %s drained by %s", cluster.name, guard.user)
-    return ok(cluster_json(cluster, _errors(request)))
+    return ok(cluster_json(cluster, _errors(request), await workloads(request)))
 
 
 routes = [

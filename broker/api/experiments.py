@@ -42,11 +42,28 @@ async def create(request: Request) -> EnvelopeResponse:
     return ok(experiment_json(row))
 
 
+def flag_param(request: Request, name: str) -> bool:
+    """A yes/no query parameter (``true``/``false``, ``1``/``0``; absent = false), or a 400 naming it."""
+    raw = (request.query_params.get(name) or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise BadRequest(f"{name}: '{raw}' is not true or false", field=name)
+
+
 async def list_experiments(request: Request) -> EnvelopeResponse:
+    """Submarine's list, plus the broker's ``name`` and ``namespace`` filters (exact matches)."""
     page = int_param(request, "page", 1)
     size = int_param(request, "pageSize", MAX_PAGE_SIZE)
+    query = request.query_params
     rows, total = await _service(request).list(
-        Guard.of(request), status=request.query_params.get("status"), page=page, page_size=size
+        Guard.of(request),
+        status=query.get("status"),
+        page=page,
+        page_size=size,
+        name=query.get("name") or None,
+        namespace=query.get("namespace") or None,
     )
     return ok([experiment_json(r) for r in rows], attributes={"total": total, "page": page, "pageSize": size})
 
@@ -80,7 +97,9 @@ async def logs(request: Request) -> EnvelopeResponse:
     if tail is not None and tail < 0:
         raise BadRequest("tail: must not be negative", field="tail")
     replica = request.query_params.get("replica") or None
-    content = await _service(request).logs(experiment_id, Guard.of(request), replica=replica, tail=tail)
+    content = await _service(request).logs(
+        experiment_id, Guard.of(request), replica=replica, tail=tail, deleted=flag_param(request, "deleted")
+    )
     return ok(log_json(experiment_id, content))
 
 

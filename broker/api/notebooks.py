@@ -11,11 +11,12 @@ from starlette.websockets import WebSocket
 from broker.api.access import Guard
 from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, error, ok
-from broker.errors import ApiError
+from broker.api.experiments import int_param
+from broker.errors import ApiError, BadRequest
 from broker.experiments.views import event_json
 from broker.notebooks.proxy import Upstream
 from broker.notebooks.service import NotebookService
-from broker.notebooks.views import notebook_json, notebook_status
+from broker.notebooks.views import notebook_json, notebook_log_json, notebook_status
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -59,6 +60,16 @@ async def start(request: Request) -> EnvelopeResponse:
     """Broker extension: start a stopped notebook again (same id, URL and files)."""
     row = await _service(request).start(request.path_params["id"], Guard.of(request))
     return ok(notebook_json(row), message="Start the notebook instance")
+
+
+async def logs(request: Request) -> EnvelopeResponse:
+    """Broker extension: the Jupyter server's output, ``?tail=N`` for the last N lines."""
+    tail = int_param(request, "tail", None)
+    if tail is not None and tail < 0:
+        raise BadRequest("tail: must not be negative", field="tail")
+    notebook_id = request.path_params["id"]
+    row, content = await _service(request).logs(notebook_id, Guard.of(request), tail=tail)
+    return ok(notebook_log_json(row.id, content, row.access_token), message="Logs of the notebook instance")
 
 
 async def events(request: Request) -> EnvelopeResponse:
@@ -106,6 +117,7 @@ routes = [
     Route("/api/v1/notebook", create, methods=["POST"]),
     Route("/api/v1/notebook", list_notebooks, methods=["GET"]),
     Route("/api/v1/notebook/{id}/events", events, methods=["GET"]),
+    Route("/api/v1/notebook/{id}/logs", logs, methods=["GET"]),
     Route("/api/v1/notebook/{id}/stop", stop, methods=["POST"]),
     Route("/api/v1/notebook/{id}/start", start, methods=["POST"]),
     Route("/api/v1/notebook/{id}", get, methods=["GET"]),

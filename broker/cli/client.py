@@ -191,12 +191,18 @@ class BrokerClient:
         return self._object("POST", "/experiment", body=spec, headers=headers)
 
     def list_experiments(
-        self, status: str | None = None, page: int | None = None, page_size: int | None = None
+        self,
+        status: str | None = None,
+        page: int | None = None,
+        page_size: int | None = None,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
     ) -> Page:
-        """``GET /experiment``: one page of experiments, optionally filtered by status."""
-        items, attrs = self._list(
-            "/experiment", params={"status": status, "page": page, "pageSize": page_size}
-        )
+        """``GET /experiment``: one page of experiments, optionally filtered by status, and by exact
+        name and namespace (broker extensions)."""
+        params = {"status": status, "page": page, "pageSize": page_size, "name": name, "namespace": namespace}
+        items, attrs = self._list("/experiment", params=params)
         return Page(
             items=items,
             total=_int_or_none(attrs.get("total")),
@@ -222,12 +228,12 @@ class BrokerClient:
         return self._object("POST", f"/experiment/{_segment(experiment_id)}/stop")
 
     def experiment_logs(
-        self, experiment_id: str, replica: str | None = None, tail: int | None = None
+        self, experiment_id: str, replica: str | None = None, tail: int | None = None, deleted: bool = False
     ) -> JSONObject:
-        """``GET /experiment/logs/{id}``: ``{"experimentId", "logContent": [{"podName", "podLog"}]}``."""
-        return self._object(
-            "GET", f"/experiment/logs/{_segment(experiment_id)}", params={"replica": replica, "tail": tail}
-        )
+        """``GET /experiment/logs/{id}``: ``{"experimentId", "logContent": [{"podName", "podLog"}]}``;
+        ``deleted`` reads a deleted experiment's logs too."""
+        params = {"replica": replica, "tail": tail, "deleted": "true" if deleted else None}
+        return self._object("GET", f"/experiment/logs/{_segment(experiment_id)}", params=params)
 
     def experiment_events(self, experiment_id: str) -> list[JSONObject]:
         """``GET /experiment/{id}/events``: the status history, oldest first."""
@@ -259,6 +265,10 @@ class BrokerClient:
     def start_notebook(self, notebook_id: str) -> JSONObject:
         """``POST /notebook/{id}/start``: start a stopped notebook again."""
         return self._object("POST", f"/notebook/{_segment(notebook_id)}/start")
+
+    def notebook_logs(self, notebook_id: str, tail: int | None = None) -> JSONObject:
+        """``GET /notebook/{id}/logs``: the Jupyter server's output, ``{"notebookId", "logContent"}``."""
+        return self._object("GET", f"/notebook/{_segment(notebook_id)}/logs", params={"tail": tail})
 
     def notebook_events(self, notebook_id: str) -> list[JSONObject]:
         """``GET /notebook/{id}/events``: the status history, oldest first."""
@@ -295,7 +305,8 @@ class BrokerClient:
         return self._object("POST", f"/cluster/{_segment(name)}/uncordon")
 
     def drain_cluster(self, name: str) -> JSONObject:
-        """``POST /cluster/{name}/drain``: no new work, running work continues; returns the cluster."""
+        """``POST /cluster/{name}/drain``: no new work, running work runs to its end (nothing is
+        evicted); the cluster's ``workloads`` and ``drained`` tell when it is empty."""
         return self._object("POST", f"/cluster/{_segment(name)}/drain")
 
     # -- users ---------------------------------------------------------------------------------

@@ -1,20 +1,30 @@
-"""``submarine-broker experiment ...``: submit, list, get, logs, wait and delete experiments."""
+"""``submarine-broker experiment ...``: submit, list, get, logs, wait, stop and delete experiments.
+
+Every command that acts on one experiment takes its id or its name: a name must be unique among
+the live (not deleted) experiments the caller can see, in the namespace given with ``-n`` or else
+in all of them; several matches are an error listing their ids. The id is tried first (Submarine's
+REST contract is by id), the name only when no experiment has that id, so an id costs no extra call.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import yaml
 
 from broker.cli import render
-from broker.cli.client import TERMINAL_STATUSES, BrokerClient, JSONObject, NotFound
+from broker.cli.client import TERMINAL_STATUSES, BrokerClient, BrokerError, JSONObject, NotFound
+
+T = TypeVar("T")
 
 pass_client = click.make_pass_decorator(BrokerClient, ensure=True)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the raw JSON result.")
@@ -28,6 +38,16 @@ interval_option = click.option(
     show_default=True,
     help="Seconds between polls.",
 )
+
+
+namespace_option = click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="Namespace of an experiment given by name (default: every namespace you can see).",
+)
+#: How many of the failed replica's last log lines ``get`` and ``wait`` show after a failure.
+FAILURE_LINES = 10
 
 
 class WaitTimeout(click.ClickException):
@@ -106,15 +126,22 @@ def submit(
 
 @experiment.command("list")
 @click.option("--status", default=None, help="Only experiments in this status (e.g. Running).")
+@click.option("-n", "--namespace", default=None, help="Only experiments of this namespace.")
 @click.option("--page", type=click.IntRange(min=1), default=None, help="Page number (1-based).")
 @click.option("--page-size", type=click.IntRange(min=1), default=None, help="Experiments per page.")
 @json_option
 @pass_client
 def list_(
-    client: BrokerClient, status: str | None, page: int | None, page_size: int | None, as_json: bool
+    client: BrokerClient,
+    status: str | None,
+    namespace: str | None,
+    page: int | None,
+    page_size: int | None,
+    as_json: bool,
 ) -> None:
-    """List experiments as a table."""
-    result = client.list_experiments(status=status, page=page, page_size=page_size)
+    """List experiments as a table: id, name, namespace, owner, status, cluster, when accepted and
+    how long it ran (so far)."""
+    result = client.list_experiments(status=status, page=page, page_size=page_size, namespace=namespace)
     if as_json:
         render.print_json(result.items)
         return
@@ -130,26 +157,122 @@ def list_(
         )
 
 
+def _named(items: list[JSONObject], name: str, namespace: str | None) -> list[JSONObject]:
+    """The experiments called ``name`` (in ``namespace``), checked here too: an older broker
+    ignores the list's name filter."""
+    wanted = name.strip().lower()
+    return [
+        item
+        for item in items
+        if str(render.meta_of(item).get("name") or "").lower() == wanted
+        and (namespace is None or item.get("namespace") == namespace)
+    ]
+
+
+def resolve_name(
+    client: BrokerClient, name: str, namespace: str | None, missing: NotFound, *, deleted: bool = False
+) -> str:
+    """The id of the one live (with ``deleted``: deleted) experiment called ``name``; ``missing``
+    (the 404 of the call by id, whatever it was about: an unknown id, an unknown replica) when none
+    is; an error listing the ids when several are."""
+    kind = "deleted" if deleted else "live"
+    page = client.list_experiments(status="Deleted" if deleted else None, name=name, namespace=namespace)
+    matches = _named(page.items, name, namespace)
+    where = f" in namespace {namespace}" if namespace else ""
+    if not matches:
+        raise missing
+    if len(matches) == 1:
+        return str(matches[0].get("experimentId"))
+    listing = ", ".join(
+        f"{item.get('experimentId')} ({render.dash(item.get('status'))}, namespace "
+        f"{render.dash(item.get('namespace'))})"
+        for item in matches
+    )
+    several = len({item.get("namespace") for item in matches}) > 1
+    hint = "give the id, or the namespace with -n" if several else "give the id"
+    raise BrokerError(409, f"'{name}' names {len(matches)} {kind} experiments{where}: {listing}; {hint}")
+
+
+def by_ref(
+    client: BrokerClient,
+    ref: str,
+    namespace: str | None,
+    call: Callable[[str], T],
+    *,
+    deleted: bool = False,
+) -> tuple[str, T]:
+    """``call(id)`` for the experiment ``ref`` names (an id, else a name); returns ``(id, answer)``."""
+    try:
+        return ref, call(ref)
+    except NotFound as missing:
+        experiment_id = resolve_name(client, ref, namespace, missing, deleted=deleted)
+    return experiment_id, call(experiment_id)
+
+
+_REPLICA_IN_REASON = re.compile(r"\breplicas? ([A-Za-z0-9_.-]+?)(?=[\s:,;)]|$)")
+
+
+def failure_tail(client: BrokerClient, experiment_id: str, found: JSONObject) -> tuple[str, list[str]] | None:
+    """The failed replica of a Failed experiment and its last :data:`FAILURE_LINES` log lines: the
+    replica the reason names (``replica worker-1 exited with code 3``), else the only one; None
+    when neither tells, or the logs cannot be read."""
+    if found.get("status") != "Failed":
+        return None
+    try:
+        pods = _pods(client.experiment_logs(experiment_id, tail=FAILURE_LINES))
+    except BrokerError:
+        return None
+    label = _LogPrinter(experiment_id, None).label
+    by_replica = {label(pod): lines for pod, lines in pods}
+    named = _REPLICA_IN_REASON.search(str(found.get("reason") or ""))
+    if named and named.group(1) in by_replica:
+        return named.group(1), by_replica[named.group(1)]
+    if len(by_replica) == 1:
+        return next(iter(by_replica.items()))
+    return None
+
+
+def print_failure_tail(console: Any, client: BrokerClient, experiment_id: str, found: JSONObject) -> None:
+    """End the output of a failure with the failed replica's last log lines (see :func:`failure_tail`)."""
+    tail = failure_tail(client, experiment_id, found)
+    if tail is None:
+        return
+    replica, lines = tail
+    console.print("", markup=False)
+    if not lines:
+        console.print(f"{replica} wrote no log lines.", markup=False)
+        return
+    console.print(f"Last log lines of {replica}:", markup=False)
+    for line in lines:
+        console.print(f"  {line}", markup=False, highlight=False)
+
+
 @experiment.command()
-@click.argument("experiment_id")
+@click.argument("experiment")
+@namespace_option
 @json_option
 @pass_client
-def get(client: BrokerClient, experiment_id: str, as_json: bool) -> None:
-    """Show one experiment, with its reason and status history."""
-    found = client.get_experiment(experiment_id)
+def get(client: BrokerClient, experiment: str, namespace: str | None, as_json: bool) -> None:
+    """Show one experiment (id or name), with its reason and status history; a failure ends with
+    the failed replica's last log lines."""
+    experiment_id, found = by_ref(client, experiment, namespace, client.get_experiment)
     if as_json:
         render.print_json(found)
         return
-    render.make_console().print(render.experiment_details(found, client.experiment_events(experiment_id)))
+    console = render.make_console()
+    console.print(render.experiment_details(found, client.experiment_events(experiment_id)))
+    print_failure_tail(console, client, experiment_id, found)
 
 
 @experiment.command()
-@click.argument("experiment_id")
+@click.argument("experiment")
+@namespace_option
 @json_option
 @pass_client
-def delete(client: BrokerClient, experiment_id: str, as_json: bool) -> None:
-    """Delete (kill) an experiment."""
-    deleted = client.delete_experiment(experiment_id)
+def delete(client: BrokerClient, experiment: str, namespace: str | None, as_json: bool) -> None:
+    """Delete an experiment (id or name): stop every replica; its record, events and logs stay
+    (list --status Deleted, logs --deleted)."""
+    experiment_id, deleted = by_ref(client, experiment, namespace, client.delete_experiment)
     if as_json:
         render.print_json(deleted)
     else:
@@ -157,12 +280,13 @@ def delete(client: BrokerClient, experiment_id: str, as_json: bool) -> None:
 
 
 @experiment.command()
-@click.argument("experiment_id")
+@click.argument("experiment")
+@namespace_option
 @json_option
 @pass_client
-def stop(client: BrokerClient, experiment_id: str, as_json: bool) -> None:
-    """Stop an experiment but keep it: it ends Failed (killed); delete removes it."""
-    stopped = client.stop_experiment(experiment_id)
+def stop(client: BrokerClient, experiment: str, namespace: str | None, as_json: bool) -> None:
+    """Stop an experiment (id or name) but keep it: it ends Failed (killed); delete removes it."""
+    experiment_id, stopped = by_ref(client, experiment, namespace, client.stop_experiment)
     if as_json:
         render.print_json(stopped)
     else:
@@ -170,16 +294,24 @@ def stop(client: BrokerClient, experiment_id: str, as_json: bool) -> None:
 
 
 @experiment.command()
-@click.argument("experiment_id")
+@click.argument("experiment")
+@namespace_option
 @timeout_option
 @interval_option
 @pass_client
 @click.pass_context
 def wait(
-    ctx: click.Context, client: BrokerClient, experiment_id: str, timeout: float | None, interval: float
+    ctx: click.Context,
+    client: BrokerClient,
+    experiment: str,
+    namespace: str | None,
+    timeout: float | None,
+    interval: float,
 ) -> None:
-    """Wait until the experiment ends: exit 0 Succeeded, 1 Failed/Deleted, 2 timeout."""
-    ctx.exit(wait_for(client, experiment_id, timeout, interval))
+    """Wait until the experiment (id or name) ends: exit 0 Succeeded, 1 Failed/Deleted, 2 timeout.
+    A failure ends with the failed replica's last log lines."""
+    experiment_id, found = by_ref(client, experiment, namespace, client.get_experiment)
+    ctx.exit(wait_for(client, experiment_id, timeout, interval, found=found))
 
 
 def _describe(experiment_id: str, found: JSONObject) -> str:
@@ -191,11 +323,35 @@ def _describe(experiment_id: str, found: JSONObject) -> str:
     return line
 
 
-def wait_for(client: BrokerClient, experiment_id: str, timeout: float | None, interval: float) -> int:
-    """Poll until terminal, showing each change; return the exit code (or raise WaitTimeout)."""
+def final_status(console: Any, experiment_id: str, found: JSONObject) -> int:
+    """Say how the experiment ended; the exit code ``wait`` gives it (0 Succeeded, 1 otherwise)."""
+    status = found.get("status")
+    if status == "Succeeded":
+        return 0
+    if status == "Failed":
+        reason = found.get("reason") or "no reason given"
+        category = f" [{found['failureCategory']}]" if found.get("failureCategory") else ""
+        console.print(f"experiment {experiment_id} failed: {reason}{category}", markup=False)
+    else:
+        console.print(f"experiment {experiment_id} was deleted", markup=False)
+    return 1
+
+
+def wait_for(
+    client: BrokerClient,
+    experiment_id: str,
+    timeout: float | None,
+    interval: float,
+    *,
+    found: JSONObject | None = None,
+) -> int:
+    """Poll until terminal, showing each change; return the exit code (or raise WaitTimeout).
+    ``found``: the experiment as just read, if it was."""
     console = render.make_console()
     deadline = None if timeout is None else time.monotonic() + timeout
-    shown, found = "", client.get_experiment(experiment_id)  # NotFound here is a plain error
+    shown = ""
+    if found is None:
+        found = client.get_experiment(experiment_id)  # NotFound here is a plain error
     status_ctx = console.status("") if console.is_terminal else contextlib.nullcontext()
     with status_ctx as spinner:
         while True:
@@ -219,15 +375,9 @@ def wait_for(client: BrokerClient, experiment_id: str, timeout: float | None, in
                 found = client.get_experiment(experiment_id)
             except NotFound:
                 found = {**found, "status": "Deleted", "statusMessage": None}
-    if status == "Succeeded":
-        return 0
-    if status == "Failed":
-        reason = found.get("reason") or "no reason given"
-        category = f" [{found['failureCategory']}]" if found.get("failureCategory") else ""
-        console.print(f"experiment {experiment_id} failed: {reason}{category}", markup=False)
-    else:
-        console.print(f"experiment {experiment_id} was deleted", markup=False)
-    return 1
+    code = final_status(console, experiment_id, found)
+    print_failure_tail(console, client, experiment_id, found)
+    return code
 
 
 def _pods(answer: JSONObject) -> list[tuple[str, list[str]]]:
@@ -269,12 +419,22 @@ class _LogPrinter:
 
 
 @experiment.command()
-@click.argument("experiment_id")
-@click.option("--replica", default=None, help="Only this replica (pod name).")
+@click.argument("experiment")
+@namespace_option
+@click.option(
+    "--replica", default=None, help="Only this replica: worker-1, or the podName logs show (<id>-worker-1)."
+)
 @click.option(
     "--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines of each replica."
 )
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the experiment ends.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Keep printing new lines until the experiment ends; then print how it ended (on stderr) "
+    "and exit like wait: 0 Succeeded, 1 Failed or Deleted.",
+)
+@click.option("--deleted", is_flag=True, help="The experiment was deleted: read the logs its cluster kept.")
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.01),
@@ -283,30 +443,52 @@ class _LogPrinter:
     help="Seconds between polls.",
 )
 @pass_client
+@click.pass_context
 def logs(
+    ctx: click.Context,
     client: BrokerClient,
-    experiment_id: str,
+    experiment: str,
+    namespace: str | None,
     replica: str | None,
     tail: int | None,
     follow: bool,
+    deleted: bool,
     interval: float,
 ) -> None:
-    """Print the experiment's logs (every replica, primary first)."""
-    printer = _LogPrinter(experiment_id, tail)
+    """Print the logs of an experiment (id or name): every replica, primary first."""
+    if deleted and follow:
+        raise click.UsageError("--follow follows a live experiment; a deleted one has ended")
     if not follow:
-        printer.emit(client.experiment_logs(experiment_id, replica=replica, tail=tail), first=True)
+
+        def read(experiment_id: str) -> JSONObject:
+            return client.experiment_logs(experiment_id, replica=replica, tail=tail, deleted=deleted)
+
+        experiment_id, answer = by_ref(client, experiment, namespace, read, deleted=deleted)
+        _LogPrinter(experiment_id, tail).emit(answer, first=True)
         return
+    # Each round reads the status before the logs, so the last round prints the final lines.
+    experiment_id, found = by_ref(client, experiment, namespace, client.get_experiment)
+    printer = _LogPrinter(experiment_id, tail)
     first = True
     while True:
-        try:  # read the status before the logs, so the last round prints the final lines
-            ended = client.get_experiment(experiment_id).get("status") in TERMINAL_STATUSES
+        ended = found.get("status") in TERMINAL_STATUSES
+        try:
             answer = client.experiment_logs(experiment_id, replica=replica)
-        except NotFound:
-            if first:  # unknown id: a plain error
-                raise
-            return  # deleted meanwhile
+        except NotFound:  # deleted meanwhile: its last lines are still there
+            found = {**found, "status": "Deleted"}
+            with contextlib.suppress(BrokerError):
+                printer.emit(client.experiment_logs(experiment_id, replica=replica, deleted=True), first)
+            break
         printer.emit(answer, first)
         first = False
         if ended:
-            return
+            break
         time.sleep(interval)
+        try:
+            found = client.get_experiment(experiment_id)
+        except NotFound:
+            found = {**found, "status": "Deleted"}
+    err = render.make_console(stderr=True)
+    if found.get("status") == "Succeeded":
+        err.print(f"experiment {experiment_id} Succeeded", markup=False)
+    ctx.exit(final_status(err, experiment_id, found))

@@ -1,4 +1,4 @@
-"""``submarine-broker notebook ...``: create, list, show, open, stop, start and delete notebooks."""
+"""``submarine-broker notebook ...``: create, list, show, open, logs, stop, start and delete notebooks."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from rich.table import Table
 from rich.text import Text
 
 from broker.cli import render
-from broker.cli.client import API_PREFIX, BrokerClient, JSONObject
+from broker.cli.client import API_PREFIX, BrokerClient, BrokerError, JSONObject
 from broker.cli.experiment import json_option, load_spec, pass_client
 
-#: Statuses after which ``wait`` stops: the server answers, or it will not without a start.
-_SETTLED = frozenset({"running", "failed", "not_found"})
+#: Statuses after which ``--wait`` stops: the server answers, or it will not without a start.
+_SETTLED = frozenset({"running", "stopped", "failed", "not_found"})
+#: How many of the Jupyter server's last log lines a failed ``--wait`` shows.
+FAILURE_LINES = 10
 
 
 @click.group()
@@ -106,7 +108,8 @@ def create(
 
 
 def wait_running(client: BrokerClient, notebook_id: str, timeout: float) -> JSONObject:
-    """Poll until the notebook runs (or fails); a timeout or a failure is an error."""
+    """Poll until the notebook runs; a timeout, a stop or a failure is an error (a failure shows the
+    Jupyter server's last log lines)."""
     deadline = time.monotonic() + timeout
     found = client.get_notebook(notebook_id)
     while found.get("status") not in _SETTLED:
@@ -117,23 +120,45 @@ def wait_running(client: BrokerClient, notebook_id: str, timeout: float) -> JSON
             )
         time.sleep(1.0)
         found = client.get_notebook(notebook_id)
-    if found.get("status") != "running":
-        raise click.ClickException(f"notebook {notebook_id} {found.get('status')}: {found.get('reason')}")
-    return found
+    if found.get("status") == "running":
+        return found
+    message = f"notebook {notebook_id} {found.get('status')}: {render.dash(found.get('reason'))}"
+    if found.get("status") == "failed":
+        lines = _server_lines(client, notebook_id, FAILURE_LINES)
+        if lines:
+            message += "\nLast log lines of the Jupyter server:\n" + "\n".join(f"  {line}" for line in lines)
+    raise click.ClickException(message)
+
+
+def _server_lines(client: BrokerClient, notebook_id: str, tail: int | None) -> list[str]:
+    """The Jupyter server's output (its one replica's log lines); empty when it cannot be read."""
+    try:
+        answer = client.notebook_logs(notebook_id, tail=tail)
+    except BrokerError:
+        return []
+    lines: list[str] = []
+    for entry in answer.get("logContent") or []:
+        if isinstance(entry, dict):
+            raw = entry.get("podLog") or []
+            lines += raw.splitlines() if isinstance(raw, str) else [str(line).rstrip("\n") for line in raw]
+    return lines
 
 
 def notebooks_table(items: list[JSONObject]) -> Table:
-    """``notebook list``: id, name, namespace, status, cluster, created, URL."""
+    """``notebook list``: id, name, namespace, status, why it stopped or failed, cluster, created, URL."""
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("ID", no_wrap=True, overflow="fold")
-    for header in ("NAME", "NAMESPACE", "STATUS", "CLUSTER", "CREATED", "URL"):
+    for header in ("NAME", "NAMESPACE", "STATUS", "REASON", "CLUSTER", "CREATED", "URL"):
         table.add_column(header)
     for item in items:
+        ended = item.get("status") in ("stopped", "failed")
+        reason = item.get("reason") if ended else item.get("statusMessage")
         table.add_row(
             Text(render.dash(item.get("notebookId"))),
             Text(render.dash(item.get("name"))),
             Text(render.dash(item.get("namespace"))),
-            Text(render.dash(item.get("status"))),
+            render.styled(item.get("status")),
+            Text(render.dash(reason)),
             Text(render.dash(item.get("cluster"))),
             Text(render.fmt_time(item.get("createdTime"))),
             Text(render.dash(item.get("url"))),
@@ -160,41 +185,76 @@ def list_(client: BrokerClient, status: str | None, as_json: bool) -> None:
 @json_option
 @pass_client
 def get(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
-    """Show one notebook and its history."""
+    """Show one notebook: status, why it stopped or failed, URL, where it runs, and its history."""
     found = client.get_notebook(notebook_id)
     if as_json:
         render.print_json(found)
         return
-    click.echo(f"{notebook_id} {found.get('name')} in {found.get('namespace')}: {found.get('status')}")
-    click.echo(f"  url:     {open_url(client, found)}")
-    click.echo(f"  cluster: {render.dash(found.get('cluster'))}")
-    click.echo(f"  reason:  {render.dash(found.get('reason'))}")
-    for event in client.notebook_events(notebook_id):
-        change = f"{render.dash(event.get('from'))} -> {event['to']}" if event.get("to") else "note"
-        click.echo(f"  {render.fmt_time(event.get('at'))}  {change}  {event.get('reason') or ''}")
+    details = render.notebook_details(found, open_url(client, found), client.notebook_events(notebook_id))
+    render.make_console().print(details)
 
 
-def _action(verb: str, call: Any) -> Any:
-    @notebook.command(name=verb)
-    @click.argument("notebook_id")
-    @json_option
-    @pass_client
-    def command(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
-        result = call(client, notebook_id)
-        if as_json:
-            render.print_json(result)
-        else:
-            click.echo(f"notebook {notebook_id} {verb}: {render.dash(result.get('status'))}")
+@notebook.command()
+@click.argument("notebook_id")
+@click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines.")
+@pass_client
+def logs(client: BrokerClient, notebook_id: str, tail: int | None) -> None:
+    """Print the Jupyter server's output (of its current or last run)."""
+    answer = client.notebook_logs(notebook_id, tail=tail)
+    for entry in answer.get("logContent") or []:
+        if isinstance(entry, dict):
+            raw = entry.get("podLog") or []
+            for line in raw.splitlines() if isinstance(raw, str) else raw:
+                click.echo(str(line).rstrip("\n"))
 
-    return command
+
+@notebook.command()
+@click.argument("notebook_id")
+@json_option
+@pass_client
+def stop(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
+    """Stop the notebook's server; keep the notebook (and its files) to start again."""
+    stopped = client.stop_notebook(notebook_id)
+    if as_json:
+        render.print_json(stopped)
+    elif stopped.get("status") == "stopped":
+        click.echo(f"notebook {notebook_id} stopped")
+    else:  # it ended some other way meanwhile
+        click.echo(f"notebook {notebook_id} {stopped.get('status')}: {render.dash(stopped.get('reason'))}")
 
 
-delete = _action("delete", BrokerClient.delete_notebook)
-delete.help = "Stop the notebook's server and remove the notebook."
-stop = _action("stop", BrokerClient.stop_notebook)
-stop.help = "Stop the notebook's server; keep the notebook (and its files) to start again."
-start = _action("start", BrokerClient.start_notebook)
-start.help = "Start a stopped notebook again (same id, URL and files)."
+@notebook.command()
+@click.argument("notebook_id")
+@click.option("--wait", "wait_", is_flag=True, help="Then wait until it is running and print its URL.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True)
+@json_option
+@pass_client
+def start(client: BrokerClient, notebook_id: str, wait_: bool, timeout: float, as_json: bool) -> None:
+    """Start a stopped (or failed) notebook again: same id, URL and files."""
+    started = client.start_notebook(notebook_id)
+    if wait_:
+        started = wait_running(client, notebook_id, timeout)
+    if as_json:
+        render.print_json(started)
+    elif wait_:
+        click.echo(
+            f"notebook {notebook_id} {render.dash(started.get('status'))}: {open_url(client, started)}"
+        )
+    else:
+        click.echo(f"notebook {notebook_id} started: {render.dash(started.get('status'))}")
+
+
+@notebook.command()
+@click.argument("notebook_id")
+@json_option
+@pass_client
+def delete(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
+    """Stop the notebook's server and remove the notebook (and its files); its name is free again."""
+    deleted = client.delete_notebook(notebook_id)
+    if as_json:
+        render.print_json(deleted)
+    else:
+        click.echo(f"notebook {notebook_id} deleted: {render.dash(deleted.get('status'))}")
 
 
 @notebook.command("open")

@@ -23,6 +23,12 @@ STATUS_STYLES = {
     "Succeeded": "green",
     "Failed": "red",
     "Deleted": "dim",
+    "waiting": "cyan",
+    "creating": "blue",
+    "running": "green",
+    "stopped": "dim",
+    "failed": "red",
+    "terminating": "dim",
     "Ready": "green",
     "Unreachable": "red",
     "Cordoned": "yellow",
@@ -93,28 +99,72 @@ def styled(value: object) -> Text:
     return Text(text, style=STATUS_STYLES.get(text, ""))
 
 
-def _meta(experiment: JSONObject) -> JSONObject:
+def meta_of(experiment: JSONObject) -> JSONObject:
+    """``spec.meta`` of an experiment or notebook (empty when absent)."""
     spec = experiment.get("spec")
     meta = spec.get("meta") if isinstance(spec, dict) else None
     return meta if isinstance(meta, dict) else {}
 
 
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def fmt_seconds(seconds: float) -> str:
+    """``42`` → ``42s``, ``185`` → ``3m05s``, ``7384`` → ``2h03m``, ``90000`` → ``1d01h``."""
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def fmt_duration(experiment: JSONObject, at: datetime | None = None) -> str:
+    """How long the experiment has run: from running (else created) to finished, or to ``at``
+    (now) while it runs; ``-`` before it started or when it ended without starting."""
+    started = _parse_time(experiment.get("runningTime")) or _parse_time(experiment.get("createdTime"))
+    if started is None:
+        return "-"
+    ended = _parse_time(experiment.get("finishedTime"))
+    if ended is None:
+        if experiment.get("status") in ("Succeeded", "Failed", "Deleted"):
+            return "-"  # deleted before it finished: no end time to count to
+        ended = at or datetime.now(UTC)
+    return fmt_seconds((ended - started).total_seconds())
+
+
 def experiments_table(items: list[JSONObject]) -> Table:
-    """``experiment list``: id, name, framework, status, cluster, accepted, finished."""
+    """``experiment list``: id, name, namespace, owner, framework, status, cluster, accepted, duration."""
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("ID", no_wrap=True, overflow="fold")
-    for header in ("NAME", "FRAMEWORK", "STATUS", "CLUSTER", "ACCEPTED", "FINISHED"):
+    for header in ("NAME", "NAMESPACE", "OWNER", "FRAMEWORK", "STATUS", "CLUSTER", "ACCEPTED"):
         table.add_column(header)
+    table.add_column("DURATION", justify="right")
+    now = datetime.now(UTC)
     for exp in items:
-        meta = _meta(exp)
+        meta = meta_of(exp)
         table.add_row(
             Text(dash(exp.get("experimentId"))),
             Text(dash(meta.get("name"))),
+            Text(dash(exp.get("namespace") or meta.get("namespace"))),
+            Text(dash(exp.get("owner"))),
             Text(dash(meta.get("framework"))),
             styled(exp.get("status")),
             Text(dash(exp.get("cluster"))),
             Text(fmt_time(exp.get("acceptedTime"))),
-            Text(fmt_time(exp.get("finishedTime"))),
+            Text(fmt_duration(exp, now)),
         )
     return table
 
@@ -142,7 +192,7 @@ def _replicas(experiment: JSONObject) -> str:
 
 def experiment_details(experiment: JSONObject, events: list[JSONObject]) -> RenderableType:
     """``experiment get``: the key facts, the failure reason if any, then the events table."""
-    meta = _meta(experiment)
+    meta = meta_of(experiment)
     rows: list[tuple[str, object]] = [
         ("ID", experiment.get("experimentId")),
         ("Name", meta.get("name")),
@@ -165,8 +215,13 @@ def experiment_details(experiment: JSONObject, events: list[JSONObject]) -> Rend
         ("Finished", "finishedTime"),
     ):
         rows.append((label, fmt_time(experiment.get(key))))
+    return Group(_fields(rows), Text(""), events_table(events))
+
+
+def events_table(events: list[JSONObject]) -> RenderableType:
+    """The history under ``experiment get`` and ``notebook get``: time, from, to, attempt, reason."""
     if not events:
-        return Group(_fields(rows), Text(""), Text("No events."))
+        return Text("No events.")
     table = Table(title="Events", title_justify="left", show_edge=False, pad_edge=False)
     for header in ("AT", "FROM", "TO", "ATTEMPT", "REASON"):
         table.add_column(header)
@@ -178,7 +233,40 @@ def experiment_details(experiment: JSONObject, events: list[JSONObject]) -> Rend
             Text(dash(event.get("attempt"))),
             Text(dash(event.get("reason"))),
         )
-    return Group(_fields(rows), Text(""), table)
+    return table
+
+
+def notebook_details(notebook: JSONObject, url: str, events: list[JSONObject]) -> RenderableType:
+    """``notebook get``, laid out like ``experiment get``: the key facts, why it stopped or failed,
+    then the events table. ``url`` is where it opens through the broker."""
+
+    def mapping(value: object) -> JSONObject:
+        return value if isinstance(value, dict) else {}
+
+    spec = mapping(notebook.get("spec"))
+    pod, environment = mapping(spec.get("spec")), mapping(spec.get("environment"))
+    idle = pod.get("idleTimeoutSeconds")
+    rows: list[tuple[str, object]] = [
+        ("ID", notebook.get("notebookId")),
+        ("Name", notebook.get("name")),
+        ("Namespace", notebook.get("namespace")),
+        ("Owner", notebook.get("owner")),
+        ("Status", styled(notebook.get("status"))),
+        ("URL", url),
+        ("Cluster", notebook.get("cluster")),
+        ("Attempt", notebook.get("attempt")),
+        ("Resources", pod.get("resources")),
+        ("Image", environment.get("image")),
+        ("Idle timeout", f"{fmt_number(idle)}s" if idle is not None else "broker default"),
+    ]
+    if notebook.get("statusMessage"):
+        rows.append(("Waiting", notebook.get("statusMessage")))
+    if notebook.get("status") in ("stopped", "failed"):
+        rows.append(("Reason", notebook.get("reason")))
+        rows.append(("Failure", notebook.get("failureCategory")))
+    rows.append(("Created", fmt_time(notebook.get("createdTime"))))
+    rows.append(("Last activity", fmt_time(notebook.get("lastActivity"))))
+    return Group(_fields(rows), Text(""), events_table(events))
 
 
 def _capacity(cluster: JSONObject) -> tuple[JSONObject, JSONObject]:
@@ -213,8 +301,20 @@ def _flags(cluster: JSONObject) -> list[str]:
     return flags
 
 
+def drain_progress(cluster: JSONObject) -> str | None:
+    """For a draining cluster: ``draining: 3 running`` (its workloads still there) or ``drained:
+    empty, safe to remove``; None for any other cluster, or a server that does not count."""
+    if cluster.get("state") != "Draining" and cluster.get("draining") is not True:
+        return None
+    if cluster.get("drained") is True:
+        return "drained: empty, safe to remove"
+    held = cluster.get("workloads")
+    return f"draining: {held} running" if isinstance(held, int) else None
+
+
 def cluster_state(cluster: JSONObject) -> Text:
-    """``Unreachable since 2026-11-29 12:00:01Z (3 failed checks)``, ``Ready (cordoned)``..."""
+    """``Unreachable since 2026-11-29 12:00:01Z (3 failed checks)``, ``Ready (cordoned)``,
+    ``Draining (draining: 2 running)``, ``Draining (drained: empty, safe to remove)``..."""
     text = styled(cluster.get("state"))
     if cluster.get("state") == "Unreachable":
         text.append(f" since {fmt_time(cluster.get('unreachableSince'))}")
@@ -222,6 +322,9 @@ def cluster_state(cluster: JSONObject) -> Text:
         if isinstance(failed, int) and failed > 0:
             text.append(f" ({failed} failed check{'s' if failed != 1 else ''})")
     flags = _flags(cluster)
+    progress = drain_progress(cluster)
+    if progress:
+        flags.append(progress)
     if flags:
         text.append(f" ({', '.join(flags)})")
     return text
@@ -304,6 +407,7 @@ def cluster_details(cluster: JSONObject) -> RenderableType:
         ("Memory free/total", _free_total(cluster, "memory", fmt_bytes)),
         ("GPU free/total", _free_total(cluster, "gpu", fmt_number)),
         ("Running", cluster.get("running")),
+        ("Workloads (this broker)", cluster.get("workloads")),
         ("Source", cluster.get("source")),
     ]
     if cluster.get("configError"):

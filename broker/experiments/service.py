@@ -96,6 +96,73 @@ async def cancel_on_cluster(registry: ClusterRegistry, row: Experiment, what: st
     return ""
 
 
+async def end_then_cancel(
+    db: Database,
+    registry: ClusterRegistry,
+    workload_id: str,
+    reason: str,
+    *,
+    category: FailureCategory,
+    refused: str,
+    uid: str | None = None,
+    also: Callable[[Experiment], None] | None = None,
+) -> Experiment:
+    """End a workload Failed with ``reason`` and ``category`` in one transaction, then stop its
+    attempt on the cluster (a user's stop, an idle notebook's cull).
+
+    The row is written first, on purpose: once it is terminal the monitor ignores what the cluster
+    reports about the attempt, so the status a reader sees is the one the stop decided, never what
+    the cancel caused on the way (a Jupyter server exits 0 on SIGTERM, a replica dies of the
+    signal). ``refused`` is the 409 message when the workload has ended already (or, with ``uid``,
+    when its attempt is no longer that one); ``also`` changes more of the row in the same
+    transaction. A cancel that fails is recorded as an event on the ended workload.
+    """
+
+    def mark(session: Session) -> Experiment:
+        current = session.get(Experiment, workload_id, with_for_update=True)
+        if current is None or Status(current.status).is_terminal or (uid is not None and current.uid != uid):
+            raise Conflict(refused)
+        transition(session, current, Status.FAILED, reason, category=category)
+        if also is not None:
+            also(current)
+        return current
+
+    ended = await db.run(mark)
+    note = await cancel_on_cluster(registry, ended, "stop")
+    if note:
+
+        def remember(session: Session) -> None:
+            current = session.get(Experiment, workload_id)
+            if current is not None:
+                record(session, current, note.removeprefix("; "))
+
+        await db.run(remember)
+    return ended
+
+
+async def attempt_logs(
+    registry: ClusterRegistry,
+    row: Experiment,
+    names: list[str],
+    *,
+    replica: str | None = None,
+    tail: int | None = None,
+) -> list[ReplicaLog]:
+    """The logs of the row's current attempt from its cluster: every replica (``names``, primary
+    first) or ``replica`` alone; no lines where nothing ran yet or the cluster kept nothing; 503
+    when the cluster cannot be asked."""
+    cluster = registry.get(row.cluster) if row.cluster else None
+    empty = [ReplicaLog(name, []) for name in ([replica] if replica else names)]
+    if row.handle is None or cluster is None:
+        return empty
+    try:
+        return await cluster.adapter.logs(Handle.from_json(row.handle), replica=replica, tail=tail)
+    except WorkloadNotFound:
+        return empty
+    except ClusterError as exc:
+        raise ApiError(503, f"cannot read logs from cluster {row.cluster}: {exc}") from None
+
+
 class WorkloadService:
     """What experiment and notebook services share: their collaborators and the submit dry run."""
 
@@ -233,11 +300,14 @@ class ExperimentService(WorkloadService):
             row = await self.get(experiment_id, guard, "submit")  # it moved meanwhile: look again
         raise Conflict(f"experiment {experiment_id} changed while being patched; try again")
 
-    async def get(self, experiment_id: str, guard: Guard, action: str = "read") -> Experiment:
-        """A live (not deleted) experiment the caller may see, or 404; 403 if it may not ``action`` it."""
+    async def get(
+        self, experiment_id: str, guard: Guard, action: str = "read", *, deleted: bool = False
+    ) -> Experiment:
+        """A live (not deleted) experiment the caller may see, or 404; 403 if it may not ``action`` it.
+        With ``deleted``, a deleted one too (its record and logs stay for audit)."""
         row = await self.db.run(lambda s: s.get(Experiment, experiment_id))
         missing = f"Not found experiment: {experiment_id}"
-        if row is None or row.kind != "experiment" or row.status == Status.DELETED.value:
+        if row is None or row.kind != "experiment" or (row.status == Status.DELETED.value and not deleted):
             raise NotFound(missing)
         obj = f"experiment/{row.id}"
         guard.require(row.namespace, obj, "read", hidden=True, what=missing)
@@ -246,9 +316,17 @@ class ExperimentService(WorkloadService):
         return row
 
     async def list(
-        self, guard: Guard, *, status: str | None = None, page: int = 1, page_size: int = MAX_PAGE_SIZE
+        self,
+        guard: Guard,
+        *,
+        status: str | None = None,
+        page: int = 1,
+        page_size: int = MAX_PAGE_SIZE,
+        name: str | None = None,
+        namespace: str | None = None,
     ) -> tuple[list[Experiment], int]:
-        """Live experiments the caller may read, newest first, one page, and their total count."""
+        """Live experiments the caller may read, newest first, one page, and their total count;
+        ``name`` and ``namespace`` (broker extensions) narrow the list to exact matches."""
         if page < 1:
             raise BadRequest("page: must be 1 or more", field="page")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -265,6 +343,10 @@ class ExperimentService(WorkloadService):
                 [Experiment.status == wanted.value] if wanted else [Experiment.status != Status.DELETED.value]
             )
             where.append(Experiment.kind == "experiment")
+            if name:
+                where.append(Experiment.name == name.strip().lower())  # names are stored lower-case
+            if namespace:
+                where.append(Experiment.namespace == namespace.strip())
             return list(
                 session.scalars(
                     select(Experiment)
@@ -286,25 +368,29 @@ class ExperimentService(WorkloadService):
         return await self.db.run(events_of(experiment_id))
 
     async def logs(
-        self, experiment_id: str, guard: Guard, *, replica: str | None = None, tail: int | None = None
+        self,
+        experiment_id: str,
+        guard: Guard,
+        *,
+        replica: str | None = None,
+        tail: int | None = None,
+        deleted: bool = False,
     ) -> list[ReplicaLog]:
-        """Per-replica logs, primary first; replicas that have not started yet have no lines."""
-        row = await self.get(experiment_id, guard, "logs")
+        """Per-replica logs, primary first; replicas that have not started yet have no lines.
+
+        ``replica`` is a replica (``worker-1``) or the ``podName`` the logs answer shows
+        (``<id>-worker-1``); ``deleted`` lets a deleted experiment's logs be read (as long as its
+        cluster keeps them)."""
+        row = await self.get(experiment_id, guard, "logs", deleted=deleted)
         names = replica_names(row.spec)
+        pod_prefix = f"{row.id}-"
+        if replica is not None and replica not in names and replica.startswith(pod_prefix):
+            replica = replica.removeprefix(pod_prefix)
         if replica is not None and replica not in names:
             raise NotFound(
                 f"experiment {experiment_id} has no replica '{replica}' (replicas: {', '.join(names)})"
             )
-        cluster = self.registry.get(row.cluster) if row.cluster else None
-        if row.handle is None or cluster is None:
-            wanted = [replica] if replica else names
-            return [ReplicaLog(name, []) for name in wanted]
-        try:
-            return await cluster.adapter.logs(Handle.from_json(row.handle), replica=replica, tail=tail)
-        except WorkloadNotFound:
-            return [ReplicaLog(name, []) for name in ([replica] if replica else names)]
-        except ClusterError as exc:
-            raise ApiError(503, f"cannot read logs from cluster {row.cluster}: {exc}") from None
+        return await attempt_logs(self.registry, row, names, replica=replica, tail=tail)
 
     async def delete(self, experiment_id: str, guard: Guard) -> Experiment:
         """Stop every replica on its cluster, then mark the experiment Deleted (history kept)."""
@@ -328,19 +414,11 @@ class ExperimentService(WorkloadService):
         row = await self.get(experiment_id, guard, "kill")
         if Status(row.status).is_terminal:
             raise Conflict(f"experiment {experiment_id} has already ended ({row.status})")
-        note = await cancel_on_cluster(self.registry, row, "stop")
-
-        def mark(session: Session) -> Experiment:
-            current = session.get(Experiment, experiment_id, with_for_update=True)
-            if current is None or Status(current.status).is_terminal:
-                raise Conflict(f"experiment {experiment_id} has already ended")
-            transition(
-                session,
-                current,
-                Status.FAILED,
-                f"stopped by {guard.user}{note}",
-                category=FailureCategory.KILLED,
-            )
-            return current
-
-        return await self.db.run(mark)
+        return await end_then_cancel(
+            self.db,
+            self.registry,
+            experiment_id,
+            f"stopped by {guard.user}",
+            category=FailureCategory.KILLED,
+            refused=f"experiment {experiment_id} has already ended",
+        )

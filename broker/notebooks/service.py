@@ -20,20 +20,23 @@ from broker.api.access import Guard
 from broker.errors import ApiError, Conflict, NotFound
 from broker.experiments.service import (
     WorkloadService,
+    attempt_logs,
     cancel_on_cluster,
+    end_then_cancel,
     events_of,
     insert_accepted,
     new_row,
 )
 from broker.experiments.validation import parse_notebook_spec
 from broker.ids import new_uid
-from broker.notebooks.views import is_ready, notebook_status
+from broker.notebooks.views import STOPPED_AT, attempt_access, is_ready, notebook_status
 from broker.registry import ClusterRegistry
-from broker.state import FailureCategory, Status, restart, transition
+from broker.state import FailureCategory, Status, now, restart, transition
 from broker.store.models import Event, Experiment
+from clusters.base import ReplicaLog
 from clusters.errors import ClusterError
 from policies.placement import Decision
-from runtimes.notebook import NotebookSpec
+from runtimes.notebook import REPLICA, NotebookSpec
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,14 @@ class NotebookService(WorkloadService):
         if action != "read":
             guard.require(row.namespace, obj, action)
         return row
+
+    async def logs(
+        self, notebook_id: str, guard: Guard, *, tail: int | None = None
+    ) -> tuple[Experiment, list[ReplicaLog]]:
+        """The notebook and its Jupyter server's output (the notebook is a one-replica plan) of its
+        current or last attempt, through its cluster's logs verb; no lines before it started."""
+        row = await self.get(notebook_id, guard, "logs")
+        return row, await attempt_logs(self.registry, row, [REPLICA], tail=tail)
 
     async def list(self, guard: Guard, *, status: str | None = None) -> list[Experiment]:
         """Live notebooks the caller may read, newest first (Submarine's ``?id=`` is ignored, as
@@ -198,15 +209,23 @@ async def stop_notebook(
     *,
     category: FailureCategory = FailureCategory.KILLED,
 ) -> Experiment:
-    """Cancel the notebook's attempt and end it Failed with ``reason`` (user stop, idle cull: ``killed``;
-    a server that never answered: ``timeout``)."""
-    note = await cancel_on_cluster(registry, row, "stop")
+    """End the notebook's attempt Failed with ``reason``, then stop its server (see
+    :func:`end_then_cancel` for why in that order). A user's stop or the idle timeout (``killed``)
+    marks the attempt stopped on purpose, so the notebook reads ``stopped``; a server that never
+    answered (``timeout``) reads ``failed``."""
 
-    def mark(session: Session) -> Experiment:
-        current = session.get(Experiment, row.id, with_for_update=True)
-        if current is None or Status(current.status).is_terminal or current.uid != row.uid:
-            raise Conflict(f"notebook {row.id} is not running")
-        transition(session, current, Status.FAILED, f"{reason}{note}", category=category)
-        return current
+    def mark_stopped(current: Experiment) -> None:
+        access = dict(attempt_access(current)) or {"uid": current.uid}
+        access[STOPPED_AT] = now().isoformat()
+        current.access = access
 
-    return await db.run(mark)
+    return await end_then_cancel(
+        db,
+        registry,
+        row.id,
+        reason,
+        category=category,
+        uid=row.uid,
+        refused=f"notebook {row.id} is not running",
+        also=mark_stopped if category is FailureCategory.KILLED else None,
+    )

@@ -7,6 +7,7 @@ from typing import Any
 from broker.experiments.views import fmt_time
 from broker.state import Status
 from broker.store.models import Experiment
+from clusters.base import ReplicaLog
 from runtimes.notebook import base_path
 
 #: What Submarine's reason says in each state it names.
@@ -18,10 +19,25 @@ _REASONS = {
 }
 
 
+#: Key of a notebook's ``access`` record set when the broker stopped its attempt on purpose (its
+#: user's stop, the idle timeout): that notebook reads ``stopped``, not ``failed``.
+STOPPED_AT = "stoppedAt"
+
+
+def attempt_access(row: Experiment) -> dict[str, Any]:
+    """The ``access`` record of the notebook's current attempt (empty when it belongs to an older one)."""
+    access = row.access or {}
+    return access if access.get("uid") == row.uid else {}
+
+
 def is_ready(row: Experiment) -> bool:
     """The current attempt's Jupyter server has answered the broker."""
-    access = row.access or {}
-    return row.status == Status.RUNNING.value and access.get("uid") == row.uid and bool(access.get("readyAt"))
+    return row.status == Status.RUNNING.value and bool(attempt_access(row).get("readyAt"))
+
+
+def was_stopped(row: Experiment) -> bool:
+    """Ended because the broker stopped it on purpose (a user, the idle timeout), not a failure."""
+    return row.status == Status.FAILED.value and bool(attempt_access(row).get(STOPPED_AT))
 
 
 def notebook_status(row: Experiment) -> str:
@@ -29,8 +45,10 @@ def notebook_status(row: Experiment) -> str:
 
     Accepted → ``waiting`` (for a cluster); Created, or Running before the Jupyter server answers →
     ``creating``; answering → ``running``; Deleted → ``terminating`` (what DELETE answers; the
-    notebook is then gone); ended (stopped, culled, crashed or shut down from Jupyter) → ``failed``
-    with the reason and ``failureCategory`` saying which (no new status strings: the SDK knows these).
+    notebook is then gone). Stopped by its user or by the idle timeout → ``stopped``, a broker
+    extension to Submarine's statuses (the SDK passes status strings through unchecked); any other
+    end (a crash, a shutdown from Jupyter itself, a server that never answered, a lost cluster) →
+    ``failed``, with the reason and ``failureCategory`` saying which.
     """
     status = Status(row.status)
     if status is Status.ACCEPTED:
@@ -41,13 +59,13 @@ def notebook_status(row: Experiment) -> str:
         return "running" if is_ready(row) else "creating"
     if status is Status.DELETED:
         return "terminating"
-    return "failed"
+    return "stopped" if was_stopped(row) else "failed"
 
 
 def _reason(row: Experiment, status: str) -> str | None:
     if row.status == Status.SUCCEEDED.value:
         return "the Jupyter server shut down (exit code 0)"
-    if status == "failed":
+    if status in ("failed", "stopped"):
         return row.reason
     return row.status_message or _REASONS.get(status)
 
@@ -60,7 +78,7 @@ def notebook_url(row: Experiment) -> str:
 def notebook_json(row: Experiment) -> dict[str, Any]:
     """A Notebook as Submarine shows it, plus where it runs, its owner and activity."""
     status = notebook_status(row)
-    access = row.access if (row.access or {}).get("uid") == row.uid else {}
+    access = attempt_access(row)
     spec = dict(row.spec)
     meta = dict(spec.get("meta") or {})
     meta["labels"] = {**(meta.get("labels") or {}), "notebook-owner-id": row.owner, "notebook-id": row.id}
@@ -83,4 +101,22 @@ def notebook_json(row: Experiment) -> dict[str, Any]:
         "failureCategory": row.failure_category,
         "statusMessage": row.status_message,
         "lastActivity": access.get("lastActivity"),
+    }
+
+
+def notebook_log_json(notebook_id: str, logs: list[ReplicaLog], secret: str | None = None) -> dict[str, Any]:
+    """The Jupyter server's output in the shape of Submarine's experiment logs: one entry per
+    replica (a notebook has one), ``podName`` = ``<id>-<replica>``, ``podLog`` its lines. The
+    server's token (``secret``) is masked wherever a line shows it (Jupyter masks it itself in the
+    URLs it prints; code run in the notebook may not)."""
+
+    def masked(line: str) -> str:
+        return line.replace(secret, "******") if secret else line
+
+    return {
+        "notebookId": notebook_id,
+        "logContent": [
+            {"podName": f"{notebook_id}-{log.replica}", "podLog": [masked(line) for line in log.lines]}
+            for log in logs
+        ],
     }
