@@ -40,6 +40,20 @@ def make_console(stderr: bool = False) -> Console:
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
+def error_text(message: str, problems: list[JSONObject]) -> str:
+    """A refusal for the terminal: the message, or with several problems one line per problem.
+
+    ``Invalid experiment spec (2 problems):`` then ``  meta.foo: unknown field`` and so on; the
+    server's message lists them in one line, joined by ``;``.
+    """
+    if len(problems) < 2:
+        return message
+    first = f"{problems[0].get('field')}: "
+    header = message.split(first, 1)[0].rstrip(": ") if first in message else message
+    lines = [f"  {p.get('field')}: {p.get('problem')}" for p in problems]
+    return "\n".join([f"{header or 'Refused'} ({len(problems)} problems):", *lines])
+
+
 def print_json(data: Any) -> None:
     """Print ``data`` as indented JSON on stdout (the ``--json`` flag)."""
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
