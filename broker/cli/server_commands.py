@@ -14,7 +14,7 @@ def _load(config: str, data_dir: str | None) -> BrokerConfig:
     try:
         loaded = load_broker_config(config)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.report()) from None
     if data_dir:
         loaded = loaded.model_copy(update={"data_dir": Path(data_dir).resolve()})
     return loaded
@@ -49,7 +49,7 @@ def serve(config_path: str, host: str | None, port: int | None, data_dir: str | 
     try:
         run(config.model_copy(update=updates))
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.report()) from None
 
 
 @click.group()
