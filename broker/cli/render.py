@@ -25,6 +25,7 @@ STATUS_STYLES = {
     "Deleted": "dim",
     "Ready": "green",
     "Unreachable": "red",
+    "NotReady": "red",
     "Cordoned": "yellow",
     "Draining": "magenta",
     "Unknown": "dim",
