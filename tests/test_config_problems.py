@@ -77,6 +77,12 @@ def test_broker_yaml_with_several_problems_lists_them_all(tmp_path: Path) -> Non
     ]
 
 
+def test_an_unknown_kind_is_not_repeated(tmp_path: Path) -> None:
+    error = refused(tmp_path / "c.yaml", f"name: c\nkind: {SECRET}\n")
+    assert (error.key, error.line) == ("kind", 2)
+    assert error.reason.startswith("unknown cluster kind; expected one of ") and "local" in error.reason
+
+
 def test_every_unset_environment_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_SUCH_A", raising=False)
     monkeypatch.delenv("NO_SUCH_B", raising=False)

@@ -143,8 +143,10 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterConfig:
         )
     try:
         model = adapter_class(kind).config_model
-    except KeyError as exc:
-        raise ConfigError(str(file), exc.args[0], key="kind", line=_line_of(node, ("kind",))) from None
+    except KeyError:
+        # Not the registry's message: that one repeats the value, and nothing from the file is.
+        reason = f"unknown cluster kind; expected one of {', '.join(known_kinds())}"
+        raise ConfigError(str(file), reason, key="kind", line=_line_of(node, ("kind",))) from None
     return _validate(model, data, file, node)
 
 
