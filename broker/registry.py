@@ -85,10 +85,8 @@ class ClusterState:
 
     @property
     def ready(self) -> bool:
-        """May take new work: reachable at the last check, not cordoned, draining or removed."""
-        return (
-            self.reachable is True and self.usable and not (self.cordoned or self.draining or self.removed)
-        )
+        """May take new work: reachable and usable at the last check, not cordoned, draining or removed."""
+        return self.reachable is True and self.usable and not (self.cordoned or self.draining or self.removed)
 
     @property
     def condition_message(self) -> str:
