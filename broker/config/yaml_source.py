@@ -26,7 +26,7 @@ from broker.config.errors import ConfigProblem
 
 #: Every token name PyYAML puts in its messages (``'<stream end>'``, ``']'``, ``'<block end>'``...).
 _TOKEN_IDS = frozenset(
-    token.id
+    str(vars(token)["id"])
     for token in vars(yaml.tokens).values()
     if isinstance(token, type) and issubclass(token, yaml.tokens.Token) and "id" in vars(token)
 )
