@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,8 +44,6 @@ log = logging.getLogger(__name__)
 HasWork = Callable[[str], Awaitable[bool]]
 ActiveHandles = Callable[[str], Awaitable[list[Handle]]]
 #: Statuses in which an experiment holds (or is about to hold) work on its cluster.
-#: Quoted text in a YAML parser message (an alias, a tag) comes from the file: it may be a secret.
-_QUOTED = re.compile(r"('[^']{5,}'|\"[^\"]{5,}\")")
 #: A file modified less than this long ago is re-read even when its mtime and size look unchanged.
 _RACY_NS = 3_000_000_000
 
@@ -220,9 +217,6 @@ class ClusterWatch:
         return True
 
     def _refuse(self, entry: _File, error: ConfigError) -> bool:
-        if error.reason.startswith("not valid YAML") and _QUOTED.search(error.reason):
-            reason = _QUOTED.sub("(text from the file)", error.reason)
-            error = ConfigError(error.file, reason, error.key, error.line)
         entry.error = error
         live = entry.name is not None and entry.name in self.registry
         kept = f"; cluster {entry.name} keeps its last good definition" if live else ""

@@ -63,10 +63,18 @@ class ClusterState:
         return self.config.name
 
     @property
+    def usable(self) -> bool:
+        """Whether the last answer of the cluster said it can run new work (see Health.usable)."""
+        return self.health.usable if self.health is not None else True
+
+    @property
     def state(self) -> str:
-        """Unreachable, Draining, Cordoned, Unknown (never checked) or Ready, in that precedence."""
+        """Unreachable, NotReady, Draining, Cordoned, Unknown (never checked) or Ready, in that
+        precedence. NotReady: it answers but cannot run new work (the message says why)."""
         if self.reachable is False:
             return "Unreachable"
+        if self.reachable is True and not self.usable:
+            return "NotReady"
         if self.draining or self.removed:
             return "Draining"
         if self.cordoned:
@@ -77,8 +85,8 @@ class ClusterState:
 
     @property
     def ready(self) -> bool:
-        """May take new work: reachable at the last check, not cordoned, draining or removed."""
-        return self.reachable is True and not (self.cordoned or self.draining or self.removed)
+        """May take new work: reachable and usable at the last check, not cordoned, draining or removed."""
+        return self.reachable is True and self.usable and not (self.cordoned or self.draining or self.removed)
 
     @property
     def condition_message(self) -> str:
@@ -86,6 +94,8 @@ class ClusterState:
         state = self.state
         if state == "Unreachable":
             return self.message or "did not answer"
+        if state == "NotReady":
+            return self.message or "cannot run new work"
         if state == "Draining":
             return (
                 "its file was removed from clusters.d; it leaves once its work is done"
@@ -248,6 +258,10 @@ class ClusterRegistry:
                     cluster.name,
                     cluster.failed_checks,
                 )
+            if not health.usable and (cluster.usable or cluster.message != health.message):
+                log.warning("cluster %s takes no new work: %s", cluster.name, health.message)
+            elif health.usable and cluster.health is not None and not cluster.usable:
+                log.info("cluster %s can take new work again", cluster.name)
             cluster.health = health
             cluster.reserved = ZERO
             cluster.reachable = True

@@ -83,13 +83,20 @@ class Observation:
 
 @dataclass(frozen=True)
 class Health:
-    """A cluster's answer to a health check."""
+    """A cluster's answer to a health check.
+
+    ``usable`` False means the cluster answers but must get no new work, ``message`` saying why
+    (it cannot run what the broker would send: a Ray cluster whose ``entrypoint_python`` lacks
+    Ray). The broker shows it NotReady; the work already there is still watched and never failed
+    over for it, unlike an unreachable cluster's.
+    """
 
     reachable: bool
     total: Resources = ZERO
     free: Resources = ZERO
     message: str = ""
     running: int = 0
+    usable: bool = True
 
 
 @dataclass(frozen=True)

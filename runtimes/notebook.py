@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from runtimes.plan import Addressing, LaunchPlan, ReplicaPlan
 from runtimes.resources import parse_resources
-from runtimes.spec import EnvironmentRef, PlacementSpec, _Model, check_resources
+from runtimes.spec import EnvironmentRef, PlacementSpec, _Model, check_namespace, check_resources
 
 ROLE = "Notebook"
 REPLICA = "notebook-0"
@@ -45,6 +45,11 @@ class NotebookMeta(_Model):
                     "it is part of the notebook's URL"
                 )
         return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_namespace(cls, value: str | None) -> str | None:
+        return check_namespace(value)
 
 
 class NotebookPodSpec(_Model):

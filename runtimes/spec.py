@@ -9,7 +9,9 @@ fields Submarine's own clients send back (``resourceMap``, task ``cpu``/``gpu``/
 from __future__ import annotations
 
 import functools
+import re
 import shlex
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,6 +34,16 @@ def check_resources(value: str | None) -> str | None:
             parse_resources(value)
         except ResourceError as exc:
             raise ValueError(str(exc)) from None
+    return value
+
+
+_NAMESPACE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_namespace(value: str | None) -> str | None:
+    """A namespace that is a DNS label, else a ValueError saying so."""
+    if value is not None and not _NAMESPACE.match(value):
+        raise ValueError("must be a DNS label (lower-case letters, digits, dashes)")
     return value
 
 
@@ -77,6 +89,11 @@ class ExperimentMeta(_Model):
             known = ", ".join(FRAMEWORK_ROLES)
             raise ValueError(f"unknown framework '{value}'; expected one of {known}")
         return lowered
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_namespace(cls, value: str | None) -> str | None:
+        return check_namespace(value)
 
     @field_validator("name", mode="before")
     @classmethod
@@ -137,31 +154,14 @@ class ExperimentSpec(_Model):
     code: CodeSpec | None = None
     experimentHandlerSpec: dict[str, str] | None = None
 
-    @model_validator(mode="after")
-    def _roles_and_commands(self) -> ExperimentSpec:
-        allowed = FRAMEWORK_ROLES[self.meta.framework]
-        for role, task in self.spec.items():
-            if role not in allowed:
-                raise SpecFieldError(
-                    f"spec.{role}",
-                    f"unknown role '{role}' for framework {self.meta.framework}; "
-                    f"expected one of {', '.join(allowed)} (role keys are case-sensitive)",
-                )
-            cmd = task.cmd if task.cmd is not None else self.meta.cmd
-            where = f"spec.{role}.cmd" if task.cmd is not None else "meta.cmd"
-            if cmd is None or not cmd.strip():
-                raise SpecFieldError(where, "the command is empty; set meta.cmd or a cmd for the role")
-            try:
-                split_command(cmd)
-            except ValueError as exc:
-                raise SpecFieldError(where, f"cannot split the command: {exc}") from None
-        if self.meta.framework == "pytorch" and self.spec.get("Master", TaskSpec()).replicas > 1:
-            raise SpecFieldError("spec.Master.replicas", "a PyTorch experiment has exactly one Master")
-        if self.meta.framework == "xgboost" and self.spec.get("Master", TaskSpec()).replicas > 1:
-            raise SpecFieldError("spec.Master.replicas", "an XGBoost experiment has exactly one Master")
-        if "Chief" in self.spec and self.spec["Chief"].replicas > 1:
-            raise SpecFieldError("spec.Chief.replicas", "a TensorFlow experiment has at most one Chief")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _roles_and_commands(cls, data: Any, handler: Any) -> ExperimentSpec:
+        spec: ExperimentSpec = handler(data)
+        problems = cross_field_problems(data if isinstance(data, dict) else spec.model_dump())
+        if problems:
+            raise SpecFieldError.together(problems)
+        return spec
 
     def ordered_roles(self) -> list[tuple[str, TaskSpec]]:
         """The roles in framework order, primary first."""
@@ -175,12 +175,94 @@ class ExperimentSpec(_Model):
 
 
 class SpecFieldError(ValueError):
-    """A spec problem tied to one field path (``spec.Worker.replicas``)."""
+    """A spec problem tied to one field path (``spec.Worker.replicas``).
+
+    ``problems`` holds it and every other problem found with it (:meth:`together`), so one
+    pydantic error can carry all of them.
+    """
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.reason = message
+        self.problems: list[SpecFieldError] = [self]
+
+    @classmethod
+    def together(cls, problems: Sequence[SpecFieldError]) -> SpecFieldError:
+        """The first problem, carrying all of them in ``problems``."""
+        first = problems[0]
+        first.problems = list(problems)
+        return first
+
+
+def _as_count(value: object) -> int | None:
+    """A replica count as pydantic would read it (an int or a string of digits), else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _command_problem(where: str, cmd: object) -> SpecFieldError | None:
+    if cmd is not None and not isinstance(cmd, str):
+        return None  # a wrong type: the field check names it
+    if cmd is None or not cmd.strip():
+        return SpecFieldError(where, "the command is empty; set meta.cmd or a cmd for the role")
+    try:
+        split_command(cmd)
+    except ValueError as exc:
+        return SpecFieldError(where, f"cannot split the command: {exc}")
+    return None
+
+
+def cross_field_problems(document: Mapping[str, Any]) -> list[SpecFieldError]:
+    """Every problem across ``meta`` and ``spec`` of a submitted document, in document order.
+
+    The role keys the framework accepts, each role's command (its own ``cmd`` or ``meta.cmd``) and
+    the framework's limits on Master and Chief replicas. It reads the raw document, so it also runs
+    when other fields are refused (the API then names all the problems at once); a part whose type
+    is wrong is left to the field checks, and nothing is checked against an unknown framework.
+    """
+    meta = document.get("meta")
+    spec = document.get("spec")
+    if not isinstance(meta, Mapping) or not isinstance(spec, Mapping):
+        return []
+    framework = meta.get("framework")
+    framework = framework.strip().lower() if isinstance(framework, str) else None
+    if framework not in FRAMEWORK_ROLES:
+        return []
+    allowed = FRAMEWORK_ROLES[framework]
+    found: dict[str, SpecFieldError] = {}
+    for role, task in spec.items():
+        task = task if isinstance(task, Mapping) else {}
+        if role not in allowed:
+            found.setdefault(
+                f"spec.{role}",
+                SpecFieldError(
+                    f"spec.{role}",
+                    f"unknown role '{role}' for framework {framework}; "
+                    f"expected one of {', '.join(allowed)} (role keys are case-sensitive)",
+                ),
+            )
+            continue
+        own = task.get("cmd")
+        where = f"spec.{role}.cmd" if own is not None else "meta.cmd"
+        problem = _command_problem(where, own if own is not None else meta.get("cmd"))
+        if problem is not None:
+            found.setdefault(where, problem)
+    limits = {
+        "pytorch": ("Master", "a PyTorch experiment has exactly one Master"),
+        "xgboost": ("Master", "an XGBoost experiment has exactly one Master"),
+        "tensorflow": ("Chief", "a TensorFlow experiment has at most one Chief"),
+    }
+    if framework in limits:
+        role, reason = limits[framework]
+        task = spec.get(role)
+        count = _as_count(task.get("replicas", 1)) if isinstance(task, Mapping) else None
+        if count is not None and count > 1:
+            found.setdefault(f"spec.{role}.replicas", SpecFieldError(f"spec.{role}.replicas", reason))
+    return list(found.values())
 
 
 def split_command(cmd: str) -> list[str]:

@@ -145,3 +145,81 @@ def test_errors_are_envelopes(shared_broker: Broker, method: str, path: str, cod
     assert answer.status_code == code, answer.text
     envelope = answer.json()
     assert envelope["code"] == code and needle in envelope["message"], envelope
+
+
+def test_a_spec_with_several_problems_names_them_all(shared_broker: Broker, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    spec = _spec(meta__foo=1, spec={"Worker": {"replicas": 0}, "worker": {}, "Master": {"replicas": 2}})
+    spec["meta"]["placement"] = {"cluster": "gpu-east"}
+    status, envelope = _post_raw(shared_broker, json.dumps(spec).encode())
+    assert status == 400, envelope
+    problems = [
+        ("meta.foo", "unknown field"),
+        ("spec.Worker.replicas", "Input should be greater than or equal to 1"),
+        (
+            "spec.worker",
+            "unknown role 'worker' for framework pytorch; expected one of Master, Worker "
+            "(role keys are case-sensitive)",
+        ),
+        ("spec.Master.replicas", "a PyTorch experiment has exactly one Master"),
+        ("meta.placement.cluster", "unknown cluster 'gpu-east' (known: local)"),
+    ]
+    assert envelope["attributes"]["errors"] == [{"field": f, "problem": p} for f, p in problems]
+    assert envelope["message"] == "Invalid experiment spec: " + "; ".join(f"{f}: {p}" for f, p in problems)
+    assert "more problem" not in envelope["message"]
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "--url",
+            shared_broker.url,
+            "experiment",
+            "submit",
+            "-f",
+            str(spec_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 1
+    assert cli.stderr.splitlines() == [
+        "Error: Invalid experiment spec (5 problems):",
+        *(f"  {f}: {p}" for f, p in problems),
+    ]
+
+
+def test_a_notebook_spec_with_several_problems_names_them_all(shared_broker: Broker) -> None:
+    body = {"meta": {"name": "Bad Name", "namespace": "Team_A"}, "spec": {"bogus": 1}}
+    answer = shared_broker.client.post("/notebook", json=body)
+    assert answer.status_code == 400, answer.text
+    errors = answer.json()["attributes"]["errors"]
+    assert [e["field"] for e in errors] == ["meta.name", "meta.namespace", "spec.bogus"]
+    assert answer.json()["message"].startswith("Invalid notebook spec: meta.name: must be a DNS label")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field", "problem"),
+    [
+        ("GET", "/experiment?pageSize=0", None, "pageSize", "must be between 1 and 1000"),
+        ("GET", "/experiment?page=abc", None, "page", "'abc' is not a whole number"),
+        ("POST", "/placement/explain?kind=job", {}, "kind", "'job' is not experiment or notebook"),
+        ("POST", "/experiment", _spec(meta__namespace="Team_A"), "meta.namespace", "must be a DNS label"),
+    ],
+)
+def test_every_400_naming_a_field_lists_it_in_attributes_errors(
+    shared_broker: Broker, method: str, path: str, body: Any, field: str, problem: str
+) -> None:
+    answer = shared_broker.client.request(method, path, json=body)
+    assert answer.status_code == 400, answer.text
+    (error,) = answer.json()["attributes"]["errors"]
+    assert error["field"] == field and error["problem"].startswith(problem), error
+    assert f"{field}: {error['problem']}" in answer.json()["message"]

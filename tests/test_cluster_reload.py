@@ -4,6 +4,9 @@ a busy cluster drained to the end of its work, and no secret in any answer or lo
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,11 +122,14 @@ def test_no_secret_from_a_cluster_file_in_any_answer_or_log_line(
     write("env.yaml").write_text("name: env\nkind: local\ncapacity:\n  memory: ${CLUSTER_TOKEN}\n")
     write("quoted.yaml").write_text(f'name: quoted\nkind: local\nlabels: "{MARKER}"\n')
     write("alias.yaml").write_text(f"name: alias\nkind: local\ntoken: *{MARKER}\n")
+    write("many.yaml").write_text(f"name: many\nkind: local\ntoken: {MARKER}\nweight: {MARKER}\n")
+    write("unclosed.yaml").write_text(f'name: unclosed\nkind: local\nlabels: {{a: "{MARKER}\n')
     expected = {"boot.yaml", "unknown.yaml", "typed.yaml", "env.yaml", "quoted.yaml", "alias.yaml"}
+    expected |= {"many.yaml", "unclosed.yaml"}
     wait_for(
         lambda: {Path(e["file"]).name for e in clusters(broker)[1]} == expected,
         timeout=RELOAD,
-        what="all six files refused",
+        what="all eight files refused",
     )
     answers = [broker.client.get(path) for path in ("/cluster", "/cluster/errors", "/cluster/local")]
     answers += [broker.client.get(f"/cluster/{name}") for name in ("boot", "unknown", "typed", "env")]
@@ -131,6 +137,36 @@ def test_no_secret_from_a_cluster_file_in_any_answer_or_log_line(
         assert MARKER not in answer.text, answer.request.url
     errors = clusters(broker)[1]
     assert {e["key"] for e in errors} >= {"token", "api_token", "weight", "capacity.memory", "labels"}
-    assert all(e["line"] for e in errors), json.dumps(errors)
+    assert all(e["line"] for e in errors if len(e["problems"]) == 1), json.dumps(errors)
+    by_name = {Path(e["file"]).name: e for e in errors}
+    assert [(p["key"], p["line"]) for p in by_name["many.yaml"]["problems"]] == [("token", 3), ("weight", 4)]
+    assert by_name["unclosed.yaml"]["problems"] == [
+        {
+            "key": None,
+            "line": 4,
+            "column": 1,
+            "reason": "not valid YAML: while scanning a quoted scalar (line 3, column 13): "
+            "found unexpected end of stream",
+        }
+    ]
     log = broker.log()
     assert "cluster file refused" in log and "typed.yaml" in log and MARKER not in log
+    assert f"cluster file refused: {broker.clusters_dir / 'many.yaml'}: 2 problems: line 3: token" in log
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "broker", "--url", broker.url, "cluster", "errors"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "1000"},  # one line per problem, however long the paths
+    )
+    assert shown.returncode == 0 and MARKER not in shown.stdout, shown.stderr
+    many = str(broker.clusters_dir / "many.yaml")
+    assert (
+        f"  {many}: 2 problems:\n      line 3: token: unknown field\n      line 4: weight: " in shown.stdout
+    )
+    unclosed = str(broker.clusters_dir / "unclosed.yaml")
+    assert (
+        f"  {unclosed}:4:1: not valid YAML: while scanning a quoted scalar (line 3, column 13)"
+        in shown.stdout
+    )

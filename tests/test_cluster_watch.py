@@ -227,3 +227,24 @@ def test_refusals_never_echo_a_secret(
     for error in fx.errors:
         assert MARKER not in str(error) and MARKER not in repr(error.to_json())
     assert "cluster file refused" in caplog.text and MARKER not in caplog.text
+
+
+def test_a_refused_file_is_logged_with_yaml_words_and_every_problem(
+    fx: Fixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    flow = fx.write("flow.yaml", f"name: one\nkind: local\nlabels: [{MARKER}, y\n")
+    many = fx.write("many.yaml", f"name: two\nkind: local\ntoken: {MARKER}\nweight: {MARKER}\n")
+    fx.tick()
+    by_file = {e.file: e for e in fx.errors}
+    assert str(by_file[str(flow)]) == (
+        f"{flow}:4:1: not valid YAML: while parsing a flow sequence (line 3, column 9): "
+        "expected ',' or ']', but got '<stream end>'"
+    )
+    assert [(p.key, p.line) for p in by_file[str(many)].problems] == [("token", 3), ("weight", 4)]
+    assert f"cluster file refused: {by_file[str(flow)]}" in caplog.text
+    assert (
+        f"cluster file refused: {many}: 2 problems: line 3: token: unknown field; "
+        "line 4: weight: Input should be a valid number" in caplog.text
+    )
+    assert MARKER not in caplog.text

@@ -104,9 +104,12 @@ def test_missing_env_var_names_key_and_variable(tmp_path: Path, monkeypatch: pyt
 def test_invalid_yaml_carries_the_line(tmp_path: Path) -> None:
     path = write(tmp_path / "broker.yaml", "host: 127.0.0.1\nport: 8080\n  oops: here\nauth: none\n")
     error = refuse_broker(path)
-    assert "not valid YAML" in error.reason
-    assert error.line == 3
-    assert str(error).startswith(f"{path}:3: not valid YAML")
+    assert (error.reason, error.line, error.column) == (
+        "not valid YAML: mapping values are not allowed here",
+        3,
+        7,
+    )
+    assert str(error) == f"{path}:3:7: not valid YAML: mapping values are not allowed here"
 
 
 def test_unclosed_bracket_reports_a_line(tmp_path: Path) -> None:
@@ -277,8 +280,10 @@ def test_to_json(tmp_path: Path) -> None:
     assert error.to_json() == {
         "file": str(tmp_path / "c.yaml"),
         "line": 3,
+        "column": None,
         "key": "bogus",
         "reason": "unknown field",
+        "problems": [{"key": "bogus", "line": 3, "column": None, "reason": "unknown field"}],
     }
 
 

@@ -7,9 +7,14 @@ starts a head of its own, since it kills it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import subprocess
+import sys
 from typing import Any
+
+import pytest
 
 from tests.ray_cluster import RayHead
 from tests.support import hold_code, processes_with, python_spec, wait_for
@@ -28,6 +33,19 @@ def _jobs_of(head: RayHead, uid: str) -> list[Any]:
         job
         for job in head.jobs().list_jobs()
         if uid in (job.submission_id or "") or uid in json.dumps(job.metadata or {})
+    ]
+
+
+def _attempts(head: RayHead) -> list[Any]:
+    """The Ray jobs of brokers' attempts (not their entrypoint probes)."""
+    return [job for job in head.jobs().list_jobs() if (job.metadata or {}).get("submarine-broker") == "1"]
+
+
+def _probes(head: RayHead, cluster: str) -> list[str]:
+    return [
+        job.submission_id
+        for job in head.jobs().list_jobs()
+        if (job.submission_id or "").startswith(f"sb-probe-{cluster}-")
     ]
 
 
@@ -134,7 +152,7 @@ def test_a_stopped_ray_head_turns_unreachable_and_new_work_runs_beside_it(broker
             loops={**FAST, "health_interval": 0.4},
         )
         state = lambda: broker.client.get("/cluster/ray").json()["result"]["state"]  # noqa: E731
-        wait_for(lambda: state() == "Ready", timeout=20, what="the ray cluster to be Ready")
+        wait_for(lambda: state() == "Ready", timeout=60, what="the ray cluster to be Ready")
         on_ray = broker.submit(python_spec("print('on ray')", placement={"cluster": "ray"}))["experimentId"]
         assert broker.wait_status(on_ray, "Succeeded", timeout=60)["cluster"] == "ray"
 
@@ -159,10 +177,100 @@ def test_gpu_work_is_never_placed_on_a_ray_cluster_without_gpus(broker_factory, 
         found = broker.client.get("/cluster/ray").json()["result"]
         return found if found["state"] == "Ready" and found["capacity"]["total"]["cpu"] == 2 else None
 
-    cluster = wait_for(capacity, timeout=30, what="the Ray cluster's capacity")
+    cluster = wait_for(capacity, timeout=60, what="the Ray cluster's capacity")
     assert cluster["capacity"]["total"]["gpu"] == 0
-    before = len(ray_head.jobs().list_jobs())
+    before = len(_attempts(ray_head))
     spec = python_spec("print(1)", roles={"Worker": {"replicas": 1, "resources": "cpu=0.5,nvidia.com/gpu=1"}})
     answer = broker.client.post("/experiment", json=spec)
     assert answer.status_code == 422 and "gpu" in answer.json()["message"], answer.text
-    assert len(ray_head.jobs().list_jobs()) == before
+    assert len(_attempts(ray_head)) == before
+
+
+@pytest.fixture(scope="module")
+def python_without_ray(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Python that cannot import ray: a fresh virtualenv's, without pip or site packages."""
+    venv = tmp_path_factory.mktemp("no-ray") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    assert subprocess.run([python, "-c", "import ray"], capture_output=True, timeout=60).returncode == 1
+    return python
+
+
+def test_an_entrypoint_python_without_ray_keeps_the_cluster_from_work(
+    broker_factory, ray_head, python_without_ray
+) -> None:
+    cluster = {"kind": "ray", "address": ray_head.address, "entrypoint_python": python_without_ray}
+    broker = broker_factory(clusters={"ray": cluster}, loops=FAST)
+    why = (
+        f"entrypoint_python {python_without_ray} on cluster ray cannot import ray: "
+        "ModuleNotFoundError: No module named 'ray'"
+    )
+
+    def shown() -> dict[str, Any]:
+        return broker.client.get("/cluster/ray").json()["result"]
+
+    found = wait_for(lambda: shown()["message"] == why and shown(), timeout=60, what="the entrypoint check")
+    assert found["state"] == "NotReady" and found["reachable"] is True
+    exp = broker.submit(python_spec("print('never here')"))["experimentId"]
+    waiting = wait_for(
+        lambda: why in (broker.experiment(exp).get("statusMessage") or "") and broker.experiment(exp),
+        timeout=30,
+        what="the experiment to say why it waits",
+    )
+    assert waiting["status"] == "Accepted" and waiting["cluster"] is None
+    placement = broker.client.get(f"/experiment/{exp}/placement").json()["result"]["decision"]
+    (verdict,) = placement["verdicts"]
+    assert verdict["cluster"] == "ray" and f"cluster is NotReady: {why}" in verdict["reasons"]
+    assert not [job for job in _attempts(ray_head) if (job.metadata or {}).get("experiment") == exp]
+    wait_for(lambda: not _probes(ray_head, "ray"), timeout=40, what="the probe job to be deleted")
+    assert f"cluster ray takes no new work: {why}" in broker.log()
+
+    # Pointed at a Python with Ray, the cluster passes its check and takes the work.
+    broker.add_cluster("ray", **{**cluster, "entrypoint_python": sys.executable})
+    assert broker.wait_status(exp, "Succeeded", timeout=90)["cluster"] == "ray"
+    assert shown()["state"] == "Ready"
+    wait_for(lambda: not _probes(ray_head, "ray"), timeout=40, what="the second probe job to be deleted")
+
+
+def test_an_exception_in_a_replica_is_the_reason(broker_factory, ray_head) -> None:
+    broker = broker_factory(clusters=_ray(ray_head), loops=FAST)
+    marker = f"sb-ray-raise-{secrets.token_hex(4)}"
+    code = f"print('starting')\nraise ValueError('learning rate is {marker}')"
+    exp = broker.submit(python_spec(code))["experimentId"]
+    failed = broker.wait_status(exp, "Failed", timeout=90)
+    assert failed["reason"] == f"replica worker-0 exited with code 1: ValueError: learning rate is {marker}"
+    assert failed["failureCategory"] == "exit_code"
+
+
+def test_a_failing_entrypoint_names_its_cause(ray_head, python_without_ray, tmp_path) -> None:
+    # Straight through the adapter (the broker's placement would not send work there): the job's
+    # entrypoint dies importing ray, and Ray's message starts with its header line only.
+    from clusters.base import Phase
+    from clusters.ray.adapter import RayAdapter
+    from clusters.ray.config import RayClusterConfig
+    from runtimes.plan import LaunchPlan, ReplicaPlan
+
+    config = RayClusterConfig(name="ray", address=ray_head.address, entrypoint_python=python_without_ray)
+    adapter = RayAdapter(config, data_dir=str(tmp_path))
+    replica = ReplicaPlan(role="Worker", index=0, argv=["true"], host="{{host:worker-0}}", port=0)
+    plan = LaunchPlan(
+        uid=f"noray-{secrets.token_hex(4)}",
+        workload_id="experiment-noray",
+        name="noray",
+        namespace="default",
+        framework="python",
+        replicas=[replica],
+        success_roles=["Worker"],
+    )
+    handle = asyncio.run(adapter.submit(plan))
+
+    def ended() -> Any:
+        seen = asyncio.run(adapter.poll([handle]))[plan.uid]
+        return seen if seen.phase is Phase.FAILED else None
+
+    seen = wait_for(ended, timeout=90, interval=0.5, what="the job to fail")
+    # The launcher's module imports runtimes.plan (pydantic) before it imports ray.
+    assert seen.message == (
+        "Job entrypoint command failed with exit code 1: ModuleNotFoundError: No module named 'pydantic'"
+    )
+    assert seen.failure_category == "exit_code"

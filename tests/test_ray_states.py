@@ -74,9 +74,71 @@ def test_split_logs_and_failure_message() -> None:
     split = split_logs(text, ["master-0", "worker-0"])
     assert split == {"master-0": ["hello", ""], "worker-0": ["[nested] brackets kept"]}
     message = "Job entrypoint command failed with exit code 1, last available logs:\n" + text
-    assert failure_message(message) == "replica worker-0 exited with code 3"
+    assert failure_message(message) == "replica worker-0 exited with code 3: [nested] brackets kept"
     assert failure_message("Job supervisor actor died") == "Job supervisor actor died"
     assert failure_message(None) == "the Ray job failed"
+
+
+#: Ray's header line of a FAILED job whose entrypoint exited non-zero (Ray 2.60).
+HEADER = "Job entrypoint command failed with exit code {}, last available logs (truncated to 20,000 chars):"
+RAY_SETUP = "2026-12-06 22:36:25,155\tINFO job_manager.py:581 -- Runtime env is setting up."
+
+
+def test_a_failed_replica_is_named_with_its_exception() -> None:
+    lines = [
+        HEADER.format(1),
+        RAY_SETUP,
+        "submarine-broker: started master-0@1.2.3.4:5, worker-0@1.2.3.5:6",
+        "[worker-0] Traceback (most recent call last):",
+        '[worker-0]   File "<string>", line 3, in <module>',
+        "[worker-0] ValueError: bad learning rate 'x'",
+        "[worker-0] cleanup done",
+        "[master-0] KeyError: 'not this replica'",
+        "submarine-broker: replica master-0 stopped (exit code -15)",
+        failure_line("worker-0", 1),
+    ]
+    assert failure_message("\n".join(lines)) == (
+        "replica worker-0 exited with code 1: ValueError: bad learning rate 'x'"
+    )
+    # no exception line: the replica's last line; no line at all: the exit code alone
+    assert failure_message(
+        "\n".join([HEADER.format(1), "[worker-0] bad input", failure_line("worker-0", 3)])
+    ) == ("replica worker-0 exited with code 3: bad input")
+    assert failure_message(failure_line("worker-0", 7)) == "replica worker-0 exited with code 7"
+
+
+def test_a_failed_entrypoint_is_named_with_its_cause() -> None:
+    no_ray = "\n".join(
+        [
+            HEADER.format(1),
+            RAY_SETUP,
+            "Running entrypoint for job sb-u1: /usr/bin/python3 -m runtimes.ray_launcher eJx...",
+            "Traceback (most recent call last):",
+            '  File "<frozen runpy>", line 198, in _run_module_as_main',
+            '  File "/tmp/ray/runtimes/ray_launcher.py", line 447, in run',
+            "    import ray",
+            "ModuleNotFoundError: No module named 'ray'",
+            "",
+        ]
+    )
+    assert failure_message(no_ray) == (
+        "Job entrypoint command failed with exit code 1: ModuleNotFoundError: No module named 'ray'"
+    )
+    not_found = "\n".join(
+        [
+            HEADER.format(127),
+            RAY_SETUP,
+            "/bin/sh: 1: /nope/python: not found",
+            "Running entrypoint for job sb-u1: /nope/python -m runtimes.ray_launcher eJx...",
+        ]
+    )
+    assert failure_message(not_found) == (
+        "Job entrypoint command failed with exit code 127: /bin/sh: 1: /nope/python: not found"
+    )
+    assert (
+        failure_message(HEADER.format(2) + "\n" + RAY_SETUP)
+        == "Job entrypoint command failed with exit code 2"
+    )
 
 
 # -- the adapter over a fake JobSubmissionClient ----------------------------------------------
@@ -106,6 +168,11 @@ class FakeSDK:
         self.logs = ""
         self.down = False
         self.race = False  # the job appears between the lookup and the submit (another broker)
+        #: How a probe job (``sb-probe-...``) ends at once: its status and message.
+        self.probe_status = "SUCCEEDED"
+        self.probe_message = "Job finished successfully."
+        #: Deleted jobs Ray writes back (as its job monitor does when a job is deleted too early).
+        self.resurrect = 0
 
     def _check(self, name: str) -> None:
         self.calls.append(name)
@@ -118,22 +185,43 @@ class FakeSDK:
             raise RuntimeError(f"Request failed with status code 404: Job {sid} does not exist.")
         return self.jobs[sid]
 
-    def submit_job(self, *, entrypoint, submission_id, metadata, runtime_env) -> str:
+    def submit_job(self, *, entrypoint, submission_id, metadata, runtime_env=None) -> str:
         self._check("submit_job")
         assert all(isinstance(v, str) for v in metadata.values())
         if self.race:
             self.jobs[submission_id] = SimpleNamespace(submission_id=submission_id, status="RUNNING")
         if submission_id in self.jobs:
             raise RuntimeError("Request failed with status code 500: Job with submission_id already exists.")
+        probe = submission_id.startswith("sb-probe-")
         self.jobs[submission_id] = SimpleNamespace(
             submission_id=submission_id,
-            status="PENDING",
-            message="Job has not started yet.",
+            status=self.probe_status if probe else "PENDING",
+            message=self.probe_message if probe else "Job has not started yet.",
             metadata=metadata,
             entrypoint=entrypoint,
             runtime_env=runtime_env,
         )
         return submission_id
+
+    def delete_job(self, sid: str) -> bool:
+        self._check("delete_job")
+        if sid not in self.jobs:
+            raise RuntimeError(f"Request failed with status code 404: Job {sid} does not exist.")
+        job = self.jobs[sid]
+        if job.status not in TERMINAL:
+            raise RuntimeError(
+                f"Request failed with status code 400: Attempted to delete job '{sid}', "
+                f"but it is in a non-terminal state {job.status}."
+            )
+        if self.resurrect:
+            self.resurrect -= 1
+            job.status, job.message = "FAILED", "Unexpected error occurred: failed to get job supervisor."
+            return True
+        del self.jobs[sid]
+        return True
+
+    def probes(self) -> list[str]:
+        return [sid for sid in self.jobs if sid.startswith("sb-probe-")]
 
     def list_jobs(self) -> list[SimpleNamespace]:
         self._check("list_jobs")

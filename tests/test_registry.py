@@ -249,3 +249,39 @@ def test_a_check_answered_by_a_replaced_adapter_is_ignored(clock: Clock, tmp_pat
 
     assert run(scenario()) is False
     assert cluster.reachable is None and cluster.failed_checks == 0
+
+
+def test_a_cluster_that_answers_but_cannot_run_work_is_not_ready(
+    clock: Clock, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from policies.placement import PlacementRequest, ready
+
+    registry, cluster, adapter = make(tmp_path)
+    why = "entrypoint_python /usr/bin/python3 on cluster c1 cannot import ray: ModuleNotFoundError: No module named 'ray'"
+    adapter.answer = Health(reachable=True, total=FULL, free=FULL, message=why, usable=False)
+    caplog.set_level("INFO", logger="broker.registry")
+    run(registry.check(cluster))
+    assert (cluster.state, cluster.ready, cluster.reachable) == ("NotReady", False, True)
+    assert (
+        cluster.condition_message == why and cluster.failed_checks == 0 and cluster.unreachable_since is None
+    )
+    assert cluster.next_check == clock.at + timedelta(seconds=2)  # no backoff: it answers
+    view = cluster.view()
+    assert (view.ready, view.state, view.message) == (False, "NotReady", why)
+    request = PlacementRequest(
+        workload_kind="experiment", namespace="default", total=HALF, largest_replica=HALF
+    )
+    assert ready(request, view, None) == f"cluster is NotReady: {why}"
+    cluster.cordoned = True
+    assert cluster.state == "NotReady"  # like unreachability, it outranks the admin flags
+    cluster.cordoned = False
+    clock.advance(2)
+    run(registry.check(cluster))
+    assert caplog.text.count(f"cluster c1 takes no new work: {why}") == 1  # logged once, not per check
+    adapter.answer = Health(reachable=True, total=FULL, free=FULL)
+    clock.advance(2)
+    run(registry.check(cluster))
+    assert (cluster.state, cluster.ready) == (
+        "Ready",
+        True,
+    ) and "cluster c1 can take new work again" in caplog.text

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runtimes.spec import FRAMEWORK_ROLES, ExperimentSpec, SpecFieldError, split_command
+from runtimes.spec import FRAMEWORK_ROLES, ExperimentSpec, SpecFieldError, cross_field_problems, split_command
 
 
 def doc(framework: str = "pytorch", spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
@@ -272,3 +272,29 @@ def test_non_numeric_cpu_nan_is_a_field_error_not_a_crash() -> None:
     # not as an unhandled decimal.InvalidOperation (a 500).
     error = refuse(doc(spec={"Worker": {"resources": "cpu=NaN"}})).errors()[0]
     assert error["loc"] == ("spec", "Worker", "resources")
+
+
+def test_every_cross_field_problem_is_carried_at_once() -> None:
+    document = doc(
+        "pytorch",
+        {"worker": {}, "Master": {"replicas": "3"}, "Worker": {"cmd": "python 'x"}, "Chief": {}},
+        cmd="  ",
+    )
+    error = field_error(document)
+    assert [(p.field, p.reason.split(";")[0]) for p in error.problems] == [
+        ("spec.worker", "unknown role 'worker' for framework pytorch"),
+        ("meta.cmd", "the command is empty"),
+        ("spec.Worker.cmd", "cannot split the command: No closing quotation"),
+        ("spec.Chief", "unknown role 'Chief' for framework pytorch"),
+        ("spec.Master.replicas", "a PyTorch experiment has exactly one Master"),
+    ]
+    assert [p.field for p in cross_field_problems(document)] == [p.field for p in error.problems]
+
+
+def test_cross_field_problems_are_found_when_other_fields_are_refused_too() -> None:
+    document = doc("pytorch", {"worker": {"replicas": "many"}}, bogus=1)
+    fields = {tuple(e["loc"]) for e in refuse(document).errors()}
+    assert ("meta", "bogus") in fields  # pydantic stops before the roles...
+    assert [p.field for p in cross_field_problems(document)] == ["spec.worker"]  # ...this does not
+    assert cross_field_problems(doc("caffe", {"worker": {}})) == []  # nothing checked against it
+    assert cross_field_problems({"meta": "x", "spec": []}) == []

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 async def _api_error(request: Request, exc: Exception) -> EnvelopeResponse:
     assert isinstance(exc, ApiError)
-    return error(exc.code, exc.message)
+    attributes = {"errors": [p.to_json() for p in exc.problems]} if exc.problems else None
+    return error(exc.code, exc.message, attributes)
 
 
 async def _http_error(request: Request, exc: Exception) -> EnvelopeResponse:

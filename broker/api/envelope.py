@@ -46,5 +46,5 @@ def ok(result: Any = None, **kwargs: Any) -> EnvelopeResponse:
     return EnvelopeResponse(result, **kwargs)
 
 
-def error(code: int, message: str) -> EnvelopeResponse:
-    return EnvelopeResponse(None, code=code, message=message)
+def error(code: int, message: str, attributes: dict[str, Any] | None = None) -> EnvelopeResponse:
+    return EnvelopeResponse(None, code=code, message=message, attributes=attributes)

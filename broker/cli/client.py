@@ -25,12 +25,17 @@ TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Deleted"})
 
 
 class BrokerError(Exception):
-    """The broker answered with an error envelope, or its answer could not be understood."""
+    """The broker answered with an error envelope, or its answer could not be understood.
 
-    def __init__(self, code: int, message: str) -> None:
+    ``problems`` are the envelope's ``attributes.errors`` (``{field, problem}`` items): every
+    field a refused request got wrong.
+    """
+
+    def __init__(self, code: int, message: str, problems: list[JSONObject] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.problems = list(problems or [])
 
     def __str__(self) -> str:
         return self.message
@@ -73,6 +78,19 @@ def _segment(value: str) -> str:
 def _snippet(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+def _problems(envelope: JSONObject) -> list[JSONObject]:
+    """The ``{field, problem}`` items of an error envelope's ``attributes.errors`` (others dropped)."""
+    attributes = envelope.get("attributes")
+    found = attributes.get("errors") if isinstance(attributes, dict) else None
+    if not isinstance(found, list):
+        return []
+    return [
+        item
+        for item in found
+        if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("field", "problem"))
+    ]
 
 
 def _int_or_none(value: object) -> int | None:
@@ -166,7 +184,7 @@ class BrokerClient:
             message = envelope.get("message")
             if not isinstance(message, str) or not message.strip():
                 message = f"HTTP {code} {envelope.get('status') or response.reason_phrase}".strip()
-            raise (NotFound if code == 404 else BrokerError)(code, message)
+            raise (NotFound if code == 404 else BrokerError)(code, message, _problems(envelope))
         attributes = envelope.get("attributes")
         return envelope.get("result"), attributes if isinstance(attributes, dict) else {}
 

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from broker import __version__
+from broker.cli import render
 from broker.cli.admin import token, user
 from broker.cli.client import DEFAULT_URL, BrokerClient, BrokerError
 from broker.cli.cluster import cluster
@@ -25,7 +26,7 @@ class BrokerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BrokerError as exc:
-            raise click.ClickException(exc.message) from None
+            raise click.ClickException(render.error_text(exc.message, exc.problems)) from None
 
 
 @click.group(cls=BrokerGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -31,6 +31,7 @@ STATUS_STYLES = {
     "terminating": "dim",
     "Ready": "green",
     "Unreachable": "red",
+    "NotReady": "red",
     "Cordoned": "yellow",
     "Draining": "magenta",
     "Unknown": "dim",
@@ -44,6 +45,20 @@ def make_console(stderr: bool = False) -> Console:
     is_tty = bool(getattr(stream, "isatty", lambda: False)())
     width = None if is_tty or os.environ.get("COLUMNS") else _WIDE
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def error_text(message: str, problems: list[JSONObject]) -> str:
+    """A refusal for the terminal: the message, or with several problems one line per problem.
+
+    ``Invalid experiment spec (2 problems):`` then ``  meta.foo: unknown field`` and so on; the
+    server's message lists them in one line, joined by ``;``.
+    """
+    if len(problems) < 2:
+        return message
+    first = f"{problems[0].get('field')}: "
+    header = message.split(first, 1)[0].rstrip(": ") if first in message else message
+    lines = [f"  {p.get('field')}: {p.get('problem')}" for p in problems]
+    return "\n".join([f"{header or 'Refused'} ({len(problems)} problems):", *lines])
 
 
 def print_json(data: Any) -> None:
@@ -368,13 +383,32 @@ def _yes_no(value: object) -> str:
     return "yes" if value is True else "no" if value is False else dash(value)
 
 
+def _located(problem: JSONObject) -> str:
+    """``line 3, column 8: key: reason`` (the parts the server gave)."""
+    where = ""
+    if problem.get("line") is not None:
+        where = f"line {problem.get('line')}"
+        if problem.get("column") is not None:
+            where += f", column {problem.get('column')}"
+    key = problem.get("key")
+    text = f"{key}: {dash(problem.get('reason'))}" if key else dash(problem.get("reason"))
+    return f"{where}: {text}" if where else text
+
+
 def config_error(error: object) -> str:
-    """``file:line: key: reason`` (the server never puts a value from the file in it)."""
+    """``file:line: key: reason``, or the file and one indented line per problem when there are
+    several (the server never puts a value from the file in them)."""
     if not isinstance(error, dict):
         return dash(error)
+    problems = [p for p in error.get("problems") or [] if isinstance(p, dict)]
+    if len(problems) > 1:
+        lines = [f"    {_located(p)}" for p in problems]
+        return "\n".join([f"{dash(error.get('file'))}: {len(problems)} problems:", *lines])
     where = dash(error.get("file"))
     if error.get("line") is not None:
         where += f":{error.get('line')}"
+        if error.get("column") is not None:
+            where += f":{error.get('column')}"
     key = error.get("key")
     return f"{where}: {key}: {dash(error.get('reason'))}" if key else f"{where}: {dash(error.get('reason'))}"
 
@@ -411,16 +445,17 @@ def cluster_details(cluster: JSONObject) -> RenderableType:
         ("Source", cluster.get("source")),
     ]
     if cluster.get("configError"):
-        rows.append(("Config error", f"{config_error(cluster.get('configError'))} (last good config in use)"))
+        refusal = config_error(cluster.get("configError"))
+        note = "(last good config in use)"
+        rows.append(("Config error", f"{refusal}\n{note}" if "\n" in refusal else f"{refusal} {note}"))
     rows.append(("Config", _config_lines(cluster.get("config"))))
     return _fields(rows)
 
 
 def config_errors(errors: list[JSONObject]) -> RenderableType:
     """The refused cluster files, one line each."""
-    return Group(
-        Text("Refused cluster files:", style="bold red"), *(Text(f"  {config_error(e)}") for e in errors)
-    )
+    lines = [f"  {line}" for error in errors for line in config_error(error).splitlines()]
+    return Group(Text("Refused cluster files:", style="bold red"), *(Text(line) for line in lines))
 
 
 # ---------------------------------------------------------------------------- users and policy

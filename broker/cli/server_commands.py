@@ -23,7 +23,7 @@ def _load(config: str | None, data_dir: str | None) -> BrokerConfig:
         if loaded.database_url is not None:
             check_database_driver(loaded.database_url, str(path))
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.report()) from None
     return loaded
 
 
@@ -63,7 +63,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, data_dir:
     try:
         run(config.model_copy(update=updates))
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.report()) from None
 
 
 @click.group()

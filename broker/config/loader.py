@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from broker.config.errors import ConfigError
+from broker.config.errors import ConfigError, ConfigProblem
 from broker.config.models import BrokerConfig
+from broker.config.yaml_source import YamlRefused, parse_yaml
 from clusters.config import ClusterConfig
 from clusters.kinds import KindUnavailable, adapter_class, known_kinds
 
@@ -25,19 +26,20 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read the file: {exc.strerror}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(
-            str(path), f"not valid YAML: {problem}", line=mark.line + 1 if mark else None
-        ) from None
-    return data, node
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise ConfigError(str(path), "not UTF-8 text", line=line, column=column) from None
+    try:
+        return parse_yaml(text)
+    except YamlRefused as exc:
+        raise ConfigError(str(path), problems=exc.problems) from None
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -61,41 +63,54 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _interpolate(value: Any, path: Path, key: str = "") -> Any:
-    if isinstance(value, dict):
-        return {k: _interpolate(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, path, f"{key}.{i}") for i, v in enumerate(value)]
-    if isinstance(value, str):
+def _interpolate(value: Any, path: Path, node: yaml.Node | None) -> Any:
+    """``value`` with ``${VAR}`` references replaced; a :class:`ConfigError` naming every unset one."""
+    missing: list[ConfigProblem] = []
 
-        def replace(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            found = os.environ.get(name)
-            # As in the shell: ${VAR:-default} also takes the default when VAR is set but empty.
-            if found or (found is not None and default is None):
-                return found
-            if default is not None:
-                return default
-            raise ConfigError(str(path), f"environment variable {name} is not set", key=key or None)
+    def walk(value: Any, loc: tuple[Any, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, (*loc, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*loc, i)) for i, v in enumerate(value)]
+        if isinstance(value, str):
 
-        return _ENV_REF.sub(replace, value)
-    return value
+            def replace(match: re.Match[str]) -> str:
+                name, default = match.group(1), match.group(2)
+                found = os.environ.get(name)
+                # As in the shell: ${VAR:-default} also takes the default when VAR is set but empty.
+                if found or (found is not None and default is None):
+                    return found
+                if default is not None:
+                    return default
+                key = ".".join(str(p) for p in loc) or None
+                missing.append(
+                    ConfigProblem(f"environment variable {name} is not set", key, _line_of(node, loc))
+                )
+                return match.group(0)
+
+            return _ENV_REF.sub(replace, value)
+        return value
+
+    result = walk(value, ())
+    if missing:
+        raise ConfigError(str(path), problems=missing)
+    return result
 
 
 def _validate(model: type[BaseModel], data: Mapping[str, Any], path: Path, node: yaml.Node | None) -> Any:
+    """``data`` as ``model``; a :class:`ConfigError` listing every problem with its key and line."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_input=False)[0]
-        loc = tuple(first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = "unknown field"
-        extra = len(exc.errors()) - 1
-        if extra:
-            message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
-        key = ".".join(str(p) for p in loc) or None
-        raise ConfigError(str(path), message, key=key, line=_line_of(node, loc)) from None
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            loc = tuple(error["loc"])
+            reason = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+            key = ".".join(str(p) for p in loc) or None
+            problems.append(ConfigProblem(reason.removeprefix("Value error, "), key, _line_of(node, loc)))
+        # pydantic lists unknown fields after the others: show them in the file's order instead.
+        problems.sort(key=lambda p: p.line if p.line is not None else 0)
+        raise ConfigError(str(path), problems=problems) from None
 
 
 def _mapping(data: Any, path: Path) -> dict[str, Any]:
@@ -110,7 +125,7 @@ def load_broker_config(path: str | os.PathLike[str]) -> BrokerConfig:
     """Load broker.yaml; paths in it are resolved against the file's folder."""
     file = Path(path)
     data, node = _read_yaml(file)
-    data = _interpolate(_mapping(data, file), file)
+    data = _interpolate(_mapping(data, file), file, node)
     config: BrokerConfig = _validate(BrokerConfig, data, file, node)
     return config.resolved(file.parent.resolve())
 
@@ -119,7 +134,7 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterConfig:
     """Load one clusters.d file into its kind's config model."""
     file = Path(path)
     data, node = _read_yaml(file)
-    data = _interpolate(_mapping(data, file), file)
+    data = _interpolate(_mapping(data, file), file, node)
     kind = data.get("kind")
     if not isinstance(kind, str):
         raise ConfigError(
@@ -130,8 +145,12 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterConfig:
         )
     try:
         model = adapter_class(kind).config_model
-    except (KeyError, KindUnavailable) as exc:
+    except KindUnavailable as exc:
         raise ConfigError(str(file), exc.args[0], key="kind", line=_line_of(node, ("kind",))) from None
+    except KeyError:
+        # Not the registry's message: that one repeats the value, and nothing from the file is.
+        reason = f"unknown cluster kind; expected one of {', '.join(known_kinds())}"
+        raise ConfigError(str(file), reason, key="kind", line=_line_of(node, ("kind",))) from None
     return _validate(model, data, file, node)
 
 

@@ -186,20 +186,16 @@ class WorkloadService:
         self.planner = planner
         self.on_submitted = on_submitted
 
+    def cluster_names(self) -> list[str]:
+        """The registered clusters, which ``meta.placement.cluster`` must name."""
+        return [c.name for c in self.registry.all()]
+
     def dry_run(self, spec: ExperimentSpec | NotebookSpec, guard: Guard) -> tuple[str, Decision]:
         """The namespace the work goes to and where it would be placed now.
 
-        Raises 400 for an unknown ``meta.placement.cluster`` and 403 when the caller may not
-        submit this kind of work in the namespace.
+        Raises 403 when the caller may not submit this kind of work in the namespace (an unknown
+        ``meta.placement.cluster`` is refused with the spec's other problems: :meth:`cluster_names`).
         """
-        wanted = spec.meta.placement.cluster
-        if wanted is not None and wanted not in self.registry:
-            known = ", ".join(c.name for c in self.registry.all()) or "none"
-            raise BadRequest(
-                f"Invalid {self.kind} spec: meta.placement.cluster: unknown cluster '{wanted}' "
-                f"(known: {known})",
-                field="meta.placement.cluster",
-            )
         namespace = spec.meta.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
         guard.require(namespace, f"{self.kind}/*", "submit")
         return namespace, self.planner.decide(spec, namespace, guard.user)
@@ -216,7 +212,7 @@ class ExperimentService(WorkloadService):
         Raises 400 for a bad spec, 403 when the user may not submit in the namespace, and 422
         when no registered cluster could ever take the work (the message says why for each).
         """
-        spec = parse_experiment_spec(document)
+        spec = parse_experiment_spec(document, clusters=self.cluster_names())
         namespace, decision = self.dry_run(spec, guard)
         return spec, namespace, decision
 

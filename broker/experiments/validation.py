@@ -1,69 +1,96 @@
-"""Turn a submitted document into a validated spec, or a 400 that names the field."""
+"""Turn a submitted document into a validated spec, or a 400 that names every bad field."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
-from broker.errors import BadRequest
+from broker.errors import BadRequest, FieldProblem, problems_message
 from runtimes.notebook import NotebookSpec
-from runtimes.spec import ExperimentSpec, SpecFieldError
+from runtimes.spec import ExperimentSpec, SpecFieldError, cross_field_problems
 
 M = TypeVar("M", bound=BaseModel)
-
-_NAMESPACE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def _path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _message(error: dict[str, Any]) -> tuple[str, str]:
+def _problems(error: ErrorDetails) -> list[FieldProblem]:
+    """The problems one pydantic error stands for (a :class:`SpecFieldError` may carry several)."""
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, SpecFieldError):
-        return cause.field, cause.reason
+        return [FieldProblem(p.field, p.reason) for p in cause.problems]
     field = _path(tuple(error["loc"])) or "body"
     kind = error["type"]
     if kind == "extra_forbidden":
-        return field, "unknown field"
+        return [FieldProblem(field, "unknown field")]
     if kind == "missing":
-        return field, "is required"
-    return field, error["msg"].removeprefix("Value error, ")
+        return [FieldProblem(field, "is required")]
+    return [FieldProblem(field, error["msg"].removeprefix("Value error, "))]
 
 
-def validate_document(model: type[M], document: dict[str, Any], what: str) -> M:
-    """Validate ``document`` as ``model``; a :class:`BadRequest` naming the first bad field.
+def _cluster_problem(document: dict[str, Any], clusters: Collection[str] | None) -> list[FieldProblem]:
+    """``meta.placement.cluster`` naming no registered cluster (checked when ``clusters`` is given)."""
+    meta = document.get("meta")
+    placement = meta.get("placement") if isinstance(meta, dict) else None
+    wanted = placement.get("cluster") if isinstance(placement, dict) else None
+    if clusters is None or not isinstance(wanted, str) or wanted in clusters:
+        return []
+    known = ", ".join(sorted(clusters)) or "none"
+    return [FieldProblem("meta.placement.cluster", f"unknown cluster '{wanted}' (known: {known})")]
 
-    ``what`` names the document in the message (``experiment``, ``notebook``). A model with
-    ``meta.namespace`` gets it checked as a DNS label.
+
+def _all_problems(
+    model: type[BaseModel], document: dict[str, Any], exc: ValidationError
+) -> list[FieldProblem]:
+    """Every problem of ``document`` as ``model``, in document order.
+
+    An experiment's checks across fields (roles, commands) are added even when other fields are
+    refused, which stops pydantic before it gets to them.
     """
+    problems = [p for error in exc.errors(include_url=False) for p in _problems(error)]
+    if issubclass(model, ExperimentSpec):
+        named = {p.field for p in problems}
+        problems += [
+            FieldProblem(p.field, p.reason) for p in cross_field_problems(document) if p.field not in named
+        ]
+    return list(dict.fromkeys(problems))
+
+
+def validate_document(
+    model: type[M], document: dict[str, Any], what: str, *, clusters: Collection[str] | None = None
+) -> M:
+    """Validate ``document`` as ``model``; a :class:`BadRequest` naming every bad field.
+
+    ``what`` names the document in the message (``experiment``, ``notebook``):
+    ``Invalid experiment spec: meta.foo: unknown field; spec.Worker.replicas: ...``, with each
+    problem also in the error's ``problems`` (the envelope's ``attributes.errors``). With
+    ``clusters`` (the registered names), ``meta.placement.cluster`` must be one of them.
+    """
+    spec: M | None = None
     try:
         spec = model.model_validate(document)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        field, reason = _message(errors[0])
-        more = (
-            f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-            if len(errors) > 1
-            else ""
-        )
-        raise BadRequest(f"Invalid {what} spec: {field}: {reason}{more}", field=field) from None
-    namespace = getattr(getattr(spec, "meta", None), "namespace", None)
-    if namespace is not None and not _NAMESPACE.match(namespace):
-        raise BadRequest(
-            f"Invalid {what} spec: meta.namespace: must be a DNS label (lower-case letters, digits, dashes)",
-            field="meta.namespace",
-        )
+        problems = _all_problems(model, document, exc)
+    else:
+        problems = []
+    problems += _cluster_problem(document, clusters)
+    if spec is None or problems:
+        raise BadRequest(problems_message(f"Invalid {what} spec", problems), problems=problems)
     return spec
 
 
-def parse_experiment_spec(document: dict[str, Any]) -> ExperimentSpec:
-    """Validate a Submarine ExperimentSpec; raises :class:`BadRequest` naming the first bad field."""
-    return validate_document(ExperimentSpec, document, "experiment")
+def parse_experiment_spec(
+    document: dict[str, Any], *, clusters: Collection[str] | None = None
+) -> ExperimentSpec:
+    """Validate a Submarine ExperimentSpec; raises :class:`BadRequest` naming every bad field."""
+    return validate_document(ExperimentSpec, document, "experiment", clusters=clusters)
 
 
-def parse_notebook_spec(document: dict[str, Any]) -> NotebookSpec:
-    """Validate a Submarine NotebookSpec; raises :class:`BadRequest` naming the first bad field."""
-    return validate_document(NotebookSpec, document, "notebook")
+def parse_notebook_spec(document: dict[str, Any], *, clusters: Collection[str] | None = None) -> NotebookSpec:
+    """Validate a Submarine NotebookSpec; raises :class:`BadRequest` naming every bad field."""
+    return validate_document(NotebookSpec, document, "notebook", clusters=clusters)

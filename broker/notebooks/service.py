@@ -57,7 +57,7 @@ class NotebookService(WorkloadService):
 
     def check_submission(self, document: dict[str, Any], guard: Guard) -> tuple[NotebookSpec, str, Decision]:
         """Validate, authorise and dry-run place a NotebookSpec (400 / 403)."""
-        spec = parse_notebook_spec(document)
+        spec = parse_notebook_spec(document, clusters=self.cluster_names())
         namespace, decision = self.dry_run(spec, guard)
         return spec, namespace, decision
 

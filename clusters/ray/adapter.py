@@ -4,7 +4,11 @@ The job's ``submission_id`` is ``sb-<uid>`` and its metadata carries the broker 
 (``submarine-broker: "1"``), the cluster name, the experiment and the uid, so a restarted broker
 finds its jobs by id (handles) and by marker (:meth:`RayAdapter.owned`). Every call goes through
 Ray's synchronous ``JobSubmissionClient`` in a worker thread; the client is created lazily (its
-constructor asks the version) and reused. Health reads the dashboard's REST API with httpx.
+constructor asks the version) and reused. Health reads the dashboard's REST API with httpx, and
+checks once per adapter (and after an outage) that ``entrypoint_python`` can import Ray, with a
+probe job (:mod:`clusters.ray.probe`): a cluster that cannot is reachable but not usable.
+A FAILED job's reason names its cause from the log lines Ray keeps in its message
+(:func:`failure_message`).
 
 Addressing: replicas learn their addresses only when their actors run, so plans bound to a Ray
 cluster carry placeholders (hosts ``{{host:<replica>}}``, port 0) and the launcher rebuilds the
@@ -51,6 +55,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +74,8 @@ from clusters.base import (
 )
 from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
 from clusters.ray.config import RayClusterConfig
-from clusters.ray.states import TERMINAL, ray_state
+from clusters.ray.probe import EntrypointProbe
+from clusters.ray.states import TERMINAL, entrypoint_failure, last_error_line, ray_state
 from runtimes.plan import LaunchPlan, Resources
 from runtimes.ray_launcher import (
     MARKER,
@@ -112,12 +118,23 @@ def split_logs(text: str, names: Sequence[str]) -> dict[str, list[str]]:
 
 
 def failure_message(message: str | None) -> str:
-    """A short reason from a FAILED job's message: the launcher's last line when it is there."""
+    """A short reason from a FAILED job's message, naming the cause found in its log lines.
+
+    When the launcher failed the job for a replica: ``replica worker-0 exited with code 1:
+    ValueError: boom`` (that replica's last exception line, else its last line). When the
+    entrypoint itself failed (an ``entrypoint_python`` without Ray, a crash of the launcher): Ray's
+    header and the log's last exception line, ``Job entrypoint command failed with exit code 1:
+    ModuleNotFoundError: No module named 'ray'``. Otherwise Ray's first line.
+    """
     text = message or ""
     found = _FAILED_LINE.findall(text)
     if found:
         name, code = found[-1]
-        return f"replica {name} exited with code {code}"
+        cause = last_error_line(split_logs(text, [name])[name])
+        return f"replica {name} exited with code {code}" + (f": {cause}" if cause else "")
+    entrypoint = entrypoint_failure(text)
+    if entrypoint is not None:
+        return entrypoint
     first = text.strip().splitlines()[0] if text.strip() else "the Ray job failed"
     return first[:500]
 
@@ -147,6 +164,8 @@ class RayAdapter(ClusterAdapter):
         self.config: RayClusterConfig = config
         self._client: Any = None
         self._client_lock = threading.Lock()
+        #: The entrypoint check of this config (health): ``entrypoint_python`` imports Ray.
+        self.probe = EntrypointProbe(config.name, config.entrypoint_python, self._call)
 
     # -- the SDK -------------------------------------------------------------------------------
 
@@ -207,7 +226,26 @@ class RayAdapter(ClusterAdapter):
         return PlaceholderAddressing()
 
     async def health(self) -> Health:
-        """The job API's version answer and the cluster's totals from ``/api/cluster_status``."""
+        """The job API's version answer, the cluster's totals from ``/api/cluster_status``, and
+        whether ``entrypoint_python`` can run the launcher (:mod:`clusters.ray.probe`: a cluster
+        whose interpreter lacks Ray is reachable but not usable, with the import error)."""
+        health = await self._reachable_health()
+        if not health.reachable:
+            self.probe.invalidate()
+            return health
+        try:
+            verdict = await self._thread(self.probe.check)
+        except ClusterUnreachable as exc:
+            self.probe.invalidate()
+            return Health(reachable=False, message=str(exc))
+        except RuntimeError as exc:  # the job API answered with an error: no verdict this time
+            message = f"cannot check entrypoint_python {self.config.entrypoint_python}: {exc}"
+            return replace(health, usable=False, message=message[:500])
+        if verdict.ready:
+            return health
+        return replace(health, usable=False, message=verdict.message)
+
+    async def _reachable_health(self) -> Health:
         headers = dict(self.config.headers or {})
         try:
             async with httpx.AsyncClient(
