@@ -262,7 +262,7 @@ class ExperimentService(WorkloadService):
         the fields otherwise). ``meta.namespace`` defaults to the experiment's and cannot change.
         """
         row = await self.get(experiment_id, guard, "submit")
-        spec = parse_experiment_spec(in_namespace(document, row.namespace))
+        spec = parse_experiment_spec(in_namespace(document, row.namespace), clusters=self.cluster_names())
         if spec.meta.namespace != row.namespace:
             raise Conflict(
                 f"meta.namespace: experiment {experiment_id} is in namespace {row.namespace} and stays "
