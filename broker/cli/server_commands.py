@@ -76,14 +76,15 @@ def db() -> None:
 @data_dir_option
 def db_upgrade(config_path: str | None, data_dir: str | None) -> None:
     """Apply every pending migration to the configured database."""
-    from broker.store.database import make_engine
-    from broker.store.migrate import current_revision, upgrade
+    from broker.storage import open_storage
+    from broker.store.migrate import current_revision
 
     config = _load(config_path, data_dir)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(config.effective_database_url)
     try:
-        upgrade(engine)
-        click.echo(f"database at revision {current_revision(engine)}")
+        db, _ = open_storage(config)
+    except ConfigError as exc:
+        raise click.ClickException(exc.report()) from None
+    try:
+        click.echo(f"database at revision {current_revision(db.engine)}")
     finally:
-        engine.dispose()
+        db.dispose()
