@@ -44,7 +44,10 @@ class RedactingFilter(logging.Filter):
     """Masks secrets in a record's message and traceback before any handler writes it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: leave it to the handler's own error report
+            return True
         masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, None

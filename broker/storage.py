@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from broker.config.errors import ConfigError
@@ -27,16 +27,17 @@ log = logging.getLogger(__name__)
 KEY_NAME = "secret-key"
 
 
-def open_storage(config: BrokerConfig) -> tuple[Database, SecretBox]:
+def open_storage(config: BrokerConfig, *, verify_key: bool = True) -> tuple[Database, SecretBox]:
     """The migrated database and the secret key (made at the first start); ConfigError when the
-    key is not the one the database's secrets were encrypted with."""
+    key is not the one the database's secrets were encrypted with (unless not ``verify_key``)."""
     private_dir(config.data_dir)
     private_database(config.effective_database_url)
     box = SecretBox.from_file(config.secret_key_path)
     db = Database(config.effective_database_url)
     try:
         upgrade(db.engine, secrets=box)
-        db.call(lambda session: check_key(session, box))
+        if verify_key:
+            db.call(lambda session: check_key(session, box))
     except BaseException:
         db.dispose()
         raise
@@ -58,9 +59,24 @@ def check_key(session: Session, box: SecretBox) -> None:
             str(box.source or "secret_key_file"),
             f"secret key {box.source} is not the key this database's notebook tokens were encrypted "
             "with: every broker replica sharing the database needs the same secret_key_file (copy "
-            "the first replica's key here)",
+            "the first replica's key here; if that key is lost, `submarine-broker db reset-secret-key` "
+            "adopts this one and clears the tokens it cannot read)",
             key="secret_key_file",
         )
     log.warning("secret key %s differs from the one recorded, which encrypted nothing: adopted", box.source)
     recorded.fingerprint = box.fingerprint
     recorded.recorded_at = now()
+
+
+def reset_key(session: Session, box: SecretBox) -> int:
+    """Adopt ``box``'s key after the recorded one was lost: clear every stored notebook token
+    (unreadable without the old key) and record the new key. Returns how many were cleared."""
+    cleared = session.execute(
+        update(Experiment).where(Experiment.access_token.is_not(None)).values(access_token=None)
+    ).rowcount
+    recorded = session.get(SecretKeyCheck, KEY_NAME)
+    if recorded is None:
+        session.add(SecretKeyCheck(name=KEY_NAME, fingerprint=box.fingerprint, recorded_at=now()))
+    else:
+        recorded.fingerprint, recorded.recorded_at = box.fingerprint, now()
+    return int(cleared or 0)

@@ -5,6 +5,8 @@ stored in clear (encrypted with that key), yet the notebook still opens after a 
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -113,11 +115,8 @@ def test_notebook_token_is_encrypted_at_rest_and_the_notebook_opens_after_a_rest
 LEGACY_TOKEN = "legacy-plaintext-token-0123456789abcdefghijklmnopq"
 
 
-def test_migration_encrypts_tokens_stored_in_clear(tmp_path: Path) -> None:
-    """A database written before tokens were encrypted: upgrading encrypts them in place."""
-    database = tmp_path / "broker.db"
-    db = Database(f"sqlite:///{database}")
-    upgrade(db.engine, "0005")
+def insert_legacy_notebook(db: Database) -> None:
+    """A notebook row as a broker before migration 0006 wrote it: its token in clear."""
     with db.engine.begin() as conn:
         conn.execute(
             text(
@@ -128,6 +127,14 @@ def test_migration_encrypts_tokens_stored_in_clear(tmp_path: Path) -> None:
             ),
             {"token": LEGACY_TOKEN},
         )
+
+
+def test_migration_encrypts_tokens_stored_in_clear(tmp_path: Path) -> None:
+    """A database written before tokens were encrypted: upgrading encrypts them in place."""
+    database = tmp_path / "broker.db"
+    db = Database(f"sqlite:///{database}")
+    upgrade(db.engine, "0005")
+    insert_legacy_notebook(db)
     box = SecretBox(load_or_create_key(tmp_path / "secret.key"))
     upgrade(db.engine, secrets=box)
     assert current_revision(db.engine) == "0006"
@@ -136,6 +143,20 @@ def test_migration_encrypts_tokens_stored_in_clear(tmp_path: Path) -> None:
     assert stored != LEGACY_TOKEN and box.decrypt(stored) == LEGACY_TOKEN
     db.dispose()
     assert not in_clear(LEGACY_TOKEN, tmp_path)
+
+
+@pytest.mark.postgres
+def test_migration_encrypts_tokens_on_postgresql(pg_url: str) -> None:
+    """The encrypted token is longer than the column earlier brokers made: the migration widens it."""
+    db = Database(pg_url)
+    upgrade(db.engine, "0005")
+    insert_legacy_notebook(db)
+    box = SecretBox.ephemeral()
+    upgrade(db.engine, secrets=box)
+    with db.engine.connect() as conn:
+        stored = conn.execute(text("SELECT access_token FROM experiment")).scalar_one()
+    assert len(stored) > 128 and box.decrypt(stored) == LEGACY_TOKEN
+    db.dispose()
 
 
 def test_migration_without_the_key_refuses_to_leave_tokens_in_clear(tmp_path: Path) -> None:
@@ -172,3 +193,14 @@ def test_a_broker_with_another_key_refuses_to_start(broker_factory, tmp_path: Pa
     assert replica.proc is not None
     assert replica.proc.wait(timeout=60) != 0
     assert f"secret key {other} is not the key" in replica.log()
+    # The first key lost for good: adopt the other one, clearing what only the lost one could read.
+    reset = subprocess.run(
+        [sys.executable, "-m", "broker", "db", "reset-secret-key", "--config", str(replica.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert reset.returncode == 0, reset.stderr
+    assert f"secret key {other} adopted; 1 notebook token(s) cleared" in reset.stdout
+    replica.start()
+    assert replica.client.get("/notebook").json()["result"][0]["name"] == "keyed"

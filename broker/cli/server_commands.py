@@ -88,3 +88,28 @@ def db_upgrade(config_path: str | None, data_dir: str | None) -> None:
         click.echo(f"database at revision {current_revision(db.engine)}")
     finally:
         db.dispose()
+
+
+@db.command("reset-secret-key")
+@config_option
+@data_dir_option
+def db_reset_secret_key(config_path: str | None, data_dir: str | None) -> None:
+    """Adopt this broker's secret key when the one the database was written with is lost.
+
+    The notebook tokens encrypted with the lost key are cleared: those notebooks cannot be opened
+    until they are stopped and started again (which gives them new tokens)."""
+    from broker.storage import open_storage, reset_key
+
+    config = _load(config_path, data_dir)
+    try:
+        db, box = open_storage(config, verify_key=False)
+    except ConfigError as exc:
+        raise click.ClickException(exc.report()) from None
+    try:
+        cleared = db.call(lambda session: reset_key(session, box))
+    finally:
+        db.dispose()
+    click.echo(
+        f"secret key {box.source} adopted; {cleared} notebook token(s) cleared"
+        + (": stop and start those notebooks to open them again" if cleared else "")
+    )
