@@ -33,8 +33,19 @@ def _tighten(path: Path, wanted: int) -> None:
 
 
 def private_dir(path: Path) -> None:
-    """Make the folder ``path`` (and its parents) if needed; it ends 0700."""
+    """Make the folder ``path`` (and its parents) if needed; it ends 0700.
+
+    A folder others share (sticky, like /tmp, or another user's) is left as it is, with a
+    warning: the files in it are still 0600, but its mode is not the broker's to change."""
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    info = path.stat()
+    if info.st_mode & stat.S_ISVTX or info.st_uid != os.geteuid():
+        log.warning(
+            "data_dir %s is a shared folder (mode %04o): keep the broker's data in a folder of its own",
+            path,
+            stat.S_IMODE(info.st_mode),
+        )
+        return
     _tighten(path, DIR_MODE)
 
 

@@ -204,3 +204,15 @@ def test_a_broker_with_another_key_refuses_to_start(broker_factory, tmp_path: Pa
     assert f"secret key {other} adopted; 1 notebook token(s) cleared" in reset.stdout
     replica.start()
     assert replica.client.get("/notebook").json()["result"][0]["name"] == "keyed"
+
+
+def test_a_shared_folder_given_as_data_dir_keeps_its_mode(tmp_path: Path, caplog) -> None:
+    from broker.private_files import private_dir
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    with caplog.at_level("WARNING"):
+        private_dir(shared)
+    assert mode(shared) == 0o1777
+    assert "is a shared folder (mode 1777)" in caplog.text
