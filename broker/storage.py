@@ -8,8 +8,9 @@ modes behind (see :mod:`broker.private_files`) and uses the same key.
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from broker.config.errors import ConfigError
@@ -71,9 +72,10 @@ def check_key(session: Session, box: SecretBox) -> None:
 def reset_key(session: Session, box: SecretBox) -> int:
     """Adopt ``box``'s key after the recorded one was lost: clear every stored notebook token
     (unreadable without the old key) and record the new key. Returns how many were cleared."""
-    cleared = session.execute(
+    result = session.execute(
         update(Experiment).where(Experiment.access_token.is_not(None)).values(access_token=None)
-    ).rowcount
+    )
+    cleared = cast(CursorResult[Any], result).rowcount
     recorded = session.get(SecretKeyCheck, KEY_NAME)
     if recorded is None:
         session.add(SecretKeyCheck(name=KEY_NAME, fingerprint=box.fingerprint, recorded_at=now()))
