@@ -13,6 +13,11 @@ from sqlalchemy import create_engine, text
 
 from tests.support import Broker, kill_replicas
 
+# pytest-xdist workers start with COLUMNS=80 and LINES=24; without them the CLI renders as it does
+# for a pipe (wide), the same in a serial and a parallel run.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -122,3 +127,22 @@ def slurm() -> Iterator[Any]:
         yield cluster
     finally:
         cluster.stop()
+
+
+#: Tests that start a whole cluster (the session's Ray head or Slurm, or a Ray head of their own)
+#: run in one xdist worker per cluster kind, so a parallel run (``-n``, ``--dist loadgroup``)
+#: starts each cluster once and never two Ray heads at a time on this 2-core machine.
+_CLUSTER_GROUPS = {"ray_head": "ray", "slurm": "slurm"}
+_MODULE_GROUPS = {"test_ray_": "ray", "test_slurm_": "slurm"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        module = item.path.name
+        group = next((g for name, g in _CLUSTER_GROUPS.items() if name in used), None) or next(
+            (g for prefix, g in _MODULE_GROUPS.items() if module.startswith(prefix)), None
+        )
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -74,7 +74,7 @@ class RayHead:
     """One ``ray start --head`` with 2 CPUs, every listener on 127.0.0.1, in ``/tmp/rt-<random>``."""
 
     def __init__(
-        self, *, num_cpus: int = 2, num_gpus: int | None = None, start_timeout: float = 60.0
+        self, *, num_cpus: int = 2, num_gpus: int | None = None, start_timeout: float = 120.0
     ) -> None:
         # Short: Ray puts unix sockets under the temp dir and socket paths are limited to 107 bytes.
         self.temp_dir = Path(f"/tmp/rt-{secrets.token_hex(4)}")
