@@ -38,8 +38,17 @@ def ensure_users() -> tuple[str, ...]:
         if not is_root():
             raise RuntimeError(f"the run_as tests need the Unix user {name}; create it as root (useradd)")
         made = subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", name],
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ],
             capture_output=True,
             text=True,
         )
@@ -66,8 +75,15 @@ def remove_tree(path: Path) -> None:
 
 def _runs_as(user: str, argv: list[str]) -> bool:
     try:
-        done = subprocess.run(argv, user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[],
-                              cwd="/", capture_output=True, timeout=60)
+        done = subprocess.run(
+            argv,
+            user=user,
+            group=pwd.getpwnam(user).pw_gid,
+            extra_groups=[],
+            cwd="/",
+            capture_output=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -93,7 +109,9 @@ def replica_python() -> str:
             continue
         folder = scratch_dir("sb-runas-python-")
         atexit.register(remove_tree, folder)
-        paths = os.pathsep.join([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], str(REPO)])
+        paths = os.pathsep.join(
+            [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], str(REPO)]
+        )
         script = folder / "python"
         script.write_text(f'#!/bin/sh\nPYTHONPATH="{paths}" exec {candidate} "$@"\n')
         script.chmod(0o755)
