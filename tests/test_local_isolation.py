@@ -63,6 +63,9 @@ def shared(
         notebooks={"check_interval": 0.3, "idle_timeout": 0},
     )
     tokens = make_users(broker)
+    # The premise: the data directory is the broker's alone (its own modes are another part of
+    # issue 14). The run-as users' work dir lies outside it (tests/support.py).
+    broker.data_dir.chmod(0o700)
     broker.start(env=broker_env(**BROKER_SECRETS))
     clients = Clients(
         {
@@ -402,6 +405,12 @@ def test_a_replica_runs_as_its_namespaces_user_in_a_private_folder(scratch: Path
     kept = adapter.work_dir / ".workdirs" / "nb-keep"
     kept.mkdir(parents=True)
     (kept / "old.txt").write_text("from before")
+    # ...but nothing they point at elsewhere: a link's target and a hard-linked file stay the broker's.
+    secret = scratch / "secret"
+    secret.write_text("broker only")
+    secret.chmod(0o600)
+    (kept / "link").symlink_to(secret)
+    os.link(secret, kept / "hard")
     the_plan = one_replica("u-identity", IDENTITY.format(tries=tries), namespace="vision", workdir="nb-keep")
 
     async def scenario() -> list[str]:
@@ -425,6 +434,8 @@ def test_a_replica_runs_as_its_namespaces_user_in_a_private_folder(scratch: Path
         assert _owner_mode(attempt / name) == (0, 0o600), name
     assert _owner_mode(kept) == (me.pw_uid, 0o700)
     assert (kept / "old.txt").stat().st_uid == me.pw_uid
+    assert (kept / "link").lstat().st_uid == me.pw_uid
+    assert _owner_mode(secret) == (0, 0o600)
 
 
 def _owner_mode(path: Path) -> tuple[int, int]:

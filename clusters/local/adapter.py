@@ -19,11 +19,13 @@ folder and list nothing. Without ``run_as`` replicas run as the broker's user in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -428,15 +430,33 @@ class LocalAdapter(ClusterAdapter):
 
 
 def _give(path: Path, user: Account) -> None:
-    """Make ``path`` (a working directory) ``user``'s, with everything in it when it was another's.
+    """Make ``path`` (a working directory) ``user``'s, with what its previous owner had in it.
 
-    The walk works on directory descriptors and never follows a link, so what a previous owner
-    left inside cannot steer it elsewhere.
+    Only entries of the previous owner move, each changed through a descriptor opened without
+    following links (a link itself is changed, never its target), and never a file with other
+    hard links: what a previous owner left inside cannot steer the change to anything else.
     """
     info = path.stat()
     if (info.st_uid, info.st_gid) == (user.uid, user.gid):
         return
-    for _root, dirs, files, fd in os.fwalk(path, follow_symlinks=False):
+    previous = info.st_uid
+    for _root, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
         for entry in (*dirs, *files):
-            os.chown(entry, user.uid, user.gid, dir_fd=fd, follow_symlinks=False)
+            _give_entry(entry, dir_fd, previous, user)
     os.chown(path, user.uid, user.gid)
+
+
+def _give_entry(name: str, dir_fd: int, previous: int, user: Account) -> None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=dir_fd)
+    except OSError:  # a link (ELOOP), a socket, or gone: a link is changed in place, the rest left
+        with contextlib.suppress(OSError):
+            if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid == previous:
+                os.chown(name, user.uid, user.gid, dir_fd=dir_fd, follow_symlinks=False)
+        return
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == previous and (stat.S_ISDIR(info.st_mode) or info.st_nlink == 1):
+            os.fchown(fd, user.uid, user.gid)
+    finally:
+        os.close(fd)
