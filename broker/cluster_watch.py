@@ -13,6 +13,8 @@ whose content hash changed is parsed.
 - A file that does not parse or validate is refused: the error (file, line, key, reason; never a
   value from the file) is logged and listed in ``errors``, and the last good definition from that
   file stays live.
+- A valid file the broker objects to (``vet``: a local cluster that would run users' work as the
+  broker's own Unix user under ``auth: token``) is refused the same way.
 - A removed file marks its cluster ``removed`` (state Draining: no new work, running work is
   still watched); the cluster leaves the registry once ``has_work`` says it is idle.
 - Two files naming the same cluster: the first by file name wins, the other is refused.
@@ -38,11 +40,14 @@ from broker.state import ON_CLUSTER
 from broker.store.database import Database
 from broker.store.models import Experiment
 from clusters.base import Handle
+from clusters.config import ClusterConfig
 
 log = logging.getLogger(__name__)
 
 HasWork = Callable[[str], Awaitable[bool]]
 ActiveHandles = Callable[[str], Awaitable[list[Handle]]]
+#: ``(key, reason)`` when this broker must refuse a valid cluster file, else None.
+Vet = Callable[[ClusterConfig], "tuple[str, str] | None"]
 #: Statuses in which an experiment holds (or is about to hold) work on its cluster.
 #: A file modified less than this long ago is re-read even when its mtime and size look unchanged.
 _RACY_NS = 3_000_000_000
@@ -96,8 +101,11 @@ class ClusterWatch:
         has_work: HasWork,
         active_handles: ActiveHandles | None = None,
         errors: list[ConfigError] | None = None,
+        vet: Vet | None = None,
     ) -> None:
         self.directory = Path(directory)
+        #: The broker's own objections to a valid file (a local cluster without run_as under auth: token).
+        self.vet = vet
         self.registry = registry
         self.has_work = has_work
         self.active_handles = active_handles
@@ -197,6 +205,10 @@ class ClusterWatch:
             return self._refuse(entry, exc)
         except Exception as exc:  # a kind whose module fails to import, and the like
             return self._refuse(entry, ConfigError(str(path), f"cannot load the file ({type(exc).__name__})"))
+        objection = self.vet(config) if self.vet is not None else None
+        if objection is not None:
+            key, reason = objection
+            return self._refuse(entry, ConfigError(str(path), reason, key=key))
         owner = next(
             (p for p, f in self._files.items() if p != path and p in present and f.name == config.name),
             None,

@@ -99,7 +99,7 @@ class Planner:
         Clusters in ``refused_by`` turned the workload down before; they are tried again only
         when no other cluster could take it now.
         """
-        views = [self._view(cluster, spec) for cluster in self.registry.all()]
+        views = [self._view(cluster, spec, namespace) for cluster in self.registry.all()]
         request = placement_request(spec, namespace, user, refused_by)
         decision = self.engine.place(request, views, self.policy.authorizer)
         if decision.chosen is None and refused_by:
@@ -108,9 +108,16 @@ class Planner:
             )
         return decision
 
-    def _view(self, cluster: ClusterState, spec: ExperimentSpec | NotebookSpec) -> ClusterView:
-        """The cluster as placement sees it; for a notebook, refused where Jupyter is missing."""
+    def _view(
+        self, cluster: ClusterState, spec: ExperimentSpec | NotebookSpec, namespace: str
+    ) -> ClusterView:
+        """The cluster as placement sees it: refused for a namespace it takes no work of (a local
+        cluster whose run_as names no user for it) and, for a notebook, where Jupyter is missing."""
         view = cluster.view()
+        kind = "notebook" if isinstance(spec, NotebookSpec) else "experiment"
+        refusal = cluster.adapter.refuses_namespace(namespace)
+        if refusal:
+            return dataclasses.replace(view, cannot_run={kind: refusal})
         if isinstance(spec, NotebookSpec) and self.notebooks is not None:
             problem = jupyter_problem(self.notebooks, cluster, self.probe)
             if problem:

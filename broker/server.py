@@ -18,8 +18,9 @@ from starlette.applications import Starlette
 
 from broker.api.app import build_app
 from broker.cluster_flags import ClusterFlags
-from broker.cluster_watch import ClusterWatch, experiments_on, handles_on
+from broker.cluster_watch import ClusterWatch, Vet, experiments_on, handles_on
 from broker.config import ConfigError
+from broker.config.loader import cluster_files, load_cluster_file
 from broker.config.models import BrokerConfig, NotebooksConfig
 from broker.experiments.service import ExperimentService
 from broker.ids import IdGenerator
@@ -40,7 +41,8 @@ from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
 from broker.storage import open_storage
 from broker.store.database import Database
-from clusters.kinds import register_kind
+from clusters.config import ClusterConfig
+from clusters.kinds import KindUnavailable, adapter_class, register_kind
 from policies.placement import default_engine
 
 log = logging.getLogger("broker")
@@ -88,6 +90,38 @@ def check_bind(config: BrokerConfig) -> None:
         )
 
 
+def host_user_vet(config: BrokerConfig) -> Vet:
+    """The broker's objection to a cluster file: with ``auth: token`` (several people), no cluster
+    may run their work on this host as the broker's own Unix user (see ``run_as``)."""
+    multi_user = config.auth != "none"
+
+    def vet(cluster: ClusterConfig) -> tuple[str, str] | None:
+        try:
+            adapter = adapter_class(cluster.kind)
+        except (KeyError, KindUnavailable):
+            return None
+        return adapter.host_user_problem(cluster, multi_user=multi_user)
+
+    return vet
+
+
+def check_host_users(config: BrokerConfig) -> None:
+    """Refuse to start when a cluster file would run users' work as the broker's own Unix user
+    (a local cluster without ``run_as`` under ``auth: token``), naming the file and what to set."""
+    for kind, target in config.extra_kinds.items():
+        register_kind(kind, target)
+    vet = host_user_vet(config)
+    for path in cluster_files(config.clusters_dir):
+        try:
+            cluster = load_cluster_file(path)
+        except ConfigError:
+            continue  # the cluster watch reports it, as for any refused file
+        objection = vet(cluster)
+        if objection is not None:
+            key, reason = objection
+            raise ConfigError(str(path), reason, key=key)
+
+
 def broker_id(config: BrokerConfig) -> str:
     return config.broker_id or f"{socket.gethostname()}-{os.getpid()}"
 
@@ -107,6 +141,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         has_work=experiments_on(db),
         active_handles=handles_on(db),
         errors=errors,
+        vet=host_user_vet(config),
     )
     cluster_watch.scan()
     cluster_flags = ClusterFlags(db, registry)
@@ -233,6 +268,7 @@ def run(config: BrokerConfig) -> None:
     for noisy in ("apscheduler", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     check_bind(config)
+    check_host_users(config)
     uvicorn.run(
         create_app(config),
         host=config.host,

@@ -179,6 +179,20 @@ class ClusterAdapter(ABC):
     ) -> list[ReplicaLog]:
         """Logs per replica, primary replica first; ``replica`` narrows to one, ``tail`` to the last lines."""
 
+    @classmethod
+    def host_user_problem(cls, config: ClusterConfig, *, multi_user: bool) -> tuple[str, str] | None:
+        """``(key, reason)`` when a broker must not run this cluster file's work as configured.
+
+        ``multi_user`` is True for a broker that serves several people (``auth: token``). Only kinds
+        that run work on the broker's own host have a say: running it as the broker's Unix user
+        would let any user read the broker's database and secrets. None: nothing against it.
+        """
+        return None
+
+    def refuses_namespace(self, namespace: str) -> str | None:
+        """Why this cluster takes no work of ``namespace`` at all, or None (placement shows it)."""
+        return None
+
     async def owned(self) -> list[Handle] | None:
         """Every attempt this cluster holds for this broker (found by the broker's origin label).
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,6 +71,7 @@ class Broker:
         self.log_path = root / "broker.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.group = False  # True: the process leads a group of its own (a custom start command)
+        self.scratch: Path | None = None  # a folder outside root's private temp dir, for run-as users
         self.clusters_dir.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {
             "host": "127.0.0.1",
@@ -88,9 +90,33 @@ class Broker:
         config["loops"].update(loops)
         config.update(settings)
         self.config_path.write_text(yaml.safe_dump(config))
-        for name, body in (clusters if clusters is not None else {"local": {"kind": "local"}}).items():
+        if clusters is None:
+            local = self._shared_local() if settings.get("auth") == "token" else {}
+            clusters = {"local": {"kind": "local", **local}}
+        for name, body in clusters.items():
             self.add_cluster(name, **body)
         self.client = httpx.Client(base_url=self.url + "/api/v1", timeout=30)
+
+    def _shared_local(self) -> dict[str, Any]:
+        """The local cluster of a broker serving several people (auth: token): as root, team nlp's
+        work runs as sbrun-b and everyone else's as sbrun-a, in a work dir they can reach; otherwise
+        as the broker's own user, said explicitly (``run_as: broker``)."""
+        from tests.run_as import ensure_users, is_root, replica_python, scratch_dir
+
+        if not is_root():
+            return {"run_as": "broker"}
+        first, second = ensure_users()
+        self.scratch = scratch_dir()
+        return {
+            "work_dir": str(self.scratch / "local"),
+            "run_as": {"nlp": second, "*": first},
+            "notebook_python": replica_python(),
+        }
+
+    def work_dir(self, cluster: str = "local") -> Path:
+        """A local cluster's work directory, from its file (default ``<data_dir>/clusters/<name>``)."""
+        body = yaml.safe_load((self.clusters_dir / f"{cluster}.yaml").read_text())
+        return Path(body.get("work_dir") or self.data_dir / "clusters" / cluster)
 
     def add_cluster(self, name: str, **body: Any) -> None:
         (self.clusters_dir / f"{name}.yaml").write_text(yaml.safe_dump({"name": name, **body}))
@@ -182,6 +208,9 @@ class Broker:
     def close(self) -> None:
         self.stop()
         kill_replicas(self.data_dir)
+        if self.scratch is not None:
+            kill_replicas(self.scratch)
+            shutil.rmtree(self.scratch, ignore_errors=True)
         self.client.close()
 
     # REST shortcuts -------------------------------------------------------------------------
@@ -247,10 +276,13 @@ def python_spec(
     roles: dict[str, dict[str, Any]] | None = None,
     **meta: Any,
 ) -> dict[str, Any]:
-    """An ExperimentSpec whose command runs ``code`` with this interpreter."""
+    """An ExperimentSpec whose command runs ``code`` with this interpreter (or, when run-as users
+    cannot start it, one of the same version with the same packages: ``tests.run_as``)."""
     import shlex
 
-    cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+    from tests.run_as import replica_python
+
+    cmd = f"{shlex.quote(replica_python())} -c {shlex.quote(code)}"
     return {
         "meta": {"name": name, "framework": framework, "cmd": cmd, **meta},
         "environment": {"image": "python:3.11"},

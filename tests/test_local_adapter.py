@@ -21,7 +21,7 @@ from clusters.errors import SubmitRejected, WorkloadNotFound
 from clusters.kinds import adapter_class
 from clusters.local.adapter import LocalAdapter
 from clusters.local.config import LocalClusterConfig
-from clusters.local.processes import PYTHONPATH_RESTORE_VAR, is_ours, read_json, read_lines
+from clusters.local.processes import is_ours, read_json, read_lines
 from runtimes.plan import LaunchPlan, ReplicaPlan, Resources
 
 PY = sys.executable
@@ -150,12 +150,17 @@ def test_two_replicas_succeed_with_logs_in_order(make_adapter: Callable[..., Loc
     asyncio.run(scenario())
 
 
-def test_replica_env_pythonpath_is_its_own(make_adapter: Callable[..., LocalAdapter]) -> None:
-    """The supervisor needs the project on PYTHONPATH; the replica must not inherit that."""
+def test_replica_env_is_the_allow_list_and_its_own(
+    make_adapter: Callable[..., LocalAdapter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of the broker's environment a replica gets PATH, HOME, LANG and TZ (and what the cluster file
+    passes through); nothing else, PYTHONPATH neither. Its plan's variables are its own."""
+    monkeypatch.setenv("PYTHONPATH", "/broker/path")
+    monkeypatch.setenv("DATABASE_PASSWORD", "broker-only")
+    monkeypatch.setenv("TZ", "Europe/Paris")
     adapter = make_adapter()
-    show = python(
-        f"import os; print(os.environ.get('PYTHONPATH')); print(os.environ.get({PYTHONPATH_RESTORE_VAR!r}))"
-    )
+    names = ["PYTHONPATH", "DATABASE_PASSWORD", "TZ", "HOME", "REPLICA_INDEX"]
+    show = python(f"import os; print([os.environ.get(n) for n in {names!r}])")
     the_plan = plan("run-env", show, show)
     the_plan.replicas[1].env["PYTHONPATH"] = "/custom/path"
 
@@ -163,8 +168,9 @@ def test_replica_env_pythonpath_is_its_own(make_adapter: Callable[..., LocalAdap
         handle = await adapter.submit(the_plan)
         assert (await until(observe(adapter, handle), terminal)).phase is Phase.SUCCEEDED
         logs = await adapter.logs(handle)
-        assert logs[0].lines == [str(os.environ.get("PYTHONPATH")), "None"]
-        assert logs[1].lines == ["/custom/path", "None"]
+        home = os.environ.get("HOME")
+        assert logs[0].lines == [str([None, None, "Europe/Paris", home, "0"])]
+        assert logs[1].lines == [str(["/custom/path", None, "Europe/Paris", home, "1"])]
 
     asyncio.run(scenario())
 
@@ -516,3 +522,54 @@ def test_a_zombie_is_not_ours() -> None:
     finally:
         child.wait()
     assert not is_ours(record)
+
+
+#: Put on a replica's PYTHONPATH: it runs in every Python process that reads that variable. In the
+#: supervisor (its argv holds --replica) it records that it ran and, at exit, forges a success.
+STEER = """
+import atexit, json, os, sys
+if "--replica" in sys.argv:
+    folder = sys.argv[sys.argv.index("--dir") + 1]
+    replica = sys.argv[sys.argv.index("--replica") + 1]
+    open(os.path.join({marks!r}, "steered"), "w").write(str(os.getuid()))
+    def forge():
+        with open(os.path.join(folder, replica + ".exit"), "w") as handle:
+            json.dump({{"code": 0}}, handle)
+    atexit.register(forge)
+"""
+
+
+def test_replica_env_cannot_steer_the_supervisor(
+    make_adapter: Callable[..., LocalAdapter], tmp_path: Path
+) -> None:
+    """PATH, LD_PRELOAD and PYTHONPATH of a replica are its own: the supervisor, which writes the
+    exit record the broker trusts, never sees them, so a failure stays a failure."""
+    adapter = make_adapter()
+    steer = tmp_path / "steer"
+    steer.mkdir()
+    (steer / "sitecustomize.py").write_text(STEER.format(marks=str(tmp_path)))
+    go = tmp_path / "go"
+    the_plan = plan(
+        "run-steer", python(wait_file(go) + "import os, sys; print(os.environ['PYTHONPATH']); sys.exit(3)")
+    )
+    the_plan.replicas[0].env.update(
+        {"PYTHONPATH": str(steer), "LD_PRELOAD": str(steer / "nothing.so"), "PATH": str(steer)}
+    )
+
+    async def scenario() -> None:
+        handle = await adapter.submit(the_plan)
+        await until(observe(adapter, handle), running)
+        record = read_json(Path(handle.state["dir"], "worker-0.pid"))
+        assert record is not None
+        supervisor_env = psutil.Process(int(record["pid"])).environ()
+        for name in ("PYTHONPATH", "LD_PRELOAD"):
+            assert name not in supervisor_env, f"{name} reached the supervisor"
+        assert supervisor_env.get("PATH") != str(steer)
+        go.touch()
+        obs = await until(observe(adapter, handle), terminal)
+        assert obs.phase is Phase.FAILED, obs
+        assert obs.message == "replica worker-0 exited with code 3"
+        assert not (tmp_path / "steered").exists(), "the replica's PYTHONPATH ran code in the supervisor"
+        assert (await adapter.logs(handle))[0].lines[-1] == str(steer)  # the replica got its own
+
+    asyncio.run(scenario())

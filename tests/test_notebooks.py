@@ -79,7 +79,7 @@ def wait_status(client: httpx.Client, notebook_id: str, wanted: str, timeout: fl
 
 def server_process(broker: Broker, uid: str) -> psutil.Process:
     """The Jupyter server of attempt ``uid`` on the local cluster (from the supervisor's records)."""
-    attempt = broker.data_dir / "clusters" / "local" / uid
+    attempt = broker.work_dir() / uid
     supervisor = psutil.Process(json.loads((attempt / "notebook-0.pid").read_text())["pid"])
     children = supervisor.children()
     assert children, "the supervisor has no child"
@@ -260,7 +260,7 @@ def test_idle_notebook_is_stopped_and_starts_again_with_its_files(secured) -> No
         for n in alice.get("/api/v1/notebook", params={"status": "stopped"}).json()["result"]
         if n["notebookId"] == nid
     ] == ["stopped"]
-    files = broker.data_dir / "clusters" / "local" / ".workdirs" / nid
+    files = broker.work_dir() / ".workdirs" / nid
     assert (files / "keep.txt").read_text() == "kept"
     # Deleting the notebook removes its files.
     assert alice.delete(f"/api/v1/notebook/{nid}").status_code == 200
@@ -352,7 +352,7 @@ def test_a_server_that_never_answers_is_stopped_after_the_start_timeout(broker_f
     ended = wait_status(client, created["notebookId"], "failed", timeout=60)
     assert ended["failureCategory"] == "timeout"
     assert "did not answer" in ended["reason"] and "within 3s" in ended["reason"]
-    nb = broker.data_dir / "clusters" / "local" / ended["uid"]
+    nb = broker.work_dir() / ended["uid"]
     wait_for(lambda: (nb / "notebook-0.exit").exists(), timeout=30, what="the silent server stopped")
     client.close()
 

@@ -1,21 +1,31 @@
 """The ``local`` cluster adapter: each replica is a supervised process group on this host.
 
-An attempt lives in ``<work_dir>/<uid>/``: ``plan.json``, and per replica ``NAME.launch``
-(created exclusively before the replica is spawned, so it is never spawned twice), ``NAME.pid``
-and ``NAME.exit`` (written by :mod:`clusters.local.supervise`) and ``NAME.log``. Everything the
-adapter reports is read back from these files and the process table, so a fresh adapter (after a
-broker restart) re-attaches from the handle alone; a pid only counts as ours while its start time
-matches the recorded one.
+An attempt lives in ``<work_dir>/<uid>/`` (mode 0700, the broker's): ``plan.json``, and per
+replica ``NAME.launch`` (what to start: argv, environment, working directory, user; created
+exclusively before the replica is spawned, so it is never spawned twice), ``NAME.pid`` and
+``NAME.exit`` (written by :mod:`clusters.local.supervise`) and ``NAME.log``, each readable by the
+broker's user alone. Everything the adapter reports is read back from these files and the process
+table, so a fresh adapter (after a broker restart) re-attaches from the handle alone; a pid only
+counts as ours while its start time matches the recorded one.
+
+With ``run_as`` a replica runs as its namespace's user (:mod:`clusters.local.users`) in a working
+directory of that user's own, ``<work_dir>/.workdirs/<key>`` (mode 0700; the key is the notebook
+id for a notebook, so its files outlive attempts, else the attempt uid), which is also its
+``HOME``. ``<work_dir>`` and ``.workdirs`` are then 0711: the users pass through to their own
+folder and list nothing. Without ``run_as`` replicas run as the broker's user in the attempt folder
+(a notebook in ``.workdirs/<id>``), as they always did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -34,10 +44,13 @@ from clusters.base import (
     ReplicaLog,
     summarise,
 )
+from clusters.config import ClusterConfig
 from clusters.errors import SubmitRejected, WorkloadNotFound
-from clusters.local.config import LocalClusterConfig
+from clusters.local import supervise, users
+from clusters.local.config import BROKER_USER, LocalClusterConfig
+from clusters.local.environment import replica_environment, supervisor_environment
 from clusters.local.processes import (
-    PYTHONPATH_RESTORE_VAR,
+    create_json_exclusive,
     is_ours,
     live_records,
     read_json,
@@ -46,11 +59,15 @@ from clusters.local.processes import (
     signal_group,
     write_json_atomic,
 )
+from clusters.local.users import Account, NoSuchUser
 from runtimes.plan import ZERO, LaunchPlan, ReplicaPlan, Resources, StaticAddressing
 
-#: The directory holding the ``clusters`` package; the supervisor needs it on PYTHONPATH.
+#: The directory holding the ``clusters`` package, from which the supervisor imports it.
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 _WORKDIR_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: Mode of the folders run-as users pass through to their own (traverse, never list).
+_PASS_THROUGH = 0o711
+_PRIVATE = 0o700
 
 
 def free_port() -> int:
@@ -79,6 +96,25 @@ class LocalAdapter(ClusterAdapter):
         self._active: dict[str, Path] = {}  # uid -> attempt dir, submitted or seen live here
         self._plans: dict[str, LaunchPlan] = {}
         self._children: list[subprocess.Popen[bytes]] = []
+
+    @classmethod
+    def host_user_problem(cls, config: ClusterConfig, *, multi_user: bool) -> tuple[str, str] | None:
+        """See :func:`clusters.local.users.host_user_problem`."""
+        if not isinstance(config, LocalClusterConfig):
+            return None
+        return users.host_user_problem(config, multi_user=multi_user)
+
+    def refuses_namespace(self, namespace: str) -> str | None:
+        """A namespace the ``run_as`` map does not cover (and no ``"*"``) cannot run here."""
+        if self.config.run_as_for(namespace) is None:
+            return users.namespace_refusal(namespace)
+        return None
+
+    @property
+    def switches_users(self) -> bool:
+        """Whether some work here runs as a user other than the broker's."""
+        me = users.broker_user()
+        return any(u not in (BROKER_USER, me) for u in self.config.run_as_users())
 
     # -- verbs -------------------------------------------------------------------------------
 
@@ -170,21 +206,27 @@ class LocalAdapter(ClusterAdapter):
     # -- submit --------------------------------------------------------------------------------
 
     def _submit(self, plan: LaunchPlan) -> Handle:
+        try:
+            user = users.account_for(self.config, plan.namespace)
+        except LookupError as exc:  # NoSuchUser too: the host lost a user the file names
+            raise SubmitRejected(f"cluster '{self.name}' {exc.args[0]}") from None
         attempt = self.work_dir / plan.uid
         try:
-            attempt.mkdir(parents=True, exist_ok=True)
+            self._prepare_work_dir()
+            attempt.mkdir(mode=_PRIVATE, exist_ok=True)
+            attempt.chmod(_PRIVATE)
             if not (attempt / "plan.json").exists():
                 # The env may hold secrets: readable by the broker's user only.
-                write_json_atomic(attempt / "plan.json", plan.model_dump(mode="json"), mode=0o600)
+                write_json_atomic(attempt / "plan.json", plan.model_dump(mode="json"))
         except OSError as exc:
             raise SubmitRejected(
                 f"cannot create the attempt folder {attempt} on cluster '{self.name}': {exc.strerror or exc}"
             ) from None
         self._plans[plan.uid] = plan
         self._active[plan.uid] = attempt
-        cwd = self._workdir(plan) or attempt
+        cwd = self._workdir(plan, user) or attempt
         for replica in plan.replicas:
-            self._spawn(attempt, replica, cwd)
+            self._spawn(attempt, replica, cwd, user)
         return Handle(
             plan.uid,
             {
@@ -194,42 +236,61 @@ class LocalAdapter(ClusterAdapter):
             },
         )
 
-    def _workdir(self, plan: LaunchPlan) -> Path | None:
-        """``<work_dir>/.workdirs/<key>`` for a plan with a ``workdir`` key (kept across attempts)."""
-        if plan.workdir is None:
+    def _prepare_work_dir(self) -> None:
+        """Create the work directory; when users are switched, one they pass through (0711)."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.switches_users:
+            self.work_dir.chmod(_PASS_THROUGH)
+            workdirs = self.work_dir / ".workdirs"
+            workdirs.mkdir(exist_ok=True)
+            workdirs.chmod(_PASS_THROUGH)
+
+    def _workdir(self, plan: LaunchPlan, user: Account | None) -> Path | None:
+        """The replicas' working directory when not the attempt folder: ``<work_dir>/.workdirs/<key>``
+        for a plan with a ``workdir`` key (kept across attempts), or for any plan run as another
+        user (key: the attempt uid); that user's own, mode 0700."""
+        key = plan.workdir if plan.workdir is not None else (plan.uid if user is not None else None)
+        if key is None:
             return None
-        if not _WORKDIR_KEY.match(plan.workdir):
-            raise SubmitRejected(f"cluster '{self.name}': unusable working directory key '{plan.workdir}'")
-        path = self.work_dir / ".workdirs" / plan.workdir
+        if not _WORKDIR_KEY.match(key):
+            raise SubmitRejected(f"cluster '{self.name}': unusable working directory key '{key}'")
+        path = self.work_dir / ".workdirs" / key
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=_PRIVATE, parents=True, exist_ok=True)
+            if user is not None:
+                _give(path, user)
+            path.chmod(_PRIVATE)
         except OSError as exc:
             why = exc.strerror or exc
             raise SubmitRejected(f"cannot create the working directory {path}: {why}") from None
         return path
 
-    def _spawn(self, attempt: Path, replica: ReplicaPlan, cwd: Path) -> None:
+    def _spawn(self, attempt: Path, replica: ReplicaPlan, cwd: Path, user: Account | None) -> None:
         """Start one replica's supervisor unless its launch file says it was started already."""
         name = replica.name
+        env = replica_environment(
+            replica.env, passthrough=self.config.env_passthrough, user=user, home=cwd if user else None
+        )
+        launch = {
+            "argv": list(replica.argv),
+            "env": env,
+            "cwd": str(cwd),
+            "user": user.to_json() if user is not None else None,
+        }
         try:
-            os.close(os.open(attempt / f"{name}.launch", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
-            return
+            if not create_json_exclusive(attempt / f"{name}.launch", launch):
+                return
         except OSError as exc:
             raise SubmitRejected(
                 f"cannot launch replica {name} in {attempt}: {exc.strerror or exc}"
             ) from None
-        env = {**os.environ, **replica.env}
-        original = env.get("PYTHONPATH")
-        env[PYTHONPATH_RESTORE_VAR] = "" if original is None else "=" + original
-        env["PYTHONPATH"] = _PROJECT_ROOT + (os.pathsep + original if original else "")
-        command = [sys.executable, "-m", "clusters.local.supervise", "--dir", str(attempt), "--replica", name]
         try:
-            with open(attempt / f"{name}.log", "ab") as log:
+            fd = os.open(attempt / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "ab") as log:
                 child = subprocess.Popen(
-                    [*command, "--", *replica.argv],
-                    cwd=cwd,
-                    env=env,
+                    supervise.command(sys.executable, _PROJECT_ROOT, attempt, name),
+                    cwd=attempt,
+                    env=supervisor_environment(),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -303,7 +364,7 @@ class LocalAdapter(ClusterAdapter):
             gpu=capacity.gpu if capacity.gpu is not None else 0,
         )
         try:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
+            self._prepare_work_dir()
         except OSError as exc:
             message = f"cannot create the work directory {self.work_dir}: {exc.strerror or exc}"
             return Health(reachable=False, total=total, free=ZERO, message=message)
@@ -323,7 +384,36 @@ class LocalAdapter(ClusterAdapter):
             memory=max(0, total.memory - used.memory),
             gpu=max(0, total.gpu - used.gpu),
         )
-        return Health(reachable=True, total=total, free=free, running=running)
+        problem = self._run_as_problem()
+        return Health(
+            reachable=True,
+            total=total,
+            free=free,
+            running=running,
+            usable=problem is None,
+            message=problem or "",
+        )
+
+    def _run_as_problem(self) -> str | None:
+        """Why work cannot start as the run-as users: one is gone, or cannot reach the work directory."""
+        me = users.broker_user()
+        if self.switches_users and not users.can_switch_users():
+            return f"run_as switches users, which needs a broker running as root (it runs as {me})"
+        for name in self.config.run_as_users():
+            if name in (BROKER_USER, me):
+                continue
+            try:
+                account = users.account(name)
+            except NoSuchUser as exc:
+                return str(exc)
+            blocked = users.unreachable_folder(account, self.work_dir)
+            if blocked is not None:
+                return (
+                    f"run-as user {name} cannot reach the work directory {self.work_dir}: it may not "
+                    f"enter {blocked}; set work_dir to a folder others may pass through (e.g. "
+                    f"/srv/submarine-broker/{self.name}), outside the broker's private data directory"
+                )
+        return None
 
     def _logs(self, handle: Handle, replica: str | None, tail: int | None) -> list[ReplicaLog]:
         attempt = self._attempt_dir(handle)
@@ -337,3 +427,36 @@ class LocalAdapter(ClusterAdapter):
                 )
             names = [replica]
         return [ReplicaLog(name, read_lines(attempt / f"{name}.log", tail)) for name in names]
+
+
+def _give(path: Path, user: Account) -> None:
+    """Make ``path`` (a working directory) ``user``'s, with what its previous owner had in it.
+
+    Only entries of the previous owner move, each changed through a descriptor opened without
+    following links (a link itself is changed, never its target), and never a file with other
+    hard links: what a previous owner left inside cannot steer the change to anything else.
+    """
+    info = path.stat()
+    if (info.st_uid, info.st_gid) == (user.uid, user.gid):
+        return
+    previous = info.st_uid
+    for _root, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
+        for entry in (*dirs, *files):
+            _give_entry(entry, dir_fd, previous, user)
+    os.chown(path, user.uid, user.gid)
+
+
+def _give_entry(name: str, dir_fd: int, previous: int, user: Account) -> None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=dir_fd)
+    except OSError:  # a link (ELOOP), a socket, or gone: a link is changed in place, the rest left
+        with contextlib.suppress(OSError):
+            if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid == previous:
+                os.chown(name, user.uid, user.gid, dir_fd=dir_fd, follow_symlinks=False)
+        return
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == previous and (stat.S_ISDIR(info.st_mode) or info.st_nlink == 1):
+            os.fchown(fd, user.uid, user.gid)
+    finally:
+        os.close(fd)

@@ -8,6 +8,7 @@ re-attaches after a broker restart. Nothing heavier than psutil and :mod:`cluste
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,24 +24,41 @@ from clusters.base import Phase, ReplicaStatus
 #: Tolerance when comparing a recorded process start time with the live one (seconds).
 CREATE_TIME_TOLERANCE = 0.01
 
-#: Environment variable through which the adapter tells the supervisor the replica's own
-#: PYTHONPATH: "" means unset, "=value" means set to value. The supervisor itself needs the
-#: project root on PYTHONPATH to run as ``python -m clusters.local.supervise``.
-PYTHONPATH_RESTORE_VAR = "SUBMARINE_LOCAL_CHILD_PYTHONPATH"
-
 #: A launched replica without a pid file is PENDING this long, then counted as vanished.
 LAUNCH_GRACE = 10.0
 
 VANISHED = "vanished without an exit status (killed)"
 
 
-def write_json_atomic(path: Path, data: dict[str, Any], *, mode: int = 0o644) -> None:
-    """Write ``data`` as JSON to ``path`` so that readers see the old file or the whole new one."""
+def write_json_atomic(path: Path, data: dict[str, Any], *, mode: int = 0o600) -> None:
+    """Write ``data`` as JSON to ``path`` so that readers see the old file or the whole new one.
+
+    Readable by the broker's user alone by default: these files are the records it trusts."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(data, handle)
     os.replace(tmp, path)
+
+
+def create_json_exclusive(path: Path, data: dict[str, Any], *, mode: int = 0o600) -> bool:
+    """Create ``path`` holding ``data`` as JSON, whole, unless it exists; False when it did.
+
+    The content is written to a temporary file first and linked into place, so the file is
+    never seen half written and two callers never both create it.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return True
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

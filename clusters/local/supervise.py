@@ -1,12 +1,18 @@
 """The per-replica supervisor of the ``local`` cluster kind.
 
-Run as ``python -m clusters.local.supervise --dir D --replica NAME -- argv...`` by the adapter,
-in a new session so that it leads the replica's process group. It records itself in
-``D/NAME.pid`` ({pid, create_time}), runs ``argv`` as its child (stdout and stderr inherited: the
-adapter points them at ``D/NAME.log``), forwards SIGTERM and SIGINT to the child, and once the
+Started by the adapter as ``python -I -c <bootstrap> --dir D --replica NAME`` (see
+:func:`command`), in a new session so that it leads the replica's process group, with a fixed
+environment of its own and Python's isolated mode: nothing of the replica's environment
+(``PATH``, ``LD_PRELOAD``, ``PYTHONPATH``) and nothing in its working directory can change what
+it runs. It reads what to start from ``D/NAME.launch`` (argv, environment, working directory and
+the user to run as; written by the adapter, readable by the broker's user alone), records itself
+in ``D/NAME.pid`` ({pid, create_time}), starts the replica as its child (stdout and stderr
+inherited: the adapter points them at ``D/NAME.log``), switching to the run-as user, its primary
+group and no other group, with umask 077, forwards SIGTERM and SIGINT to the child, and once the
 child has ended stops whatever the child left behind in the group and records the outcome in
 ``D/NAME.exit`` ({code, error?}; a negative code is the signal that ended the child). Both files
-are written atomically, so the adapter can re-attach after a broker restart from the files alone.
+are written atomically and belong to the broker's user (the supervisor keeps running as it), so
+a replica running as another user can neither forge them nor read its siblings' launch files.
 
 If ``D/cancelled`` exists once the pid file is written, the replica is not started at all: the
 adapter writes that marker before it signals, so a cancel racing a launch never misses it.
@@ -26,26 +32,33 @@ from typing import Any
 
 import psutil
 
-from clusters.local.processes import (
-    PYTHONPATH_RESTORE_VAR,
-    group_members,
-    pid_record,
-    write_json_atomic,
-)
+from clusters.local.processes import group_members, pid_record, read_json, write_json_atomic
 
 #: Seconds the child's leftovers get between SIGTERM and SIGKILL once the child has ended.
 LEFTOVER_GRACE = 2.0
+#: The umask of a replica that runs as another user: what it creates is its own alone.
+REPLICA_UMASK = 0o077
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT)
+
+
+def command(python: str, root: str, directory: Path, replica: str) -> list[str]:
+    """The supervisor's command line: ``python`` in isolated mode (no PYTHON* variables, no
+    user site, no script or working folder on the path), importing this package from ``root``."""
+    bootstrap = (
+        f"import sys; sys.path.insert(0, {root!r}); "
+        "from clusters.local.supervise import main; sys.exit(main())"
+    )
+    return [python, "-I", "-c", bootstrap, "--dir", str(directory), "--replica", replica]
 
 
 class _Supervisor:
     """State shared between the main flow and the signal handler."""
 
-    def __init__(self, directory: Path, replica: str, argv: list[str]) -> None:
+    def __init__(self, directory: Path, replica: str) -> None:
         self.directory = directory
         self.replica = replica
-        self.argv = argv
+        self.argv: list[str] = []
         self.child: subprocess.Popen[bytes] | None = None
         self.signal: int | None = None
 
@@ -69,9 +82,31 @@ class _Supervisor:
         if (self.directory / "cancelled").exists() or self.signal is not None:
             self.finish(-int(self.signal or signal.SIGTERM), "cancelled before it started")
             return 0
+        launch = read_json(self.directory / f"{self.replica}.launch")
+        if launch is None or not launch.get("argv"):
+            return self._refuse(126, "cannot read its launch file", show=f"{self.replica}.launch")
+        self.argv = [str(a) for a in launch["argv"]]
+        cwd = str(launch.get("cwd") or self.directory)
+        options: dict[str, Any] = {}
+        user = launch.get("user")
+        if user:
+            options = {
+                "user": int(user["uid"]),
+                "group": int(user["gid"]),
+                "extra_groups": [],
+                "umask": REPLICA_UMASK,
+            }
         try:
-            self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, env=_child_env())
-        except FileNotFoundError:
+            self.child = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                env={str(k): str(v) for k, v in (launch.get("env") or {}).items()},
+                cwd=cwd,
+                **options,
+            )
+        except FileNotFoundError as exc:
+            if exc.filename == cwd:
+                return self._refuse(126, "cannot enter its working directory", show=cwd)
             return self._refuse(127, "command not found")
         except PermissionError:
             return self._refuse(126, "permission denied")
@@ -84,22 +119,11 @@ class _Supervisor:
         self.finish(code)
         return 0
 
-    def _refuse(self, code: int, reason: str) -> int:
-        print(f"{reason}: {self.argv[0]}", file=sys.stderr, flush=True)
-        self.finish(code, f"{reason}: {self.argv[0]!r}")
+    def _refuse(self, code: int, reason: str, *, show: str | None = None) -> int:
+        what = show if show is not None else self.argv[0]
+        print(f"{reason}: {what}", file=sys.stderr, flush=True)
+        self.finish(code, f"{reason}: {what!r}")
         return 0
-
-
-def _child_env() -> dict[str, str]:
-    """The replica's environment: ours, with the replica's own PYTHONPATH put back."""
-    env = dict(os.environ)
-    saved = env.pop(PYTHONPATH_RESTORE_VAR, None)
-    if saved is not None:
-        if saved.startswith("="):
-            env["PYTHONPATH"] = saved[1:]
-        else:
-            env.pop("PYTHONPATH", None)
-    return env
 
 
 def _stop_leftovers() -> None:
@@ -118,20 +142,12 @@ def _stop_leftovers() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``--dir D --replica NAME -- argv...`` and supervise one replica."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--" not in args:
-        print("usage: python -m clusters.local.supervise --dir D --replica NAME -- argv...", file=sys.stderr)
-        return 2
-    split = args.index("--")
-    parser = argparse.ArgumentParser(prog="python -m clusters.local.supervise")
+    """Parse ``--dir D --replica NAME`` and supervise one replica."""
+    parser = argparse.ArgumentParser(prog="clusters.local.supervise")
     parser.add_argument("--dir", required=True, type=Path, help="the attempt folder")
     parser.add_argument("--replica", required=True, help="the replica name, e.g. worker-0")
-    options = parser.parse_args(args[:split])
-    command = args[split + 1 :]
-    if not command:
-        parser.error("no command after --")
-    return _Supervisor(options.dir, options.replica, command).run()
+    options = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return _Supervisor(options.dir, options.replica).run()
 
 
 if __name__ == "__main__":
