@@ -98,17 +98,23 @@ class Broker:
         self.client = httpx.Client(base_url=self.url + "/api/v1", timeout=30)
 
     def _shared_local(self) -> dict[str, Any]:
-        """The local cluster of a broker serving several people (auth: token): as root, team nlp's
-        work runs as sbrun-b and everyone else's as sbrun-a, in a work dir they can reach; otherwise
-        as the broker's own user, said explicitly (``run_as: broker``)."""
+        """The local cluster of a broker serving several people (auth: token): see :meth:`shared`."""
+        return self.shared("local")
+
+    def shared(self, name: str) -> dict[str, Any]:
+        """Settings for a local-kind cluster ``name`` of a broker serving several people (auth: token):
+        as root, team nlp's work runs as sbrun-b and everyone else's as sbrun-a, in a work dir under
+        a scratch folder they can reach (removed with the broker); otherwise as the broker's own
+        user, said explicitly (``run_as: broker``)."""
         from tests.run_as import ensure_users, is_root, replica_python, scratch_dir
 
         if not is_root():
             return {"run_as": "broker"}
         first, second = ensure_users()
-        self.scratch = scratch_dir()
+        if self.scratch is None:
+            self.scratch = scratch_dir()
         return {
-            "work_dir": str(self.scratch / "local"),
+            "work_dir": str(self.scratch / name),
             "run_as": {"nlp": second, "*": first},
             "notebook_python": replica_python(),
         }

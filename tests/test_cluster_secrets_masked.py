@@ -7,6 +7,7 @@ unreachable, refuses work or quotes its own credentials in its errors (the ``fau
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -90,12 +91,15 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
                 "address": f"http://admin:{RAY_PASSWORD}@127.0.0.1:{dead_port}",
                 "headers": {"Authorization": f"Bearer {RAY_HEADER_TOKEN}"},
             },
-            **{
-                name: {"kind": "faulty", "work_dir": str(folder), **careless}
-                for name, folder in dirs.items()
-            },
         },
     )
+    for name, folder in dirs.items():
+        # A local-kind cluster of a token broker runs work as run_as users, in a work dir they reach.
+        shared = broker.shared(name)
+        if "work_dir" in shared:
+            shutil.copytree(folder, shared["work_dir"])
+            dirs[name] = folder = Path(shared["work_dir"])
+        broker.add_cluster(name, kind="faulty", **{**shared, "work_dir": str(folder)}, **careless)
     tokens = make_users(broker)
     broker.start()
     scene = Scene(broker, tokens, dead_port, dirs)
