@@ -7,7 +7,6 @@ unreachable, refuses work or quotes its own credentials in its errors (the ``fau
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -69,10 +68,6 @@ class Scene:
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     root = tmp_path_factory.mktemp("masked")
     dead_port = free_port()  # nothing listens there: the Ray cluster is unreachable
-    dirs = {name: root / f"{name}-work" for name in ("leaky", "refusing", "queued")}
-    write_faults(dirs["refusing"], reject_submit="quota exceeded (injected)")
-    write_faults(dirs["queued"], pending="waiting in the queue (injected)")
-    write_faults(dirs["leaky"])
     careless = {"endpoint": ENDPOINT, "token": LEAKY_TOKEN}
     broker = Broker(
         root / "broker",
@@ -93,13 +88,18 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
             },
         },
     )
-    for name, folder in dirs.items():
+    faults = {
+        "leaky": {},
+        "refusing": {"reject_submit": "quota exceeded (injected)"},
+        "queued": {"pending": "waiting in the queue (injected)"},
+    }
+    dirs: dict[str, Path] = {}
+    for name, injected in faults.items():
         # A local-kind cluster of a token broker runs work as run_as users, in a work dir they reach.
         shared = broker.shared(name)
-        if "work_dir" in shared:
-            shutil.copytree(folder, shared["work_dir"])
-            dirs[name] = folder = Path(shared["work_dir"])
-        broker.add_cluster(name, kind="faulty", **{**shared, "work_dir": str(folder)}, **careless)
+        dirs[name] = Path(shared.get("work_dir") or root / f"{name}-work")
+        write_faults(dirs[name], **injected)
+        broker.add_cluster(name, kind="faulty", **{**shared, "work_dir": str(dirs[name])}, **careless)
     tokens = make_users(broker)
     broker.start()
     scene = Scene(broker, tokens, dead_port, dirs)
