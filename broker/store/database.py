@@ -93,6 +93,11 @@ class _GroupCommitWriter:
                     self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(more)
+            # A caller that gave up (cancelled, e.g. at shutdown) is skipped; the others can no
+            # longer be cancelled, so their result is always delivered.
+            batch = [unit for unit in batch if unit[1].set_running_or_notify_cancel()]
+            if not batch:
+                continue
             try:
                 if len(batch) == 1:
                     self._run_alone(*batch[0])
