@@ -153,6 +153,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         default_namespace=config.default_namespace,
         planner=planner,
         on_submitted=loops.wake_dispatch,
+        limits=config.limits,
     )
     notebooks = NotebookService(
         db,
@@ -161,6 +162,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         default_namespace=config.default_namespace,
         planner=planner,
         on_submitted=loops.wake_dispatch,
+        limits=config.limits,
     )
     return BrokerContext(
         config,
