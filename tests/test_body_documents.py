@@ -179,6 +179,16 @@ def test_a_nul_anywhere_is_refused_with_its_path(parse) -> None:
     ]
 
 
+def test_a_lone_surrogate_is_refused_with_its_path() -> None:
+    error = refusal(parse_json, b'{"a": ["ok", "x\\ud800"], "\\udfff": 1}')
+    assert [(p.field, p.problem) for p in error.problems] == [
+        ("body", "key '\\udfff' contains a lone surrogate (\\udfff), which is not text"),
+        ("a.1", "contains a lone surrogate (\\ud800), which is not text"),
+    ]
+    # A surrogate pair is one character (U+1F600), and fine.
+    assert parse_json(b'{"a": "\\ud83d\\ude00"}', LIMITS) == {"a": "\U0001f600"}
+
+
 def test_a_refusal_lists_at_most_a_few_problems() -> None:
     raw = json.dumps({"tags": ["\u0000"] * 50}).encode()
     error = refusal(parse_json, raw)
@@ -205,3 +215,8 @@ def test_answers_are_strict_json_even_for_a_stored_non_finite_number() -> None:
 
     shown = json.loads(body, parse_constant=refuse)
     assert shown["result"] == {"spec": {"grace": None, "scores": [1.5, None, None]}}
+
+
+def test_answers_are_utf8_even_with_a_lone_surrogate() -> None:
+    body = ok({"name": "x\ud800"}).body
+    assert json.loads(body.decode("utf-8"))["result"] == {"name": "x\ud800"}

@@ -404,6 +404,17 @@ def test_hostile_strings_are_refused_at_submit_naming_the_field(
 
 
 @pytest.mark.parametrize(
+    "path", ["meta.cmd", "meta.envVars.A", "spec.Worker.image", "environment.kernelSpec.k"]
+)
+def test_a_lone_surrogate_is_refused_naming_the_field(app: InProcessBroker, path: str) -> None:
+    """``"\\ud800"`` is valid JSON but no text: it could not be stored on PostgreSQL nor shown."""
+    before = stored(app)
+    body = json.dumps(_with(spec(), path, "x\ud800")).encode()  # ASCII JSON: the escape itself
+    refused(post_raw(app, "POST /experiment", body), 400, "lone surrogate (\\ud800)", path)
+    assert stored(app) == before
+
+
+@pytest.mark.parametrize(
     ("envs", "needle"), [({"A\u0000B": "x"}, "NUL"), ({"A=B": "x"}, "'='"), ({"A": "x\u0000"}, "NUL")]
 )
 def test_notebook_env_names_and_values_are_checked(

@@ -12,8 +12,9 @@ booleans, null), whatever the body's syntax, and stays within the configured ``l
   parser's own recursion guard, which trips on absurd depth, is answered with the same 400.
 - Numbers are finite (no NaN, Infinity or 1e400) and integers fit in 64 bits; a 5,000-digit
   integer is refused before Python converts it.
-- No string or key holds a NUL character: no name, command or value can pass one to a process,
-  and PostgreSQL cannot store one.
+- No string or key holds a NUL character (no name, command or value can pass one to a process,
+  and PostgreSQL cannot store one) or a lone surrogate (``"\\ud800"`` is valid JSON but no text:
+  it cannot be written as UTF-8, stored or shown).
 - YAML timestamps stay the text they were written as; ``!!binary``, ``!!set``, ``!!omap`` and
   ``!!pairs`` are refused.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,7 @@ INT64_MAX = 2**63 - 1
 _MAX_YAML_INT_CHARS = 72
 #: The most problems one refusal lists.
 MAX_PROBLEMS = 20
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 if yaml.__with_libyaml__:  # libyaml scans and parses in C; composing (with our checks) stays in Python
     from yaml._yaml import CParser as _EventSource
@@ -206,6 +209,16 @@ def parse_json(raw: bytes, limits: LimitsConfig) -> Any:
     return data
 
 
+def _text_problem(text: str) -> str | None:
+    """What makes ``text`` unusable as a name or value (a NUL, a lone surrogate), if anything."""
+    found = _NOT_TEXT.search(text)
+    if found is None:
+        return None
+    if found.group() == "\0":
+        return "contains a NUL character"
+    return f"contains a lone surrogate ({ascii(found.group())[1:-1]}), which is not text"
+
+
 def _child(path: str, key: str) -> str:
     return f"{path}.{_shown(key, 64)}" if path else _shown(key, 64)
 
@@ -234,10 +247,8 @@ def check_document(document: Any, limits: LimitsConfig) -> None:
                         problems.append(
                             FieldProblem(path or "body", f"key {_shown(str(key))} is not a string (quote it)")
                         )
-                    elif "\0" in key:
-                        problems.append(
-                            FieldProblem(path or "body", f"key '{_shown(key)}' contains a NUL character")
-                        )
+                    elif (problem := _text_problem(key)) is not None:
+                        problems.append(FieldProblem(path or "body", f"key '{_shown(key)}' {problem}"))
                     children.append((item, _child(path, str(key)), depth))
             else:
                 children = [(item, _child(path, str(i)), depth) for i, item in enumerate(value)]
@@ -245,8 +256,8 @@ def check_document(document: Any, limits: LimitsConfig) -> None:
         elif isinstance(value, _Refused):
             problems.append(FieldProblem(path or "body", value.problem))
         elif isinstance(value, str):
-            if "\0" in value:
-                problems.append(FieldProblem(path or "body", "contains a NUL character"))
+            if (problem := _text_problem(value)) is not None:
+                problems.append(FieldProblem(path or "body", problem))
         elif isinstance(value, float) and not math.isfinite(value):
             problems.append(FieldProblem(path or "body", f"{value} is not accepted: numbers must be finite"))
         elif value is not None and not isinstance(value, bool | int | float):

@@ -42,7 +42,9 @@ class EnvelopeResponse(Response):
             "result": result,
             "attributes": attributes or {},
         }
-        content = strict_dumps(body).encode("utf-8")
+        # A lone surrogate (refused in requests; one could come from elsewhere) is written as its
+        # JSON escape rather than failing the answer.
+        content = strict_dumps(body).encode("utf-8", "backslashreplace")
         super().__init__(content=content, status_code=code, headers=headers, media_type=self.media_type)
 
 
