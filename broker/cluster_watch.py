@@ -128,7 +128,11 @@ class ClusterWatch:
                 if handles:
                     await asyncio.wait_for(adapter.poll(handles), timeout=self.registry.health_timeout)
             except Exception as exc:  # the monitor's next poll does the same; this is a head start
-                log.warning("cluster %s: first poll of its running work failed (%s)", cluster.name, exc)
+                log.warning(
+                    "cluster %s: first poll of its running work failed (%s)",
+                    cluster.name,
+                    cluster.config.mask(str(exc)),
+                )
         await self.registry.check(cluster, force=True)
 
     def scan(self) -> bool:

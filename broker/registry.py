@@ -12,10 +12,12 @@ One failed check is enough to take a cluster out of placement (``ready`` is Fals
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from broker import redaction
 from broker.state import now
 from clusters.base import Capability, ClusterAdapter, Health
 from clusters.config import ClusterConfig
@@ -165,6 +167,7 @@ class ClusterRegistry:
         """Register a cluster from its config; an existing one of that name is replaced in place."""
         if config.name in self._clusters:
             return self.replace(config, source=source)
+        redaction.remember(config)
         state = ClusterState(config=config, adapter=self._build(config), source=source)
         self._clusters[config.name] = state
         return state
@@ -179,6 +182,7 @@ class ClusterRegistry:
         cluster = self._clusters.get(config.name)
         if cluster is None:
             return self.add(config, source=source)
+        redaction.remember(config)
         adapter = self._build(config)
         self._retired.append(cluster.adapter)
         cluster.config, cluster.adapter = config, adapter
@@ -248,7 +252,9 @@ class ClusterRegistry:
         return True
 
     def record(self, cluster: ClusterState, health: Health) -> None:
-        """Apply one health answer to the cluster's condition."""
+        """Apply one health answer to the cluster's condition (its message masked: it is shown)."""
+        if health.message:
+            health = dataclasses.replace(health, message=cluster.config.mask(health.message))
         stamp = now()
         cluster.last_check = stamp
         if health.reachable:

@@ -26,18 +26,20 @@ from broker.ids import IdGenerator
 from broker.notebooks.proxy import NotebookProxy
 from broker.notebooks.runtime import NotebookRuntime
 from broker.notebooks.service import NotebookService
+from broker.notebooks.tokens import NotebookTokens
 from broker.notebooks.watch import NotebookWatch
 from broker.planner import Planner
 from broker.policy_runtime import PolicyRuntime
 from broker.policy_store import PolicyStore, seed_default_policy
+from broker.redaction import install_log_redaction
 from broker.registry import ClusterRegistry
 from broker.scheduler.dispatch import Dispatcher
 from broker.scheduler.failover import Failover
 from broker.scheduler.lease import LeaseKeeper
 from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
+from broker.storage import open_storage
 from broker.store.database import Database
-from broker.store.migrate import upgrade
 from clusters.kinds import register_kind
 from policies.placement import default_engine
 
@@ -92,9 +94,8 @@ def broker_id(config: BrokerConfig) -> str:
 
 def create_context(config: BrokerConfig) -> BrokerContext:
     """Open the database (migrated), load the clusters and build the services; starts nothing."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(config.effective_database_url)
-    upgrade(db.engine)
+    db, box = open_storage(config)
+    tokens = NotebookTokens(box)
     holder = broker_id(config)
     registry = ClusterRegistry(str(config.data_dir), health_interval=config.loops.health_interval)
     for kind, target in config.extra_kinds.items():
@@ -127,6 +128,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
                 "SUBMARINE_SERVER_PORT": str(config.port),
             },
             notebooks=jupyter,
+            tokens=tokens,
         ),
         monitor=Monitor(
             db,
@@ -143,7 +145,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         config=config.loops,
         cluster_watch=cluster_watch,
         cluster_flags=cluster_flags,
-        notebook_watch=NotebookWatch(db, registry, config.notebooks),
+        notebook_watch=NotebookWatch(db, registry, config.notebooks, tokens=tokens),
         notebook_interval=config.notebooks.check_interval,
     )
     experiments = ExperimentService(
@@ -161,6 +163,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         IdGenerator(db, "notebook", "_", holder),
         default_namespace=config.default_namespace,
         planner=planner,
+        tokens=tokens,
         on_submitted=loops.wake_dispatch,
         limits=config.limits,
     )
@@ -194,7 +197,12 @@ def create_app(config: BrokerConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        context = create_context(config)
+        install_log_redaction()  # uvicorn's handlers exist by now
+        try:
+            context = create_context(config)
+        except ConfigError as exc:
+            log.error("cannot start: %s", exc.report())
+            raise
         app.state.broker = context
         await context.registry.check_all()
         context.loops.start()

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from clusters import secrets
 from runtimes.resources import ResourceError, parse_cpu, parse_memory
 
 _RESERVED = frozenset({"errors"})
@@ -79,9 +80,13 @@ class ClusterConfig(BaseModel):
         return value
 
     def public_view(self) -> dict[str, object]:
-        """The config with secret fields masked, for the API and logs."""
-        data = self.model_dump(mode="json")
-        for key in self.secret_fields:
-            if data.get(key) is not None:
-                data[key] = "******"
-        return data
+        """The config with its secrets masked (secret fields, URL credentials), for the API and logs."""
+        return secrets.public_view(self)
+
+    def secret_values(self) -> frozenset[str]:
+        """Every secret this config holds (see :mod:`clusters.secrets`)."""
+        return secrets.secret_values(self)
+
+    def mask(self, text: str) -> str:
+        """``text`` (a message about this cluster) with this config's secrets masked."""
+        return secrets.mask(text, self.secret_values())

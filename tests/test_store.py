@@ -63,9 +63,10 @@ def test_migrations_create_every_table_and_are_repeatable(db: Database) -> None:
         "policy_revision",
         "superseded_attempt",
         "cluster_flag",
+        "secret_key_check",
     } <= tables
     upgrade(db.engine)  # a second run changes nothing and does not fail
-    assert current_revision(db.engine) == "0005"
+    assert current_revision(db.engine) == "0006"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ async def workloads(request: Request) -> dict[str, int]:
 def cluster_json(
     cluster: ClusterState, errors: list[ConfigError] | None = None, workloads: dict[str, int] | None = None
 ) -> dict[str, Any]:
-    """A cluster as the API shows it; secret config fields are masked.
+    """A cluster as the API shows it; its secrets are masked (config and message, see
+    :mod:`clusters.secrets`).
 
     ``configError`` is the refusal of its file's current content, if any: the cluster then runs
     on the last good definition shown here. ``workloads`` counts this broker's work there (from
@@ -70,7 +71,7 @@ def cluster_json(
         "labels": dict(cluster.config.labels),
         "weight": cluster.config.weight,
         "state": cluster.state,
-        "message": cluster.condition_message,
+        "message": cluster.config.mask(cluster.condition_message),
         "reachable": cluster.reachable,
         "unreachableSince": fmt_time(cluster.unreachable_since),
         "failedChecks": cluster.failed_checks,

@@ -68,8 +68,11 @@ async def logs(request: Request) -> EnvelopeResponse:
     if tail is not None and tail < 0:
         raise BadRequest("tail: must not be negative", field="tail")
     notebook_id = request.path_params["id"]
-    row, content = await _service(request).logs(notebook_id, Guard.of(request), tail=tail)
-    return ok(notebook_log_json(row.id, content, row.access_token), message="Logs of the notebook instance")
+    service = _service(request)
+    row, content = await service.logs(notebook_id, Guard.of(request), tail=tail)
+    return ok(
+        notebook_log_json(row.id, content, service.tokens.of(row)), message="Logs of the notebook instance"
+    )
 
 
 async def events(request: Request) -> EnvelopeResponse:

@@ -28,24 +28,22 @@ def _with_database(config_path: str | None, data_dir: str | None, fn: Callable[.
 
     from broker.accounts import AccountError
     from broker.policy_store import seed_default_policy
-    from broker.store.database import Database
-    from broker.store.migrate import upgrade
+    from broker.storage import open_storage
 
     config = _load(config_path, data_dir)
-    if config.database_url is None:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(config.effective_database_url)
+    db = None
     try:
-        upgrade(db.engine)
+        db, _ = open_storage(config)
         seed_default_policy(db, config.default_policy)
         return db.call(fn)
     except (AccountError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.report() if isinstance(exc, ConfigError) else str(exc)) from None
     except SQLAlchemyError as exc:
         detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
         raise click.ClickException(f"database error: {detail}") from None
     finally:
-        db.dispose()
+        if db is not None:
+            db.dispose()
 
 
 @click.group()

@@ -76,14 +76,40 @@ def db() -> None:
 @data_dir_option
 def db_upgrade(config_path: str | None, data_dir: str | None) -> None:
     """Apply every pending migration to the configured database."""
-    from broker.store.database import make_engine
-    from broker.store.migrate import current_revision, upgrade
+    from broker.storage import open_storage
+    from broker.store.migrate import current_revision
 
     config = _load(config_path, data_dir)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(config.effective_database_url)
     try:
-        upgrade(engine)
-        click.echo(f"database at revision {current_revision(engine)}")
+        db, _ = open_storage(config)
+    except ConfigError as exc:
+        raise click.ClickException(exc.report()) from None
+    try:
+        click.echo(f"database at revision {current_revision(db.engine)}")
     finally:
-        engine.dispose()
+        db.dispose()
+
+
+@db.command("reset-secret-key")
+@config_option
+@data_dir_option
+def db_reset_secret_key(config_path: str | None, data_dir: str | None) -> None:
+    """Adopt this broker's secret key when the one the database was written with is lost.
+
+    The notebook tokens encrypted with the lost key are cleared: those notebooks cannot be opened
+    until they are stopped and started again (which gives them new tokens)."""
+    from broker.storage import open_storage, reset_key
+
+    config = _load(config_path, data_dir)
+    try:
+        db, box = open_storage(config, verify_key=False)
+    except ConfigError as exc:
+        raise click.ClickException(exc.report()) from None
+    try:
+        cleared = db.call(lambda session: reset_key(session, box))
+    finally:
+        db.dispose()
+    click.echo(
+        f"secret key {box.source} adopted; {cleared} notebook token(s) cleared"
+        + (": stop and start those notebooks to open them again" if cleared else "")
+    )

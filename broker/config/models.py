@@ -128,6 +128,11 @@ class BrokerConfig(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     data_dir: Path = Path("data")
     database_url: str | None = Field(default=None, description="Default: SQLite broker.db in data_dir")
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="The key that encrypts notebook tokens at rest (0600, made at the first start); "
+        "default: secret.key in data_dir. Replicas sharing a database must share it",
+    )
     clusters_dir: Path = Path("clusters.d")
     auth: Literal["none", "token"] = "none"
     advertise_host: str | None = Field(
@@ -164,6 +169,11 @@ class BrokerConfig(BaseModel):
         if self.host in ("0.0.0.0", "::", "", "[::]"):
             return socket.getfqdn()
         return self.host
+
+    @property
+    def secret_key_path(self) -> Path:
+        """Where the broker's secret key is (see :mod:`broker.secret_key`)."""
+        return self.secret_key_file or self.data_dir / "secret.key"
 
     @property
     def effective_database_url(self) -> str:

@@ -92,8 +92,9 @@ async def cancel_on_cluster(registry: ClusterRegistry, row: Experiment, what: st
     try:
         await cluster.adapter.cancel(Handle.from_json(row.handle))
     except ClusterError as exc:
-        log.warning("%s %s: could not stop it on cluster %s: %s", what, row.id, row.cluster, exc)
-        return f"; could not stop it on cluster {row.cluster} yet ({exc}): the orphan sweep will"
+        why = cluster.config.mask(str(exc))
+        log.warning("%s %s: could not stop it on cluster %s: %s", what, row.id, row.cluster, why)
+        return f"; could not stop it on cluster {row.cluster} yet ({why}): the orphan sweep will"
     return ""
 
 
@@ -161,7 +162,8 @@ async def attempt_logs(
     except WorkloadNotFound:
         return empty
     except ClusterError as exc:
-        raise ApiError(503, f"cannot read logs from cluster {row.cluster}: {exc}") from None
+        why = cluster.config.mask(str(exc))
+        raise ApiError(503, f"cannot read logs from cluster {row.cluster}: {why}") from None
 
 
 class WorkloadService:

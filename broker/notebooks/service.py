@@ -9,7 +9,6 @@ watch keeps (where the server listens, when it answered, its last activity).
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 
 from sqlalchemy import select
@@ -28,10 +27,13 @@ from broker.experiments.service import (
     new_row,
 )
 from broker.experiments.validation import parse_notebook_spec
-from broker.ids import new_uid
+from broker.ids import IdGenerator, new_uid
+from broker.notebooks.tokens import NotebookTokens
 from broker.notebooks.views import STOPPED_AT, attempt_access, is_ready, notebook_status
+from broker.planner import Planner
 from broker.registry import ClusterRegistry
 from broker.state import FailureCategory, Status, now, restart, transition
+from broker.store.database import Database
 from broker.store.models import Event, Experiment
 from clusters.base import ReplicaLog
 from clusters.errors import ClusterError
@@ -55,6 +57,22 @@ class NotebookService(WorkloadService):
 
     kind = KIND
 
+    def __init__(
+        self,
+        db: Database,
+        registry: ClusterRegistry,
+        ids: IdGenerator,
+        *,
+        default_namespace: str,
+        planner: Planner,
+        tokens: NotebookTokens,
+        on_submitted: Any = lambda: None,
+    ) -> None:
+        super().__init__(
+            db, registry, ids, default_namespace=default_namespace, planner=planner, on_submitted=on_submitted
+        )
+        self.tokens = tokens
+
     def check_submission(self, document: dict[str, Any], guard: Guard) -> tuple[NotebookSpec, str, Decision]:
         """Validate, authorise and dry-run place a NotebookSpec (400 / 403)."""
         spec = parse_notebook_spec(document, clusters=self.cluster_names())
@@ -75,7 +93,7 @@ class NotebookService(WorkloadService):
             framework=KIND,
             kind=KIND,
             slot=slot_of(namespace, spec.meta.name),
-            access_token=secrets.token_urlsafe(32),
+            access_token=self.tokens.new(),
             spec={
                 **spec.model_dump(mode="json"),
                 "meta": {**spec.meta.model_dump(mode="json"), "namespace": namespace},
@@ -163,8 +181,9 @@ class NotebookService(WorkloadService):
         try:
             freed = await cluster.adapter.release(row.id)
         except ClusterError as exc:
-            log.warning("notebook %s: could not remove its files on %s: %s", row.id, row.cluster, exc)
-            return f"; its files on {row.cluster} could not be removed ({exc})"
+            why = cluster.config.mask(str(exc))
+            log.warning("notebook %s: could not remove its files on %s: %s", row.id, row.cluster, why)
+            return f"; its files on {row.cluster} could not be removed ({why})"
         return "" if freed else f"; its files on {row.cluster} stay where the cluster keeps them"
 
     async def stop(self, notebook_id: str, guard: Guard, reason: str | None = None) -> Experiment:
@@ -187,18 +206,19 @@ class NotebookService(WorkloadService):
             if not Status(current.status).is_terminal:
                 raise Conflict(f"notebook {notebook_id} is already {notebook_status(current)}")
             restart(session, current, f"started again by {guard.user}", uid=new_uid())
+            current.access_token = self.tokens.new()  # a new server, a new token
             return current
 
         started = await self.db.run(again)
         self.on_submitted()
         return started
 
-    @staticmethod
-    def upstream_of(row: Experiment) -> tuple[str, str] | None:
+    def upstream_of(self, row: Experiment) -> tuple[str, str] | None:
         """``(server URL, token)`` of a notebook whose server answers, else None."""
-        if not is_ready(row) or not row.access_token:
+        token = self.tokens.of(row)
+        if not is_ready(row) or not token:
             return None
-        return str(row.access["url"]), row.access_token
+        return str(row.access["url"]), token
 
 
 async def stop_notebook(

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from broker.config.models import NotebooksConfig
 from broker.errors import ApiError
 from broker.notebooks.service import KIND, stop_notebook
+from broker.notebooks.tokens import NotebookTokens
 from broker.registry import ClusterRegistry
 from broker.state import FailureCategory, Status, now
 from broker.store.models import Experiment
@@ -61,11 +62,13 @@ class NotebookWatch:
         registry: ClusterRegistry,
         config: NotebooksConfig,
         *,
+        tokens: NotebookTokens,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.config = config
+        self.tokens = tokens
         self._http = httpx.AsyncClient(timeout=5.0, transport=transport)
 
     async def run_once(self) -> None:
@@ -102,13 +105,13 @@ class NotebookWatch:
         try:
             return await cluster.adapter.endpoint(Handle.from_json(row.handle))
         except ClusterError as exc:
-            log.info("no endpoint yet for notebook %s: %s", row.id, exc)
+            log.info("no endpoint yet for notebook %s: %s", row.id, cluster.config.mask(str(exc)))
             return None
 
     async def _status(self, row: Experiment, url: str) -> dict[str, Any] | None:
         target = url.rstrip("/") + base_path(row.namespace, row.name) + "api/status"
         try:
-            answer = await self._http.get(target, headers={"Authorization": f"token {row.access_token}"})
+            answer = await self._http.get(target, headers={"Authorization": f"token {self.tokens.of(row)}"})
         except httpx.HTTPError:
             return None  # not up yet, or restarting: the next check asks again
         if answer.status_code != 200:

@@ -17,6 +17,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from broker.notebooks.runtime import NotebookRuntime
+from broker.notebooks.tokens import NotebookTokens
 from broker.planner import Planner
 from broker.registry import ClusterRegistry, ClusterState
 from broker.state import FailureCategory, IllegalTransition, Status, now, record, transition
@@ -50,6 +51,7 @@ class Pending:
     tries: int
     refused_by: frozenset[str]
     kind: str = "experiment"
+    #: A notebook's Jupyter token as stored (encrypted).
     access_token: str | None = None
 
 
@@ -94,6 +96,7 @@ class Dispatcher:
         backoff_max: float,
         extra_env: dict[str, str],
         notebooks: NotebookRuntime | None = None,
+        tokens: NotebookTokens | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
@@ -101,6 +104,7 @@ class Dispatcher:
         self.backoff_max = backoff_max
         self.extra_env = extra_env
         self.notebooks = notebooks or NotebookRuntime(sys.executable)
+        self.tokens = tokens
 
     async def run_once(self) -> int:
         """Dispatch what can go now; returns how many experiments were submitted."""
@@ -117,6 +121,9 @@ class Dispatcher:
         """The launch plan of the item's attempt on ``cluster``: the framework's, or a notebook's."""
         addressing = cluster.adapter.addressing(item.uid)
         if isinstance(spec, NotebookSpec):
+            if self.tokens is None:
+                raise RuntimeError("a dispatcher without the broker's secret key cannot start notebooks")
+            token = self.tokens.reveal(item.access_token) or ""
             return build_notebook_plan(
                 spec,
                 workload_id=item.id,
@@ -125,7 +132,7 @@ class Dispatcher:
                 addressing=addressing,
                 python=self._notebook_python(cluster),
                 app_module=self.notebooks.app_module,
-                extra_env={**self.extra_env, "JUPYTER_TOKEN": item.access_token or ""},
+                extra_env={**self.extra_env, "JUPYTER_TOKEN": token},
             )
         return build_plan(
             spec,
@@ -174,7 +181,10 @@ class Dispatcher:
             # A refusal frees the attempt for another cluster; any other error may have reached the
             # cluster, so the choice is kept and the same uid is submitted there again.
             await self._refused(
-                item, cluster.name, str(exc), keep_cluster=not isinstance(exc, SubmitRejected)
+                item,
+                cluster.name,
+                cluster.config.mask(str(exc)),
+                keep_cluster=not isinstance(exc, SubmitRejected),
             )
             return False
         ignores_image = plan.image and Capability.IMAGES not in cluster.adapter.capabilities
@@ -297,5 +307,10 @@ class Dispatcher:
         try:
             await cluster.adapter.cancel(handle)
         except ClusterError as exc:
-            log.warning("could not cancel %s on %s after its deletion: %s", item.id, cluster.name, exc)
+            log.warning(
+                "could not cancel %s on %s after its deletion: %s",
+                item.id,
+                cluster.name,
+                cluster.config.mask(str(exc)),
+            )
         return False

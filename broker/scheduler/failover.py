@@ -196,7 +196,10 @@ class Failover:
                     await cluster.adapter.cancel(Handle.from_json(old.handle))
                 except ClusterError as exc:
                     log.warning(
-                        "cannot cancel superseded attempt %s on %s yet: %s", old.uid, cluster.name, exc
+                        "cannot cancel superseded attempt %s on %s yet: %s",
+                        old.uid,
+                        cluster.name,
+                        cluster.config.mask(str(exc)),
                     )
                     continue
                 log.info(
@@ -206,7 +209,7 @@ class Failover:
         try:
             owned = await cluster.adapter.owned()
         except ClusterError as exc:
-            log.warning("cannot list the work of cluster %s: %s", cluster.name, exc)
+            log.warning("cannot list the work of cluster %s: %s", cluster.name, cluster.config.mask(str(exc)))
             return
         for handle in owned or []:
             if handle.uid in live:
@@ -225,7 +228,7 @@ class Failover:
             try:
                 await cluster.adapter.cancel(handle)
             except ClusterError as exc:
-                log.warning("orphan sweep on %s: %s", cluster.name, exc)
+                log.warning("orphan sweep on %s: %s", cluster.name, cluster.config.mask(str(exc)))
 
 
 def _still_owned(session: Session, uid: str) -> bool:

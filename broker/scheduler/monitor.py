@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -90,6 +91,17 @@ def note_pending(session: Session, experiment_id: str, uid: str, message: str) -
         record(session, row, text)
 
 
+def masked(cluster: ClusterState, seen: Observation) -> Observation:
+    """``seen`` with the cluster's secrets masked in its messages (they become reasons and events)."""
+    if not seen.message and not any(r.message for r in seen.replicas):
+        return seen
+    return dataclasses.replace(
+        seen,
+        message=cluster.config.mask(seen.message),
+        replicas=tuple(dataclasses.replace(r, message=cluster.config.mask(r.message)) for r in seen.replicas),
+    )
+
+
 class Monitor:
     """Polls every cluster once per tick for all of its broker-managed workloads."""
 
@@ -137,11 +149,11 @@ class Monitor:
                 cluster.adapter.poll(list(handles.values())), self.poll_timeout
             )
         except (ClusterError, TimeoutError) as exc:
-            why = str(exc) or f"no answer in {self.poll_timeout:g}s"
+            why = cluster.config.mask(str(exc)) or f"no answer in {self.poll_timeout:g}s"
             log.warning("cannot poll cluster %s: %s", cluster.name, why)
             return
         for item in tracked:
-            seen = observations.get(item.uid, Observation(item.uid, Phase.NOT_FOUND))
+            seen = masked(cluster, observations.get(item.uid, Observation(item.uid, Phase.NOT_FOUND)))
             if seen.phase is Phase.PENDING and seen.message:
                 # Why the cluster holds it (a queue reason, an image pull): users see it at once.
                 await self.db.run(lambda s, i=item, o=seen: note_pending(s, i.id, i.uid, o.message))
@@ -156,4 +168,9 @@ class Monitor:
                 try:
                     await cluster.adapter.cancel(handles[item.uid])
                 except ClusterError as exc:
-                    log.warning("could not stop the rest of %s on %s: %s", item.id, cluster.name, exc)
+                    log.warning(
+                        "could not stop the rest of %s on %s: %s",
+                        item.id,
+                        cluster.name,
+                        cluster.config.mask(str(exc)),
+                    )

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+if TYPE_CHECKING:
+    from broker.secret_key import SecretBox
+
 _HERE = Path(__file__).parent
 
 
-def alembic_config(engine: Engine) -> Config:
-    """An Alembic config pointing at the packaged migrations and at ``engine``."""
+def alembic_config(engine: Engine, secrets: SecretBox | None = None) -> Config:
+    """An Alembic config pointing at the packaged migrations and at ``engine``; ``secrets`` is the
+    broker's key for migrations that encrypt stored values (0006)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(_HERE / "migrations"))
     cfg.attributes["engine"] = engine
+    cfg.attributes["secret_box"] = secrets
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (the newest by default)."""
-    command.upgrade(alembic_config(engine), revision)
+def upgrade(engine: Engine, revision: str = "head", *, secrets: SecretBox | None = None) -> None:
+    """Bring the database to ``revision`` (the newest by default). ``secrets`` (the broker's key) is
+    needed only when stored values must be encrypted on the way (see migration 0006)."""
+    command.upgrade(alembic_config(engine, secrets), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -9,9 +9,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from broker.redaction import redact_optional
 
 #: An auto-incrementing 64-bit key that SQLite also auto-increments.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -44,7 +57,8 @@ class Experiment(Base):
     Notebooks share the table, and with it dispatch, monitoring, failover and events. ``slot``
     (``notebook:<namespace>/<name>``) is unique while a notebook is not deleted, so two notebooks
     never share a name in a namespace, even when two broker replicas create them at once.
-    ``access_token`` is the notebook server's token (never shown); ``access`` what the broker
+    ``access_token`` is the notebook server's token, encrypted with the broker's secret key
+    (:mod:`broker.secret_key`; never stored in clear, never shown); ``access`` what the broker
     learnt about the current attempt's server: ``{uid, url, readyAt, lastActivity}``.
     """
 
@@ -84,7 +98,7 @@ class Experiment(Base):
     updated_at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(16), default="experiment", server_default="experiment")
     slot: Mapped[str | None] = mapped_column(String(200), default=None)
-    access_token: Mapped[str | None] = mapped_column(String(128), default=None)
+    access_token: Mapped[str | None] = mapped_column(String(512), default=None)
     access: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
@@ -102,6 +116,16 @@ class Event(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     # Declared so the unit of work inserts an experiment before its first event.
     experiment: Mapped[Experiment] = relationship(lazy="raise")
+
+
+def _redacted(target: object, value: str | None, old: object, initiator: object) -> str | None:
+    return redact_optional(value)
+
+
+# Whatever sets them, these texts are stored with every known cluster secret masked (a message
+# about a cluster is masked where it is made too; this is the net under it).
+for _attribute in (Experiment.status_message, Experiment.reason, Event.reason):
+    event.listen(_attribute, "set", _redacted, retval=True)
 
 
 class Lease(Base):
@@ -202,3 +226,13 @@ class ClusterFlag(Base):
     draining: Mapped[bool] = mapped_column(default=False)
     updated_by: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[datetime]
+
+
+class SecretKeyCheck(Base):
+    """An HMAC of the broker's secret key, so a broker replica holding another key refuses to start."""
+
+    __tablename__ = "secret_key_check"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]

@@ -9,6 +9,10 @@ The test writes ``<work_dir>/faults.json``; every verb reads it first:
 - ``submit_delay: seconds`` — submit is slow to start
 - ``poll_hangs: true`` — poll never answers
 - ``pending: "why"`` — poll reports every attempt PENDING with that reason (a queue holding it)
+
+A careless cluster: given ``endpoint`` (a URL, perhaps with ``user:password@``) and ``token`` (a
+secret field) in its file, every injected message repeats both, as a client library quoting its
+URL and credentials in its errors would; the broker must mask them wherever it shows a message.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from clusters.base import Handle, Health, Observation, Phase, ReplicaLog
 from clusters.errors import ClusterError, ClusterUnreachable, SubmitRejected
@@ -27,7 +31,11 @@ from runtimes.plan import LaunchPlan
 
 
 class FaultyClusterConfig(LocalClusterConfig):
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"token"})
+
     kind: Literal["faulty"] = "faulty"  # type: ignore[assignment]
+    endpoint: str | None = None
+    token: str | None = None
 
 
 def write_faults(work_dir: Path, **faults: Any) -> None:
@@ -48,15 +56,23 @@ class FaultyAdapter(LocalAdapter):
         except (OSError, ValueError):
             return {}
 
+    def _said(self, message: str) -> str:
+        """``message``, with the endpoint and token when the file gives them (a careless client)."""
+        config = self.config
+        assert isinstance(config, FaultyClusterConfig)
+        if config.endpoint or config.token:
+            return f"{message} (at {config.endpoint}, token {config.token})"
+        return message
+
     def _reachable(self) -> dict[str, Any]:
         faults = self._faults()
         if faults.get("unreachable"):
-            raise ClusterUnreachable(f"cluster {self.name}: connection refused (injected)")
+            raise ClusterUnreachable(self._said(f"cluster {self.name}: connection refused (injected)"))
         return faults
 
     async def health(self) -> Health:
         if self._faults().get("unreachable"):
-            return Health(reachable=False, message="connection refused (injected)")
+            return Health(reachable=False, message=self._said("connection refused (injected)"))
         return await super().health()
 
     async def submit(self, plan: LaunchPlan) -> Handle:
@@ -64,9 +80,9 @@ class FaultyAdapter(LocalAdapter):
         if faults.get("submit_delay"):
             await asyncio.sleep(float(faults["submit_delay"]))
         if faults.get("reject_submit"):
-            raise SubmitRejected(str(faults["reject_submit"]))
+            raise SubmitRejected(self._said(str(faults["reject_submit"])))
         if faults.get("fail_submit"):
-            raise ClusterError(str(faults["fail_submit"]))
+            raise ClusterError(self._said(str(faults["fail_submit"])))
         return await super().submit(plan)
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
@@ -74,7 +90,8 @@ class FaultyAdapter(LocalAdapter):
         if faults.get("poll_hangs"):
             await asyncio.sleep(3600)
         if faults.get("pending"):
-            return {h.uid: Observation(h.uid, Phase.PENDING, str(faults["pending"])) for h in handles}
+            why = self._said(str(faults["pending"]))
+            return {h.uid: Observation(h.uid, Phase.PENDING, why) for h in handles}
         return await super().poll(handles)
 
     async def cancel(self, handle: Handle) -> None:
