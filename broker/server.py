@@ -165,7 +165,6 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         planner=planner,
         tokens=tokens,
         on_submitted=loops.wake_dispatch,
-        limits=config.limits,
     )
     return BrokerContext(
         config,

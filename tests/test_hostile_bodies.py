@@ -466,6 +466,22 @@ def test_query_numbers_out_of_range_are_400s_naming_them(
     refused(app.get(query.replace("{id}", accepted)), 400, field, field)
 
 
+@pytest.mark.parametrize("revision", ["9" * 30, "9" * 5000, "\u00b2", "2147483648"])
+def test_a_revision_number_out_of_range_is_a_4xx(app: InProcessBroker, revision: str) -> None:
+    before = app.get("/policy").json()["result"]
+    answer = app.post(f"/policy/revert/{revision}")
+    assert answer.status_code in (400, 404), answer.text
+    assert "revision" in strict_json(answer.text)["message"]
+    assert app.get("/policy").json()["result"] == before
+
+
+@pytest.mark.parametrize("declared", ["9" * 5000, "\u00b2"])
+def test_a_content_length_that_is_no_number_is_not_a_500(app: InProcessBroker, declared: str) -> None:
+    """Servers reject most such headers first; the broker does not rely on it."""
+    answer = app.post("/experiment", content=b"{}", headers={b"content-length": declared.encode("latin-1")})
+    assert 400 <= answer.status_code < 500, answer.text
+
+
 # -- every JSON body endpoint ------------------------------------------------------------------------
 
 HOSTILE = [

@@ -14,9 +14,10 @@ from broker.errors import ApiError, BadRequest
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body; 413 as soon as it passes ``limit`` bytes, whatever Content-Length claims."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    # Only ASCII digits are a length (anything else: the count while reading decides).
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise ApiError(413, f"request body of {declared[:20]} bytes is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

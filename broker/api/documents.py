@@ -104,7 +104,7 @@ def too_deep(limits: LimitsConfig, where: str = "") -> ApiError:
 
 
 def too_many(limits: LimitsConfig, where: str = "") -> ApiError:
-    at = f" (by {where})" if where else ""
+    at = f" at {where}" if where else ""
     return ApiError(
         413, f"the request body holds more than {limits.max_body_nodes} values{at} (limits.max_body_nodes)"
     )
