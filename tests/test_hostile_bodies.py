@@ -339,6 +339,15 @@ def test_a_4001_replica_tensorflow_spec_is_refused_by_the_default_limits(app: In
     assert stored(app) == before
 
 
+@pytest.mark.parametrize("replicas", [101.0, "101", "\u00b2", 1e300])
+def test_replica_counts_written_otherwise_are_checked_too(app: InProcessBroker, replicas: Any) -> None:
+    before = stored(app)
+    body = spec()
+    body["spec"]["Worker"]["replicas"] = replicas
+    refused(app.post("/experiment", json=body), 400, "spec.Worker.replicas", "spec.Worker.replicas")
+    assert stored(app) == before
+
+
 def test_replica_limits_come_from_the_configuration(tmp_path) -> None:
     broker = InProcessBroker(
         tmp_path, clusters=BIG_LOCAL, limits={"max_replicas_per_role": 3, "max_replicas_per_workload": 4}
@@ -445,6 +454,13 @@ def test_nul_in_a_path_or_query_is_a_4xx(app: InProcessBroker, path: str) -> Non
     answer = app.get(path)
     assert 400 <= answer.status_code < 500, answer.text
     assert "NUL" in strict_json(answer.text)["message"]
+
+
+def test_an_idempotency_key_must_be_printable(app: InProcessBroker) -> None:
+    before = stored(app)
+    answer = app.post("/experiment", json=spec(), headers={b"idempotency-key": b"key\x7f"})
+    refused(answer, 400, "must be printable text", "Idempotency-Key")
+    assert stored(app) == before
 
 
 # -- query parameters ------------------------------------------------------------------------------
