@@ -567,7 +567,8 @@ def test_a_stored_non_finite_number_never_breaks_a_listing(tmp_path) -> None:
             raw = conn.execute(
                 text("SELECT spec FROM experiment WHERE id = :id"), {"id": created}
             ).scalar_one()
-            raw = raw.replace('"maxRetries": 0', '"maxRetries": 0, "clusterLossGraceSeconds": Infinity')
+            assert '"clusterLossGraceSeconds": null' in raw
+            raw = raw.replace('"clusterLossGraceSeconds": null', '"clusterLossGraceSeconds": Infinity')
             conn.execute(text("UPDATE experiment SET spec = :s WHERE id = :id"), {"s": raw, "id": created})
         for path in ("/experiment", f"/experiment/{created}", "/experiment/logs"):
             answer = broker.get(path)
