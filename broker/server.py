@@ -190,6 +190,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         default_namespace=config.default_namespace,
         planner=planner,
         on_submitted=loops.wake_dispatch,
+        limits=config.limits,
     )
     notebooks = NotebookService(
         db,

@@ -39,6 +39,8 @@ EFFECTS = frozenset({"allow", "deny"})
 
 _ALLOWED = re.compile(r"^[\w.@:+=~/*-]+$")
 _WEIGHT = re.compile(r"^(\d+(\.\d*)?|\.\d+)$")
+#: The largest placement weight: weights score as w / (1 + w), so anything past this is 1 anyway.
+MAX_WEIGHT = 1_000_000
 _ALLOWED_TEXT = "letters, digits, . _ @ : + = ~ / - (and * in patterns)"
 
 
@@ -158,7 +160,12 @@ def _check_effect(name: str, value: str) -> str | None:
 
 
 def _check_weight(name: str, value: str) -> str | None:
-    return None if _WEIGHT.match(value) else f"{name} {value!r}: the weight must be a number >= 0"
+    if not _WEIGHT.match(value):
+        return f"{name} {value!r}: the weight must be a number >= 0"
+    if float(value) > MAX_WEIGHT:  # a huge weight scores as inf/inf = NaN
+        shown = value if len(value) <= 20 else value[:20] + "…"
+        return f"{name} {shown!r}: the weight must be at most {MAX_WEIGHT}"
+    return None
 
 
 _CHECKS = {

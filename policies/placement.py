@@ -14,10 +14,12 @@ decision says so (``never_fits``) and why (``rejection``), and the broker refuse
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from policies.lines import MAX_WEIGHT
 from runtimes.plan import Resources
 
 if TYPE_CHECKING:
@@ -247,6 +249,9 @@ def weight_score(request: PlacementRequest, cluster: ClusterView, authorizer: Au
     weight = authorizer.weight(request.namespace, cluster.name) if authorizer is not None else None
     if weight is None:
         weight = cluster.weight
+    # A weight past MAX_WEIGHT scores 1 anyway; capping it keeps one stored before weights were
+    # bounded (or an infinite one) from scoring inf/inf = NaN.
+    weight = min(weight, MAX_WEIGHT) if not math.isnan(weight) else 0.0
     return weight / (1.0 + weight)
 
 

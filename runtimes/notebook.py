@@ -18,7 +18,15 @@ from pydantic import Field, field_validator
 
 from runtimes.plan import Addressing, LaunchPlan, ReplicaPlan
 from runtimes.resources import parse_resources
-from runtimes.spec import EnvironmentRef, PlacementSpec, _Model, check_namespace, check_resources
+from runtimes.spec import (
+    MAX_SECONDS,
+    EnvironmentRef,
+    PlacementSpec,
+    _Model,
+    check_env,
+    check_namespace,
+    check_resources,
+)
 
 ROLE = "Notebook"
 REPLICA = "notebook-0"
@@ -60,6 +68,7 @@ class NotebookPodSpec(_Model):
     idleTimeoutSeconds: float | None = Field(
         default=None,
         ge=0,
+        le=MAX_SECONDS,
         description="Stop the notebook after this long without activity (0 = never; default: the broker's)",
     )
     # Echo fields of Submarine's NotebookPodSpec (derived from resources there); accepted and ignored.
@@ -71,6 +80,11 @@ class NotebookPodSpec(_Model):
     @classmethod
     def _parseable(cls, value: str | None) -> str | None:
         return check_resources(value)
+
+    @field_validator("envVars")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str] | None:
+        return check_env(value)
 
 
 class NotebookSpec(_Model):

@@ -37,6 +37,33 @@ def check_resources(value: str | None) -> str | None:
     return value
 
 
+#: The longest duration a spec may set (a grace period, an idle timeout): 365 days, in seconds.
+MAX_SECONDS = 365 * 24 * 3600
+
+
+def check_env(value: dict[str, str] | None) -> dict[str, str] | None:
+    """Environment variables a process can be given, else a ValueError naming the first bad one:
+    names neither empty nor holding ``=`` or a NUL character, values without NUL."""
+    for name, text in (value or {}).items():
+        if not name:
+            raise ValueError("an environment variable name is empty")
+        invalid = f"{name!r} is not a valid environment variable name"
+        if "=" in name:
+            raise ValueError(f"{invalid}: it contains '='")
+        if "\0" in name:
+            raise ValueError(f"{invalid}: it contains a NUL character")
+        if "\0" in text:
+            raise ValueError(f"the value of {name!r} contains a NUL character")
+    return value
+
+
+def check_text(value: str | None) -> str | None:
+    """A name or command without a NUL character (no process or database can take one)."""
+    if value is not None and "\0" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
 _NAMESPACE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -48,7 +75,8 @@ def check_namespace(value: str | None) -> str | None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # allow_inf_nan: pydantic would read "inf", "NaN" or "1e400" as a float.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class PlacementSpec(_Model):
@@ -78,7 +106,10 @@ class ExperimentMeta(_Model):
         default=0, ge=0, le=100, description="New attempts allowed after the experiment's cluster is lost"
     )
     clusterLossGraceSeconds: float | None = Field(
-        default=None, ge=0, description="How long to wait for a lost cluster before failover (broker default)"
+        default=None,
+        ge=0,
+        le=MAX_SECONDS,
+        description="How long to wait for a lost cluster before failover (broker default)",
     )
 
     @field_validator("framework")
@@ -100,11 +131,21 @@ class ExperimentMeta(_Model):
     def _lower_name(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("name", "cmd")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return check_text(value)
+
+    @field_validator("envVars")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str] | None:
+        return check_env(value)
+
 
 class TaskSpec(_Model):
     """One role of the experiment (``spec.Worker``)."""
 
-    replicas: int = Field(default=1, ge=1, le=1000)
+    replicas: int = Field(default=1, ge=1, description="At most the broker's limits.max_replicas_per_role")
     resources: str | None = None
     name: str | None = None
     image: str | None = None
@@ -120,6 +161,16 @@ class TaskSpec(_Model):
     @classmethod
     def _parseable(cls, value: str | None) -> str | None:
         return check_resources(value)
+
+    @field_validator("cmd")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return check_text(value)
+
+    @field_validator("envVars")
+    @classmethod
+    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return check_env(value)
 
 
 class EnvironmentRef(_Model):

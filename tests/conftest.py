@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,9 +23,9 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A throwaway database on the machine's PostgreSQL (127.0.0.1:5432), dropped afterwards."""
+@contextlib.contextmanager
+def throwaway_pg_database() -> Iterator[str]:
+    """A new database on the machine's PostgreSQL (127.0.0.1:5432), dropped afterwards."""
     name = f"sb_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     try:
@@ -32,10 +33,26 @@ def pg_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001 - the message says what to fix
         pytest.fail(f"these tests need PostgreSQL on 127.0.0.1:5432 (trust auth, database test): {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL (127.0.0.1:5432), dropped afterwards."""
+    with throwaway_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_module_url() -> Iterator[str]:
+    """Like ``pg_url``, shared by the tests of one module."""
+    with throwaway_pg_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ explanation, and work that no cluster could ever take."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from policies.authorizer import Authorizer
@@ -211,3 +212,15 @@ def test_never_fits_json() -> None:
     assert data["neverFits"] is True and data["revision"] == 3
     assert isinstance(data["rejection"], str) and "no cluster has more than gpu=2" in data["rejection"]
     assert json.loads(json.dumps(data)) == data
+
+
+def test_a_huge_stored_weight_scores_as_the_largest_and_never_nan() -> None:
+    """A weight stored before weights were bounded (parse_lines refuses it now) still scores."""
+    from policies.lines import PolicyLine
+
+    huge = Authorizer(DEFAULT + [PolicyLine("p2", ("*", "cluster/a", "9" * 400))], 4)
+    decision = place(req(), [cluster("a"), cluster("b")], huge)
+    scores = [v.scores for v in decision.verdicts]
+    assert all(math.isfinite(s) for score in scores for s in score.values()), scores
+    json.loads(json.dumps(decision.to_json(), allow_nan=False))
+    assert decision.chosen == "a"

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from broker.api import clusters, experiments, notebooks, openapi, placement, policy, users
 from broker.api.access import AuthenticationMiddleware
 from broker.api.envelope import EnvelopeResponse, error
+from broker.api.nul_guard import NulGuardMiddleware
 from broker.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *users.routes,
             *openapi.routes,
         ],
-        middleware=[Middleware(AuthenticationMiddleware)],
+        middleware=[Middleware(AuthenticationMiddleware), Middleware(NulGuardMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import yaml
+import anyio.to_thread
 from starlette.requests import Request
 
+from broker.api.documents import parse_json, parse_yaml
+from broker.config.models import LimitsConfig
 from broker.errors import ApiError, BadRequest
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body; 413 as soon as it passes ``limit`` bytes, whatever Content-Length claims."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    # Only ASCII digits are a length (anything else: the count while reading decides).
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise ApiError(413, f"request body of {declared[:20]} bytes is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -27,27 +29,18 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def read_document(request: Request, limit: int) -> dict[str, Any]:
-    """A JSON object body (or YAML when the content type says so, as Submarine accepted)."""
+    """A JSON object body (or YAML when the content type says so, as Submarine accepted), at most
+    ``limit`` bytes and within the broker's ``limits`` (:mod:`broker.api.documents`)."""
     raw = await read_body(request, limit)
     if not raw.strip():
         raise BadRequest("the request body is empty; send a JSON object")
-    content_type = request.headers.get("content-type", "")
-    if "yaml" in content_type:
-        try:
-            data = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise BadRequest(f"malformed YAML body{where}: {getattr(exc, 'problem', exc)}") from None
+    limits: LimitsConfig = request.app.state.broker.config.limits
+    if "yaml" in request.headers.get("content-type", ""):
+        # Composing YAML is Python work: in a thread, so other requests (and /ping) are answered
+        # meanwhile even for a body that takes the whole size and value limits.
+        data = await anyio.to_thread.run_sync(parse_yaml, raw, limits)
     else:
-        try:
-            data = json.loads(raw)
-        except UnicodeDecodeError:
-            raise BadRequest("the request body is not UTF-8 text") from None
-        except json.JSONDecodeError as exc:
-            raise BadRequest(
-                f"malformed JSON body at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            ) from None
+        data = parse_json(raw, limits)
     if not isinstance(data, dict):
         raise BadRequest(f"the request body must be a JSON object, not {type(data).__name__}")
     return data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -18,15 +20,27 @@ def _service(request: Request) -> ExperimentService:
     return request.app.state.broker.experiments
 
 
-def int_param(request: Request, name: str, default: int | None) -> int | None:
-    """A whole-number query parameter, or a 400 naming it."""
+#: The largest page number and log tail a query may ask for.
+MAX_QUERY_NUMBER = 1_000_000
+_WHOLE = re.compile(r"^-?[0-9]+$")
+
+
+def int_param(
+    request: Request, name: str, default: int | None, *, maximum: int = MAX_QUERY_NUMBER
+) -> int | None:
+    """A whole-number query parameter (digits only, at most ``maximum``), or a 400 naming it."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"{name}: '{raw}' is not a whole number", field=name) from None
+    if not _WHOLE.match(raw):
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise BadRequest(f"{name}: '{shown}' is not a whole number", field=name)
+    digits = raw.lstrip("-").lstrip("0")
+    if len(digits) > len(str(maximum)) or int(raw) > maximum:  # int() first would be slow on many digits
+        if raw.startswith("-"):
+            raise BadRequest(f"{name}: must not be negative", field=name)
+        raise BadRequest(f"{name}: must be at most {maximum}", field=name)
+    return int(raw)
 
 
 async def ping(request: Request) -> EnvelopeResponse:
@@ -38,6 +52,8 @@ async def create(request: Request) -> EnvelopeResponse:
     key = request.headers.get("idempotency-key") or None
     if key is not None and len(key) > 128:
         raise BadRequest("Idempotency-Key: at most 128 characters", field="Idempotency-Key")
+    if key is not None and not key.isprintable():
+        raise BadRequest("Idempotency-Key: must be printable text", field="Idempotency-Key")
     row = await _service(request).create(document, guard=Guard.of(request), idempotency_key=key)
     return ok(experiment_json(row))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -13,6 +14,8 @@ from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest
 from broker.experiments.views import fmt_time
 from broker.policy_store import PolicyEdit, PolicyStore
+
+_REVISION = re.compile(r"^[0-9]{1,18}$")
 
 
 def _store(request: Request) -> PolicyStore:
@@ -98,8 +101,9 @@ async def revert(request: Request) -> EnvelopeResponse:
     guard = Guard.of(request)
     guard.require(GLOBAL, "policy", "edit")
     raw = request.path_params["revision"]
-    if not raw.isdigit():
-        raise BadRequest(f"revision: '{raw}' is not a revision number", field="revision")
+    if not _REVISION.match(raw):  # ASCII digits only ("²" is a digit to str.isdigit, not to int())
+        shown = raw if len(raw) <= 20 else raw[:20] + "…"
+        raise BadRequest(f"revision: '{shown}' is not a revision number", field="revision")
     edit = await _store(request).revert(guard.user, int(raw))
     return await _edited(request, edit, f"the policy is as it was after revision {raw} already")
 

@@ -94,6 +94,31 @@ class NotebooksConfig(BaseModel):
     )
 
 
+class LimitsConfig(BaseModel):
+    """What one request may ask of the broker: the shape of a JSON/YAML body and how many replicas
+    one experiment may start. A request past a limit is refused with a 4xx naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_depth: int = Field(
+        default=32,
+        ge=4,
+        le=100,
+        description="Deepest nesting of objects and lists in a request body (a spec needs 4)",
+    )
+    max_body_nodes: int = Field(
+        default=10000,
+        ge=100,
+        description="Most values (objects, lists, strings, numbers...) in a request body",
+    )
+    max_replicas_per_role: int = Field(
+        default=100, ge=1, description="Most replicas of one role of an experiment"
+    )
+    max_replicas_per_workload: int = Field(
+        default=200, ge=1, description="Most replicas of one experiment, all roles together"
+    )
+
+
 class BrokerConfig(BaseModel):
     """broker.yaml. Relative paths are resolved against the file's folder."""
 
@@ -121,6 +146,7 @@ class BrokerConfig(BaseModel):
     broker_id: str | None = Field(default=None, description="Default: hostname and process id")
     default_namespace: str = "default"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     loops: LoopsConfig = Field(default_factory=LoopsConfig)
     notebooks: NotebooksConfig = Field(default_factory=NotebooksConfig)
     extra_kinds: dict[str, str] = Field(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker.api.access import Guard
+from broker.config.models import LimitsConfig
 from broker.errors import ApiError, BadRequest, Conflict, NotFound
 from broker.experiments.patch import in_namespace, keep_secrets, replace_spec, replaceable, retag
 from broker.experiments.validation import parse_experiment_spec
@@ -180,8 +181,10 @@ class WorkloadService:
         default_namespace: str,
         planner: Planner,
         on_submitted: Callable[[], None] = lambda: None,
+        limits: LimitsConfig | None = None,
     ) -> None:
         self.db = db
+        self.limits = limits or LimitsConfig()
         self.registry = registry
         self.ids = ids
         self.default_namespace = default_namespace
@@ -214,7 +217,7 @@ class ExperimentService(WorkloadService):
         Raises 400 for a bad spec, 403 when the user may not submit in the namespace, and 422
         when no registered cluster could ever take the work (the message says why for each).
         """
-        spec = parse_experiment_spec(document, clusters=self.cluster_names())
+        spec = parse_experiment_spec(document, clusters=self.cluster_names(), limits=self.limits)
         namespace, decision = self.dry_run(spec, guard)
         return spec, namespace, decision
 
@@ -264,7 +267,9 @@ class ExperimentService(WorkloadService):
         the fields otherwise). ``meta.namespace`` defaults to the experiment's and cannot change.
         """
         row = await self.get(experiment_id, guard, "submit")
-        spec = parse_experiment_spec(in_namespace(document, row.namespace), clusters=self.cluster_names())
+        spec = parse_experiment_spec(
+            in_namespace(document, row.namespace), clusters=self.cluster_names(), limits=self.limits
+        )
         if spec.meta.namespace != row.namespace:
             raise Conflict(
                 f"meta.namespace: experiment {experiment_id} is in namespace {row.namespace} and stays "

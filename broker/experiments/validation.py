@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from broker.config.models import LimitsConfig
 from broker.errors import BadRequest, FieldProblem, problems_message
 from runtimes.notebook import NotebookSpec
 from runtimes.spec import ExperimentSpec, SpecFieldError, cross_field_problems
@@ -44,6 +45,52 @@ def _cluster_problem(document: dict[str, Any], clusters: Collection[str] | None)
     return [FieldProblem("meta.placement.cluster", f"unknown cluster '{wanted}' (known: {known})")]
 
 
+def _count(value: object) -> int | None:
+    """A replica count as pydantic reads it (an int, a whole float, a string of digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    digits = value.strip() if isinstance(value, str) else ""
+    if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+        return int(digits)
+    return None
+
+
+def _replica_problems(document: dict[str, Any], limits: LimitsConfig) -> list[FieldProblem]:
+    """Roles with more replicas than ``limits.max_replicas_per_role``, and an experiment with more
+    than ``limits.max_replicas_per_workload`` in all (a role without ``replicas`` has one)."""
+    roles = document.get("spec")
+    if not isinstance(roles, dict):
+        return []
+    problems: list[FieldProblem] = []
+    total = 0
+    for role, task in roles.items():
+        count = _count(task.get("replicas", 1)) if isinstance(task, dict) else None
+        if count is None or count < 1:
+            continue  # the field check names it
+        total += count
+        if count > limits.max_replicas_per_role:
+            problems.append(
+                FieldProblem(
+                    f"spec.{role}.replicas",
+                    f"at most {limits.max_replicas_per_role} replicas per role "
+                    f"(limits.max_replicas_per_role), not {count}",
+                )
+            )
+    if total > limits.max_replicas_per_workload:
+        problems.append(
+            FieldProblem(
+                "spec",
+                f"{total} replicas in all; at most {limits.max_replicas_per_workload} per experiment "
+                "(limits.max_replicas_per_workload)",
+            )
+        )
+    return problems
+
+
 def _all_problems(
     model: type[BaseModel], document: dict[str, Any], exc: ValidationError
 ) -> list[FieldProblem]:
@@ -62,14 +109,20 @@ def _all_problems(
 
 
 def validate_document(
-    model: type[M], document: dict[str, Any], what: str, *, clusters: Collection[str] | None = None
+    model: type[M],
+    document: dict[str, Any],
+    what: str,
+    *,
+    clusters: Collection[str] | None = None,
+    limits: LimitsConfig | None = None,
 ) -> M:
     """Validate ``document`` as ``model``; a :class:`BadRequest` naming every bad field.
 
     ``what`` names the document in the message (``experiment``, ``notebook``):
     ``Invalid experiment spec: meta.foo: unknown field; spec.Worker.replicas: ...``, with each
     problem also in the error's ``problems`` (the envelope's ``attributes.errors``). With
-    ``clusters`` (the registered names), ``meta.placement.cluster`` must be one of them.
+    ``clusters`` (the registered names), ``meta.placement.cluster`` must be one of them; with
+    ``limits``, an experiment's replicas must be within them.
     """
     spec: M | None = None
     try:
@@ -79,16 +132,22 @@ def validate_document(
     else:
         problems = []
     problems += _cluster_problem(document, clusters)
+    if limits is not None and issubclass(model, ExperimentSpec):
+        problems += [p for p in _replica_problems(document, limits) if p not in problems]
     if spec is None or problems:
         raise BadRequest(problems_message(f"Invalid {what} spec", problems), problems=problems)
     return spec
 
 
 def parse_experiment_spec(
-    document: dict[str, Any], *, clusters: Collection[str] | None = None
+    document: dict[str, Any],
+    *,
+    clusters: Collection[str] | None = None,
+    limits: LimitsConfig | None = None,
 ) -> ExperimentSpec:
-    """Validate a Submarine ExperimentSpec; raises :class:`BadRequest` naming every bad field."""
-    return validate_document(ExperimentSpec, document, "experiment", clusters=clusters)
+    """Validate a Submarine ExperimentSpec; raises :class:`BadRequest` naming every bad field
+    (replicas past ``limits`` too)."""
+    return validate_document(ExperimentSpec, document, "experiment", clusters=clusters, limits=limits)
 
 
 def parse_notebook_spec(document: dict[str, Any], *, clusters: Collection[str] | None = None) -> NotebookSpec:

@@ -8,7 +8,7 @@ from typing import Any
 from broker.store.models import Event, Experiment
 from clusters.base import ReplicaLog
 from runtimes.resources import resource_map
-from runtimes.spec import ExperimentSpec
+from runtimes.spec import FRAMEWORK_ROLES, ExperimentSpec
 
 #: What a secret (a git password) is shown as.
 SECRET_MASK = "******"
@@ -73,9 +73,15 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 def replica_names(stored: dict[str, Any]) -> list[str]:
-    """``chief-0``, ``worker-0``, …: every replica a spec asks for, primary first."""
-    spec = ExperimentSpec.model_validate({**stored, "meta": {**stored["meta"], "experimentId": None}})
-    return [f"{role.lower()}-{i}" for role, task in spec.ordered_roles() for i in range(task.replicas)]
+    """``chief-0``, ``worker-0``, …: every replica a stored spec asks for, primary first.
+
+    Read from the stored document, not validated again: a row stored before a check was added
+    (a NUL in a variable, an infinite grace period) still lists its replicas."""
+    order = FRAMEWORK_ROLES.get(stored["meta"]["framework"], ())
+    roles = sorted(
+        stored["spec"].items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)
+    )
+    return [f"{role.lower()}-{i}" for role, task in roles for i in range(int(task.get("replicas", 1)))]
 
 
 def log_json(experiment_id: str, logs: list[ReplicaLog]) -> dict[str, Any]:
