@@ -152,7 +152,8 @@ def test_work_no_cluster_could_ever_take_is_rejected(secured) -> None:
     answer = c["alice"].post("/experiment", json=spec)
     assert answer.status_code == 422 and "gpu" in answer.json()["message"], answer.text
     huge = python_spec("pass")
-    huge["spec"]["Worker"]["replicas"] = 500
+    huge["spec"]["Worker"]["replicas"] = 100
+    huge["spec"]["Worker"]["resources"] = "cpu=64"
     answer = c["alice"].post("/experiment", json=huge)
     assert answer.status_code == 422 and "in all" in answer.json()["message"], answer.text
 
