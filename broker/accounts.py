@@ -4,6 +4,10 @@ A user row is an identity; what a user may do lives in the policy (``g`` lines m
 member of a team or an admin, ``p`` lines grant or deny). Tokens look like
 ``sbk_<id>_<secret>``; only the SHA-256 of the secret is stored, so a database leak does not leak
 working tokens, and the id lets a token be found without scanning.
+
+A token is checked against its row on every request (:func:`authenticate`), so a revocation binds
+every broker sharing the database at once; its ``last_used_at`` is written at most once a minute.
+Revoked tokens keep their row (who had access, and until when).
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from broker.policy_store import _apply
@@ -25,6 +30,9 @@ from policies.lines import parse_lines
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$")
 _TEAM = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _TOKEN = re.compile(r"^sbk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})$")
+_TOKEN_ID = re.compile(r"^[0-9a-f]{12}$")
+#: ``last_used_at`` is written when it is at least this old (or unset): not on every request.
+LAST_USED_PRECISION = timedelta(seconds=60)
 
 
 class AccountError(ValueError):
@@ -84,6 +92,32 @@ def create_token(session: Session, user: str) -> NewToken:
 
 def user_for_token(session: Session, token: str) -> str | None:
     """The user a token belongs to, or None for an unknown, malformed or revoked token."""
+    row = _live_token(session, token)
+    return row.user if row is not None else None
+
+
+def authenticate(session: Session, token: str, *, at: datetime | None = None) -> str | None:
+    """:func:`user_for_token`, recording the use: ``last_used_at`` becomes ``at`` (default now) when
+    it is unset or older than :data:`LAST_USED_PRECISION`, so a busy token costs one write a minute.
+
+    The write is conditional, so brokers sharing the database do not each write it in that minute."""
+    row = _live_token(session, token)
+    if row is None:
+        return None
+    stamp = at or now()
+    cutoff = stamp - LAST_USED_PRECISION
+    if row.last_used_at is None or row.last_used_at <= cutoff:
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.id == row.id)
+            .where(or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= cutoff))
+            .values(last_used_at=stamp)
+            .execution_options(synchronize_session=False)
+        )
+    return row.user
+
+
+def _live_token(session: Session, token: str) -> ApiToken | None:
     match = _TOKEN.match(token)
     if not match:
         return None
@@ -92,7 +126,36 @@ def user_for_token(session: Session, token: str) -> str | None:
         return None
     if not hmac.compare_digest(row.secret_hash, _hash(match.group(2))):
         return None
-    return row.user
+    return row
+
+
+def token_id_of(text: str) -> str:
+    """The token id in ``text``: an id (12 hex digits) or a whole token (``sbk_<id>_<secret>``)."""
+    match = _TOKEN.match(text)
+    return match.group(1) if match else text
+
+
+def list_tokens(session: Session, *, user: str | None = None, revoked: bool = False) -> list[ApiToken]:
+    """Tokens, oldest first: ``user``'s (None: everyone's), live ones only unless ``revoked``."""
+    query = select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)
+    if user is not None:
+        query = query.where(ApiToken.user == user)
+    if not revoked:
+        query = query.where(ApiToken.revoked_at.is_(None))
+    return list(session.scalars(query).all())
+
+
+def find_token(session: Session, token_id: str) -> ApiToken | None:
+    """The token row with id ``token_id`` (revoked or not), None for an unknown or malformed id."""
+    return session.get(ApiToken, token_id) if _TOKEN_ID.match(token_id) else None
+
+
+def revoke_token(session: Session, row: ApiToken) -> bool:
+    """Revoke ``row`` from now on; False when it was revoked already (its time is kept)."""
+    if row.revoked_at is not None:
+        return False
+    row.revoked_at = now()
+    return True
 
 
 def list_users(session: Session) -> list[User]:

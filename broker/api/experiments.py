@@ -7,7 +7,7 @@ import re
 from starlette.requests import Request
 from starlette.routing import Route
 
-from broker.api.access import Guard
+from broker.api.access import Guard, public
 from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest
@@ -43,6 +43,7 @@ def int_param(
     return int(raw)
 
 
+@public
 async def ping(request: Request) -> EnvelopeResponse:
     return ok("Pong")
 
