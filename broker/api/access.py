@@ -176,7 +176,7 @@ async def _unauthenticated(scope: Scope, receive: Receive, send: Send, *, tried:
         target = quote(path + ("?" + query if query else ""), safe="")
         await RedirectResponse(f"{SIGN_IN_PATH}?next={target}", status_code=303)(scope, receive, send)
         return
-    what = "unknown or revoked" if tried else "missing"
+    what = "missing or unknown API token" + (" (the one sent is unknown or revoked)" if tried else "")
     if path.startswith(COOKIE_PATHS):
         where = f" (in a browser: sign in at {SIGN_IN_PATH})"
     elif _cookie(scope) is not None:
@@ -188,7 +188,7 @@ async def _unauthenticated(scope: Scope, receive: Receive, send: Send, *, tried:
         receive,
         send,
         401,
-        f"{what} API token: send 'Authorization: Bearer <token>'{where} "
+        f"{what}: send 'Authorization: Bearer <token>'{where} "
         "(an admin creates one with: submarine-broker token create NAME)",
     )
 

@@ -71,7 +71,7 @@ async def revoke_api_token(request: Request) -> EnvelopeResponse:
 
     found, changed = await request.app.state.broker.db.run(revoke)
     message = f"token {token_id} revoked" if changed else f"token {token_id} was revoked already"
-    return ok(found, message=message)
+    return ok(found, message=message, attributes={"changed": changed})
 
 
 routes = [
