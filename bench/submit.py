@@ -349,10 +349,10 @@ def make_servers(root: Path, auth: str = "none") -> tuple[Server, Server]:
 
 
 def _make_token(config: Path) -> str:
-    """A user ``bench`` in the broker's database and a token of its, made as an admin would."""
+    """A user ``bench`` of team ``default`` (the namespace of the document) and a token of its, made as an admin would."""
     base = [sys.executable, "-m", "broker"]
     subprocess.run(
-        [*base, "user", "add", "bench", "--team", "bench", "--config", str(config)],
+        [*base, "user", "add", "bench", "--team", "default", "--config", str(config)],
         check=True,
         capture_output=True,
         cwd=REPO,

@@ -96,25 +96,48 @@ def user_for_token(session: Session, token: str) -> str | None:
     return row.user if row is not None else None
 
 
-def authenticate(session: Session, token: str, *, at: datetime | None = None) -> str | None:
-    """:func:`user_for_token`, recording the use: ``last_used_at`` becomes ``at`` (default now) when
-    it is unset or older than :data:`LAST_USED_PRECISION`, so a busy token costs one write a minute.
+@dataclass(frozen=True)
+class TokenUse:
+    """A live token as a request presents it: whose it is, and when it was last recorded used."""
 
-    The write is conditional, so brokers sharing the database do not each write it in that minute."""
+    user: str
+    token_id: str
+    last_used_at: datetime | None
+
+    def due(self, at: datetime) -> bool:
+        """Whether a use at ``at`` should be written (unset, or at least a minute old)."""
+        return self.last_used_at is None or self.last_used_at <= at - LAST_USED_PRECISION
+
+
+def check_token(session: Session, token: str) -> TokenUse | None:
+    """The live token ``token`` (one read by primary key, no write), None when unknown, malformed
+    or revoked."""
     row = _live_token(session, token)
-    if row is None:
+    return TokenUse(row.user, row.id, row.last_used_at) if row is not None else None
+
+
+def record_use(session: Session, token_id: str, at: datetime) -> None:
+    """Set ``last_used_at`` to ``at`` unless another request (on any broker) did within the minute."""
+    cutoff = at - LAST_USED_PRECISION
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id)
+        .where(or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= cutoff))
+        .values(last_used_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def authenticate(session: Session, token: str, *, at: datetime | None = None) -> str | None:
+    """:func:`user_for_token`, recording the use (:func:`record_use`) when it is due: a busy token
+    costs one write a minute, not one a request."""
+    use = check_token(session, token)
+    if use is None:
         return None
     stamp = at or now()
-    cutoff = stamp - LAST_USED_PRECISION
-    if row.last_used_at is None or row.last_used_at <= cutoff:
-        session.execute(
-            update(ApiToken)
-            .where(ApiToken.id == row.id)
-            .where(or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= cutoff))
-            .values(last_used_at=stamp)
-            .execution_options(synchronize_session=False)
-        )
-    return row.user
+    if use.due(stamp):
+        record_use(session, use.token_id, stamp)
+    return use.user
 
 
 def _live_token(session: Session, token: str) -> ApiToken | None:

@@ -18,8 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from broker.accounts import authenticate
-from broker.api.access import COOKIE_PATHS, SIGN_IN_PATH, TOKEN_COOKIE, cross_site, public
+from broker.api.access import COOKIE_PATHS, SIGN_IN_PATH, TOKEN_COOKIE, cross_site, public, user_of
 from broker.api.body import read_body
 from broker.api.envelope import error
 from broker.errors import ApiError
@@ -107,7 +106,7 @@ async def sign_in(request: Request) -> Response:
     token = fields.get("token", "").strip()
     if broker.config.auth == "none":
         return RedirectResponse(next_path or SIGN_IN_PATH, status_code=303)
-    user = await broker.db.run(lambda s: authenticate(s, token)) if token else None
+    user = await user_of(broker.db, token) if token else None
     if user is None:
         return _page("Unknown or revoked API token: try again.", next_path, status=401)
     answer: Response = (

@@ -5,7 +5,9 @@ the event loop and commits it. SQLite gets a single writer thread (many threads 
 write lock give a far worse tail than one, see ../shared/reference/run-here.md §7) that commits
 whatever units of work queued up meanwhile together, each in its own savepoint: one fsync-bound
 commit then serves a burst of submissions, and a unit that fails rolls back alone.
-PostgreSQL gets a pool of threads, one transaction per unit.
+PostgreSQL gets a pool of threads, one transaction per unit. :meth:`Database.read` runs read-only
+work beside the writer (WAL lets SQLite readers run while it writes), so a lookup every request
+makes (an API token) never waits in the writer's queue behind commits.
 """
 
 from __future__ import annotations
@@ -153,6 +155,9 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = _GroupCommitWriter(self.sessions) if self.is_sqlite else None
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(8, thread_name_prefix="db")
+        self._readers = (
+            ThreadPoolExecutor(4, thread_name_prefix="db-read") if self.is_sqlite else self._executor
+        )
 
     def session(self) -> Session:
         """A new session for synchronous callers (the CLI, tests, migrations)."""
@@ -170,10 +175,25 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.call, fn)
 
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """Run read-only ``fn(session)`` off the event loop in a transaction of its own, beside the
+        writer; it sees everything committed when it starts, and whatever it changes is rolled back."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read, fn)
+
+    def _read(self, fn: Callable[[Session], T]) -> T:
+        with self.sessions() as session:
+            try:
+                return fn(session)
+            finally:
+                session.rollback()
+
     def dispose(self) -> None:
         """Finish queued work, close every connection and stop the threads."""
         if self._writer is not None:
             self._writer.close()
+        if self._readers is not None and self._readers is not self._executor:
+            self._readers.shutdown(wait=True)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self.engine.dispose()
