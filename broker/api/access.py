@@ -91,9 +91,19 @@ class AuthenticationMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._public: list[BaseRoute] | None = None  # the app's public routes, found at the first call
+
+    def _is_public(self, scope: Scope) -> bool:
+        """:func:`is_public`, resolving the whole table only for a path a public route matches."""
+        routes = scope["app"].routes
+        if self._public is None:
+            self._public = [r for r in routes if is_public_endpoint(getattr(r, "endpoint", None))]
+        if not any(route.matches(scope)[0] is Match.FULL for route in self._public):
+            return False
+        return is_public(routes, scope)  # an earlier route may take it first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or is_public(scope["app"].routes, scope):
+        if scope["type"] not in ("http", "websocket") or self._is_public(scope):
             await self.app(scope, receive, send)
             return
         broker = scope["app"].state.broker
