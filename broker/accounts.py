@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from broker.policy_store import _apply
@@ -92,8 +92,8 @@ def create_token(session: Session, user: str) -> NewToken:
 
 def user_for_token(session: Session, token: str) -> str | None:
     """The user a token belongs to, or None for an unknown, malformed or revoked token."""
-    row = _live_token(session, token)
-    return row.user if row is not None else None
+    use = check_token(session, token)
+    return use.user if use is not None else None
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,23 @@ class TokenUse:
         return self.last_used_at is None or self.last_used_at <= at - LAST_USED_PRECISION
 
 
-def check_token(session: Session, token: str) -> TokenUse | None:
+_LOOKUP = select(ApiToken.user, ApiToken.secret_hash, ApiToken.revoked_at, ApiToken.last_used_at).where(
+    ApiToken.id == bindparam("token_id")
+)
+
+
+def check_token(conn: Connection | Session, token: str) -> TokenUse | None:
     """The live token ``token`` (one read by primary key, no write), None when unknown, malformed
-    or revoked."""
-    row = _live_token(session, token)
-    return TokenUse(row.user, row.id, row.last_used_at) if row is not None else None
+    or revoked. A plain statement, no ORM object: every request pays for it."""
+    match = _TOKEN.match(token)
+    if not match:
+        return None
+    row = conn.execute(_LOOKUP, {"token_id": match.group(1)}).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.secret_hash, _hash(match.group(2))):
+        return None
+    return TokenUse(row.user, match.group(1), row.last_used_at)
 
 
 def record_use(session: Session, token_id: str, at: datetime) -> None:
@@ -138,18 +150,6 @@ def authenticate(session: Session, token: str, *, at: datetime | None = None) ->
     if use.due(stamp):
         record_use(session, use.token_id, stamp)
     return use.user
-
-
-def _live_token(session: Session, token: str) -> ApiToken | None:
-    match = _TOKEN.match(token)
-    if not match:
-        return None
-    row = session.get(ApiToken, match.group(1))
-    if row is None or row.revoked_at is not None:
-        return None
-    if not hmac.compare_digest(row.secret_hash, _hash(match.group(2))):
-        return None
-    return row
 
 
 def token_id_of(text: str) -> str:
