@@ -18,12 +18,14 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from broker.policy_store import _apply
 from broker.state import now
+from broker.store.database import Database
 from broker.store.models import ApiToken, Team, User
 from policies.lines import parse_lines
 
@@ -116,16 +118,30 @@ _LOOKUP = select(ApiToken.user, ApiToken.secret_hash, ApiToken.revoked_at, ApiTo
 
 def check_token(conn: Connection | Session, token: str) -> TokenUse | None:
     """The live token ``token`` (one read by primary key, no write), None when unknown, malformed
-    or revoked. A plain statement, no ORM object: every request pays for it."""
+    or revoked."""
     match = _TOKEN.match(token)
     if not match:
         return None
     row = conn.execute(_LOOKUP, {"token_id": match.group(1)}).first()
-    if row is None or row.revoked_at is not None:
+    return _verified(match, tuple(row) if row is not None else None)
+
+
+async def lookup_token(db: Database, token: str) -> TokenUse | None:
+    """:func:`check_token` for the server, on every request: a plain statement, no ORM object, read
+    beside the writer (on SQLite without leaving the event loop: :meth:`Database.first`)."""
+    match = _TOKEN.match(token)
+    if not match:
         return None
-    if not hmac.compare_digest(row.secret_hash, _hash(match.group(2))):
+    return _verified(match, await db.first(_LOOKUP, {"token_id": match.group(1)}))
+
+
+def _verified(match: re.Match[str], row: tuple[Any, ...] | None) -> TokenUse | None:
+    if row is None:
         return None
-    return TokenUse(row.user, match.group(1), row.last_used_at)
+    user, secret_hash, revoked_at, last_used_at = row
+    if revoked_at is not None or not hmac.compare_digest(secret_hash, _hash(match.group(2))):
+        return None
+    return TokenUse(user, match.group(1), last_used_at)
 
 
 def record_use(session: Session, token_id: str, at: datetime) -> None:

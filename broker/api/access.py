@@ -31,7 +31,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from broker.accounts import check_token, record_use
+from broker.accounts import lookup_token, record_use
 from broker.api.envelope import error
 from broker.errors import ApiError, NotFound
 from broker.policy_store import BUILTIN_ADMIN
@@ -128,9 +128,9 @@ class AuthenticationMiddleware:
 
 
 async def user_of(db: Database, token: str) -> str | None:
-    """The user of a live ``token``: read beside the database writer on every request (a revocation
-    binds at once, on every broker); its use is written only when a minute has passed."""
-    use = await db.read(lambda s: check_token(s, token))
+    """The user of a live ``token``: read from the database on every request (a revocation binds at
+    once, on every broker); its use is written only when a minute has passed."""
+    use = await lookup_token(db, token)
     if use is None:
         return None
     stamp = now()

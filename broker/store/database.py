@@ -6,8 +6,9 @@ write lock give a far worse tail than one, see ../shared/reference/run-here.md Â
 whatever units of work queued up meanwhile together, each in its own savepoint: one fsync-bound
 commit then serves a burst of submissions, and a unit that fails rolls back alone.
 PostgreSQL gets a pool of threads, one transaction per unit. :meth:`Database.read` runs read-only
-work beside the writer (WAL lets SQLite readers run while it writes), so a lookup every request
-makes (an API token) never waits in the writer's queue behind commits.
+work beside the writer (WAL lets SQLite readers run while it writes), and :meth:`Database.first`
+reads one row for a lookup every request makes (an API token) without waiting in the writer's queue
+behind commits, on SQLite without even leaving the event loop's thread.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from broker.store.quick_read import UNAVAILABLE, QuickReads
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -158,6 +161,7 @@ class Database:
         self._readers = (
             ThreadPoolExecutor(4, thread_name_prefix="db-read") if self.is_sqlite else self._executor
         )
+        self._quick = QuickReads(self.engine)
 
     def session(self) -> Session:
         """A new session for synchronous callers (the CLI, tests, migrations)."""
@@ -189,10 +193,22 @@ class Database:
             finally:
                 conn.rollback()
 
+    async def first(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """The first row of a Core ``select`` of columns, as a tuple (None: no row). On a SQLite file
+        it is read on this thread (:mod:`broker.store.quick_read`), elsewhere through :meth:`read`."""
+        row = self._quick.first(statement, params)
+        if row is not UNAVAILABLE:
+            return row  # type: ignore[no-any-return]
+        found = await self.read(lambda conn: conn.execute(statement, dict(params)).first())
+        return tuple(found) if found is not None else None
+
     def dispose(self) -> None:
         """Finish queued work, close every connection and stop the threads."""
         if self._writer is not None:
             self._writer.close()
+        self._quick.close()
         if self._readers is not None and self._readers is not self._executor:
             self._readers.shutdown(wait=True)
         if self._executor is not None:
