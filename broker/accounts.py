@@ -5,8 +5,9 @@ member of a team or an admin, ``p`` lines grant or deny). Tokens look like
 ``sbk_<id>_<secret>``; only the SHA-256 of the secret is stored, so a database leak does not leak
 working tokens, and the id lets a token be found without scanning.
 
-A token is checked against its row on every request (:func:`authenticate`), so a revocation binds
-every broker sharing the database at once; its ``last_used_at`` is written at most once a minute.
+A token is checked against its row on every request (:func:`lookup_token`), so a revocation binds
+every broker sharing the database at once; its ``last_used_at`` is written at most once a minute
+(:func:`record_use`).
 Revoked tokens keep their row (who had access, and until when).
 """
 
