@@ -38,7 +38,7 @@ from broker.registry import ClusterRegistry, ClusterState
 from broker.scheduler.monitor import tracked_on
 from broker.state import ON_CLUSTER
 from broker.store.database import Database
-from broker.store.models import Experiment
+from broker.workloads.model import Workload
 from clusters.base import Handle
 from clusters.config import ClusterConfig
 
@@ -60,9 +60,7 @@ def experiments_on(db: Database) -> HasWork:
     async def has_work(name: str) -> bool:
         def query(session) -> bool:
             found = session.scalar(
-                select(Experiment.id)
-                .where(Experiment.cluster == name, Experiment.status.in_(ON_CLUSTER))
-                .limit(1)
+                select(Workload.id).where(Workload.cluster == name, Workload.status.in_(ON_CLUSTER)).limit(1)
             )
             return found is not None
 

@@ -10,6 +10,7 @@ from pydantic_core import ErrorDetails
 
 from broker.config.models import LimitsConfig
 from broker.errors import BadRequest, FieldProblem, problems_message
+from broker.workloads.kind import Kind
 from runtimes.notebook import NotebookSpec
 from runtimes.spec import ExperimentSpec, SpecFieldError, cross_field_problems
 
@@ -147,9 +148,9 @@ def parse_experiment_spec(
 ) -> ExperimentSpec:
     """Validate a Submarine ExperimentSpec; raises :class:`BadRequest` naming every bad field
     (replicas past ``limits`` too)."""
-    return validate_document(ExperimentSpec, document, "experiment", clusters=clusters, limits=limits)
+    return validate_document(ExperimentSpec, document, Kind.EXPERIMENT, clusters=clusters, limits=limits)
 
 
 def parse_notebook_spec(document: dict[str, Any], *, clusters: Collection[str] | None = None) -> NotebookSpec:
     """Validate a Submarine NotebookSpec; raises :class:`BadRequest` naming every bad field."""
-    return validate_document(NotebookSpec, document, "notebook", clusters=clusters)
+    return validate_document(NotebookSpec, document, Kind.NOTEBOOK, clusters=clusters)
