@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from broker.config.errors import ConfigError
 from broker.config.loader import cluster_files, load_cluster_file
@@ -48,17 +49,16 @@ HasWork = Callable[[str], Awaitable[bool]]
 ActiveHandles = Callable[[str], Awaitable[list[Handle]]]
 #: ``(key, reason)`` when this broker must refuse a valid cluster file, else None.
 Vet = Callable[[ClusterConfig], "tuple[str, str] | None"]
-#: Statuses in which an experiment holds (or is about to hold) work on its cluster.
 #: A file modified less than this long ago is re-read even when its mtime and size look unchanged.
 _RACY_NS = 3_000_000_000
 
 
-def experiments_on(db: Database) -> HasWork:
-    """``has_work(name)``: does any experiment hold work on cluster ``name`` (Accepted with that
+def workloads_on(db: Database) -> HasWork:
+    """``has_work(name)``: does any workload hold work on cluster ``name`` (Accepted with that
     cluster chosen, Created or Running)?"""
 
     async def has_work(name: str) -> bool:
-        def query(session) -> bool:
+        def query(session: Session) -> bool:
             found = session.scalar(
                 select(Workload.id).where(Workload.cluster == name, Workload.status.in_(ON_CLUSTER)).limit(1)
             )
@@ -70,7 +70,7 @@ def experiments_on(db: Database) -> HasWork:
 
 
 def handles_on(db: Database) -> ActiveHandles:
-    """``active_handles(name)``: the handles of the Created and Running experiments on ``name``."""
+    """``active_handles(name)``: the handles of the Created and Running workloads on ``name``."""
 
     async def active_handles(name: str) -> list[Handle]:
         return [Handle.from_json(t.handle) for t in await db.run(tracked_on(name))]

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from broker.api.app import build_app
 from broker.cluster_flags import ClusterFlags
-from broker.cluster_watch import ClusterWatch, Vet, experiments_on, handles_on
+from broker.cluster_watch import ClusterWatch, Vet, handles_on, workloads_on
 from broker.config import ConfigError
 from broker.config.loader import cluster_files, load_cluster_file
 from broker.config.models import BrokerConfig, NotebooksConfig
@@ -139,7 +139,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     cluster_watch = ClusterWatch(
         config.clusters_dir,
         registry,
-        has_work=experiments_on(db),
+        has_work=workloads_on(db),
         active_handles=handles_on(db),
         errors=errors,
         vet=host_user_vet(config),

@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker.errors import ApiError, Conflict, NotFound
-from broker.experiments.validation import parse_notebook_spec
 from broker.guard import Guard
 from broker.ids import IdGenerator
 from broker.notebooks.tokens import NotebookTokens
@@ -31,6 +30,7 @@ from broker.workloads.kind import Kind
 from broker.workloads.model import Workload
 from broker.workloads.rows import insert_accepted, new_attempt, new_row
 from broker.workloads.service import WorkloadService, attempt_logs, end_then_cancel
+from broker.workloads.validation import validate_document
 from clusters.base import ReplicaLog
 from clusters.errors import ClusterError
 from policies.placement import Decision
@@ -70,7 +70,7 @@ class NotebookService(WorkloadService):
 
     def check_submission(self, document: dict[str, Any], guard: Guard) -> tuple[NotebookSpec, str, Decision]:
         """Validate, authorise and dry-run place a NotebookSpec (400 / 403)."""
-        spec = parse_notebook_spec(document, clusters=self.cluster_names())
+        spec = validate_document(NotebookSpec, document, self.kind, clusters=self.cluster_names())
         namespace, decision = self.dry_run(spec, guard)
         return spec, namespace, decision
 
