@@ -88,7 +88,7 @@ class InProcessBroker:
             tokens=self.context.notebooks.tokens,
             transport=jupyter_transport(self.data_dir),
         )
-        self._run(self.context.registry.check_all())
+        self.run(self.context.registry.check_all())
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://broker/api/v1", timeout=60
         )
@@ -97,14 +97,15 @@ class InProcessBroker:
     def data_dir(self) -> str:
         return self.context.registry.data_dir
 
-    def _run(self, work: Any) -> Any:
+    def run(self, work: Any) -> Any:
+        """Run a coroutine (a service call, a loop pass) to its end on the broker's event loop."""
         return self._loop.run_until_complete(work)
 
     # REST
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """``method`` on ``/api/v1`` + ``path``, as httpx's ``request`` takes it."""
-        return self._run(self.client.request(method, path, **kwargs))
+        return self.run(self.client.request(method, path, **kwargs))
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)
@@ -125,23 +126,23 @@ class InProcessBroker:
 
     def dispatch(self) -> int:
         """One dispatch pass; how many workloads it submitted."""
-        return self._run(self.context.loops.dispatcher.run_once())
+        return self.run(self.context.loops.dispatcher.run_once())
 
     def monitor(self) -> None:
         """One monitor pass: every reachable cluster polled, what it says applied."""
-        self._run(self.context.loops.monitor.run_once())
+        self.run(self.context.loops.monitor.run_once())
 
     def check_health(self) -> None:
         """Every cluster's health checked now."""
-        self._run(self.context.registry.check_all(force=True))
+        self.run(self.context.registry.check_all(force=True))
 
     def failover(self) -> None:
         """One failover pass (lost clusters' work, then the orphan sweep of those that answer)."""
-        self._run(self.context.loops.failover.run_once())
+        self.run(self.context.loops.failover.run_once())
 
     def watch_notebooks(self) -> None:
         """One pass of the notebook watch (readiness, activity, idle culling)."""
-        self._run(self.notebook_watch.run_once())
+        self.run(self.notebook_watch.run_once())
 
     def tick(self) -> None:
         """What the loops do in one round: health, dispatch, monitor, failover."""
@@ -195,11 +196,11 @@ class InProcessBroker:
 
     def close(self, *, keep_clusters: bool = False) -> None:
         """Shut the broker down; the scripted clusters go too unless ``keep_clusters`` (a restart)."""
-        self._run(self.client.aclose())
-        self._run(self.notebook_watch.aclose())
+        self.run(self.client.aclose())
+        self.run(self.notebook_watch.aclose())
         if self.context.loops.notebook_watch is not None:
-            self._run(self.context.loops.notebook_watch.aclose())
-        self._run(self.context.registry.close())
+            self.run(self.context.loops.notebook_watch.aclose())
+        self.run(self.context.registry.close())
         self.context.db.dispose()
         self._loop.close()
         if not keep_clusters:
