@@ -11,6 +11,7 @@ import dataclasses
 from broker.notebooks.runtime import InterpreterProbe, NotebookRuntime, jupyter_problem
 from broker.policy_runtime import PolicyRuntime
 from broker.registry import ClusterRegistry, ClusterState
+from broker.workloads.kind import Kind
 from policies.placement import ClusterView, Decision, PlacementEngine, PlacementRequest
 from runtimes.notebook import NotebookSpec
 from runtimes.plan import ZERO, Resources
@@ -35,7 +36,7 @@ def placement_request(
             largest = each
     hints = spec.meta.placement
     return PlacementRequest(
-        workload_kind="experiment",
+        workload_kind=Kind.EXPERIMENT.value,
         namespace=namespace,
         user=user,
         total=total,
@@ -55,7 +56,7 @@ def notebook_request(
     each = parse_resources(spec.spec.resources)
     hints = spec.meta.placement
     return PlacementRequest(
-        workload_kind="notebook",
+        workload_kind=Kind.NOTEBOOK.value,
         namespace=namespace,
         user=user,
         total=each,
@@ -114,14 +115,14 @@ class Planner:
         """The cluster as placement sees it: refused for a namespace it takes no work of (a local
         cluster whose run_as names no user for it) and, for a notebook, where Jupyter is missing."""
         view = cluster.view()
-        kind = "notebook" if isinstance(spec, NotebookSpec) else "experiment"
+        kind = Kind.NOTEBOOK.value if isinstance(spec, NotebookSpec) else Kind.EXPERIMENT.value
         refusal = cluster.adapter.refuses_namespace(namespace)
         if refusal:
             return dataclasses.replace(view, cannot_run={kind: refusal})
         if isinstance(spec, NotebookSpec) and self.notebooks is not None:
             problem = jupyter_problem(self.notebooks, cluster, self.probe)
             if problem:
-                return dataclasses.replace(view, cannot_run={"notebook": problem})
+                return dataclasses.replace(view, cannot_run={kind: problem})
         return view
 
     def home_namespace(self, user: str) -> str | None:

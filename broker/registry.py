@@ -1,8 +1,9 @@
 """The live cluster registry: adapters built from cluster configs, with their latest condition.
 
 The registry holds no database state: a cluster's condition is what its health checks said plus
-the admin flags (cordon, drain) and whether its file is gone. Those flags live in this process
-only (each broker replica keeps its own).
+the admin flags (cordon, drain) and whether its file is gone. The flags are stored in the
+database and copied here by :class:`broker.cluster_flags.ClusterFlags`, so every broker replica
+honours them.
 
 Health checks back off after failures: the n-th failure in a row schedules the next check
 ``health_interval × 2^(n-1)`` seconds later (at most :data:`MAX_BACKOFF`); a success resets it.

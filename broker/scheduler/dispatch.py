@@ -22,7 +22,8 @@ from broker.planner import Planner
 from broker.registry import ClusterRegistry, ClusterState
 from broker.state import FailureCategory, IllegalTransition, Status, now, record, transition
 from broker.store.database import Database
-from broker.store.models import Experiment
+from broker.workloads.kind import Kind
+from broker.workloads.model import Workload
 from clusters.base import Capability, Handle
 from clusters.errors import ClusterError, SubmitRejected
 from runtimes.frameworks import build_plan
@@ -50,7 +51,7 @@ class Pending:
     status_message: str | None
     tries: int
     refused_by: frozenset[str]
-    kind: str = "experiment"
+    kind: str = Kind.EXPERIMENT.value
     #: A notebook's Jupyter token as stored (encrypted).
     access_token: str | None = None
 
@@ -58,12 +59,12 @@ class Pending:
 def _pending(session: Session) -> list[Pending]:
     stamp = now()
     rows = session.scalars(
-        select(Experiment)
+        select(Workload)
         .where(
-            Experiment.status == Status.ACCEPTED.value,
-            or_(Experiment.next_dispatch_at.is_(None), Experiment.next_dispatch_at <= stamp),
+            Workload.status == Status.ACCEPTED.value,
+            or_(Workload.next_dispatch_at.is_(None), Workload.next_dispatch_at <= stamp),
         )
-        .order_by(Experiment.priority.desc(), Experiment.accepted_at, Experiment.id)
+        .order_by(Workload.priority.desc(), Workload.accepted_at, Workload.id)
         .limit(BATCH)
     ).all()
     return [
@@ -149,7 +150,7 @@ class Dispatcher:
     async def _dispatch(self, item: Pending) -> bool:
         spec: ExperimentSpec | NotebookSpec = (
             NotebookSpec.model_validate(item.spec)
-            if item.kind == "notebook"
+            if item.kind == Kind.NOTEBOOK
             else ExperimentSpec.model_validate(item.spec)
         )
         cluster = self.registry.get(item.cluster) if item.cluster else None
@@ -197,7 +198,7 @@ class Dispatcher:
             summary = decision.summary
 
             def wait(session: Session) -> None:
-                row = session.get(Experiment, item.id)
+                row = session.get(Workload, item.id)
                 if row is None or row.status != Status.ACCEPTED.value or row.uid != item.uid:
                     return
                 row.placement = placed
@@ -210,12 +211,12 @@ class Dispatcher:
 
         def claim(session: Session) -> bool:
             result = session.execute(
-                update(Experiment)
+                update(Workload)
                 .where(
-                    Experiment.id == item.id,
-                    Experiment.status == Status.ACCEPTED.value,
-                    Experiment.cluster.is_(None),
-                    Experiment.uid == item.uid,  # a patch replaced the spec since we read it: not ours
+                    Workload.id == item.id,
+                    Workload.status == Status.ACCEPTED.value,
+                    Workload.cluster.is_(None),
+                    Workload.uid == item.uid,  # a patch replaced the spec since we read it: not ours
                 )
                 .values(
                     cluster=decision.chosen, placement=decision.to_json(), status_message=decision.summary
@@ -223,7 +224,7 @@ class Dispatcher:
             )
             if result.rowcount != 1:
                 return False
-            row = session.get(Experiment, item.id)
+            row = session.get(Workload, item.id)
             record(session, row, f"placed on {decision.chosen}")
             return True
 
@@ -233,7 +234,7 @@ class Dispatcher:
 
     async def _release(self, item: Pending, message: str) -> None:
         def release(session: Session) -> None:
-            row = session.get(Experiment, item.id)
+            row = session.get(Workload, item.id)
             if row is not None and row.status == Status.ACCEPTED.value and row.uid == item.uid:
                 row.cluster = None
                 record(session, row, message)
@@ -245,7 +246,7 @@ class Dispatcher:
             return
 
         def note(session: Session) -> None:
-            row = session.get(Experiment, item.id)
+            row = session.get(Workload, item.id)
             if row is not None and row.status == Status.ACCEPTED.value:
                 row.status_message = message
                 record(session, row, message)
@@ -257,7 +258,7 @@ class Dispatcher:
         delay = min(self.backoff_max, 2.0 ** min(tries, 10))
 
         def refuse(session: Session) -> None:
-            row = session.get(Experiment, item.id)
+            row = session.get(Workload, item.id)
             if row is None or row.status != Status.ACCEPTED.value:
                 return
             row.dispatch_tries = tries
@@ -284,7 +285,7 @@ class Dispatcher:
         self, item: Pending, cluster: ClusterState, handle: Handle, image_note: str | None
     ) -> bool:
         def save(session: Session) -> bool:
-            row = session.get(Experiment, item.id, with_for_update=True)
+            row = session.get(Workload, item.id, with_for_update=True)
             if row is None or row.status != Status.ACCEPTED.value:
                 return False
             row.handle = handle.to_json()
