@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from clusters.config import ClusterConfig
-from runtimes.plan import ZERO, Addressing, LaunchPlan, Resources
+from runtimes.plan import ZERO, Addressing, LaunchPlan, Resources, decider_names
 
 
 class Capability(enum.Flag):
@@ -221,8 +221,9 @@ class ClusterAdapter(ABC):
 def summarise(uid: str, plan_success_roles: Sequence[str], replicas: Sequence[ReplicaStatus]) -> Observation:
     """Fold per-replica states into one workload observation (gang semantics).
 
-    Any replica failed → FAILED, naming the replica and its exit code. Every replica of the
-    success roles exited 0 → SUCCEEDED (the others are then stopped by the broker). Any replica
+    Any replica failed → FAILED, naming the replica and its exit code. Every replica that decides
+    the run (:func:`runtimes.plan.decider_names`: those of the success roles, else all) exited 0 →
+    SUCCEEDED (the others are then stopped by the broker). Any replica
     unknown → UNKNOWN. Otherwise RUNNING once every replica runs or has finished, else PENDING.
     """
     failed = [r for r in replicas if r.phase is Phase.FAILED]
@@ -233,8 +234,8 @@ def summarise(uid: str, plan_success_roles: Sequence[str], replicas: Sequence[Re
             f"exited with code {first.exit_code}" if first.exit_code is not None else "failed"
         )
         return Observation(uid, Phase.FAILED, f"replica {first.name} {detail}", category, tuple(replicas))
-    deciders = [r for r in replicas if r.name.rsplit("-", 1)[0] in {x.lower() for x in plan_success_roles}]
-    if deciders and all(r.phase is Phase.SUCCEEDED for r in deciders):
+    deciders = set(decider_names([r.name for r in replicas], plan_success_roles))
+    if deciders and all(r.phase is Phase.SUCCEEDED for r in replicas if r.name in deciders):
         return Observation(uid, Phase.SUCCEEDED, "all replicas finished", None, tuple(replicas))
     if any(r.phase is Phase.UNKNOWN for r in replicas):
         return Observation(uid, Phase.UNKNOWN, "some replicas are in an unknown state", None, tuple(replicas))

@@ -82,12 +82,12 @@ from runtimes.ray_launcher import (
     STOP_GRACE,
     WORKDIR_BASE_ENV,
     WORKDIR_KEY,
-    PlaceholderAddressing,
     decode_plan,
     encode_plan,
     find_endpoint,
     serving_replica,
 )
+from runtimes.rendezvous import PlaceholderAddressing
 
 #: The metadata key every job of this broker carries (the origin label of the orphan sweep).
 BROKER_MARK = "submarine-broker"

@@ -36,7 +36,7 @@ from clusters.slurm.jobdir import JobDir
 from clusters.slurm.script import MIB, comment_fields, job_name, job_request
 from clusters.slurm.states import TERMINAL, slurm_state
 from runtimes.plan import LaunchPlan, Resources
-from runtimes.ray_launcher import PlaceholderAddressing
+from runtimes.rendezvous import PlaceholderAddressing
 from runtimes.slurm_task import TERMINATED
 
 
