@@ -115,11 +115,7 @@ class ClusterState:
     @property
     def free(self) -> Resources:
         base = self.health.free if self.health else ZERO
-        return Resources(
-            cpu=max(0.0, base.cpu - self.reserved.cpu),
-            memory=max(0, base.memory - self.reserved.memory),
-            gpu=max(0, base.gpu - self.reserved.gpu),
-        )
+        return base.minus(self.reserved)
 
     @property
     def running(self) -> int:

@@ -59,6 +59,16 @@ class Handle:
     def from_json(cls, data: dict[str, Any]) -> Handle:
         return cls(uid=data["uid"], state=dict(data.get("state") or {}))
 
+    @classmethod
+    def for_plan(cls, plan: LaunchPlan, **state: Any) -> Handle:
+        """The handle of ``plan``'s attempt: its replica names (plan order, primary first) and
+        success roles, which polls and logs read back after a restart, plus the kind's ``state``."""
+        common: dict[str, Any] = {
+            "replicas": [r.name for r in plan.replicas],
+            "success_roles": list(plan.success_roles),
+        }
+        return cls(plan.uid, {**common, **state})
+
 
 @dataclass(frozen=True)
 class ReplicaStatus:

@@ -120,13 +120,7 @@ class BatchAdapter(ClusterAdapter):
 
     def handle_for(self, plan: LaunchPlan, job_id: str) -> Handle:
         """The handle the broker stores for ``plan``'s job ``job_id``."""
-        state: dict[str, Any] = {
-            "job_id": str(job_id),
-            "replicas": [r.name for r in plan.replicas],
-            "success_roles": list(plan.success_roles),
-        }
-        state.update(self.extra_state(plan, str(job_id)))
-        return Handle(plan.uid, state)
+        return Handle.for_plan(plan, job_id=str(job_id), **self.extra_state(plan, str(job_id)))
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
         """One ``query_jobs`` for every handle; a job the scheduler does not know is NOT_FOUND

@@ -75,7 +75,6 @@ class KubernetesAdapter(Submitting, Observing, ClusterAdapter):
         return self._capacity(core)
 
     def _capacity(self, core: Any) -> Health:
-        override = self.config.capacity
         try:
             nodes = self._json(core.list_node).get("items") or []
         except (Refused, ClusterUnreachable) as exc:  # a namespaced role may not list nodes
@@ -109,16 +108,9 @@ class KubernetesAdapter(Submitting, Observing, ClusterAdapter):
                 used_cpu += quantity(requests.get("cpu"))
                 used_mem += quantity(requests.get("memory"))
                 used_gpu += quantity(requests.get(m.GPU_RESOURCE))
-        total = Resources(
-            cpu=override.cpu if override.cpu is not None else float(cpu),
-            memory=override.memory if override.memory is not None else int(mem),
-            gpu=override.gpu if override.gpu is not None else int(gpu),
-        )
-        free = Resources(
-            cpu=max(0.0, total.cpu - float(used_cpu)),
-            memory=max(0, total.memory - int(used_mem)),
-            gpu=max(0, total.gpu - int(used_gpu)),
-        )
+        total = self.config.capacity.apply(Resources(cpu=float(cpu), memory=int(mem), gpu=int(gpu)))
+        used = Resources(cpu=float(used_cpu), memory=int(used_mem), gpu=int(used_gpu))
+        free = total.minus(used)
         return Health(reachable=True, total=total, free=free, running=running)
 
     async def close(self) -> None:

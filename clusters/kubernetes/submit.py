@@ -55,13 +55,7 @@ class Submitting(KubeObjects):
     # -- submit --------------------------------------------------------------------------------
 
     def _handle(self, plan: LaunchPlan, shape: str) -> Handle:
-        state: dict[str, Any] = {
-            "shape": shape,
-            "namespace": self._ns,
-            "name": m.base_name(plan.uid),
-            "replicas": [r.name for r in plan.replicas],
-            "success_roles": list(plan.success_roles),
-        }
+        state: dict[str, Any] = {"shape": shape, "namespace": self._ns, "name": m.base_name(plan.uid)}
         if shape == KUBEFLOW:
             kind = m.KUBEFLOW_KINDS[plan.framework]
             state.update(kind=kind.kind, plural=kind.plural)
@@ -70,7 +64,7 @@ class Submitting(KubeObjects):
             state.update(
                 jobs={r.lower(): m.job_name(plan.uid, r) for r in roles}, service=m.service_name(plan.uid)
             )
-        return Handle(plan.uid, state)
+        return Handle.for_plan(plan, **state)
 
     async def submit(self, plan: LaunchPlan) -> Handle:
         """Create the attempt's objects; a 409 adopts an object only when its uid label is the plan's."""
@@ -142,18 +136,16 @@ class Submitting(KubeObjects):
         self._create_all(plan, objects)
         name = m.base_name(plan.uid)
         claim = next((body["metadata"]["name"] for what, body in objects if what == "pvc"), None)
-        state: dict[str, Any] = {
-            "shape": NOTEBOOK,
-            "api": api,
-            "namespace": self._ns,
-            "name": name,
-            "service": name,
-            "secret": name,
-            "claim": claim,
-            "replicas": [r.name for r in plan.replicas],
-            "success_roles": list(plan.success_roles),
-        }
-        return Handle(plan.uid, state)
+        return Handle.for_plan(
+            plan,
+            shape=NOTEBOOK,
+            api=api,
+            namespace=self._ns,
+            name=name,
+            service=name,
+            secret=name,
+            claim=claim,
+        )
 
 
 class _Addressing(StaticAddressing):

@@ -52,6 +52,7 @@ The broker never calls ``ray.init()``: the adapter speaks HTTP only.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 from collections.abc import Sequence
@@ -277,17 +278,10 @@ class RayAdapter(ClusterAdapter):
         cpu_used, cpu_total = pair("CPU")
         mem_used, mem_total = pair("memory")
         gpu_used, gpu_total = pair("GPU")
-        override = self.config.capacity
-        total = Resources(
-            cpu=override.cpu if override.cpu is not None else cpu_total,
-            memory=override.memory if override.memory is not None else int(mem_total),
-            gpu=override.gpu if override.gpu is not None else int(gpu_total),
-        )
-        free = Resources(
-            cpu=max(0.0, total.cpu - cpu_used),
-            memory=max(0, total.memory - int(mem_used)),
-            gpu=max(0, int(total.gpu - gpu_used)),
-        )
+        reported = Resources(cpu=cpu_total, memory=int(mem_total), gpu=int(gpu_total))
+        total = self.config.capacity.apply(reported)
+        # Fractional GPUs in use (actors with num_gpus=0.5) take a whole GPU from what is free.
+        free = total.minus(Resources(cpu=cpu_used, memory=int(mem_used), gpu=math.ceil(gpu_used)))
         return Health(reachable=True, total=total, free=free)
 
     async def submit(self, plan: LaunchPlan) -> Handle:
@@ -295,15 +289,9 @@ class RayAdapter(ClusterAdapter):
         return await self._thread(self._submit, plan)
 
     def _handle(self, plan: LaunchPlan) -> Handle:
-        state: dict[str, Any] = {
-            "submission_id": submission_id(plan.uid),
-            "replicas": [r.name for r in plan.replicas],
-            "success_roles": list(plan.success_roles),
-        }
         serving = serving_replica(plan)
-        if serving is not None:
-            state["serving"] = serving.name
-        return Handle(plan.uid, state)
+        extra = {"serving": serving.name} if serving is not None else {}
+        return Handle.for_plan(plan, submission_id=submission_id(plan.uid), **extra)
 
     def _exists(self, sid: str) -> bool:
         try:

@@ -226,17 +226,8 @@ class SlurmAdapter(BatchAdapter):
         cpu_used = sum(min(n.alloc_cpus, n.cpus) for n in usable)
         mem_used = sum(min(n.alloc_memory_mb, n.memory_mb) for n in usable) * MIB
         gpu_used = sum(min(n.gpus_used, n.gpus) for n in usable)
-        override = self.config.capacity
-        total = Resources(
-            cpu=override.cpu if override.cpu is not None else float(cpu_total),
-            memory=override.memory if override.memory is not None else mem_total,
-            gpu=override.gpu if override.gpu is not None else gpu_total,
-        )
-        free = Resources(
-            cpu=max(0.0, total.cpu - cpu_used),
-            memory=max(0, total.memory - mem_used),
-            gpu=max(0, total.gpu - gpu_used),
-        )
+        total = self.config.capacity.apply(Resources(cpu=float(cpu_total), memory=mem_total, gpu=gpu_total))
+        free = total.minus(Resources(cpu=float(cpu_used), memory=mem_used, gpu=gpu_used))
         message = f"{len(usable)} of {len(nodes)} nodes usable" if len(usable) < len(nodes) else ""
         return Health(reachable=True, total=total, free=free, message=message)
 
