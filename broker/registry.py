@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from broker import redaction
 from broker.state import now
-from clusters.base import Capability, ClusterAdapter, Health
+from clusters.base import PLACEMENT, Capability, ClusterAdapter, Health
 from clusters.config import ClusterConfig
 from clusters.kinds import adapter_class
 from policies.placement import ClusterView
@@ -124,7 +124,9 @@ class ClusterState:
     @property
     def capability_names(self) -> list[str]:
         return sorted(
-            flag.name.lower() for flag in Capability if flag.name and flag in self.adapter.capabilities
+            flag.name.lower()
+            for flag in Capability
+            if flag.name and flag in PLACEMENT & self.adapter.capabilities
         )
 
     def view(self) -> ClusterView:

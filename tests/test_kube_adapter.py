@@ -79,7 +79,12 @@ def uid_of(n: int) -> str:
 def test_kind_config_and_capabilities(tmp_path: Path) -> None:
     assert adapter_class("kubernetes") is KubernetesAdapter
     assert KubernetesAdapter.capabilities == (
-        Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES | Capability.ENDPOINTS
+        Capability.GPU
+        | Capability.MULTI_NODE
+        | Capability.IMAGES
+        | Capability.ENDPOINTS
+        | Capability.LISTS_WORK
+        | Capability.RELEASES_WORKDIRS
     )
     with pytest.raises(ValueError, match="kubeconfig"):
         KubernetesClusterConfig(name="k1")

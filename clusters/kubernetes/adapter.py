@@ -39,7 +39,14 @@ class KubernetesAdapter(Submitting, Observing, ClusterAdapter):
 
     kind = "kubernetes"
     config_model = KubernetesClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES | Capability.ENDPOINTS
+    capabilities = (
+        Capability.GPU
+        | Capability.MULTI_NODE
+        | Capability.IMAGES
+        | Capability.ENDPOINTS
+        | Capability.LISTS_WORK
+        | Capability.RELEASES_WORKDIRS
+    )
 
     #: Extra seconds the broker waits beyond the client's own request timeout.
     grace: float = 5.0

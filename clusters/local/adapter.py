@@ -82,8 +82,9 @@ class LocalAdapter(ClusterAdapter):
 
     kind = "local"
     config_model = LocalClusterConfig
-    capabilities = Capability.ENDPOINTS
-    runs_on_broker_host = True
+    capabilities = (
+        Capability.ENDPOINTS | Capability.LISTS_WORK | Capability.RELEASES_WORKDIRS | Capability.BROKER_HOST
+    )
 
     #: Seconds ``cancel`` waits after SIGTERM before it SIGKILLs a replica's group.
     cancel_grace: float = 5.0

@@ -150,7 +150,7 @@ class RayAdapter(ClusterAdapter):
 
     kind = "ray"
     config_model = RayClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.ENDPOINTS
+    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.ENDPOINTS | Capability.LISTS_WORK
 
     #: Seconds of one HTTP call to the dashboard (health).
     http_timeout: float = 5.0

@@ -45,7 +45,7 @@ class SlurmAdapter(BatchAdapter):
 
     kind = "slurm"
     config_model = SlurmClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE
+    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK
 
     def __init__(self, config: SlurmClusterConfig, *, data_dir: str) -> None:
         super().__init__(config, data_dir=data_dir)

@@ -103,7 +103,7 @@ class YarnAdapter(BatchAdapter):
 
     kind = "yarn"
     config_model = YarnClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES
+    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES | Capability.LISTS_WORK
 
     #: httpx transport (tests may swap one in); None = the network.
     http_transport: httpx.AsyncBaseTransport | None = None
