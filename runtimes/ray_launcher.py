@@ -50,6 +50,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from runtimes.plan import LaunchPlan, ReplicaPlan
 from runtimes.rendezvous import render_env, resolve_argv
@@ -363,7 +364,7 @@ def run(plan: LaunchPlan) -> int:
         [bundle(r.resources.cpu, r.resources.memory, r.resources.gpu) for r in plan.replicas],
         strategy=strategy,
     )
-    actors: list = []
+    actors: list[Any] = []
     try:
         _say(f"reserving resources for {len(names)} replicas ({strategy})")
         waited = 0.0
@@ -434,7 +435,7 @@ def run(plan: LaunchPlan) -> int:
             remove_placement_group(pg)
 
 
-def _stop(ray, actors: list, names: list[str], exits: Mapping[str, int | None]) -> None:
+def _stop(ray: Any, actors: list[Any], names: list[str], exits: Mapping[str, int | None]) -> None:
     """Stop every replica still running, then print what they wrote last."""
     live = [(n, a) for n, a in zip(names, actors, strict=False) if exits.get(n) is None]
     refs = [a.stop.remote() for _, a in live]

@@ -41,17 +41,19 @@ _NOT_YET = "no cheap world for kind '{kind}': add one to tests/test_adapter_cont
 
 
 @contextlib.contextmanager
-def world(kind: str, tmp_path: Path) -> Iterator[ClusterAdapter]:
+def world(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ClusterAdapter]:
     """An adapter of ``kind`` against something that answers like its cluster, closed afterwards."""
     with contextlib.ExitStack() as stack:
-        adapter = _adapter(kind, tmp_path, stack)
+        adapter = _adapter(kind, tmp_path, stack, request)
         try:
             yield adapter
         finally:
             asyncio.run(adapter.close())
 
 
-def _adapter(kind: str, tmp_path: Path, stack: contextlib.ExitStack) -> ClusterAdapter:
+def _adapter(
+    kind: str, tmp_path: Path, stack: contextlib.ExitStack, request: pytest.FixtureRequest
+) -> ClusterAdapter:
     cls = adapter_class(kind)
     data_dir = str(tmp_path / "data")
     if kind == "local":
@@ -69,6 +71,7 @@ def _adapter(kind: str, tmp_path: Path, stack: contextlib.ExitStack) -> ClusterA
         from tests.doubles.yarn_rm import YarnRMDouble
         from tests.support import serve_in_thread
 
+        request.getfixturevalue("yarn_schema_dir")  # the double checks every request against it
         url = stack.enter_context(serve_in_thread(YarnRMDouble(users={"alice"}).app))
         config = cls.config_model(name="c1", kind=kind, rm_url=url, user="alice", request_timeout=5)
         return cls(config, data_dir=data_dir)
@@ -121,7 +124,9 @@ def test_a_kinds_capabilities_declare_exactly_the_optional_verbs_it_overrides(ki
 
 
 @pytest.mark.parametrize("kind", known_kinds())
-def test_a_kind_answers_a_poll_of_nothing_and_of_handles_it_does_not_know(kind: str, tmp_path: Path) -> None:
+def test_a_kind_answers_a_poll_of_nothing_and_of_handles_it_does_not_know(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     unknown = [
         Handle("contract-none-1"),  # no state at all
         Handle.for_plan(_plan("contract-none-2")),  # what every kind's handle holds, nothing of the kind's
@@ -135,7 +140,7 @@ def test_a_kind_answers_a_poll_of_nothing_and_of_handles_it_does_not_know(kind: 
             await adapter.cancel(handle)  # cancelling what is not there is fine
         return seen
 
-    with world(kind, tmp_path) as adapter:
+    with world(kind, tmp_path, request) as adapter:
         seen = asyncio.run(body(adapter))
     assert {uid: o.phase for uid, o in seen.items()} == {h.uid: Phase.NOT_FOUND for h in unknown}
     assert all(o.uid == uid for uid, o in seen.items())

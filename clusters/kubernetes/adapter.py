@@ -68,15 +68,13 @@ class KubernetesAdapter(ClusterAdapter):
 
     async def submit(self, plan: LaunchPlan) -> Handle:
         """Create the attempt's objects; a 409 adopts an object only when its uid label is the plan's."""
-        handle: Handle = await self.api.thread(submitting.submit, self.api, plan)
-        return handle
+        return await self.api.thread(submitting.submit, self.api, plan)
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
         """One label-selected list per kind in use (never a GET per attempt)."""
         if not handles:
             return {}
-        seen: dict[str, Observation] = await self.api.thread(observe.poll, self.api, list(handles))
-        return seen
+        return await self.api.thread(observe.poll, self.api, list(handles))
 
     async def cancel(self, handle: Handle) -> None:
         """Delete the attempt's objects with foreground propagation (their pods go first)."""
@@ -86,35 +84,30 @@ class KubernetesAdapter(ClusterAdapter):
         self, handle: Handle, replica: str | None = None, tail: int | None = None
     ) -> list[ReplicaLog]:
         """Each replica's pod log (the newest pod of the replica), in plan order: primary first."""
-        found: list[ReplicaLog] = await self.api.thread(observe.logs, self.api, handle, replica, tail)
-        return found
+        return await self.api.thread(observe.logs, self.api, handle, replica, tail)
 
     async def owned(self) -> list[Handle]:
         """Every attempt with objects carrying this broker's origin label."""
-        found: list[Handle] = await self.api.thread(observe.owned, self.api)
-        return found
+        return await self.api.thread(observe.owned, self.api)
 
     async def endpoint(self, handle: Handle) -> str | None:
         """A notebook's server URL (from ``notebook_endpoint``) once its pod is ready, else None."""
         if handle.state.get("shape") != NOTEBOOK:
             return None
-        url: str | None = await self.api.thread(observe.endpoint, self.api, handle)
-        return url
+        return await self.api.thread(observe.endpoint, self.api, handle)
 
     async def release(self, workdir: str) -> bool:
         """Delete the notebook's claim ``sb-ws-<workdir>`` if it is ours (origin label)."""
-        freed: bool = await self.api.thread(observe.release, self.api, workdir)
-        return freed
+        return await self.api.thread(observe.release, self.api, workdir)
 
     # -- health --------------------------------------------------------------------------------
 
     async def health(self) -> Health:
         """``/version``, an authorised list in the namespace, discovery, then capacity."""
         try:
-            health: Health = await self.api.thread(self._health)
+            return await self.api.thread(self._health)
         except ClusterUnreachable as exc:
             return Health(reachable=False, message=str(exc))
-        return health
 
     def _health(self) -> Health:
         from kubernetes import client

@@ -20,12 +20,14 @@ import os
 import threading
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from clusters.errors import ClusterUnreachable
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
 from clusters.kubernetes.config import KubernetesClusterConfig
+
+T = TypeVar("T")
 
 KUBEFLOW = "kubeflow"
 JOB = "job"
@@ -179,7 +181,8 @@ class KubeClient:
         response = self.call(fn, *args, _preload_content=False, **kwargs)
         return json.loads(response.data or b"{}")
 
-    async def thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking step in a worker thread, bounded by twice the request timeout and the grace."""
         try:
             return await asyncio.wait_for(
                 asyncio.to_thread(fn, *args), self.config.request_timeout * 2 + self.grace

@@ -152,7 +152,7 @@ def labels(plan: LaunchPlan, origin: str) -> dict[str, str]:
     }
 
 
-def annotations(plan: LaunchPlan) -> dict[str, str]:
+def object_annotations(plan: LaunchPlan) -> dict[str, str]:
     """What a restarted broker reads back from an object it finds by its labels."""
     return {
         ANNOTATION_EXPERIMENT: plan.workload_id,
@@ -167,7 +167,7 @@ def _metadata(name: str, plan: LaunchPlan, origin: str, namespace: str) -> dict[
         "name": name,
         "namespace": namespace,
         "labels": labels(plan, origin),
-        "annotations": annotations(plan),
+        "annotations": object_annotations(plan),
     }
 
 

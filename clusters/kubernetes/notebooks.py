@@ -101,7 +101,7 @@ def _metadata(name: str, plan: LaunchPlan, origin: str, namespace: str) -> dict[
         "name": name,
         "namespace": namespace,
         "labels": labels(plan, origin),
-        "annotations": m.annotations(plan),
+        "annotations": m.object_annotations(plan),
     }
 
 

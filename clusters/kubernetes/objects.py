@@ -82,11 +82,14 @@ class KubeApi(KubeClient):
 
     def read(self, what: str, name: str, plural: str | None = None) -> dict[str, Any]:
         """One object as JSON (a 404 is raised as :class:`Refused`)."""
+        found: dict[str, Any]
         if what == "cr":
-            return self.json(
+            found = self.json(
                 self._custom("get"), m.KUBEFLOW_GROUP, m.KUBEFLOW_VERSION, self.namespace, plural, name
             )
-        return self.json(self._typed(what, "read"), name, self.namespace)
+        else:
+            found = self.json(self._typed(what, "read"), name, self.namespace)
+        return found
 
     def delete(self, what: str, body: dict[str, Any]) -> None:
         self.delete_named(what, body["metadata"]["name"], body.get("kind"))

@@ -49,7 +49,10 @@ def _poll_notebooks(api: KubeApi, handles: list[Handle]) -> dict[str, Observatio
     for which in sorted({str(h.state.get("api")) for h in handles}):
         what, plural = ("cr", nb.NOTEBOOK_PLURAL) if which == nb.KUBEFLOW else ("sts", None)
         by_api[which] = by_uid(api.list_objects(what, plural))
-    mains = {h.uid: (by_api[str(h.state.get("api"))].get(m.label_value(h.uid)) or [None])[0] for h in handles}
+    mains: dict[str, dict[str, Any] | None] = {}
+    for handle in handles:
+        found = by_api[str(handle.state.get("api"))].get(m.label_value(handle.uid))
+        mains[handle.uid] = found[0] if found else None
     pods: dict[str, list[dict[str, Any]]] = {}
     if any(obj is not None and _ready(obj) < 1 for obj in mains.values()):
         selector = f"{api.selector()},{nb.LABEL_NOTEBOOK}"

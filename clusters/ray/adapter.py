@@ -55,10 +55,10 @@ import asyncio
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -89,6 +89,8 @@ from runtimes.ray_launcher import (
     serving_replica,
 )
 from runtimes.rendezvous import PlaceholderAddressing
+
+T = TypeVar("T")
 
 #: The metadata key every job of this broker carries (the origin label of the orphan sweep).
 BROKER_MARK = "submarine-broker"
@@ -210,7 +212,7 @@ class RayAdapter(ClusterAdapter):
                 raise ClusterUnreachable(self._unreachable(exc)) from None
             raise
 
-    async def _thread(self, fn: Any, *args: Any) -> Any:
+    async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking SDK step in a worker thread, bounded by ``call_timeout``."""
         try:
             return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.call_timeout)

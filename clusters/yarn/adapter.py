@@ -246,7 +246,7 @@ class YarnAdapter(BatchAdapter):
             body = spec.build_service(plan, self.config)
         except spec.ServiceSpecError as exc:
             raise SubmitRejected(f"{self._where()} cannot run this plan: {exc}") from None
-        name = body["name"]
+        name = str(body["name"])
         async with self._http() as http:
             response = await self._call(http, "POST", SERVICES, body=body)
             if response.status_code in (200, 201, 202):
