@@ -10,6 +10,10 @@ for Submarine on Kubernetes) runs unchanged on any cluster the broker picks:
 - python: the command as it is, once per replica.
 Every replica also gets ``JOB_ID`` (the Submarine SDK's tracking key), ``SUBMARINE_ROLE`` and
 ``SUBMARINE_REPLICA_INDEX``.
+
+The builders read only the replicas' roles and indexes and where each listens, never the spec,
+so the clusters that learn addresses at launch re-run them then (:func:`framework_env`, through
+:func:`runtimes.rendezvous.render_env`).
 """
 
 from __future__ import annotations

@@ -88,6 +88,7 @@ class KubeClient:
     # -- the client ----------------------------------------------------------------------------
 
     def client(self) -> Any:
+        """The official ``ApiClient``, made on first use (ClusterUnreachable when it cannot be)."""
         with self._lock:
             if self._api is None:
                 self._api = self._make_client()
@@ -128,6 +129,7 @@ class KubeClient:
             await asyncio.to_thread(api.close)
 
     def apis(self) -> Any:
+        """The typed APIs the verbs use: ``(CoreV1Api, BatchV1Api, CustomObjectsApi)``."""
         from kubernetes import client
 
         api = self.client()
@@ -139,13 +141,16 @@ class KubeClient:
 
     @property
     def namespace(self) -> str:
+        """The namespace every object of this cluster's attempts lives in."""
         return self.config.namespace
 
     @property
     def origin(self) -> str:
+        """This broker's origin label value (the orphan sweep's mark)."""
         return m.label_value(self.config.origin_label)
 
     def where(self) -> str:
+        """The cluster as messages name it."""
         return f"Kubernetes cluster '{self.name}'"
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -78,6 +78,7 @@ class KubeApi(KubeClient):
         )
 
     def get(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The object named like ``body``, as JSON."""
         return self.read(what, body["metadata"]["name"], CR_PLURALS.get(str(body.get("kind"))))
 
     def read(self, what: str, name: str, plural: str | None = None) -> dict[str, Any]:
@@ -92,6 +93,7 @@ class KubeApi(KubeClient):
         return found
 
     def delete(self, what: str, body: dict[str, Any]) -> None:
+        """Delete the object named like ``body`` (see :meth:`delete_named`)."""
         self.delete_named(what, body["metadata"]["name"], body.get("kind"))
 
     def delete_named(
@@ -123,6 +125,7 @@ class KubeApi(KubeClient):
                 raise ClusterUnreachable(f"{self.where()} did not delete {name}: {exc.message}") from None
 
     def selector(self) -> str:
+        """The label selector of every object this broker made here."""
         return f"{m.LABEL_ORIGIN}={self.origin}"
 
     def list_objects(

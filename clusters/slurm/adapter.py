@@ -14,7 +14,8 @@ for logs and for which replica failed with which code.
   tell how it ended; only a job with no trace at all is NOT_FOUND. A controller that does not
   answer raises ClusterUnreachable: never a failure on its own.
 * addressing: replicas learn their nodes only when the job starts, so plans carry placeholders
-  (as for Ray) and the tasks fill in hosts and ports at a rendezvous in the job's folder.
+  (:mod:`runtimes.rendezvous`, as for Ray) and the tasks fill in hosts and ports at a rendezvous
+  in the job's folder.
 * owned: the broker's live jobs, by the ``submarine-broker cluster=<name>`` comment.
 * health: reachable when ``sinfo`` (``GET /nodes``) answers; capacity from the usable nodes.
 """
