@@ -33,6 +33,9 @@ RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AUTH_MODE": "disabled",
+    # Ray gives a raylet 60 s to register with its GCS; on a loaded 2-core host that is not enough
+    # and `ray start` fails ("The current node timed out during startup").
+    "RAY_raylet_start_wait_time_s": "240",
 }
 WORKER_PORTS = 200  # one port per worker process; a few dozen are ever alive on 2 CPUs
 
@@ -74,7 +77,7 @@ class RayHead:
     """One ``ray start --head`` with 2 CPUs, every listener on 127.0.0.1, in ``/tmp/rt-<random>``."""
 
     def __init__(
-        self, *, num_cpus: int = 2, num_gpus: int | None = None, start_timeout: float = 120.0
+        self, *, num_cpus: int = 2, num_gpus: int | None = None, start_timeout: float = 300.0
     ) -> None:
         # Short: Ray puts unix sockets under the temp dir and socket paths are limited to 107 bytes.
         self.temp_dir = Path(f"/tmp/rt-{secrets.token_hex(4)}")

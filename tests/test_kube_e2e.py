@@ -41,7 +41,7 @@ def _broker(broker_factory, config: Path, **fields: Any) -> Broker:
     broker = broker_factory(clusters={"k8s": cluster}, loops=FAST)
     wait_for(
         lambda: broker.client.get("/cluster/k8s").json()["result"]["state"] == "Ready",
-        timeout=20,
+        timeout=90,
         what="the Kubernetes cluster to be Ready",
     )
     return broker

@@ -568,7 +568,7 @@ def test_a_notebook_through_the_broker_runs_on_the_kubernetes_double(
                    "notebook_endpoint": jupyter.origin}  # fmt: skip
         broker = broker_factory(clusters={"k8s": cluster}, loops=FAST,
                                 notebooks={"check_interval": 0.3, "idle_timeout": 0})  # fmt: skip
-        wait_for(lambda: broker.client.get("/cluster/k8s").json()["result"]["state"] == "Ready", timeout=20,
+        wait_for(lambda: broker.client.get("/cluster/k8s").json()["result"]["state"] == "Ready", timeout=90,
                  what="the Kubernetes cluster to be Ready")  # fmt: skip
         spec = {"meta": {"name": name, "namespace": NB_NS}, "environment": {"image": IMAGE},
                 "spec": {"envVars": {"GREETING": "hello"}, "resources": "cpu=0.5,memory=1Gi"}}  # fmt: skip

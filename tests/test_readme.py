@@ -240,7 +240,12 @@ def notebook_get(r: Reader, command: str) -> None:
 
 
 def notebook_open(r: Reader, command: str) -> None:
-    assert r.ok(command, ID=r.ids["notebook"]).strip() == f"{r.broker.url}/notebook/vision/my-nb/lab"
+    url = f"{r.broker.url}/notebook/vision/my-nb/lab"
+    assert r.ok(command, ID=r.ids["notebook"]).strip() == url
+    assert r.ok(command, ID="my-nb").strip() == url  # a name works as well as an id
+    assert r.ok(command + " -n vision", ID="my-nb").strip() == url
+    elsewhere = r.run(command + " -n default", ID="my-nb")
+    assert elsewhere.returncode != 0 and "no notebook my-nb in namespace default" in elsewhere.stderr
 
 
 def notebook_logs(r: Reader, command: str) -> None:

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from broker.cli import render
-from broker.cli.client import API_PREFIX, BrokerClient, BrokerError, JSONObject
+from broker.cli.client import API_PREFIX, BrokerClient, BrokerError, JSONObject, NotFound
 from broker.cli.experiment import json_option, load_spec, pass_client
 
 #: Statuses after which ``--wait`` stops: the server answers, or it will not without a start.
@@ -22,6 +22,42 @@ FAILURE_LINES = 10
 @click.group()
 def notebook() -> None:
     """Jupyter notebooks, placed on the clusters and opened through the broker."""
+
+
+#: ``-n`` for the commands that take a notebook by name.
+namespace_option = click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="Namespace of a notebook given by name (default: every namespace you can see).",
+)
+
+
+def resolve(client: BrokerClient, ref: str, namespace: str | None) -> str:
+    """The id of the notebook ``ref`` names: an id, or the name of one live notebook (names are
+    unique per namespace, so a name two namespaces share needs ``-n``)."""
+    if namespace is None:
+        try:
+            return str(client.get_notebook(ref).get("notebookId") or ref)
+        except NotFound as unknown:
+            missing: NotFound = unknown
+    else:
+        missing = NotFound(404, f"no notebook {ref} in namespace {namespace}")
+    matches = [
+        item
+        for item in client.list_notebooks()
+        if item.get("name") == ref and namespace in (None, item.get("namespace"))
+    ]
+    if not matches:
+        raise missing
+    if len(matches) > 1:
+        listing = ", ".join(
+            f"{item.get('notebookId')} (namespace {render.dash(item.get('namespace'))})" for item in matches
+        )
+        raise BrokerError(
+            409, f"'{ref}' names {len(matches)} notebooks: {listing}; give the id, or the namespace with -n"
+        )
+    return str(matches[0].get("notebookId"))
 
 
 def spec_from_options(
@@ -181,11 +217,13 @@ def list_(client: BrokerClient, status: str | None, as_json: bool) -> None:
 
 
 @notebook.command()
-@click.argument("notebook_id")
+@click.argument("notebook_ref", metavar="NOTEBOOK")
+@namespace_option
 @json_option
 @pass_client
-def get(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
+def get(client: BrokerClient, notebook_ref: str, namespace: str | None, as_json: bool) -> None:
     """Show one notebook: status, why it stopped or failed, URL, where it runs, and its history."""
+    notebook_id = resolve(client, notebook_ref, namespace)
     found = client.get_notebook(notebook_id)
     if as_json:
         render.print_json(found)
@@ -195,11 +233,13 @@ def get(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
 
 
 @notebook.command()
-@click.argument("notebook_id")
+@click.argument("notebook_ref", metavar="NOTEBOOK")
+@namespace_option
 @click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines.")
 @pass_client
-def logs(client: BrokerClient, notebook_id: str, tail: int | None) -> None:
+def logs(client: BrokerClient, notebook_ref: str, namespace: str | None, tail: int | None) -> None:
     """Print the Jupyter server's output (of its current or last run)."""
+    notebook_id = resolve(client, notebook_ref, namespace)
     answer = client.notebook_logs(notebook_id, tail=tail)
     for entry in answer.get("logContent") or []:
         if isinstance(entry, dict):
@@ -209,11 +249,13 @@ def logs(client: BrokerClient, notebook_id: str, tail: int | None) -> None:
 
 
 @notebook.command()
-@click.argument("notebook_id")
+@click.argument("notebook_ref", metavar="NOTEBOOK")
+@namespace_option
 @json_option
 @pass_client
-def stop(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
+def stop(client: BrokerClient, notebook_ref: str, namespace: str | None, as_json: bool) -> None:
     """Stop the notebook's server; keep the notebook (and its files) to start again."""
+    notebook_id = resolve(client, notebook_ref, namespace)
     stopped = client.stop_notebook(notebook_id)
     if as_json:
         render.print_json(stopped)
@@ -224,13 +266,17 @@ def stop(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
 
 
 @notebook.command()
-@click.argument("notebook_id")
+@click.argument("notebook_ref", metavar="NOTEBOOK")
+@namespace_option
 @click.option("--wait", "wait_", is_flag=True, help="Then wait until it is running and print its URL.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True)
 @json_option
 @pass_client
-def start(client: BrokerClient, notebook_id: str, wait_: bool, timeout: float, as_json: bool) -> None:
+def start(
+    client: BrokerClient, notebook_ref: str, namespace: str | None, wait_: bool, timeout: float, as_json: bool
+) -> None:
     """Start a stopped (or failed) notebook again: same id, URL and files."""
+    notebook_id = resolve(client, notebook_ref, namespace)
     started = client.start_notebook(notebook_id)
     if wait_:
         started = wait_running(client, notebook_id, timeout)
@@ -245,11 +291,13 @@ def start(client: BrokerClient, notebook_id: str, wait_: bool, timeout: float, a
 
 
 @notebook.command()
-@click.argument("notebook_id")
+@click.argument("notebook_ref", metavar="NOTEBOOK")
+@namespace_option
 @json_option
 @pass_client
-def delete(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
+def delete(client: BrokerClient, notebook_ref: str, namespace: str | None, as_json: bool) -> None:
     """Stop the notebook's server and remove the notebook (and its files); its name is free again."""
+    notebook_id = resolve(client, notebook_ref, namespace)
     deleted = client.delete_notebook(notebook_id)
     if as_json:
         render.print_json(deleted)
@@ -258,8 +306,10 @@ def delete(client: BrokerClient, notebook_id: str, as_json: bool) -> None:
 
 
 @notebook.command("open")
-@click.argument("notebook_id")
+@click.argument("notebook_ref", metavar="NOTEBOOK")
+@namespace_option
 @pass_client
-def open_(client: BrokerClient, notebook_id: str) -> None:
+def open_(client: BrokerClient, notebook_ref: str, namespace: str | None) -> None:
     """Print the notebook's URL (through the broker)."""
+    notebook_id = resolve(client, notebook_ref, namespace)
     click.echo(open_url(client, client.get_notebook(notebook_id)))
