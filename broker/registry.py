@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from broker import redaction
 from broker.state import now
-from clusters.base import Capability, ClusterAdapter, Health
+from clusters.base import PLACEMENT, Capability, ClusterAdapter, Health
 from clusters.config import ClusterConfig
 from clusters.kinds import adapter_class
 from policies.placement import ClusterView
@@ -116,11 +116,7 @@ class ClusterState:
     @property
     def free(self) -> Resources:
         base = self.health.free if self.health else ZERO
-        return Resources(
-            cpu=max(0.0, base.cpu - self.reserved.cpu),
-            memory=max(0, base.memory - self.reserved.memory),
-            gpu=max(0, base.gpu - self.reserved.gpu),
-        )
+        return base.minus(self.reserved)
 
     @property
     def running(self) -> int:
@@ -129,7 +125,9 @@ class ClusterState:
     @property
     def capability_names(self) -> list[str]:
         return sorted(
-            flag.name.lower() for flag in Capability if flag.name and flag in self.adapter.capabilities
+            flag.name.lower()
+            for flag in Capability
+            if flag.name and flag in PLACEMENT & self.adapter.capabilities
         )
 
     def view(self) -> ClusterView:

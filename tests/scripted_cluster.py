@@ -155,7 +155,14 @@ class ScriptedAdapter(ClusterAdapter):
 
     kind = "scripted"
     config_model = ScriptedClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.ENDPOINTS | Capability.IMAGES
+    capabilities = (
+        Capability.GPU
+        | Capability.MULTI_NODE
+        | Capability.ENDPOINTS
+        | Capability.IMAGES
+        | Capability.LISTS_WORK
+        | Capability.RELEASES_WORKDIRS
+    )
     _ports: ClassVar[itertools.count[int]] = itertools.count(20000)
 
     def __init__(self, config: ClusterConfig, *, data_dir: str) -> None:
