@@ -114,11 +114,15 @@ class ClusterState:
 
     @property
     def free(self) -> Resources:
+        return self.free_with(self.reserved)
+
+    def free_with(self, reserved: Resources) -> Resources:
+        """What is free once ``reserved`` is promised to dispatches since the last health check."""
         base = self.health.free if self.health else ZERO
         return Resources(
-            cpu=max(0.0, base.cpu - self.reserved.cpu),
-            memory=max(0, base.memory - self.reserved.memory),
-            gpu=max(0, base.gpu - self.reserved.gpu),
+            cpu=max(0.0, base.cpu - reserved.cpu),
+            memory=max(0, base.memory - reserved.memory),
+            gpu=max(0, base.gpu - reserved.gpu),
         )
 
     @property
