@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from sqlalchemy import text
 
 import broker.scheduler.dispatch as dispatch_module
 from broker.scheduler.dispatch import Dispatcher
@@ -193,6 +194,35 @@ def test_a_failing_submit_in_a_batch_leaves_the_others_alone(tmp_path: Path) -> 
         assert flaky["statusMessage"].startswith("submit to main failed, retrying in 2s: connection reset")
         # An adapter bug: still claimed, tried again once the claim lapses.
         assert state["buggy"]["status"] == "Accepted" and state["buggy"]["cluster"] == "main"
+    finally:
+        broker.close()
+
+
+def test_a_slow_cluster_does_not_hold_back_what_the_others_started(tmp_path: Path) -> None:
+    broker = make(tmp_path, {"slow": {"cpu": 2}, "quick": {"cpu": 2}})
+    try:
+        adapter(broker, "slow").hold = hold = asyncio.Event()  # its submits answer when the test says
+        ids = [submit(broker, f"e{i}") for i in range(4)]
+        db = broker.context.db
+
+        def statuses(session: Any) -> dict[str, tuple[str, str]]:
+            rows = session.execute(text("SELECT id, status, cluster FROM experiment")).all()
+            return {row[0]: (row[1], row[2] or "") for row in rows}
+
+        async def quick_first() -> int:
+            dispatching = asyncio.ensure_future(dispatcher(broker).run_once())
+            seen: list[tuple[str, str]] = []
+            for _ in range(5000):  # a bound on looks, not on time: the slow submits never answer
+                seen = sorted((await db.run(statuses)).values())
+                if seen.count(("Created", "quick")) == 2:
+                    break
+                await asyncio.sleep(0)
+            assert seen == [("Accepted", "slow")] * 2 + [("Created", "quick")] * 2
+            hold.set()
+            return await dispatching
+
+        assert broker._run(quick_first()) == 4
+        assert [shown(broker, i)["status"] for i in ids] == ["Created"] * 4
     finally:
         broker.close()
 

@@ -9,9 +9,8 @@ and works through them in that order:
    own earlier claim): a row a patch, a delete or another dispatcher changed since the read is
    left alone. The same transaction notes why the rows that wait are waiting;
 3. submit: the claimed attempts at once, at most :data:`SUBMITS_PER_CLUSTER` in flight per
-   cluster; each cluster's results are recorded in one transaction as soon as its submits are
-   done (the database writer commits results that finish together in one commit), so a slow
-   cluster delays no other.
+   cluster, and record the results in one transaction: those of every cluster whose submits are
+   done, so a slow cluster delays no other (its results follow in a transaction of their own).
 
 The chosen cluster is written to the row *before* the submit. If the broker dies between the two,
 a later pass finds the cluster already chosen and submits the same attempt uid there again;
@@ -145,6 +144,10 @@ class Job:
     summary: str | None = None
 
 
+#: A submit's outcome: the attempt's handle, or the cluster's error.
+Result = tuple[Job, Handle | ClusterError]
+
+
 @dataclass(frozen=True)
 class Wait:
     """A row no cluster takes now: the decision to store, and its summary as the status message."""
@@ -219,16 +222,69 @@ class Dispatcher:
         for job in jobs:
             job.cluster.reserved = job.cluster.reserved + job.plan.total_resources
             by_cluster.setdefault(job.cluster.name, []).append(job)
-        outcomes = await asyncio.gather(
-            *(self._submit_all(group) for group in by_cluster.values()), return_exceptions=True
-        )
+        return await self._submit(list(by_cluster.values()))
+
+    async def _submit(self, groups: list[list[Job]]) -> int:
+        """Submit every cluster's jobs at once; record the results of the clusters that are done,
+        together, as soon as they are (a slow cluster's are recorded when it answers)."""
+        running = {asyncio.ensure_future(self._submit_to(group)): group[0].cluster for group in groups}
         submitted = 0
-        for name, outcome in zip(by_cluster, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                log.error("dispatch to cluster %s failed", name, exc_info=outcome)
-            else:
-                submitted += outcome
+        try:
+            while running:
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                results: list[Result] = []
+                for task in finished:
+                    cluster = running.pop(task)
+                    if task.exception() is not None:
+                        log.error("dispatch to cluster %s failed", cluster.name, exc_info=task.exception())
+                    else:
+                        results += task.result()
+                if results:
+                    submitted += await self._record(results)
+        finally:
+            for task in running:
+                task.cancel()
         return submitted
+
+    async def _submit_to(self, jobs: list[Job]) -> list[Result]:
+        """Submit one cluster's jobs, a bounded number at a time."""
+        cluster = jobs[0].cluster
+        gate = asyncio.Semaphore(SUBMITS_PER_CLUSTER)
+
+        async def submit(job: Job) -> Handle | ClusterError | None:
+            async with gate:
+                try:
+                    return await cluster.adapter.submit(job.plan)
+                except ClusterError as exc:
+                    return exc
+                except Exception:  # an adapter bug: the claim lapses and a later pass tries again
+                    log.exception("dispatch of %s failed", job.item.id)
+                    return None
+
+        outcomes = await asyncio.gather(*(submit(job) for job in jobs))
+        results = []
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if not isinstance(outcome, Handle):
+                cluster.reserved = _less(cluster.reserved, job.plan.total_resources)
+            if outcome is not None:
+                results.append((job, outcome))
+        return results
+
+    async def _record(self, results: list[Result]) -> int:
+        """Record submit results in one transaction; cancel what was started for rows that moved on."""
+        created, gone = await self.db.run(_record(results, self.backoff_max))
+        for job, handle in gone:
+            # Deleted (or otherwise ended) while we were submitting: stop what we just started.
+            try:
+                await job.cluster.adapter.cancel(handle)
+            except ClusterError as exc:
+                log.warning(
+                    "could not cancel %s on %s after its deletion: %s",
+                    job.item.id,
+                    job.cluster.name,
+                    job.cluster.config.mask(str(exc)),
+                )
+        return created
 
     # ------------------------------------------------------------------------------ place
     def _prepare(self, items: list[Pending]) -> Batch:
@@ -319,43 +375,6 @@ class Dispatcher:
 
     def _notebook_python(self, cluster: ClusterState) -> str:
         return self.notebooks.python_on(cluster)
-
-    # ----------------------------------------------------------------------------- submit
-    async def _submit_all(self, jobs: list[Job]) -> int:
-        """Submit one cluster's jobs, a bounded number at a time; record them in one transaction."""
-        cluster = jobs[0].cluster
-        gate = asyncio.Semaphore(SUBMITS_PER_CLUSTER)
-
-        async def submit(job: Job) -> Handle | ClusterError | None:
-            async with gate:
-                try:
-                    return await cluster.adapter.submit(job.plan)
-                except ClusterError as exc:
-                    return exc
-                except Exception:  # an adapter bug: the claim expires and a later pass tries again
-                    log.exception("dispatch of %s failed", job.item.id)
-                    return None
-
-        results = await asyncio.gather(*(submit(job) for job in jobs))
-        for job, result in zip(jobs, results, strict=True):
-            if not isinstance(result, Handle):
-                cluster.reserved = _less(cluster.reserved, job.plan.total_resources)
-        done = [(job, result) for job, result in zip(jobs, results, strict=True) if result is not None]
-        if not done:
-            return 0
-        created, gone = await self.db.run(_record(cluster, done, self.backoff_max))
-        for job, handle in gone:
-            # Deleted (or otherwise ended) while we were submitting: stop what we just started.
-            try:
-                await cluster.adapter.cancel(handle)
-            except ClusterError as exc:
-                log.warning(
-                    "could not cancel %s on %s after its deletion: %s",
-                    job.item.id,
-                    cluster.name,
-                    cluster.config.mask(str(exc)),
-                )
-        return created
 
 
 def _less(reserved: Resources, taken: Resources) -> Resources:
@@ -495,10 +514,8 @@ def _event(item: Pending, reason: str, at: datetime) -> dict[str, Any]:
 Outcome = tuple[int, list[tuple[Job, Handle]]]
 
 
-def _record(
-    cluster: ClusterState, results: list[tuple[Job, Handle | ClusterError]], backoff_max: float
-) -> Callable[[Session], Outcome]:
-    """The unit of work that records one cluster's submit results.
+def _record(results: list[Result], backoff_max: float) -> Callable[[Session], Outcome]:
+    """The unit of work that records submit results.
 
     Returns how many rows went Created, and the handles whose row moved on meanwhile (deleted,
     stopped, superseded): what they started is to be cancelled.
@@ -509,7 +526,7 @@ def _record(
         created = 0
         gone: list[tuple[Job, Handle]] = []
         for job, result in results:
-            row = rows.get(job.item.id)
+            row, cluster = rows.get(job.item.id), job.cluster
             ours = (
                 row is not None
                 and row.status == Status.ACCEPTED.value
