@@ -8,20 +8,30 @@ through the REST app, and ``Dispatcher.run_once`` driven directly; nothing sleep
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import pytest
 from sqlalchemy import text
 
+import broker.registry as registry_module
 import broker.scheduler.dispatch as dispatch_module
+from broker.planner import Planner, placement_request
+from broker.registry import ClusterRegistry
 from broker.scheduler.dispatch import Dispatcher
 from clusters.base import Capability, ClusterAdapter, Handle, Health, Observation, Phase, ReplicaLog
 from clusters.config import ClusterConfig
 from clusters.errors import ClusterError, SubmitRejected
-from runtimes.plan import LaunchPlan, Resources, StaticAddressing
+from policies.authorizer import Authorizer
+from policies.lines import parse_csv, parse_lines
+from policies.placement import default_engine
+from runtimes.plan import ZERO, LaunchPlan, Resources, StaticAddressing
+from runtimes.spec import ExperimentSpec
 from tests.inprocess import InProcessBroker
+from tests.support import REPO
 
 GI = 2**30
 KIND = {"script": "tests.test_dispatch_batch:ScriptedAdapter"}
@@ -330,3 +340,90 @@ def test_an_attempt_submitted_but_not_recorded_is_submitted_again_once(tmp_path:
         assert reasons(broker, exp).count("placed on main") == 1
     finally:
         broker.close()
+
+
+# ------------------------------------------------------------------ the snapshot's equivalence
+def random_spec(rng: random.Random, index: int, clusters: list[str]) -> ExperimentSpec:
+    roles = {
+        role: {
+            "replicas": rng.randint(1, 3),
+            "resources": f"cpu={rng.choice([0.1, 0.25, 0.5, 1, 2, 3])},memory={rng.choice([256, 1024, 3000])}Mi"
+            + (",gpu=1" if rng.random() < 0.15 else ""),
+        }
+        for role in rng.sample(["Worker", "Ps", "Evaluator"], rng.randint(1, 2))
+    }
+    placement: dict[str, Any] = {}
+    if rng.random() < 0.2:
+        placement["preferredClusters"] = rng.sample(clusters, 2)
+    if rng.random() < 0.15:
+        placement["clusterSelector"] = {"site": rng.choice(["east", "west"])}
+    if rng.random() < 0.05:
+        placement["cluster"] = rng.choice(clusters)
+    return ExperimentSpec.model_validate(
+        {
+            "meta": {
+                "name": f"r{index}",
+                "framework": "tensorflow",
+                "cmd": "python t.py",
+                "placement": placement,
+            },
+            "spec": roles,
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_snapshot_places_a_batch_as_one_decision_after_another_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """What a pass decides against one snapshot equals what the broker decided one workload at a
+    time, each submit reserving its resources on the chosen cluster (the dispatch before batches)."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(registry_module, "adapter_class", lambda kind: ScriptedAdapter)
+    registry = ClusterRegistry(str(tmp_path))
+    for i in range(5):
+        name = f"c{i}"
+        state = registry.add(
+            ScriptedConfig(
+                name=name, labels={"site": "east" if i % 2 else "west"}, weight=rng.choice([0.5, 1, 2])
+            )
+        )
+        total = Resources(
+            cpu=rng.choice([4, 8, 16]), memory=rng.choice([8, 32]) * GI, gpu=rng.choice([0, 0, 2])
+        )
+        free = Resources(cpu=total.cpu * rng.random(), memory=int(total.memory * rng.random()), gpu=total.gpu)
+        registry.record(state, Health(reachable=i != 3, total=total, free=free, running=rng.randint(0, 5)))
+    lines = parse_csv((REPO / "broker" / "defaults" / "policy.csv").read_text())
+    lines += parse_lines(
+        ["g, bob, member, vision", "p2, vision, cluster/c2, 3", "p, bob, vision, cluster/c4/*, place, deny"]
+    )
+    planner = Planner(registry, SimpleNamespace(authorizer=Authorizer(lines, 7)), default_engine())  # type: ignore[arg-type]
+    names = [c.name for c in registry.all()]
+    work = [
+        (random_spec(rng, i, names), rng.choice(["vision", "default"]), rng.choice(["bob", "admin"]))
+        for i in range(60)
+    ]
+    refused = [frozenset(rng.sample(names, 1)) if rng.random() < 0.1 else frozenset() for _ in work]
+
+    one_by_one = []
+    for (spec_, namespace, user), refused_by in zip(work, refused, strict=True):
+        decision = planner.decide(spec_, namespace, user, refused_by)
+        one_by_one.append(decision.to_json())
+        if decision.chosen:
+            chosen = registry.get(decision.chosen)
+            assert chosen is not None
+            chosen.reserved = chosen.reserved + placement_request(spec_, namespace, user).total
+    for state in registry.all():
+        state.reserved = ZERO
+
+    snapshot = planner.snapshot()
+    batch = []
+    for (spec_, namespace, user), refused_by in zip(work, refused, strict=True):
+        decision = snapshot.decide(spec_, namespace, user, refused_by)
+        batch.append(decision.to_json())
+        if decision.chosen:
+            snapshot.take(decision.chosen, placement_request(spec_, namespace, user).total)
+
+    assert batch == one_by_one
+    assert sum(1 for d in batch if d["chosen"]) >= 5 and sum(1 for d in batch if not d["chosen"]) >= 5
+    assert all(state.reserved == ZERO for state in registry.all())  # a snapshot promises nothing itself
