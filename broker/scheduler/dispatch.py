@@ -31,6 +31,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm.util import identity_key
 
 from broker.notebooks.runtime import NotebookRuntime
 from broker.notebooks.tokens import NotebookTokens
@@ -468,6 +469,10 @@ def _claim(batch: Batch, hold: float) -> Callable[[Session], list[Job]]:
             result: Any = session.execute(query, values)
             if result.rowcount == 1:
                 won.append(job)
+                # A Core UPDATE leaves a copy another unit loaded in this session as it was.
+                cached = session.identity_map.get(identity_key(Experiment, job.item.id))
+                if cached is not None:
+                    session.expire(cached)
         placed = [
             _event(job.item, f"placed on {job.cluster.name}", stamp)
             for job in won
