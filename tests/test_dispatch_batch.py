@@ -2,7 +2,8 @@
 submit spoils nothing else, and dispatchers sharing a database submit each workload once.
 
 Everything runs in-process: the broker's context with a scripted cluster kind (below), requests
-through the REST app, and ``Dispatcher.run_once`` driven directly; nothing sleeps.
+through the REST app, and ``Dispatcher.run_once`` driven directly; nothing waits on a clock
+(``asyncio.sleep(0)`` only lets other tasks run).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ScriptedAdapter(ClusterAdapter):
         self.hold: asyncio.Event | None = None
         self.log: list[tuple[str, str]] = []
         self.started: dict[str, Handle] = {}
+        self.in_flight = self.most_in_flight = 0
 
     async def health(self) -> Health:
         assert isinstance(self.config, ScriptedConfig)
@@ -71,13 +73,19 @@ class ScriptedAdapter(ClusterAdapter):
 
     async def submit(self, plan: LaunchPlan) -> Handle:
         self.log.append((plan.name, plan.uid))
-        await asyncio.sleep(0)  # let other submits and passes interleave
-        if plan.name in self.fail:
-            raise self.fail[plan.name]
-        handle = self.started.setdefault(plan.uid, Handle(plan.uid))
-        if self.hold is not None:
-            await self.hold.wait()
-        return handle
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)  # let other submits and passes interleave
+            if plan.name in self.fail:
+                raise self.fail[plan.name]
+            handle = self.started.setdefault(plan.uid, Handle(plan.uid))
+            if self.hold is not None:
+                await self.hold.wait()
+            return handle
+        finally:
+            self.in_flight -= 1
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
         return {h.uid: Observation(h.uid, Phase.PENDING) for h in handles}
@@ -172,6 +180,18 @@ def test_a_batch_is_spread_over_clusters_without_overcommitting_any(tmp_path: Pa
         assert states[5]["status"] == "Accepted" and states[5]["statusMessage"].startswith(
             "no cluster fits now (one: needs cpu=1"
         )
+    finally:
+        broker.close()
+
+
+def test_submits_to_one_cluster_run_together_up_to_the_bound(tmp_path: Path) -> None:
+    broker = make(tmp_path, {"main": {"cpu": 64}})
+    try:
+        ids = [submit(broker, f"e{i}") for i in range(dispatch_module.SUBMITS_PER_CLUSTER * 2 + 3)]
+        assert broker._run(dispatcher(broker).run_once()) == len(ids)
+        cluster = adapter(broker, "main")
+        assert cluster.most_in_flight == dispatch_module.SUBMITS_PER_CLUSTER
+        assert sorted(name for name, _ in cluster.log) == sorted(f"e{i}" for i in range(len(ids)))
     finally:
         broker.close()
 
