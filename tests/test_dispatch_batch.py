@@ -20,9 +20,11 @@ from sqlalchemy import text
 
 import broker.registry as registry_module
 import broker.scheduler.dispatch as dispatch_module
+from broker.experiments.views import experiment_json
 from broker.planner import Planner, placement_request
 from broker.registry import ClusterRegistry
 from broker.scheduler.dispatch import Dispatcher
+from broker.store.models import Experiment
 from clusters.base import Capability, ClusterAdapter, Handle, Health, Observation, Phase, ReplicaLog
 from clusters.config import ClusterConfig
 from clusters.errors import ClusterError, SubmitRejected
@@ -255,6 +257,27 @@ def test_a_slow_cluster_does_not_hold_back_what_the_others_started(tmp_path: Pat
         assert [shown(broker, i)["status"] for i in ids] == ["Created"] * 4
     finally:
         broker.close()
+
+
+def test_a_row_read_in_the_same_commit_as_its_claim_is_served_as_claimed(broker: InProcessBroker) -> None:
+    """The SQLite writer runs queued units in one session: a GET that read the row just before the
+    claim hands its copy to the API after the commit, which must show the claim (and be readable)."""
+    exp = submit(broker, "e0")
+    db = broker.context.db
+    batch = dispatcher(broker)._prepare(db.call(dispatch_module._pending))
+
+    def read_then_claim(session: Any) -> Any:
+        row = session.get(Experiment, exp)
+        assert dispatch_module._claim(batch, 5)(session)
+        return row
+
+    row = db.call(read_then_claim)  # the session is closed: what the API would serialize
+    shown = experiment_json(row)
+    assert (shown["status"], shown["cluster"], shown["statusMessage"]) == (
+        "Accepted",
+        "small",
+        "placed on small",
+    )
 
 
 def test_a_backlog_larger_than_a_batch_drains_in_one_wake(broker: InProcessBroker, monkeypatch) -> None:

@@ -31,6 +31,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from broker.notebooks.runtime import NotebookRuntime
@@ -410,7 +411,7 @@ def _rows(session: Session, ids: list[str], *, lock: bool = False) -> dict[str, 
         .execution_options(populate_existing=True)
     )
     if lock:
-        query = query.with_for_update()
+        query = query.order_by(Experiment.id).with_for_update()  # one lock order for everyone
     return {row.id: row for row in session.scalars(query)}
 
 
@@ -462,17 +463,16 @@ def _claim(batch: Batch, hold: float) -> Callable[[Session], list[Job]]:
                 "to_cluster": job.cluster.name,
                 "until": until,
             }
+            changes: dict[str, Any] = {"next_dispatch_at": until}
             if job.placement is not None:
                 query, values = _CLAIM, {**mine, "to_placement": job.placement, "to_summary": job.summary}
+                changes.update(cluster=job.cluster.name, placement=job.placement, status_message=job.summary)
             else:
                 query, values = _RECLAIM, {**mine, "stamp": stamp}
             result: Any = session.execute(query, values)
             if result.rowcount == 1:
                 won.append(job)
-                # A Core UPDATE leaves a copy another unit loaded in this session as it was.
-                cached = session.identity_map.get(identity_key(Experiment, job.item.id))
-                if cached is not None:
-                    session.expire(cached)
+                _sync(session, job.item.id, changes)
         placed = [
             _event(job.item, f"placed on {job.cluster.name}", stamp)
             for job in won
@@ -502,6 +502,15 @@ def _claim(batch: Batch, hold: float) -> Callable[[Session], list[Job]]:
         return won
 
     return claim
+
+
+def _sync(session: Session, workload_id: str, changes: dict[str, Any]) -> None:
+    """Give a copy of the row that another unit of this (shared) session loaded the values a Core
+    UPDATE just wrote, as the ORM's own bulk UPDATE would: that unit's caller reads it later."""
+    cached = session.identity_map.get(identity_key(Experiment, workload_id))
+    if cached is not None:
+        for key, value in changes.items():
+            set_committed_value(cached, key, value)
 
 
 def _event(item: Pending, reason: str, at: datetime) -> dict[str, Any]:
