@@ -134,13 +134,15 @@ class Loops:
             return
         while True:
             self._wake_pending = False
+            full = False
             try:
                 await self.dispatcher.run_once()
+                full = self.dispatcher.more
             except Exception:
                 log.exception("dispatch pass failed")
             # Another pass at once when woken meanwhile, or when this one took a full batch (a
             # backlog drains pass after pass, not one batch per dispatch_interval).
-            more = self._wake_pending or self.dispatcher.more
+            more = self._wake_pending or full
             if not more or not self.lease.leader or self.dispatch_paused:
                 self._wake_pending = False
                 return
