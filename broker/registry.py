@@ -115,8 +115,12 @@ class ClusterState:
 
     @property
     def free(self) -> Resources:
+        return self.free_with(self.reserved)
+
+    def free_with(self, reserved: Resources) -> Resources:
+        """What is free once ``reserved`` is promised to dispatches since the last health check."""
         base = self.health.free if self.health else ZERO
-        return base.minus(self.reserved)
+        return base.minus(reserved)
 
     @property
     def running(self) -> int:

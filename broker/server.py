@@ -165,6 +165,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
             },
             notebooks=jupyter,
             tokens=tokens,
+            claim_hold=config.loops.lease_ttl,
         ),
         monitor=Monitor(
             db,

@@ -225,6 +225,12 @@ class PatchingPlanner:
     def __init__(self, patch: Any) -> None:
         self.patch = patch
 
+    def snapshot(self) -> PatchingPlanner:
+        return self
+
+    def take(self, cluster: str, resources: Any) -> None:
+        pass
+
     def decide(self, spec: Any, namespace: str, owner: str, refused_by: Any = frozenset()) -> Decision:
         if self.patch is not None:
             self.patch()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from broker.scheduler.dispatch import CLAIM_HOLD
 from broker.workloads.rows import events_of
 from broker.workloads.views import fmt_time
 from runtimes.plan import LaunchPlan
@@ -279,6 +280,9 @@ def test_a_restarted_broker_adopts_running_work_and_finishes_a_submit_cut_short(
 
     again = InProcessBroker(tmp_path, **CLUSTERS)
     try:
+        assert again.dispatch() == 0  # the dead broker's claim still holds the row for a while
+        assert shown(again, cut)["status"] == "Accepted"
+        again.age(cut, CLAIM_HOLD + 1)
         again.dispatch()  # the same attempt is submitted to the same cluster: it exists once there
         finished = shown(again, cut)
         assert (finished["status"], finished["uid"]) == ("Created", interrupted["uid"])
