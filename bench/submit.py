@@ -5,7 +5,9 @@ Both servers run as subprocesses on free loopback ports, served by uvicorn with 
 database in a temporary folder:
 
 * the broker: ``python -m broker serve`` with ``loops.dispatch_paused: true`` (nothing is
-  dispatched) and one ``local`` cluster file;
+  dispatched) and one ``local`` cluster file; ``--auth token`` serves it with ``auth: token`` and
+  sends a user's token with every request (the baseline gets the header too, and ignores it), so
+  the cost of checking a token on each request shows;
 * the baseline (``bench/baseline_app.py``): Starlette + SQLAlchemy inserting the same
   ``experiment`` row (same schema, same single-writer ``Database``, same spec size).
 
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import sqlite3
@@ -67,6 +70,7 @@ class Server:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     successes: int = 0  # every 2xx answer it gave, warm-up included
+    token: str | None = None  # sent as 'Authorization: Bearer' (--auth token)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
@@ -159,7 +163,7 @@ class RawConnection:
         self.host, port = server.url.removeprefix("http://").split(":")
         self.port = int(port)
         self.request = (
-            f"POST {PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"POST {PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{_authorization(server)}"
             f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
         ).encode() + BODY
         self.reader: asyncio.StreamReader | None = None
@@ -202,6 +206,10 @@ class RawConnection:
         self.reader = self.writer = None
 
 
+def _authorization(server: Server) -> str:
+    return f"Authorization: Bearer {server.token}\r\n" if server.token else ""
+
+
 class HttpxConnection:
     """The same request through a shared ``httpx.AsyncClient`` (``--client httpx``)."""
 
@@ -239,6 +247,8 @@ async def _load(server: Server, requests: int, concurrency: int, kind: str) -> R
     """Open and prime ``concurrency`` connections (untimed), then time ``requests`` requests."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"content-type": "application/json"}
+    if server.token:
+        headers["authorization"] = f"Bearer {server.token}"
     async with httpx.AsyncClient(base_url=server.url, limits=limits, headers=headers, timeout=60) as client:
         connections: list[RawConnection | HttpxConnection] = [
             RawConnection(server) if kind == "raw" else HttpxConnection(client) for _ in range(concurrency)
@@ -285,9 +295,10 @@ def count_rows(db_path: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM experiment").fetchone()[0])
 
 
-def make_servers(root: Path) -> tuple[Server, Server]:
+def make_servers(root: Path, auth: str = "none") -> tuple[Server, Server]:
     broker_root = root / "broker"
     (broker_root / "clusters.d").mkdir(parents=True)
+    local: dict[str, object] = {"name": "local", "kind": "local"}
     broker_db = broker_root / "broker.db"
     broker_port = free_port()
     config = {
@@ -299,9 +310,15 @@ def make_servers(root: Path) -> tuple[Server, Server]:
         "default_policy": str(REPO / "broker" / "defaults" / "policy.csv"),
         "loops": {"dispatch_paused": True},
     }
+    if auth == "token":
+        config["auth"] = "token"
+        # Nothing is dispatched, but a broker with auth: token runs no one's work as itself.
+        local["run_as"] = "nobody" if os.geteuid() == 0 else "broker"
+        local["work_dir"] = str(root / "local")
+        root.chmod(0o755)
     # JSON is YAML: the broker reads these as its usual files.
     (broker_root / "broker.yaml").write_text(json.dumps(config, indent=2))
-    (broker_root / "clusters.d" / "local.yaml").write_text(json.dumps({"name": "local", "kind": "local"}))
+    (broker_root / "clusters.d" / "local.yaml").write_text(json.dumps(local))
     broker = Server(
         "broker",
         [sys.executable, "-m", "broker", "serve", "--config", str(broker_root / "broker.yaml")],
@@ -326,11 +343,32 @@ def make_servers(root: Path) -> tuple[Server, Server]:
         baseline_db,
         root / "baseline.log",
     )
+    if auth == "token":
+        broker.token = baseline.token = _make_token(broker_root / "broker.yaml")
     return broker, baseline
 
 
+def _make_token(config: Path) -> str:
+    """A user ``bench`` of team ``default`` (the namespace of the document) and a token of its, made as an admin would."""
+    base = [sys.executable, "-m", "broker"]
+    subprocess.run(
+        [*base, "user", "add", "bench", "--team", "default", "--config", str(config)],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+    )
+    made = subprocess.run(
+        [*base, "token", "create", "bench", "--config", str(config)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    return made.stdout.strip().splitlines()[-1]
+
+
 def bench(args: argparse.Namespace, root: Path) -> int:
-    broker, baseline = make_servers(root)
+    broker, baseline = make_servers(root, args.auth)
     servers = (baseline, broker)
     try:
         for server in servers:
@@ -340,7 +378,7 @@ def bench(args: argparse.Namespace, root: Path) -> int:
         print(
             f"load: {args.requests} POST {PATH} per run, {args.concurrency} connections, "
             f"{args.rounds} rounds, {args.warmup} warm-up requests each; body {len(BODY)} bytes; "
-            f"client {args.client}"
+            f"client {args.client}, auth {args.auth}"
         )
         for server in servers:
             warm = load(server, args.warmup, args.concurrency, args.client)
@@ -391,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("raw", "httpx"),
         default="raw",
         help="load generator: a lean asyncio HTTP/1.1 client (default) or httpx.AsyncClient",
+    )
+    parser.add_argument(
+        "--auth",
+        choices=("none", "token"),
+        default="none",
+        help="the broker's auth: none (default) or token (each request sends a user's token)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
     args = parser.parse_args(argv)

@@ -161,11 +161,11 @@ def test_notebook_runs_and_its_kernel_answers_through_the_proxy(secured) -> None
     with pytest.raises(InvalidStatus) as refused:
         asyncio.run(execute(ws, "1+1", headers={"Authorization": f"Bearer {tokens['bob']}"}, timeout=10))
     assert refused.value.response.status_code == 404
-    # No token at all: 401 on HTTP, refused WebSocket.
+    # No token at all: 401 on HTTP and on the WebSocket's handshake.
     assert httpx.get(broker.url + prefix + "api/status").status_code == 401
     with pytest.raises(InvalidStatus) as refused:
         asyncio.run(execute(ws, "1+1", headers={}, timeout=10))
-    assert refused.value.response.status_code == 403
+    assert refused.value.response.status_code == 401
     # The kernel still answers alice: the refusals touched nothing.
     assert asyncio.run(execute(ws, "2+3", headers=headers)) == "5"
 

@@ -288,6 +288,23 @@ def experiment_list_with_token(r: Reader, command: str) -> None:
     r.ok(command)
 
 
+def token_list(r: Reader, command: str) -> None:
+    out = r.ok(command)  # auth: none makes the caller the built-in admin, who holds no token
+    assert out.strip() == "No tokens.", out
+
+
+def token_list_everyone(r: Reader, command: str) -> None:
+    token_id = r.env["TOKEN"].split("_")[1]
+    row = next(line for line in r.ok(command).splitlines() if token_id in line)
+    assert "alice" in row and f"sbk_{token_id}_" in row and r.env["TOKEN"] not in row, row
+
+
+def token_revoke(r: Reader, command: str) -> None:
+    token_id = r.env["TOKEN"].split("_")[1]
+    state = "was revoked already" if "--offline" in command else "revoked"  # the README revokes it twice
+    assert r.ok(command, ID=token_id).strip() == f"token {token_id} of user alice {state}"
+
+
 def policy_list(r: Reader, command: str) -> None:
     out = r.ok(command)
     header = re.match(r"# policy revision (\d+) \(\d+ lines\)\n", out)
@@ -371,6 +388,9 @@ KNOWN: list[tuple[str, Callable[[Reader, str], None]]] = [
     (r"submarine-broker user add (alice --team vision|root --admin)", user_add),
     (r"TOKEN=\$\(submarine-broker token create alice \| tail -1\)", token_create),
     (r"SUBMARINE_BROKER_TOKEN=\$TOKEN submarine-broker experiment list", experiment_list_with_token),
+    (r"submarine-broker token list \[--revoked\]", token_list),
+    (r"submarine-broker token list (--all|--offline --config broker\.yaml)", token_list_everyone),
+    (r"submarine-broker token revoke ID( --offline --config broker\.yaml)?", token_revoke),
     (r"submarine-broker policy list", policy_list),
     (r"submarine-broker policy add 'p, member, vision, cluster/gpu-\*, place, deny'", policy_add),
     (r"submarine-broker policy remove 'p, member, vision, cluster/gpu-\*, place, deny'", policy_remove),

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 
-from broker.api import clusters, experiments, notebooks, openapi, placement, policy, users
+from broker.api import clusters, experiments, notebooks, openapi, placement, policy, signin, tokens, users
 from broker.api.access import AuthenticationMiddleware
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.nul_guard import NulGuardMiddleware
@@ -53,7 +53,9 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *policy.routes,
             *placement.routes,
             *users.routes,
+            *tokens.routes,
             *openapi.routes,
+            *signin.routes,
         ],
         middleware=[Middleware(AuthenticationMiddleware), Middleware(NulGuardMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},

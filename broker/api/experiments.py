@@ -8,7 +8,7 @@ from typing import overload
 from starlette.requests import Request
 from starlette.routing import Route
 
-from broker.api.access import guard_of
+from broker.api.access import guard_of, public
 from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest
@@ -49,6 +49,7 @@ def int_param(
     return int(raw)
 
 
+@public
 async def ping(request: Request) -> EnvelopeResponse:
     return ok("Pong")
 

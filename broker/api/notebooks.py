@@ -8,7 +8,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from broker.api.access import guard_of
+from broker.api.access import guard_of, public
 from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, error, ok
 from broker.api.experiments import int_param
@@ -25,6 +25,7 @@ def _service(request: Request | WebSocket) -> NotebookService:
     return request.app.state.broker.notebooks
 
 
+@public
 async def ping(request: Request) -> EnvelopeResponse:
     return ok("Pong")
 

@@ -2,7 +2,9 @@
 
 Each operation carries the handler's docstring and the Submarine envelope as its response shape, so
 clients and tools (schemathesis, code generators) can discover the API without a hand-kept copy.
-Like the ping endpoints it answers without a token: it describes the API, not its data.
+Like the ping endpoints it answers without a token: it describes the API, not its data. Operations
+that need a caller say so (``bearer``); the public ones (:func:`~broker.api.access.public`) have no
+``security``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from broker import __version__
+from broker.api.access import is_public_endpoint, public
 
 _ENVELOPE = {
     "type": "object",
@@ -54,6 +57,8 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
             }
             if details.strip():
                 operation["description"] = details.strip()
+            if is_public_endpoint(route.endpoint):
+                operation["security"] = []
             if params:
                 operation["parameters"] = params
             if method in ("POST", "PUT", "PATCH"):
@@ -66,8 +71,12 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Submarine Broker", "version": __version__},
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": {"Envelope": _ENVELOPE}},
-        "security": [{}, {"bearer": []}],
+        "components": {
+            "schemas": {"Envelope": _ENVELOPE},
+            # auth: token; a broker with auth: none (loopback only) takes requests without it
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
     }
 
 
@@ -80,6 +89,7 @@ def _json_ref() -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}
 
 
+@public
 async def openapi(request: Request) -> JSONResponse:
     """The OpenAPI document of this API, as plain JSON (what tools expect), open to anyone."""
     return JSONResponse(build_document(request.app.routes))

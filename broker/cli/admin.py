@@ -1,14 +1,16 @@
-"""``submarine-broker user ...`` and ``token create``: accounts.
+"""``submarine-broker user ...`` and ``token ...``: accounts.
 
 ``user add`` and ``token create`` act on the broker's database directly (named by ``--config``,
 like ``db upgrade``), so the first admin can be made before any token exists; ``user list`` and
-``user whoami`` ask a running broker over REST.
+``user whoami`` ask a running broker over REST. ``token list`` and ``token revoke`` ask a running
+broker (as the caller: their own tokens, an admin's anyone's), or with ``--offline`` act on the
+database like ``token create`` (a leaked admin token can be revoked without another one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -130,3 +132,91 @@ def token_create(name: str, config_path: str | None, data_dir: str | None) -> No
         err=True,
     )
     click.echo(made.token)
+
+
+offline_option = click.option(
+    "--offline",
+    is_flag=True,
+    help="Act on the database named by --config (like 'token create'), not through a broker: "
+    "every user's tokens, no token needed.",
+)
+
+
+@token.command("list")
+@click.option("--user", "user_name", default=None, help="This user's tokens (admins; --offline).")
+@click.option("--all", "everyone", is_flag=True, help="Every user's tokens (admins; --offline).")
+@click.option("--revoked", is_flag=True, help="Show revoked tokens too.")
+@offline_option
+@config_option
+@data_dir_option
+@json_option
+@click.pass_context
+def token_list(
+    ctx: click.Context,
+    user_name: str | None,
+    everyone: bool,
+    revoked: bool,
+    offline: bool,
+    config_path: str | None,
+    data_dir: str | None,
+    as_json: bool,
+) -> None:
+    """List API tokens: id, what the token starts with, user, created, last used; never a secret.
+
+    Without options, the caller's own (--token); with --offline, every user's unless --user."""
+    if everyone and user_name:
+        raise click.UsageError("give --user or --all, not both")
+    if offline:
+        from broker.accounts import list_tokens
+        from broker.api.tokens import token_json
+
+        user = None if everyone else user_name
+        items = _with_database(
+            config_path,
+            data_dir,
+            lambda session: [token_json(r) for r in list_tokens(session, user=user, revoked=revoked)],
+        )
+    else:
+        client = ctx.ensure_object(BrokerClient)
+        items = client.list_tokens(user_name, everyone, revoked)
+    if as_json:
+        render.print_json(items)
+        return
+    console = render.make_console()
+    if not items:
+        console.print("No tokens.", markup=False)
+    else:
+        console.print(render.tokens_table(items))
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@offline_option
+@config_option
+@data_dir_option
+@click.pass_context
+def token_revoke(
+    ctx: click.Context, token_id: str, offline: bool, config_path: str | None, data_dir: str | None
+) -> None:
+    """Revoke API token ID (as 'token list' shows it, or the whole token) at once, on every broker.
+
+    Anyone may revoke their own tokens, admins anyone's; --offline revokes any token in the database."""
+    from broker.accounts import token_id_of
+
+    wanted = token_id_of(token_id.strip())
+    if offline:
+        from broker.accounts import AccountError, find_token, revoke_token
+
+        def revoke(session: Any) -> tuple[str, bool]:
+            row = find_token(session, wanted)
+            if row is None:
+                raise AccountError(f"no token {wanted}")
+            return row.user, revoke_token(session, row)
+
+        user, changed = _with_database(config_path, data_dir, revoke)
+    else:
+        client = ctx.ensure_object(BrokerClient)
+        found, changed = client.revoke_token(wanted)
+        user = str(found.get("user") or "-")
+    state = "revoked" if changed else "was revoked already"
+    click.echo(f"token {wanted} of user {user} {state}")

@@ -337,6 +337,29 @@ class BrokerClient:
         """``GET /user/me``: the caller as the broker sees it (``{"name", "teams", "admin"}``)."""
         return self._object("GET", "/user/me")
 
+    # -- tokens --------------------------------------------------------------------------------
+    def list_tokens(
+        self, user: str | None = None, everyone: bool = False, revoked: bool = False
+    ) -> list[JSONObject]:
+        """``GET /token``: the caller's tokens (admins: ``user``'s or everyone's); never a secret."""
+        params: dict[str, str] = {}
+        if user:
+            params["user"] = user
+        if everyone:
+            params["all"] = "true"
+        if revoked:
+            params["revoked"] = "true"
+        items, _ = self._list("/token", params=params)
+        return items
+
+    def revoke_token(self, token_id: str) -> tuple[JSONObject, bool]:
+        """``DELETE /token/{id}``: the token, revoked at once on every broker, and whether this call
+        revoked it (False: it was revoked already)."""
+        result, attributes = self._call("DELETE", f"/token/{_segment(token_id)}")
+        if not isinstance(result, dict):
+            raise BrokerError(0, "unexpected answer to DELETE /token: expected an object")
+        return result, attributes.get("changed") is not False
+
     # -- policy --------------------------------------------------------------------------------
     def get_policy(self) -> JSONObject:
         """``GET /policy``: the live policy, ``{"revision", "lines": [csv]}``."""

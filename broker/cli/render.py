@@ -479,6 +479,30 @@ def users_table(items: list[JSONObject]) -> Table:
     return table
 
 
+def tokens_table(items: list[JSONObject]) -> Table:
+    """``token list``: id, the text the token starts with, user, created, last used (and revoked,
+    when any listed token is)."""
+    revoked = any(item.get("revokedTime") for item in items)
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("ID", no_wrap=True)
+    table.add_column("STARTS WITH", no_wrap=True)
+    table.add_column("USER", no_wrap=True, overflow="fold")
+    table.add_column("CREATED")
+    table.add_column("LAST USED")
+    if revoked:
+        table.add_column("REVOKED")
+    for item in items:
+        row = [
+            Text(dash(item.get("id"))),
+            Text(dash(item.get("prefix"))),
+            Text(dash(item.get("user"))),
+            Text(fmt_time(item.get("createdTime"))),
+            Text(fmt_time(item.get("lastUsedTime"))),
+        ]
+        table.add_row(*row, *([Text(fmt_time(item.get("revokedTime")))] if revoked else []))
+    return table
+
+
 def whoami_details(me: JSONObject) -> RenderableType:
     """``user whoami``: name, teams and whether the caller is an admin."""
     admin = me.get("admin")

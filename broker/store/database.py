@@ -5,7 +5,10 @@ the event loop and commits it. SQLite gets a single writer thread (many threads 
 write lock give a far worse tail than one, see ../shared/reference/run-here.md §7) that commits
 whatever units of work queued up meanwhile together, each in its own savepoint: one fsync-bound
 commit then serves a burst of submissions, and a unit that fails rolls back alone.
-PostgreSQL gets a pool of threads, one transaction per unit.
+PostgreSQL gets a pool of threads, one transaction per unit. :meth:`Database.read` runs read-only
+work beside the writer (WAL lets SQLite readers run while it writes), and :meth:`Database.first`
+reads one row for a lookup every request makes (an API token) without waiting in the writer's queue
+behind commits, on SQLite without even leaving the event loop's thread.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from broker.store.quick_read import UNAVAILABLE, QuickReads
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -153,6 +158,10 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = _GroupCommitWriter(self.sessions) if self.is_sqlite else None
         self._executor = None if self.is_sqlite else ThreadPoolExecutor(8, thread_name_prefix="db")
+        self._readers = (
+            ThreadPoolExecutor(4, thread_name_prefix="db-read") if self.is_sqlite else self._executor
+        )
+        self._quick = QuickReads(self.engine)
 
     def session(self) -> Session:
         """A new session for synchronous callers (the CLI, tests, migrations)."""
@@ -170,10 +179,38 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.call, fn)
 
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run read-only ``fn(connection)`` (Core statements, no ORM session: cheap enough for every
+        request) off the event loop in a transaction of its own, beside the writer; it sees what was
+        committed when it starts, and whatever it changes is rolled back."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read, fn)
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            try:
+                return fn(conn)
+            finally:
+                conn.rollback()
+
+    async def first(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """The first row of a Core ``select`` of columns, as a tuple (None: no row). On a SQLite file
+        it is read on this thread (:mod:`broker.store.quick_read`), elsewhere through :meth:`read`."""
+        row = self._quick.first(statement, params)
+        if row is not UNAVAILABLE:
+            return row  # type: ignore[no-any-return]
+        found = await self.read(lambda conn: conn.execute(statement, dict(params)).first())
+        return tuple(found) if found is not None else None
+
     def dispose(self) -> None:
         """Finish queued work, close every connection and stop the threads."""
         if self._writer is not None:
             self._writer.close()
+        self._quick.close()
+        if self._readers is not None and self._readers is not self._executor:
+            self._readers.shutdown(wait=True)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self.engine.dispose()

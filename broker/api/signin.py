@@ -1,0 +1,146 @@
+"""``/login`` and ``/logout``: where a browser trades an API token for the broker's cookie.
+
+A browser opening a notebook cannot send ``Authorization`` (nor can its WebSockets), so the sign-in
+form takes the token once and sets it as the ``submarine_broker_token`` cookie: ``HttpOnly`` (no
+script reads it), ``SameSite=Strict`` (no other site's page makes the browser send it), ``Secure``
+over HTTPS, and one per path of :data:`~broker.api.access.COOKIE_PATHS`, the only paths where it
+is a credential. The form answers without a caller; a sign-in or sign-out posted by another site's
+page is refused.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from broker.api.access import COOKIE_PATHS, SIGN_IN_PATH, TOKEN_COOKIE, cross_site, public, user_of
+from broker.api.body import read_body
+from broker.api.envelope import error
+from broker.errors import ApiError
+
+SIGN_OUT_PATH = "/logout"
+_MAX_FORM_BYTES = 4096
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def safe_next(value: str | None) -> str | None:
+    """``value`` when it is a path of this broker where the cookie counts, else None (no open redirect)."""
+    if not value or not value.startswith(COOKIE_PATHS):
+        return None
+    if "\\" in value or "//" in value or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return None
+    return value
+
+
+def _page(message: str, next_path: str | None, *, status: int = 200, form: bool = True) -> HTMLResponse:
+    hidden = f'<input type="hidden" name="next" value="{html.escape(next_path)}">' if next_path else ""
+    body = (
+        '<form method="post" action="/login">'
+        f"{hidden}"
+        '<label>API token <input name="token" type="password" autocomplete="off" required autofocus>'
+        "</label> <button>Sign in</button></form>"
+        "<p>An admin creates a token with <code>submarine-broker token create NAME</code>.</p>"
+        if form
+        else ""
+    )
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Submarine Broker: sign in</title></head><body><h1>Submarine Broker</h1>"
+        f"<p>{html.escape(message)}</p>{body}</body></html>"
+    )
+    return HTMLResponse(page, status_code=status, headers=_HEADERS)
+
+
+@public
+async def sign_in_form(request: Request) -> Response:
+    """The sign-in form (HTML); ``?next=`` is where to go afterwards (a notebook's path)."""
+    next_path = safe_next(request.query_params.get("next"))
+    if request.app.state.broker.config.auth == "none":
+        if next_path:
+            return RedirectResponse(next_path, status_code=303)
+        return _page(
+            "This broker has no authentication (auth: none): nothing to sign in to.", None, form=False
+        )
+    return _page("Sign in with your API token to open notebooks in this browser.", next_path)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """``token`` and ``next`` from a form post (what the page sends) or a JSON object."""
+    raw = await read_body(request, _MAX_FORM_BYTES)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        return {k: v[0] for k, v in fields.items() if k in ("token", "next")}
+    if kind == "application/json":
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "the body must be a JSON object with 'token'")
+        return {k: v for k, v in data.items() if k in ("token", "next") and isinstance(v, str)}
+    raise ApiError(415, "send the form (application/x-www-form-urlencoded) or JSON with 'token'")
+
+
+@public
+async def sign_in(request: Request) -> Response:
+    """Check the token and set it as the broker's cookie, then go to ``next`` (303)."""
+    if (why := cross_site(request.scope)) is not None:
+        return error(403, why)
+    try:
+        fields = await _form(request)
+    except ApiError as exc:
+        return error(exc.code, exc.message)
+    next_path = safe_next(fields.get("next"))
+    broker = request.app.state.broker
+    token = fields.get("token", "").strip()
+    if broker.config.auth == "none":
+        return RedirectResponse(next_path or SIGN_IN_PATH, status_code=303)
+    user = await user_of(broker.db, token) if token else None
+    if user is None:
+        return _page("Unknown or revoked API token: try again.", next_path, status=401)
+    answer: Response = (
+        RedirectResponse(next_path, status_code=303)
+        if next_path
+        else _page(f"Signed in as {user}: open a notebook's URL in this browser.", None, form=False)
+    )
+    for path in COOKIE_PATHS:
+        answer.set_cookie(
+            TOKEN_COOKIE,
+            token,
+            path=path,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+    return answer
+
+
+@public
+async def sign_out(request: Request) -> Response:
+    """Forget the broker's cookie in this browser (the token itself stays valid: revoke it for that)."""
+    if (why := cross_site(request.scope)) is not None:
+        return error(403, why)
+    answer = _page("Signed out.", None, form=False)
+    for path in COOKIE_PATHS:
+        answer.delete_cookie(
+            TOKEN_COOKIE, path=path, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
+    return answer
+
+
+routes = [
+    Route(SIGN_IN_PATH, sign_in_form, methods=["GET"]),
+    Route(SIGN_IN_PATH, sign_in, methods=["POST"]),
+    Route(SIGN_OUT_PATH, sign_out, methods=["POST"]),
+]
