@@ -40,7 +40,7 @@ from broker.experiments.validation import parse_experiment_spec
 from broker.experiments.views import stored_spec
 from broker.store.database import make_engine
 from broker.store.migrate import upgrade
-from broker.store.models import Experiment
+from broker.workloads.model import Workload
 
 #: The document both servers are sent (a PyTorch job: one Master, two Workers).
 BENCH_DOCUMENT: dict[str, Any] = {
@@ -100,7 +100,7 @@ def build_app(database_url: str) -> Starlette:
         spec = copy.copy(template)
         spec["meta"] = {**template["meta"], "experimentId": experiment_id}
         stamp = datetime.now(UTC)
-        row = Experiment(
+        row = Workload(
             id=experiment_id,
             uid=uuid.uuid4().hex,
             attempt=1,

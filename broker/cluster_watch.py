@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from broker.config.errors import ConfigError
 from broker.config.loader import cluster_files, load_cluster_file
@@ -38,7 +39,7 @@ from broker.registry import ClusterRegistry, ClusterState
 from broker.scheduler.monitor import tracked_on
 from broker.state import ON_CLUSTER
 from broker.store.database import Database
-from broker.store.models import Experiment
+from broker.workloads.model import Workload
 from clusters.base import Handle
 from clusters.config import ClusterConfig
 
@@ -48,21 +49,18 @@ HasWork = Callable[[str], Awaitable[bool]]
 ActiveHandles = Callable[[str], Awaitable[list[Handle]]]
 #: ``(key, reason)`` when this broker must refuse a valid cluster file, else None.
 Vet = Callable[[ClusterConfig], "tuple[str, str] | None"]
-#: Statuses in which an experiment holds (or is about to hold) work on its cluster.
 #: A file modified less than this long ago is re-read even when its mtime and size look unchanged.
 _RACY_NS = 3_000_000_000
 
 
-def experiments_on(db: Database) -> HasWork:
-    """``has_work(name)``: does any experiment hold work on cluster ``name`` (Accepted with that
+def workloads_on(db: Database) -> HasWork:
+    """``has_work(name)``: does any workload hold work on cluster ``name`` (Accepted with that
     cluster chosen, Created or Running)?"""
 
     async def has_work(name: str) -> bool:
-        def query(session) -> bool:
+        def query(session: Session) -> bool:
             found = session.scalar(
-                select(Experiment.id)
-                .where(Experiment.cluster == name, Experiment.status.in_(ON_CLUSTER))
-                .limit(1)
+                select(Workload.id).where(Workload.cluster == name, Workload.status.in_(ON_CLUSTER)).limit(1)
             )
             return found is not None
 
@@ -72,7 +70,7 @@ def experiments_on(db: Database) -> HasWork:
 
 
 def handles_on(db: Database) -> ActiveHandles:
-    """``active_handles(name)``: the handles of the Created and Running experiments on ``name``."""
+    """``active_handles(name)``: the handles of the Created and Running workloads on ``name``."""
 
     async def active_handles(name: str) -> list[Handle]:
         return [Handle.from_json(t.handle) for t in await db.run(tracked_on(name))]

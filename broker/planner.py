@@ -11,6 +11,7 @@ import dataclasses
 from broker.notebooks.runtime import InterpreterProbe, NotebookRuntime, jupyter_problem
 from broker.policy_runtime import PolicyRuntime
 from broker.registry import ClusterRegistry, ClusterState
+from broker.workloads.kind import Kind
 from policies.placement import ClusterView, Decision, PlacementEngine, PlacementRequest
 from runtimes.notebook import NotebookSpec
 from runtimes.plan import ZERO, Resources
@@ -35,7 +36,7 @@ def placement_request(
             largest = each
     hints = spec.meta.placement
     return PlacementRequest(
-        workload_kind="experiment",
+        workload_kind=Kind.EXPERIMENT.value,
         namespace=namespace,
         user=user,
         total=total,
@@ -55,7 +56,7 @@ def notebook_request(
     each = parse_resources(spec.spec.resources)
     hints = spec.meta.placement
     return PlacementRequest(
-        workload_kind="notebook",
+        workload_kind=Kind.NOTEBOOK.value,
         namespace=namespace,
         user=user,
         total=each,
@@ -99,32 +100,82 @@ class Planner:
         Clusters in ``refused_by`` turned the workload down before; they are tried again only
         when no other cluster could take it now.
         """
-        views = [self._view(cluster, spec, namespace) for cluster in self.registry.all()]
-        request = placement_request(spec, namespace, user, refused_by)
-        decision = self.engine.place(request, views, self.policy.authorizer)
-        if decision.chosen is None and refused_by:
-            decision = self.engine.place(
-                placement_request(spec, namespace, user), views, self.policy.authorizer
-            )
-        return decision
+        return self.snapshot().decide(spec, namespace, user, refused_by)
 
-    def _view(
-        self, cluster: ClusterState, spec: ExperimentSpec | NotebookSpec, namespace: str
-    ) -> ClusterView:
-        """The cluster as placement sees it: refused for a namespace it takes no work of (a local
-        cluster whose run_as names no user for it) and, for a notebook, where Jupyter is missing."""
-        view = cluster.view()
-        kind = "notebook" if isinstance(spec, NotebookSpec) else "experiment"
+    def snapshot(self) -> PlacementSnapshot:
+        """The clusters and the policy as they are now, to place a batch of workloads against."""
+        return PlacementSnapshot(self)
+
+    def cannot_run(self, cluster: ClusterState, kind: str, namespace: str) -> str | None:
+        """Why ``cluster`` takes no work of this kind for ``namespace`` (a local cluster whose run_as
+        names no user for it; for a notebook, an interpreter that lacks Jupyter), or None."""
         refusal = cluster.adapter.refuses_namespace(namespace)
         if refusal:
-            return dataclasses.replace(view, cannot_run={kind: refusal})
-        if isinstance(spec, NotebookSpec) and self.notebooks is not None:
-            problem = jupyter_problem(self.notebooks, cluster, self.probe)
-            if problem:
-                return dataclasses.replace(view, cannot_run={"notebook": problem})
-        return view
+            return refusal
+        if kind == Kind.NOTEBOOK and self.notebooks is not None:
+            return jupyter_problem(self.notebooks, cluster, self.probe)
+        return None
 
     def home_namespace(self, user: str) -> str | None:
         """The namespace a user's work goes to when the spec names none: their first team."""
         teams = self.policy.teams_of(user)
         return teams[0] if teams else None
+
+
+class PlacementSnapshot:
+    """The registered clusters as placement sees them at one moment, and the policy then in force.
+
+    A dispatch pass places its whole batch against one snapshot: each cluster's view is built
+    once, and what one placement takes (:meth:`take`) is no longer free for the next, so the batch
+    never promises a cluster more than it has. Decisions are the ones :meth:`Planner.decide` would
+    give for the clusters in the same condition (that method is a snapshot of one decision).
+    """
+
+    def __init__(self, planner: Planner) -> None:
+        self._planner = planner
+        self._authorizer = planner.policy.authorizer
+        self._clusters = planner.registry.all()
+        self._views = [cluster.view() for cluster in self._clusters]
+        self._index = {cluster.name: i for i, cluster in enumerate(self._clusters)}
+        self._reserved = [cluster.reserved for cluster in self._clusters]
+        #: (kind, namespace) → each cluster's refusal of that work (None: no refusal), asked once.
+        self._refusals: dict[tuple[str, str], list[str | None]] = {}
+
+    def decide(
+        self,
+        spec: ExperimentSpec | NotebookSpec,
+        namespace: str,
+        user: str,
+        refused_by: frozenset[str] = frozenset(),
+    ) -> Decision:
+        """Where ``spec`` would go in this snapshot (see :meth:`Planner.decide`)."""
+        views = self._views_for(
+            Kind.NOTEBOOK.value if isinstance(spec, NotebookSpec) else Kind.EXPERIMENT.value, namespace
+        )
+        engine, authorizer = self._planner.engine, self._authorizer
+        decision = engine.place(placement_request(spec, namespace, user, refused_by), views, authorizer)
+        if decision.chosen is None and refused_by:
+            decision = engine.place(placement_request(spec, namespace, user), views, authorizer)
+        return decision
+
+    def take(self, cluster: str, resources: Resources) -> None:
+        """Count ``resources`` as promised on ``cluster`` for the rest of this snapshot."""
+        i = self._index.get(cluster)
+        if i is None:
+            return
+        self._reserved[i] = self._reserved[i] + resources
+        self._views[i] = dataclasses.replace(
+            self._views[i], free=self._clusters[i].free_with(self._reserved[i])
+        )
+
+    def _views_for(self, kind: str, namespace: str) -> list[ClusterView]:
+        refusals = self._refusals.get((kind, namespace))
+        if refusals is None:
+            refusals = [self._planner.cannot_run(c, kind, namespace) for c in self._clusters]
+            self._refusals[(kind, namespace)] = refusals
+        if not any(refusals):
+            return self._views
+        return [
+            dataclasses.replace(view, cannot_run={kind: refusal}) if refusal else view
+            for view, refusal in zip(self._views, refusals, strict=True)
+        ]

@@ -1,8 +1,9 @@
 """The live cluster registry: adapters built from cluster configs, with their latest condition.
 
 The registry holds no database state: a cluster's condition is what its health checks said plus
-the admin flags (cordon, drain) and whether its file is gone. Those flags live in this process
-only (each broker replica keeps its own).
+the admin flags (cordon, drain) and whether its file is gone. The flags are stored in the
+database and copied here by :class:`broker.cluster_flags.ClusterFlags`, so every broker replica
+honours them.
 
 Health checks back off after failures: the n-th failure in a row schedules the next check
 ``health_interval × 2^(n-1)`` seconds later (at most :data:`MAX_BACKOFF`); a success resets it.
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 
 from broker import redaction
 from broker.state import now
-from clusters.base import Capability, ClusterAdapter, Health
+from clusters.base import PLACEMENT, Capability, ClusterAdapter, Health
 from clusters.config import ClusterConfig
 from clusters.kinds import adapter_class
 from policies.placement import ClusterView
@@ -114,12 +115,12 @@ class ClusterState:
 
     @property
     def free(self) -> Resources:
+        return self.free_with(self.reserved)
+
+    def free_with(self, reserved: Resources) -> Resources:
+        """What is free once ``reserved`` is promised to dispatches since the last health check."""
         base = self.health.free if self.health else ZERO
-        return Resources(
-            cpu=max(0.0, base.cpu - self.reserved.cpu),
-            memory=max(0, base.memory - self.reserved.memory),
-            gpu=max(0, base.gpu - self.reserved.gpu),
-        )
+        return base.minus(reserved)
 
     @property
     def running(self) -> int:
@@ -128,7 +129,9 @@ class ClusterState:
     @property
     def capability_names(self) -> list[str]:
         return sorted(
-            flag.name.lower() for flag in Capability if flag.name and flag in self.adapter.capabilities
+            flag.name.lower()
+            for flag in Capability
+            if flag.name and flag in PLACEMENT & self.adapter.capabilities
         )
 
     def view(self) -> ClusterView:

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from broker.api.app import build_app
 from broker.cluster_flags import ClusterFlags
-from broker.cluster_watch import ClusterWatch, Vet, experiments_on, handles_on
+from broker.cluster_watch import ClusterWatch, Vet, handles_on, workloads_on
 from broker.config import ConfigError
 from broker.config.loader import cluster_files, load_cluster_file
 from broker.config.models import BrokerConfig, NotebooksConfig
@@ -41,6 +41,7 @@ from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
 from broker.storage import open_storage
 from broker.store.database import Database
+from broker.workloads.kind import Kind
 from clusters.config import ClusterConfig
 from clusters.kinds import KindUnavailable, adapter_class, register_kind
 from policies.placement import default_engine
@@ -73,7 +74,7 @@ def is_loopback(host: str) -> bool:
     except ValueError:
         pass
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
     return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
@@ -138,7 +139,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     cluster_watch = ClusterWatch(
         config.clusters_dir,
         registry,
-        has_work=experiments_on(db),
+        has_work=workloads_on(db),
         active_handles=handles_on(db),
         errors=errors,
         vet=host_user_vet(config),
@@ -150,8 +151,8 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     policy = PolicyRuntime(db)
     jupyter = notebook_runtime(config.notebooks)
     planner = Planner(registry, policy, default_engine(), jupyter)
-    ids = IdGenerator(db, "experiment", "-", holder)
-    loops = Loops(
+    ids = IdGenerator(db, Kind.EXPERIMENT.value, "-", holder)
+    loops: Loops = Loops(  # annotated: the failover below refers to it
         lease=LeaseKeeper(db, LEASE_NAME, holder, config.loops.lease_ttl),
         dispatcher=Dispatcher(
             db,
@@ -164,6 +165,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
             },
             notebooks=jupyter,
             tokens=tokens,
+            claim_hold=config.loops.lease_ttl,
         ),
         monitor=Monitor(
             db,
@@ -195,7 +197,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     notebooks = NotebookService(
         db,
         registry,
-        IdGenerator(db, "notebook", "_", holder),
+        IdGenerator(db, Kind.NOTEBOOK.value, "_", holder),
         default_namespace=config.default_namespace,
         planner=planner,
         tokens=tokens,

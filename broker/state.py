@@ -1,8 +1,9 @@
-"""The experiment state machine: Submarine's statuses, the allowed moves, and the one write path.
+"""The workload state machine: Submarine's statuses, the allowed moves, and the one write path.
 
 Every status change goes through :func:`transition`, which refuses illegal moves (a late
-"Running" report after a delete, a revived terminal run), stamps the matching time column and
-writes an event row, in the caller's transaction.
+"Running" report after a delete, a revived terminal run), stamps the matching time column of the
+current attempt and writes an event row, in the caller's transaction. The one other move, back to
+Accepted for a new attempt, is :func:`reopen`'s.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from broker.store.models import Event, Experiment
+from broker.workloads.model import Event, Workload
 
 
 class Status(enum.StrEnum):
-    """Submarine 0.8.0 experiment statuses, case-exact."""
+    """Submarine 0.8.0 statuses (of experiments, and of every workload), case-exact."""
 
     ACCEPTED = "Accepted"
     CREATED = "Created"
@@ -40,7 +41,7 @@ class Status(enum.StrEnum):
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.DELETED})
 
-#: Statuses (as stored) of experiments with an attempt on a cluster: started there...
+#: Statuses (as stored) of workloads with an attempt on a cluster: started there...
 ACTIVE = (Status.CREATED.value, Status.RUNNING.value)
 #: ...or, with ``cluster`` set while Accepted, chosen for it with the submit in flight.
 ON_CLUSTER = (Status.ACCEPTED.value, *ACTIVE)
@@ -73,8 +74,8 @@ class FailureCategory(enum.StrEnum):
 class IllegalTransition(Exception):
     """A move the state machine does not allow; the row is left as it was."""
 
-    def __init__(self, experiment_id: str, current: Status, target: Status) -> None:
-        super().__init__(f"{experiment_id}: {current.value} → {target.value} is not allowed")
+    def __init__(self, workload_id: str, current: Status, target: Status) -> None:
+        super().__init__(f"{workload_id}: {current.value} → {target.value} is not allowed")
         self.current = current
         self.target = target
 
@@ -91,81 +92,72 @@ def can_move(current: Status, target: Status) -> bool:
 
 def transition(
     session: Session,
-    experiment: Experiment,
+    workload: Workload,
     target: Status,
     reason: str = "",
     *,
     category: FailureCategory | str | None = None,
     at: datetime | None = None,
 ) -> bool:
-    """Move ``experiment`` to ``target`` in the caller's transaction and record the event.
+    """Move ``workload`` to ``target`` in the caller's transaction and record the event.
 
     Returns False (and changes nothing) when it is already there; raises
     :class:`IllegalTransition` for a move the table does not allow.
     """
-    current = Status(experiment.status)
+    current = Status(workload.status)
     if current is target:
         return False
     if not can_move(current, target):
-        raise IllegalTransition(experiment.id, current, target)
+        raise IllegalTransition(workload.id, current, target)
     failure = FailureCategory(category).value if category else None  # refuse a bad category before any change
     when = at or now()
-    experiment.status = target.value
-    experiment.updated_at = when
-    if target is Status.CREATED and experiment.created_at is None:
-        experiment.created_at = when
-    elif target is Status.RUNNING and experiment.running_at is None:
-        experiment.running_at = when
-    elif target in (Status.SUCCEEDED, Status.FAILED) and experiment.finished_at is None:
-        experiment.finished_at = when
+    workload.status = target.value
+    workload.updated_at = when
+    if target is Status.CREATED and workload.created_at is None:
+        workload.created_at = when
+    elif target is Status.RUNNING and workload.running_at is None:
+        workload.running_at = when
+    elif target in (Status.SUCCEEDED, Status.FAILED) and workload.finished_at is None:
+        workload.finished_at = when
     elif target is Status.DELETED:
-        experiment.deleted_at = when
+        workload.deleted_at = when
     if target is Status.FAILED:
-        experiment.reason = reason
-        experiment.failure_category = failure
+        workload.reason = reason
+        workload.failure_category = failure
     elif target is Status.SUCCEEDED:
-        experiment.reason = reason or None
-    experiment.status_message = None
+        workload.reason = reason or None
+    workload.status_message = None
     session.add(
         Event(
-            experiment_id=experiment.id,
+            workload_id=workload.id,
             at=when,
             from_status=current.value,
             to_status=target.value,
             reason=reason,
-            attempt=experiment.attempt,
+            attempt=workload.attempt,
         )
     )
     return True
 
 
-def restart(session: Session, workload: Experiment, reason: str, *, uid: str) -> None:
-    """Start an ended notebook again as a new attempt (``uid``): Succeeded/Failed → Accepted.
+def reopen(session: Session, workload: Workload, reason: str, *, revive: bool = False) -> None:
+    """Move ``workload`` back to Accepted for its next attempt, and record it under that attempt.
 
-    Not in :data:`TRANSITIONS` on purpose: no cluster report may revive an ended run; only this
-    explicit user action does, and only for notebooks (their id, working directory and URL stay).
+    Only :func:`broker.workloads.rows.new_attempt` calls it, once the row holds the new attempt.
+    Allowed where :data:`TRANSITIONS` allows it (Created or Running: a failover) and, with
+    ``revive``, from Succeeded or Failed: that move is not in the table on purpose, so no cluster
+    report may revive an ended run; only an explicit user action does (a notebook started again).
     """
     current = Status(workload.status)
-    if workload.kind != "notebook" or current not in (Status.SUCCEEDED, Status.FAILED):
+    if not may_reopen(current, revive=revive):
         raise IllegalTransition(workload.id, current, Status.ACCEPTED)
     when = now()
     workload.status = Status.ACCEPTED.value
-    workload.attempt += 1
-    workload.uid = uid
-    workload.cluster = None
-    workload.handle = None
-    workload.placement = None
-    workload.access = None
-    workload.dispatch_tries = 0
-    workload.next_dispatch_at = None
-    workload.reason = None
-    workload.failure_category = None
-    workload.status_message = None
-    workload.created_at = workload.running_at = workload.finished_at = None
     workload.updated_at = when
+    workload.status_message = None
     session.add(
         Event(
-            experiment_id=workload.id,
+            workload_id=workload.id,
             at=when,
             from_status=current.value,
             to_status=Status.ACCEPTED.value,
@@ -175,15 +167,20 @@ def restart(session: Session, workload: Experiment, reason: str, *, uid: str) ->
     )
 
 
-def record(session: Session, experiment: Experiment, reason: str, *, at: datetime | None = None) -> None:
+def may_reopen(current: Status, *, revive: bool = False) -> bool:
+    """Whether :func:`reopen` allows a move from ``current`` (see there)."""
+    return can_move(current, Status.ACCEPTED) or (revive and current in (Status.SUCCEEDED, Status.FAILED))
+
+
+def record(session: Session, workload: Workload, reason: str, *, at: datetime | None = None) -> None:
     """Record an event that is not a status change (placement, a waiting reason, a warning)."""
     session.add(
         Event(
-            experiment_id=experiment.id,
+            workload_id=workload.id,
             at=at or now(),
-            from_status=experiment.status,
+            from_status=workload.status,
             to_status=None,
             reason=reason,
-            attempt=experiment.attempt,
+            attempt=workload.attempt,
         )
     )

@@ -20,7 +20,8 @@ from broker.secret_key import SecretBox
 from broker.state import now
 from broker.store.database import Database
 from broker.store.migrate import upgrade
-from broker.store.models import Experiment, SecretKeyCheck
+from broker.store.models import SecretKeyCheck
+from broker.workloads.model import Workload
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def check_key(session: Session, box: SecretBox) -> None:
         return
     if recorded.fingerprint == box.fingerprint:
         return
-    encrypted = session.scalar(select(Experiment.id).where(Experiment.access_token.is_not(None)).limit(1))
+    encrypted = session.scalar(select(Workload.id).where(Workload.access_token.is_not(None)).limit(1))
     if encrypted is not None:
         raise ConfigError(
             str(box.source or "secret_key_file"),
@@ -73,7 +74,7 @@ def reset_key(session: Session, box: SecretBox) -> int:
     """Adopt ``box``'s key after the recorded one was lost: clear every stored notebook token
     (unreadable without the old key) and record the new key. Returns how many were cleared."""
     result = session.execute(
-        update(Experiment).where(Experiment.access_token.is_not(None)).values(access_token=None)
+        update(Workload).where(Workload.access_token.is_not(None)).values(access_token=None)
     )
     cleared = cast(CursorResult[Any], result).rowcount
     recorded = session.get(SecretKeyCheck, KEY_NAME)

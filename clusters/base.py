@@ -1,33 +1,61 @@
-"""The cluster adapter protocol: six async verbs every cluster kind implements.
+"""The cluster adapter protocol: six verbs every cluster kind implements, and optional ones it declares.
 
 An adapter turns a :class:`~runtimes.plan.LaunchPlan` into something running on one cluster and
 reports back. It never touches the broker's database: everything it needs to find its work again
 after a broker restart lives in the small JSON-able :class:`Handle` state it returns from
 ``submit``, which the broker stores and hands back to ``poll``, ``cancel``, ``logs`` and
 ``endpoint``.
+
+Required verbs are abstract methods: ``health``, ``addressing``, ``submit``, ``poll``, ``cancel``
+and ``logs``. Optional ones have one idiom: a :class:`Capability` flag declares each
+(:data:`OPTIONAL_VERBS`), a kind overrides the verb exactly when it has the flag, and without
+the flag the base's verb gives the neutral answer its docstring names (so a caller that does not
+ask the flag first still gets a safe answer). Both rules are checked when a kind's class is
+defined: a concrete kind that misses a required verb, or whose flags and overrides disagree, is a
+``TypeError`` there. A base of other kinds (the batch family) says ``abstract=True`` in its class
+statement and is checked through its concrete subclasses instead.
 """
 
 from __future__ import annotations
 
 import enum
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from clusters.config import ClusterConfig
-from runtimes.plan import ZERO, Addressing, LaunchPlan, Resources
+from runtimes.plan import ZERO, Addressing, LaunchPlan, Resources, decider_names
 
 
 class Capability(enum.Flag):
-    """What a cluster kind can do; placement filters on these."""
+    """What a cluster kind can do. Placement filters on the first four (:data:`PLACEMENT`); each
+    flag from ``ENDPOINTS`` on declares an optional verb the kind implements (:data:`OPTIONAL_VERBS`)."""
 
     NONE = 0
     GPU = enum.auto()
     MULTI_NODE = enum.auto()
+    #: Serves what a workload listens on (a notebook): ``endpoint``.
     ENDPOINTS = enum.auto()
     IMAGES = enum.auto()
+    #: Lists every attempt it holds for this broker (the orphan sweep): ``owned``.
+    LISTS_WORK = enum.auto()
+    #: Keeps working directories across attempts and can free them: ``release``.
+    RELEASES_WORKDIRS = enum.auto()
+    #: Runs replicas as processes on the broker's own host: ``host_user_problem``.
+    BROKER_HOST = enum.auto()
+
+
+#: The capabilities work is placed by (and that the cluster API lists).
+PLACEMENT = Capability.GPU | Capability.MULTI_NODE | Capability.ENDPOINTS | Capability.IMAGES
+
+#: Each optional verb of :class:`ClusterAdapter` and the capability that declares it.
+OPTIONAL_VERBS: dict[str, Capability] = {
+    "endpoint": Capability.ENDPOINTS,
+    "owned": Capability.LISTS_WORK,
+    "release": Capability.RELEASES_WORKDIRS,
+    "host_user_problem": Capability.BROKER_HOST,
+}
 
 
 class Phase(enum.StrEnum):
@@ -58,6 +86,16 @@ class Handle:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Handle:
         return cls(uid=data["uid"], state=dict(data.get("state") or {}))
+
+    @classmethod
+    def for_plan(cls, plan: LaunchPlan, **state: Any) -> Handle:
+        """The handle of ``plan``'s attempt: its replica names (plan order, primary first) and
+        success roles, which polls and logs read back after a restart, plus the kind's ``state``."""
+        common: dict[str, Any] = {
+            "replicas": [r.name for r in plan.replicas],
+            "success_roles": list(plan.success_roles),
+        }
+        return cls(plan.uid, {**common, **state})
 
 
 @dataclass(frozen=True)
@@ -110,29 +148,23 @@ class ReplicaLog:
 class ClusterAdapter(ABC):
     """Base of every cluster kind.
 
-    Subclasses set ``kind``, ``config_model`` and ``capabilities`` and implement the abstract
-    verbs; a subclass that misses one is refused when its class is defined, not at first use.
+    Subclasses set ``kind``, ``config_model`` and ``capabilities``, implement the abstract verbs
+    and exactly the optional verbs their capabilities declare. A subclass that breaks either rule
+    is refused (``TypeError``) when its class is defined, not at first use, unless it declares
+    itself a base of other kinds: ``class BatchAdapter(ClusterAdapter, abstract=True)``.
     """
 
     kind: ClassVar[str]
     config_model: ClassVar[type[ClusterConfig]]
     capabilities: ClassVar[Capability] = Capability.NONE
-    #: Replicas run as processes on the broker's own host, so the broker can check what their
-    #: interpreter has installed (Jupyter for notebooks) before it places work there.
-    runs_on_broker_host: ClassVar[bool] = False
 
-    _REQUIRED = ("health", "submit", "poll", "cancel", "logs", "addressing")
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if inspect.isabstract(cls):
+        if abstract:
             return
-        missing = [name for name in cls._REQUIRED if getattr(cls, name, None) is None]
-        for attr in ("kind", "config_model"):
-            if not hasattr(cls, attr):
-                missing.append(attr)
-        if missing:
-            raise TypeError(f"cluster adapter {cls.__name__} lacks {', '.join(missing)}")
+        problems = contract_problems(cls)
+        if problems:
+            raise TypeError(f"cluster adapter {cls.__name__} {'; '.join(problems)}")
 
     def __init__(self, config: ClusterConfig, *, data_dir: str) -> None:
         self.config = config
@@ -141,6 +173,12 @@ class ClusterAdapter(ABC):
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def runs_on_broker_host(self) -> bool:
+        """Replicas run as processes on the broker's own host (``Capability.BROKER_HOST``), so the
+        broker can check what their interpreter has installed (Jupyter for notebooks) first."""
+        return Capability.BROKER_HOST in self.capabilities
 
     @abstractmethod
     async def health(self) -> Health:
@@ -183,9 +221,10 @@ class ClusterAdapter(ABC):
     def host_user_problem(cls, config: ClusterConfig, *, multi_user: bool) -> tuple[str, str] | None:
         """``(key, reason)`` when a broker must not run this cluster file's work as configured.
 
-        ``multi_user`` is True for a broker that serves several people (``auth: token``). Only kinds
-        that run work on the broker's own host have a say: running it as the broker's Unix user
-        would let any user read the broker's database and secrets. None: nothing against it.
+        Optional (``Capability.BROKER_HOST``): only kinds that run work on the broker's own host
+        have a say, since running it as the broker's Unix user would let any user read the broker's
+        database and secrets. ``multi_user`` is True for a broker that serves several people
+        (``auth: token``). None: nothing against it (the answer of every other kind).
         """
         return None
 
@@ -196,21 +235,26 @@ class ClusterAdapter(ABC):
     async def owned(self) -> list[Handle] | None:
         """Every attempt this cluster holds for this broker (found by the broker's origin label).
 
-        The broker cancels those it no longer tracks (superseded or deleted attempts): the orphan
-        sweep. Kinds that cannot list their work return None and are swept by handle only.
+        Optional (``Capability.LISTS_WORK``). The broker cancels those it no longer tracks
+        (superseded or deleted attempts): the orphan sweep. Without the capability: None, the
+        kind's work is swept by handle only.
         """
         return None
 
     async def endpoint(self, handle: Handle) -> str | None:
-        """Where a serving workload (a notebook) listens, or None. Kinds with ENDPOINTS override it."""
+        """Where a serving workload (a notebook) listens once it does, else None.
+
+        Optional (``Capability.ENDPOINTS``); without the capability: None.
+        """
         return None
 
     async def release(self, workdir: str) -> bool:
         """Free the storage kept under a ``workdir`` key (a deleted notebook's files).
 
-        Returns True when something was freed or nothing was left, False when this kind keeps
-        nothing it can reach (the files stay where the cluster put them). Raises
-        :class:`ClusterUnreachable` when the cluster cannot be asked.
+        Optional (``Capability.RELEASES_WORKDIRS``). Returns True when something was freed or
+        nothing was left, False when the files stay where the cluster put them (not ours to
+        delete; without the capability, always). Raises :class:`ClusterUnreachable` when the
+        cluster cannot be asked.
         """
         return False
 
@@ -218,11 +262,44 @@ class ClusterAdapter(ABC):
         """Release connections and background resources; the workloads keep running."""
 
 
+def contract_problems(cls: type[ClusterAdapter]) -> list[str]:
+    """What a concrete adapter class lacks or gets wrong: required verbs it leaves abstract, a
+    missing ``kind`` or ``config_model``, optional verbs its capabilities do not match."""
+    problems = []
+    missing = sorted(_abstract_names(cls))
+    missing += [attr for attr in ("kind", "config_model") if not hasattr(cls, attr)]
+    if missing:
+        problems.append(f"lacks {', '.join(missing)}")
+    for verb, flag in OPTIONAL_VERBS.items():
+        overridden = overrides(cls, verb)
+        if overridden != (flag in cls.capabilities):
+            name = flag.name or str(flag)
+            problems.append(
+                f"overrides {verb} without Capability.{name}"
+                if overridden
+                else f"has Capability.{name} but does not override {verb}"
+            )
+    return problems
+
+
+def overrides(cls: type[ClusterAdapter], verb: str) -> bool:
+    """Whether ``cls`` (or a base below :class:`ClusterAdapter`) defines ``verb`` itself."""
+    owner = next((k for k in cls.__mro__ if verb in vars(k)), ClusterAdapter)
+    return owner is not ClusterAdapter
+
+
+def _abstract_names(cls: type) -> set[str]:
+    # Not ``__abstractmethods__``: ABCMeta sets it only once the class is made, after
+    # ``__init_subclass__`` has run. This looks for abstract methods the way ABCMeta does.
+    return {name for name in dir(cls) if getattr(getattr(cls, name, None), "__isabstractmethod__", False)}
+
+
 def summarise(uid: str, plan_success_roles: Sequence[str], replicas: Sequence[ReplicaStatus]) -> Observation:
     """Fold per-replica states into one workload observation (gang semantics).
 
-    Any replica failed → FAILED, naming the replica and its exit code. Every replica of the
-    success roles exited 0 → SUCCEEDED (the others are then stopped by the broker). Any replica
+    Any replica failed → FAILED, naming the replica and its exit code. Every replica that decides
+    the run (:func:`runtimes.plan.decider_names`: those of the success roles, else all) exited 0 →
+    SUCCEEDED (the others are then stopped by the broker). Any replica
     unknown → UNKNOWN. Otherwise RUNNING once every replica runs or has finished, else PENDING.
     """
     failed = [r for r in replicas if r.phase is Phase.FAILED]
@@ -233,8 +310,8 @@ def summarise(uid: str, plan_success_roles: Sequence[str], replicas: Sequence[Re
             f"exited with code {first.exit_code}" if first.exit_code is not None else "failed"
         )
         return Observation(uid, Phase.FAILED, f"replica {first.name} {detail}", category, tuple(replicas))
-    deciders = [r for r in replicas if r.name.rsplit("-", 1)[0] in {x.lower() for x in plan_success_roles}]
-    if deciders and all(r.phase is Phase.SUCCEEDED for r in deciders):
+    deciders = set(decider_names([r.name for r in replicas], plan_success_roles))
+    if deciders and all(r.phase is Phase.SUCCEEDED for r in replicas if r.name in deciders):
         return Observation(uid, Phase.SUCCEEDED, "all replicas finished", None, tuple(replicas))
     if any(r.phase is Phase.UNKNOWN for r in replicas):
         return Observation(uid, Phase.UNKNOWN, "some replicas are in an unknown state", None, tuple(replicas))

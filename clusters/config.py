@@ -9,6 +9,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clusters import secrets
+from runtimes.plan import Resources
 from runtimes.resources import ResourceError, parse_cpu, parse_memory
 
 _RESERVED = frozenset({"errors"})
@@ -46,6 +47,14 @@ class CapacityOverride(BaseModel):
             except ResourceError:
                 raise ValueError("not a quantity (examples: 8Gi, 16G, 512Mi)") from None
         return value
+
+    def apply(self, reported: Resources) -> Resources:
+        """The totals to use: what the admin set here, the cluster's ``reported`` totals elsewhere."""
+        return Resources(
+            cpu=self.cpu if self.cpu is not None else reported.cpu,
+            memory=self.memory if self.memory is not None else reported.memory,
+            gpu=self.gpu if self.gpu is not None else reported.gpu,
+        )
 
 
 class ClusterConfig(BaseModel):

@@ -62,9 +62,10 @@ def adapter_class(kind: str) -> type[ClusterAdapter]:
         )
     module_name, _, attr = target.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        found: type[ClusterAdapter] = getattr(importlib.import_module(module_name), attr)
     except ImportError as exc:
         hint = f" (pip install 'submarine-broker[{extra}]')" if extra else ""
         raise KindUnavailable(f"the {kind} kind cannot be loaded from {target}: {exc}{hint}") from None
     except AttributeError:
         raise KindUnavailable(f"the {kind} kind cannot be loaded: {module_name} has no {attr}") from None
+    return found

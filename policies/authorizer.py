@@ -94,8 +94,8 @@ class _Keyed:
         else:  # many patterns: look up each prefix of the value instead
             get = self.prefixes.get
             for end in range(len(value) + 1):
-                if rules := get(value[:end]):
-                    found.extend(rules)
+                if more := get(value[:end]):
+                    found.extend(more)
         return found
 
 

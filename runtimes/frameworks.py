@@ -10,27 +10,45 @@ for Submarine on Kubernetes) runs unchanged on any cluster the broker picks:
 - python: the command as it is, once per replica.
 Every replica also gets ``JOB_ID`` (the Submarine SDK's tracking key), ``SUBMARINE_ROLE`` and
 ``SUBMARINE_REPLICA_INDEX``.
+
+The builders read only the replicas' roles and indexes and where each listens, never the spec,
+so the clusters that learn addresses at launch re-run them then (:func:`framework_env`, through
+:func:`runtimes.rendezvous.render_env`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from runtimes.plan import Addressing, LaunchPlan, ReplicaPlan
 from runtimes.resources import parse_resources
 from runtimes.spec import ExperimentSpec, split_command
 
-EnvBuilder = Callable[
-    [ExperimentSpec, list[tuple[str, int]], Addressing], dict[tuple[str, int], dict[str, str]]
-]
+#: A replica slot: its role and its index in the role.
+Slot = tuple[str, int]
 
 
-def _slots(spec: ExperimentSpec) -> list[tuple[str, int]]:
+class Endpoints(Protocol):
+    """Where each replica listens, as the builders read it: an :class:`~runtimes.plan.Addressing`,
+    or endpoints known at launch whose ports may still be placeholders (see :mod:`runtimes.rendezvous`)."""
+
+    def host(self, role: str, index: int) -> str: ...
+
+    def port(self, role: str, index: int) -> int | str: ...
+
+
+#: A framework's environment builder: the slots of every replica (roles in framework order, primary
+#: first) and their endpoints → each slot's framework variables.
+EnvBuilder = Callable[[Sequence[Slot], Endpoints], dict[Slot, dict[str, str]]]
+
+
+def _slots(spec: ExperimentSpec) -> list[Slot]:
     return [(role, i) for role, task in spec.ordered_roles() for i in range(task.replicas)]
 
 
-def _tensorflow_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addressing):
+def _tensorflow_env(slots: Sequence[Slot], addr: Endpoints) -> dict[Slot, dict[str, str]]:
     cluster: dict[str, list[str]] = {}
     for role, index in slots:
         if role == "Evaluator":
@@ -47,22 +65,22 @@ def _tensorflow_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Ad
     return envs
 
 
-def _ranks(spec: ExperimentSpec, slots: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    has_master = "Master" in spec.spec
+def _ranks(slots: Sequence[Slot]) -> dict[Slot, int]:
+    has_master = any(role == "Master" for role, _ in slots)
     ranks = {}
     for role, index in slots:
         ranks[(role, index)] = 0 if role == "Master" else index + (1 if has_master else 0)
     return ranks
 
 
-def _rank_zero(spec: ExperimentSpec) -> tuple[str, int]:
-    return ("Master", 0) if "Master" in spec.spec else ("Worker", 0)
+def _rank_zero(slots: Sequence[Slot]) -> Slot:
+    return ("Master", 0) if any(role == "Master" for role, _ in slots) else ("Worker", 0)
 
 
-def _pytorch_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addressing):
-    head = _rank_zero(spec)
+def _pytorch_env(slots: Sequence[Slot], addr: Endpoints) -> dict[Slot, dict[str, str]]:
+    head = _rank_zero(slots)
     master_addr, master_port = addr.host(*head), str(addr.port(*head))
-    ranks = _ranks(spec, slots)
+    ranks = _ranks(slots)
     return {
         slot: {
             "MASTER_ADDR": master_addr,
@@ -75,8 +93,8 @@ def _pytorch_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addre
     }
 
 
-def _xgboost_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addressing):
-    envs = _pytorch_env(spec, slots, addr)
+def _xgboost_env(slots: Sequence[Slot], addr: Endpoints) -> dict[Slot, dict[str, str]]:
+    envs = _pytorch_env(slots, addr)
     workers = [slot for slot in slots if slot[0] == "Worker"]
     worker_addrs = ",".join(addr.host(*slot) for slot in workers)
     worker_port = str(addr.port(*workers[0])) if workers else ""
@@ -94,7 +112,7 @@ def _xgboost_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addre
     return envs
 
 
-def _python_env(spec: ExperimentSpec, slots: list[tuple[str, int]], addr: Addressing):
+def _python_env(slots: Sequence[Slot], addr: Endpoints) -> dict[Slot, dict[str, str]]:
     return {slot: {"PYTHONUNBUFFERED": "1"} for slot in slots}
 
 
@@ -104,6 +122,13 @@ _ENV_BUILDERS: dict[str, EnvBuilder] = {
     "xgboost": _xgboost_env,
     "python": _python_env,
 }
+
+
+def framework_env(framework: str, slots: Sequence[Slot], endpoints: Endpoints) -> dict[Slot, dict[str, str]]:
+    """The framework's variables of every slot (TF_CONFIG, MASTER_ADDR, ...); none for a framework
+    without a builder (a notebook). ``slots`` name every replica of the run, in plan order."""
+    builder = _ENV_BUILDERS.get(framework)
+    return builder(slots, endpoints) if builder is not None else {}
 
 
 def success_roles(spec: ExperimentSpec) -> list[str]:
@@ -141,13 +166,13 @@ def build_plan(
     user can still override it. Task ``envVars`` replace ``meta.envVars`` as in Submarine.
     """
     slots = _slots(spec)
-    framework_env = _ENV_BUILDERS[spec.meta.framework](spec, slots, addressing)
+    framework_vars = framework_env(spec.meta.framework, slots, addressing)
     replicas = []
     for role, index in slots:
         task = spec.spec[role]
         env: dict[str, str] = dict(extra_env or {})
         env.update(task.envVars if task.envVars is not None else spec.meta.envVars)
-        env.update(framework_env[(role, index)])
+        env.update(framework_vars[(role, index)])
         env.update(
             {
                 "JOB_ID": workload_id,
@@ -170,7 +195,7 @@ def build_plan(
             )
         )
     kernel = spec.environment.kernelSpec or {}
-    images = {spec.image(role) for role, _ in spec.ordered_roles()} - {None}
+    images = {image for role, _ in spec.ordered_roles() if (image := spec.image(role)) is not None}
     return LaunchPlan(
         uid=uid,
         workload_id=workload_id,

@@ -173,8 +173,3 @@ def build_notebook_plan(
         labels={"notebook-id": workload_id, **spec.meta.labels},
         workdir=workload_id,
     )
-
-
-def notebook_document_fields(spec: NotebookSpec) -> dict[str, Any]:
-    """The spec as stored and shown (Submarine's shape, defaults filled)."""
-    return spec.model_dump(mode="json")

@@ -6,7 +6,7 @@ the broker can store it beside the attempt without knowing what any cluster will
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +28,14 @@ class Resources(BaseModel):
     def __add__(self, other: Resources) -> Resources:
         return Resources(
             cpu=self.cpu + other.cpu, memory=self.memory + other.memory, gpu=self.gpu + other.gpu
+        )
+
+    def minus(self, used: Resources) -> Resources:
+        """What is left of these resources once ``used`` is taken, never below zero."""
+        return Resources(
+            cpu=max(0.0, self.cpu - used.cpu),
+            memory=max(0, self.memory - used.memory),
+            gpu=max(0, self.gpu - used.gpu),
         )
 
     def scaled(self, factor: int) -> Resources:
@@ -103,6 +111,23 @@ class LaunchPlan(BaseModel):
     def replica(self, name: str) -> ReplicaPlan | None:
         """The replica called ``name`` (``worker-1``), or None."""
         return next((r for r in self.replicas if r.name == name), None)
+
+    def deciders(self) -> list[str]:
+        """The replicas (by name, plan order) whose exit decides the run: see :func:`decider_names`."""
+        return decider_names([r.name for r in self.replicas], self.success_roles)
+
+
+def decider_names(names: Sequence[str], success_roles: Iterable[str]) -> list[str]:
+    """Of the replicas ``names`` (``worker-0``), those whose exit decides success: every replica of
+    the success roles (TensorFlow's chief or master alone, see
+    :func:`runtimes.frameworks.success_roles`), or every replica when no name is of those roles.
+
+    The one rule of every place that judges a run from its replicas' exits: the adapters'
+    :func:`clusters.base.summarise` (from a stored handle), the Ray launcher and the Slurm tasks.
+    """
+    roles = {role.lower() for role in success_roles}
+    found = [name for name in names if name.rsplit("-", 1)[0] in roles]
+    return found or list(names)
 
 
 def replicas_by_role(plan: LaunchPlan) -> dict[str, list[ReplicaPlan]]:

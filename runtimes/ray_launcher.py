@@ -8,16 +8,13 @@ cluster kind submits it; ``<plan>`` is :func:`encode_plan` of the :class:`Launch
    ``SUBMARINE_RAY_STRATEGY``), so all replicas start or none do;
 2. starts one actor per replica in its bundle (``num_cpus``/``num_gpus``/``memory`` of the
    replica) and asks each for its node's IP and a port free on that node;
-3. rebuilds each replica's environment with those real addresses: the plan was built with the
-   adapter's placeholder addressing (hosts ``{{host:<replica>}}``, port 0), so the launcher
-   re-runs the framework's environment builder (:data:`runtimes.frameworks._ENV_BUILDERS`:
-   TF_CONFIG, MASTER_ADDR/MASTER_PORT, WORKER_ADDRS, DMLC_*) over the real endpoints and puts
-   the result over the plan's env, exactly where :func:`runtimes.frameworks.build_plan` put it; any
-   other value still holding a ``{{host:<replica>}}`` placeholder gets that replica's IP. Every
-   replica also gets ``SUBMARINE_REPLICA_HOST`` and ``SUBMARINE_REPLICA_PORT`` (its own endpoint).
-   The argv is resolved too (:func:`resolve_argv`): host placeholders become IPs, and for a
-   replica whose plan port is the placeholder 0, an option ``--<...>port=0`` (or ``--<...>port 0``)
-   becomes its real port (a notebook's ``--ip={{host:notebook-0}} --port=0``);
+3. renders each replica's environment and argv over those endpoints
+   (:func:`runtimes.rendezvous.render_env` and :func:`~runtimes.rendezvous.resolve_argv`): the
+   plan was built with placeholder addressing (hosts ``{{host:<replica>}}``, port 0), so TF_CONFIG,
+   MASTER_ADDR/MASTER_PORT, WORKER_ADDRS and DMLC_* are rebuilt from the real endpoints, every
+   replica gets ``SUBMARINE_REPLICA_HOST`` and ``SUBMARINE_REPLICA_PORT`` (its own endpoint), and
+   a replica whose plan port is 0 gets its real port in an option ``--<...>port=0`` (or
+   ``--<...>port 0``), as a notebook's ``--ip={{host:notebook-0}} --port=0``;
 4. runs each replica's argv as a subprocess of its actor, in the plan's kept working directory when
    it names one (:func:`workdir_path`: ``<base>/<key>`` on the replica's node, ``base`` from
    ``SUBMARINE_RAY_WORKDIR_BASE`` or ``<system temp dir>/submarine-broker-workdirs``), and prints
@@ -26,9 +23,9 @@ cluster kind submits it; ``<plan>`` is :func:`encode_plan` of the :class:`Launch
    ``submarine-broker: endpoint <replica> http://<ip>:<port>`` (:func:`endpoint_line`), which the
    adapter's ``endpoint()`` reads back from the job log (:func:`find_endpoint`);
 5. ends the job: when a replica exits non-zero, it stops the others and exits 1 with a last line
-   ``submarine-broker: replica <name> failed with exit code <n>``; when every replica of the
-   plan's success roles exited 0, it stops the rest (parameter servers) and exits 0. A SIGTERM
-   (``stop_job``) stops every replica before the driver ends. Stopping a replica signals its
+   ``submarine-broker: replica <name> failed with exit code <n>``; when every replica that decides
+   the run (:meth:`LaunchPlan.deciders`) exited 0, it stops the rest (parameter servers) and exits
+   0. A SIGTERM (``stop_job``) stops every replica before the driver ends. Stopping a replica signals its
    process group and then kills whatever it started outside that group (Jupyter starts each kernel
    in a session of its own), so a stopped notebook leaves no server and no kernel behind.
 
@@ -53,9 +50,10 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from types import SimpleNamespace
+from typing import Any
 
 from runtimes.plan import LaunchPlan, ReplicaPlan
+from runtimes.rendezvous import render_env, resolve_argv
 
 #: The driver's own lines start with this; replica lines start with ``[<replica>] ``.
 MARKER = "submarine-broker:"
@@ -71,36 +69,6 @@ WORKDIR_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ENDPOINT = re.compile(
     r"^" + re.escape(MARKER) + r" endpoint ([a-z0-9]+-\d+) (https?://[^\s/]+)[ \t\r]*$", re.MULTILINE
 )
-_PORT_OPTION = re.compile(r"^(--?[A-Za-z0-9_.-]*port)=0$", re.IGNORECASE)
-_PORT_FLAG = re.compile(r"^--?[A-Za-z0-9_.-]*port$", re.IGNORECASE)
-
-
-def placeholder_host(name: str) -> str:
-    """The host the adapter's addressing gives replica ``name``; the launcher replaces it."""
-    return "{{host:" + name + "}}"
-
-
-class PlaceholderAddressing:
-    """Addressing for plans bound to Ray: real addresses are only known once the actors run."""
-
-    def host(self, role: str, index: int) -> str:
-        return placeholder_host(f"{role.lower()}-{index}")
-
-    def port(self, role: str, index: int) -> int:
-        return 0  # allocated on the replica's node by the launcher
-
-
-class ResolvedAddressing:
-    """Addressing over the endpoints the actors reported: ``{replica name: (ip, port)}``."""
-
-    def __init__(self, endpoints: Mapping[str, tuple[str, int]]) -> None:
-        self._endpoints = endpoints
-
-    def host(self, role: str, index: int) -> str:
-        return self._endpoints[f"{role.lower()}-{index}"][0]
-
-    def port(self, role: str, index: int) -> int:
-        return self._endpoints[f"{role.lower()}-{index}"][1]
 
 
 # -- the plan on the command line --------------------------------------------------------------
@@ -120,36 +88,7 @@ def decode_plan(word: str) -> LaunchPlan:
     return LaunchPlan.model_validate_json(zlib.decompress(base64.urlsafe_b64decode(word.encode("ascii"))))
 
 
-# -- argv, endpoints, working directories --------------------------------------------------------
-
-
-def _hosts(value: str, endpoints: Mapping[str, tuple[str, int]]) -> str:
-    for name, (ip, _port) in endpoints.items():
-        value = value.replace(placeholder_host(name), ip)
-    return value
-
-
-def resolve_argv(replica: ReplicaPlan, endpoints: Mapping[str, tuple[str, int]]) -> list[str]:
-    """The replica's argv with the real endpoints in place of the placeholders.
-
-    Every ``{{host:<replica>}}`` becomes that replica's IP. When the plan gave this replica the
-    placeholder port 0, an option whose name ends in ``port`` with the value 0 (``--port=0``,
-    ``--ServerApp.port=0``, or ``--port`` followed by ``0``) gets the port allocated on its node;
-    other options (``--port-retries=0``) and other values stay as they are.
-    """
-    _ip, port = endpoints[replica.name]
-    out: list[str] = []
-    for i, arg in enumerate(replica.argv):
-        if "{{host:" in arg:
-            arg = _hosts(arg, endpoints)
-        if replica.port == 0:
-            match = _PORT_OPTION.match(arg)
-            if match:
-                arg = f"{match.group(1)}={port}"
-            elif arg == "0" and i > 0 and _PORT_FLAG.match(replica.argv[i - 1]):
-                arg = str(port)
-        out.append(arg)
-    return out
+# -- endpoints and working directories ----------------------------------------------------------
 
 
 def endpoint_url(ip: str, port: int) -> str:
@@ -197,33 +136,7 @@ def workdir_path(key: str, base: str | None = None) -> str:
     return os.path.join(base or default_workdir_base(), key)
 
 
-# -- environments --------------------------------------------------------------------------------
-
-
-def resolve_envs(plan: LaunchPlan, endpoints: Mapping[str, tuple[str, int]]) -> dict[str, dict[str, str]]:
-    """Each replica's environment with the real endpoints in place of the placeholders."""
-    from runtimes.frameworks import _ENV_BUILDERS
-
-    slots = [(r.role, r.index) for r in plan.replicas]
-    addressing = ResolvedAddressing(endpoints)
-    builder = _ENV_BUILDERS.get(plan.framework)
-    framework_env: dict[tuple[str, int], dict[str, str]] = {}
-    if builder is not None:
-        # The builders read only which roles the spec has (``spec.spec``), besides the slots.
-        shim = SimpleNamespace(spec={role: None for role, _ in slots})
-        framework_env = builder(shim, slots, addressing)  # type: ignore[arg-type]
-    envs = {}
-    for replica in plan.replicas:
-        env = dict(replica.env)
-        env.update(framework_env.get((replica.role, replica.index), {}))
-        for key, value in env.items():
-            if "{{host:" in value:
-                env[key] = _hosts(value, endpoints)
-        ip, port = endpoints[replica.name]
-        env["SUBMARINE_REPLICA_HOST"] = ip
-        env["SUBMARINE_REPLICA_PORT"] = str(port)
-        envs[replica.name] = env
-    return envs
+# -- resources -----------------------------------------------------------------------------------
 
 
 def bundle(cpu: float, memory: int, gpu: int) -> dict[str, float]:
@@ -245,15 +158,13 @@ def verdict(plan: LaunchPlan, exits: Mapping[str, int | None]) -> tuple[str, str
     """``("running"|"succeeded"|"failed", replica, exit code)`` from the exit codes so far.
 
     The first replica (plan order) with a non-zero code fails the gang. The gang has succeeded
-    once every replica of the success roles exited 0 (or every replica did).
+    once every replica that decides the run (:meth:`LaunchPlan.deciders`) exited 0.
     """
     for replica in plan.replicas:
         code = exits.get(replica.name)
         if code is not None and code != 0:
             return "failed", replica.name, code
-    roles = {r.lower() for r in plan.success_roles}
-    deciders = [r.name for r in plan.replicas if r.role.lower() in roles] or [r.name for r in plan.replicas]
-    if all(exits.get(name) == 0 for name in deciders):
+    if all(exits.get(name) == 0 for name in plan.deciders()):
         return "succeeded", None, None
     return "running", None, None
 
@@ -453,7 +364,7 @@ def run(plan: LaunchPlan) -> int:
         [bundle(r.resources.cpu, r.resources.memory, r.resources.gpu) for r in plan.replicas],
         strategy=strategy,
     )
-    actors: list = []
+    actors: list[Any] = []
     try:
         _say(f"reserving resources for {len(names)} replicas ({strategy})")
         waited = 0.0
@@ -478,7 +389,7 @@ def run(plan: LaunchPlan) -> int:
             )
         found = ray.get([a.endpoint.remote() for a in actors])
         endpoints = {n: (ip, int(port)) for n, (ip, port) in zip(names, found, strict=True)}
-        envs = resolve_envs(plan, endpoints)
+        envs = render_env(plan, endpoints)
         base = os.environ.get(WORKDIR_BASE_ENV) or None
         cwds = ray.get(
             [
@@ -524,7 +435,7 @@ def run(plan: LaunchPlan) -> int:
             remove_placement_group(pg)
 
 
-def _stop(ray, actors: list, names: list[str], exits: Mapping[str, int | None]) -> None:
+def _stop(ray: Any, actors: list[Any], names: list[str], exits: Mapping[str, int | None]) -> None:
     """Stop every replica still running, then print what they wrote last."""
     live = [(n, a) for n, a in zip(names, actors, strict=False) if exits.get(n) is None]
     refs = [a.stop.remote() for _, a in live]

@@ -7,19 +7,21 @@ replica with ``srun --kill-on-bad-exit=1``. Each task runs ``python3 slurm_task.
 1. ``SLURM_PROCID`` picks the replica (plan order: task 0 is the primary);
 2. rendezvous: the task publishes its node (``SLURMD_NODENAME``) and a port free on that node in
    ``<replica>.addr`` and waits until every peer has done the same;
-3. the replica's environment in ``tasks.json`` was rendered by the adapter with tokens in place of
-   addresses (``{{host:<replica>}}``, ``{{port:<replica>}}``: TF_CONFIG, MASTER_ADDR/PORT, ...);
-   the task replaces them with the published endpoints and starts the replica's argv with that
-   environment over its own, output (stdout and stderr) to ``<replica>.log``;
+3. the replica's environment in ``tasks.json`` was rendered by the adapter with placeholders in
+   place of addresses (``{{host:<replica>}}``, ``{{port:<replica>}}``: TF_CONFIG, MASTER_ADDR/PORT,
+   ..., see :mod:`runtimes.rendezvous`); the task replaces them with the published endpoints and
+   starts the replica's argv with that environment over its own, output (stdout and stderr) to
+   ``<replica>.log``;
 4. it writes the replica's end to ``<replica>.exit`` (JSON: ``code``, and ``stopped`` when the
    task stopped the replica itself) and exits with the replica's code, so ``srun`` ends the
-   step (and the job fails) when a replica fails. A replica of a role that does not decide
-   success (TensorFlow parameter servers, evaluators) is stopped once every replica of the
-   success roles exited 0; every replica is stopped when a peer failed or on SIGTERM (``scancel``,
-   a time limit, or srun ending the step after a failure).
+   step (and the job fails) when a replica fails. A replica that does not decide the run
+   (``decides`` in ``tasks.json``, from :meth:`LaunchPlan.deciders`: TensorFlow parameter servers,
+   evaluators) is stopped once every replica that decides exited 0; every replica is stopped when
+   a peer failed or on SIGTERM (``scancel``, a time limit, or srun ending the step after a failure).
 
-Only the standard library is used: this file is copied to the cluster as it is and run by the
-Python the cluster config names (``python``), without this project installed there.
+Only the standard library is used: this file and :mod:`runtimes.rendezvous` are copied to the job's
+folder as they are and run by the Python the cluster config names (``python``), without this
+project installed there.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+if __package__:
+    from runtimes import rendezvous
+else:  # pragma: no cover - run as a file in the job's folder, beside its copy of rendezvous.py
+    import rendezvous  # type: ignore[import-not-found, no-redef]
+
 #: Seconds between looks at the peers' files and the replica.
 POLL_INTERVAL = 0.25
 #: Seconds a stopped replica gets between SIGTERM and SIGKILL.
@@ -45,25 +52,9 @@ TERMINATED = "terminated by Slurm"
 FINISHED = "the run finished"
 
 
-def host_token(name: str) -> str:
-    """The token the adapter renders in place of replica ``name``'s host."""
-    return "{{host:" + name + "}}"
-
-
-def port_token(name: str) -> str:
-    """The token the adapter renders in place of replica ``name``'s port."""
-    return "{{port:" + name + "}}"
-
-
 def substitute(env: dict[str, str], endpoints: dict[str, tuple[str, int]]) -> dict[str, str]:
-    """``env`` with every host and port token replaced by the published endpoints."""
-    out = {}
-    for key, value in env.items():
-        if "{{" in value:
-            for name, (host, port) in endpoints.items():
-                value = value.replace(host_token(name), host).replace(port_token(name), str(port))
-        out[key] = value
-    return out
+    """``env`` with every host and port placeholder replaced by the published endpoints."""
+    return {key: rendezvous.substitute(value, endpoints) for key, value in env.items()}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -74,8 +65,10 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when it is missing, half-written or not an object."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
 

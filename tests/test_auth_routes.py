@@ -75,7 +75,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProces
     db.call(lambda s: add_user(s, "root", teams=["ops"], admin=True, author="test"))
     db.call(lambda s: add_user(s, "alice", teams=["vision"], admin=False, author="test"))
     tokens = {name: db.call(lambda s, n=name: create_token(s, n)).token for name in ("root", "alice")}
-    broker._run(broker.context.policy.refresh())  # no loop runs in-process: load the new members now
+    broker.run(broker.context.policy.refresh())  # no loop runs in-process: load the new members now
     yield broker, tokens
     broker.close()
     remove_tree(scratch)
@@ -92,7 +92,7 @@ def every_path(broker: InProcessBroker) -> list[str]:
 
 
 def call(broker: InProcessBroker, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return broker._run(broker.client.request(method, "http://broker" + path, **kwargs))
+    return broker.run(broker.client.request(method, "http://broker" + path, **kwargs))
 
 
 def test_the_route_table_covers_what_the_reproduction_found(secured) -> None:
@@ -163,7 +163,7 @@ def handshake(broker: InProcessBroker, path: str, headers: dict[str, str] | None
         "subprotocols": [],
         "extensions": {"websocket.http.response": {}},
     }
-    broker._run(asyncio.wait_for(broker.app(scope, receive, send), timeout=30))
+    broker.run(asyncio.wait_for(broker.app(scope, receive, send), timeout=30))
     first = sent[0]
     if first["type"] == "websocket.accept":
         return 101, ""

@@ -39,7 +39,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProces
     db.call(lambda s: add_user(s, "root", teams=["ops"], admin=True, author="test"))
     db.call(lambda s: add_user(s, "alice", teams=["vision"], admin=False, author="test"))
     tokens = {name: db.call(lambda s, n=name: create_token(s, n)).token for name in ("root", "alice")}
-    broker._run(broker.context.policy.refresh())  # no loop runs in-process: load the new members now
+    broker.run(broker.context.policy.refresh())  # no loop runs in-process: load the new members now
     tokens["spare"] = db.call(lambda s: create_token(s, "alice")).token
     yield broker, tokens
     broker.close()
@@ -54,7 +54,7 @@ def call(broker: InProcessBroker, method: str, path: str, **kwargs: Any) -> http
         async with httpx.AsyncClient(transport=transport, base_url=SAME) as client:
             return await client.request(method, path, **kwargs)
 
-    return broker._run(send())
+    return broker.run(send())
 
 
 def cookie(token: str) -> dict[str, str]:
@@ -104,7 +104,7 @@ def test_sign_in_sets_a_strict_http_only_cookie_on_the_notebook_paths(secured) -
         a.startswith(("max-age", "expires", "domain")) for a in attributes
     )  # this session, this host
 
-    over_tls = broker._run(
+    over_tls = broker.run(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=broker.app), base_url="https://broker").post(
             "/login", data={"token": tokens["alice"]}
         )

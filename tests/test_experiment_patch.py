@@ -16,12 +16,12 @@ import pytest
 import yaml
 
 from broker.experiments.patch import changed_fields, in_namespace, keep_secrets
-from broker.experiments.service import insert_accepted, new_row
 from broker.experiments.views import SECRET_MASK, stored_spec
 from broker.scheduler.dispatch import Dispatcher
 from broker.store.database import Database
 from broker.store.migrate import upgrade
-from broker.store.models import Event, Experiment
+from broker.workloads.model import Event, Workload
+from broker.workloads.rows import insert_accepted, new_row
 from clusters.base import Capability, Handle
 from clusters.local.config import LocalClusterConfig
 from policies.placement import Decision
@@ -225,6 +225,12 @@ class PatchingPlanner:
     def __init__(self, patch: Any) -> None:
         self.patch = patch
 
+    def snapshot(self) -> PatchingPlanner:
+        return self
+
+    def take(self, cluster: str, resources: Any) -> None:
+        pass
+
     def decide(self, spec: Any, namespace: str, owner: str, refused_by: Any = frozenset()) -> Decision:
         if self.patch is not None:
             self.patch()
@@ -262,7 +268,7 @@ def test_a_dispatch_pass_that_read_the_old_spec_never_submits_it(tmp_path: Path)
         dispatcher = Dispatcher(db, Registry(adapter), planner, backoff_max=1, extra_env={})  # type: ignore[arg-type]
 
         assert asyncio.run(dispatcher.run_once()) == 0  # the claim of the old spec fails
-        row = db.call(lambda s: s.get(Experiment, "experiment-1-0001"))
+        row = db.call(lambda s: s.get(Workload, "experiment-1-0001"))
         assert row.status == "Accepted" and row.cluster is None and row.uid != values["uid"]
         assert adapter.submitted == []
 

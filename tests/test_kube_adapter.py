@@ -79,7 +79,12 @@ def uid_of(n: int) -> str:
 def test_kind_config_and_capabilities(tmp_path: Path) -> None:
     assert adapter_class("kubernetes") is KubernetesAdapter
     assert KubernetesAdapter.capabilities == (
-        Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES | Capability.ENDPOINTS
+        Capability.GPU
+        | Capability.MULTI_NODE
+        | Capability.IMAGES
+        | Capability.ENDPOINTS
+        | Capability.LISTS_WORK
+        | Capability.RELEASES_WORKDIRS
     )
     with pytest.raises(ValueError, match="kubeconfig"):
         KubernetesClusterConfig(name="k1")
@@ -111,7 +116,7 @@ def test_health_reads_capacity_from_nodes_minus_pods(cluster: Cluster) -> None:
     assert (health.total.cpu, health.total.memory, health.total.gpu) == (12.0, 48 * 2**30, 2)
     assert (health.free.cpu, health.free.memory, health.free.gpu) == (9.5, 48 * 2**30 - 4.5 * 2**30, 1)
     assert health.running == 1  # pods of this broker
-    assert adapter._served == {"TFJob", "PyTorchJob", "XGBoostJob"}
+    assert adapter.api.served == {"TFJob", "PyTorchJob", "XGBoostJob"}
     # a configured quota replaces the nodes' totals
     quota = cluster.adapter(capacity={"cpu": 4, "memory": "8Gi", "gpu": 1})
     health = run(quota.health())
@@ -145,7 +150,7 @@ def test_a_closed_port_is_unreachable(tmp_path: Path) -> None:
     path = double.kubeconfig(tmp_path / "kc", "http://127.0.0.1:9", NS)
     config = KubernetesClusterConfig(name="k1", kubeconfig=str(path), request_timeout=2)
     adapter = KubernetesAdapter(config, data_dir=str(tmp_path))
-    adapter._client().configuration.retries = 0
+    adapter.api.client().configuration.retries = 0
     health = run(adapter.health())
     assert not health.reachable and TOKEN not in health.message
     with pytest.raises(ClusterUnreachable):
@@ -433,7 +438,7 @@ def test_auto_without_kubeflow_uses_plain_jobs(tmp_path: Path) -> None:
         cluster = Cluster(double, url, tmp_path)
         adapter = cluster.adapter()
         assert run(adapter.health()).reachable
-        assert adapter._served == set()
+        assert adapter.api.served == set()
         plan = make_plan(adapter, uid_of(25))
         assert plan.replica("worker-0").host.endswith(".sb-25aabbccddee")
         handle = run(adapter.submit(plan))

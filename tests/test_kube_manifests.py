@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -231,8 +232,10 @@ def test_python_jobs_need_no_wrapper_and_tf_config_is_templated() -> None:
         )
 
 
-def test_every_object_passes_the_validator() -> None:
+def test_every_object_passes_the_validator(shared_dir: Path) -> None:
     from tests.doubles import kube_validation as validation
+
+    validation.configure(shared_dir / "schemas" / "kubernetes" / "kubeflow-training")
 
     cases = [
         ("tensorflow", {"Ps": {"replicas": 2}, "Worker": {"replicas": 2}, "Chief": {}, "Evaluator": {}}),

@@ -447,7 +447,7 @@ def test_a_kubeflow_notebook_when_the_controller_is_served(cluster: Cluster) -> 
     d = cluster.double
     adapter = cluster.adapter()
     assert run(adapter.health()).reachable
-    assert adapter._served == {"TFJob", "PyTorchJob", "XGBoostJob", "Notebook"}
+    assert adapter.api.served == {"TFJob", "PyTorchJob", "XGBoostJob", "Notebook"}
     _, handle = submit(adapter, uid_of(5))
     name = "sb-05ffeeddccbb"
     assert handle.state["api"] == "kubeflow"

@@ -13,7 +13,7 @@ from broker.notebooks.views import notebook_json, notebook_status
 from broker.notebooks.watch import parse_time
 from broker.planner import notebook_request
 from broker.state import Status
-from broker.store.models import Experiment
+from broker.workloads.model import Workload
 from policies.placement import default_engine
 from runtimes.notebook import REPLICA, NotebookSpec, base_path, build_notebook_plan
 from runtimes.plan import StaticAddressing
@@ -76,9 +76,9 @@ def test_notebooks_go_only_where_an_endpoint_can_be_served() -> None:
     assert never.chosen is None and never.never_fits
 
 
-def row(status: Status, access: dict | None = None, uid: str = "u1") -> Experiment:
+def row(status: Status, access: dict | None = None, uid: str = "u1") -> Workload:
     stamp = datetime(2026, 1, 1, tzinfo=UTC)
-    return Experiment(
+    return Workload(
         id="notebook_1_0001",
         uid=uid,
         attempt=1,

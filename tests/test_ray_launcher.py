@@ -7,15 +7,8 @@ import sys
 import time
 
 from runtimes.frameworks import build_plan
-from runtimes.ray_launcher import (
-    PlaceholderAddressing,
-    ReplicaProcess,
-    bundle,
-    decode_plan,
-    encode_plan,
-    resolve_envs,
-    verdict,
-)
+from runtimes.ray_launcher import ReplicaProcess, bundle, decode_plan, encode_plan, verdict
+from runtimes.rendezvous import PlaceholderAddressing, render_env
 from runtimes.spec import ExperimentSpec
 
 
@@ -55,7 +48,7 @@ def test_pytorch_env_uses_the_real_endpoints() -> None:
         "worker-0": ("10.0.0.2", 4000),
         "worker-1": ("10.0.0.3", 4001),
     }
-    envs = resolve_envs(plan, endpoints)
+    envs = render_env(plan, endpoints)
     for name, rank in (("master-0", "0"), ("worker-0", "1"), ("worker-1", "2")):
         env = envs[name]
         assert env["MASTER_ADDR"] == "10.0.0.1" and env["MASTER_PORT"] == "29500"
@@ -68,7 +61,7 @@ def test_pytorch_env_uses_the_real_endpoints() -> None:
 def test_tensorflow_config_uses_the_real_endpoints() -> None:
     plan = plan_for("tensorflow", {"Ps": 1, "Worker": 2})
     endpoints = {"ps-0": ("10.0.0.1", 2222), "worker-0": ("10.0.0.2", 2223), "worker-1": ("10.0.0.3", 2224)}
-    envs = resolve_envs(plan, endpoints)
+    envs = render_env(plan, endpoints)
     tf = json.loads(envs["worker-1"]["TF_CONFIG"])
     assert tf["cluster"] == {"ps": ["10.0.0.1:2222"], "worker": ["10.0.0.2:2223", "10.0.0.3:2224"]}
     assert tf["task"] == {"type": "worker", "index": 1}
@@ -77,11 +70,11 @@ def test_tensorflow_config_uses_the_real_endpoints() -> None:
 def test_xgboost_and_python_and_leftover_placeholders() -> None:
     plan = plan_for("xgboost", {"Master": 1, "Worker": 2})
     endpoints = {"master-0": ("10.0.0.1", 9091), "worker-0": ("10.0.0.2", 1), "worker-1": ("10.0.0.3", 2)}
-    env = resolve_envs(plan, endpoints)["worker-0"]
+    env = render_env(plan, endpoints)["worker-0"]
     assert env["WORKER_ADDRS"] == "10.0.0.2,10.0.0.3" and env["DMLC_TRACKER_URI"] == "10.0.0.1"
     plan = plan_for("python", {"Worker": 1})
     plan.replicas[0].env["PEER"] = "{{host:worker-0}}:80"
-    env = resolve_envs(plan, {"worker-0": ("10.0.0.9", 5)})["worker-0"]
+    env = render_env(plan, {"worker-0": ("10.0.0.9", 5)})["worker-0"]
     assert env["PEER"] == "10.0.0.9:80"
 
 

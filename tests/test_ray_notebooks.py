@@ -30,7 +30,6 @@ from runtimes.plan import LaunchPlan, ReplicaPlan
 from runtimes.ray_launcher import (
     MARKER,
     WORKDIR_BASE_ENV,
-    PlaceholderAddressing,
     ReplicaProcess,
     decode_plan,
     default_workdir_base,
@@ -38,9 +37,9 @@ from runtimes.ray_launcher import (
     endpoint_line,
     endpoint_url,
     find_endpoint,
-    resolve_argv,
     workdir_path,
 )
+from runtimes.rendezvous import PlaceholderAddressing, resolve_argv
 from tests.jupyter_kernel import create_kernel, execute
 from tests.ray_cluster import RayHead
 from tests.support import wait_for

@@ -184,3 +184,19 @@ def test_resource_map_empty(text: str | None) -> None:
 def test_resource_map_keeps_keys_as_typed() -> None:
     # resourceMap is an echo field: it shows what the user wrote, aliases included.
     assert resource_map("gpu=1,cpu=500m") == {"gpu": "1", "cpu": "500m"}
+
+
+def test_what_is_left_never_goes_below_zero() -> None:
+    total = Resources(cpu=4.0, memory=8 * 2**30, gpu=2)
+    assert total.minus(Resources(cpu=1.5, memory=2**30, gpu=1)) == Resources(cpu=2.5, memory=7 * 2**30, gpu=1)
+    assert total.minus(Resources(cpu=6.0, memory=9 * 2**30, gpu=3)) == Resources(cpu=0.0, memory=0, gpu=0)
+
+
+def test_a_capacity_override_replaces_only_what_it_sets() -> None:
+    from clusters.config import CapacityOverride
+
+    reported = Resources(cpu=64.0, memory=256 * 2**30, gpu=8)
+    assert CapacityOverride().apply(reported) == reported
+    assert CapacityOverride.model_validate({"cpu": "8", "gpu": 0}).apply(reported) == Resources(
+        cpu=8.0, memory=256 * 2**30, gpu=0
+    )

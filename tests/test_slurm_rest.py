@@ -25,7 +25,7 @@ from clusters.slurm.adapter import SlurmAdapter
 from clusters.slurm.config import SlurmClusterConfig
 from clusters.slurm.rest import SlurmRest
 from runtimes.frameworks import build_plan
-from runtimes.ray_launcher import PlaceholderAddressing
+from runtimes.rendezvous import PlaceholderAddressing
 from runtimes.spec import ExperimentSpec
 from tests.slurm_cluster import SlurmCluster
 from tests.support import free_port

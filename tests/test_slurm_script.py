@@ -22,7 +22,7 @@ from clusters.slurm.config import SlurmClusterConfig
 from clusters.slurm.rest import submission_body
 from clusters.slurm.script import comment_fields, job_request, tasks_document, uid_of
 from runtimes.frameworks import build_plan
-from runtimes.ray_launcher import PlaceholderAddressing
+from runtimes.rendezvous import PlaceholderAddressing
 from runtimes.slurm_task import substitute
 from runtimes.spec import ExperimentSpec
 
@@ -49,7 +49,7 @@ def plan_of(framework: str, roles: dict, cmd: str = "python train.py", uid: str 
 
 def test_kind_is_registered_with_its_capabilities() -> None:
     assert adapter_class("slurm") is SlurmAdapter
-    assert SlurmAdapter.capabilities == Capability.GPU | Capability.MULTI_NODE
+    assert SlurmAdapter.capabilities == Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK
 
 
 def test_config_masks_the_token_and_checks_modes() -> None:
@@ -225,6 +225,9 @@ def test_the_batch_script_is_valid_bash_with_everything_inline(tmp_path: Path) -
     assert f"job_dir='/shared/my work/{UID}'" in request.script
     assert "/opt/py/bin/python3 slurm_task.py" in request.script
     assert "def main(" in request.script and '"argv"' in request.script and "#SBATCH" not in request.script
+    # The task entry imports the placeholder scheme from its folder: the script writes both files.
+    assert "cat > slurm_task.py <<" in request.script and "cat > rendezvous.py <<" in request.script
+    assert "def render_env(" in request.script
 
 
 def test_squeue_and_sinfo_parsers() -> None:
@@ -293,16 +296,20 @@ def test_slurmrestd_answers_read_as_unreachable_or_rejected(tmp_path: Path) -> N
 
 
 def _run_tasks(job_dir: Path, replicas: list[dict], timeout: float = 30) -> list[int]:
-    """Run runtimes/slurm_task.py for every replica at once, as srun would (SLURM_PROCID = rank)."""
+    """Run the task entry for every replica at once, as the job's srun would (SLURM_PROCID = rank):
+    copies of runtimes/slurm_task.py and runtimes/rendezvous.py in the job's folder, run as a file."""
     import os
+    import shutil
     import sys
 
-    from runtimes import slurm_task
+    from runtimes import rendezvous, slurm_task
 
     (job_dir / "tasks.json").write_text(json.dumps({"rendezvous_timeout": 0.5, "replicas": replicas}))
+    shutil.copy(slurm_task.__file__, job_dir / "slurm_task.py")
+    shutil.copy(rendezvous.__file__, job_dir / "rendezvous.py")
     procs = [
         subprocess.Popen(
-            [sys.executable, slurm_task.__file__, str(job_dir)],
+            [sys.executable, str(job_dir / "slurm_task.py"), str(job_dir)],
             env={**os.environ, "SLURM_PROCID": str(rank), "SLURMD_NODENAME": "node-a"},
             stdout=subprocess.DEVNULL,
         )

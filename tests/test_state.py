@@ -20,7 +20,8 @@ from broker.state import (
     transition,
 )
 from broker.store.database import make_engine
-from broker.store.models import Base, Event, Experiment
+from broker.store.models import Base
+from broker.workloads.model import Event, Workload
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ALL = list(Status)
@@ -55,8 +56,8 @@ def session() -> Iterator[Session]:
 
 def add_experiment(
     session: Session, status: Status = Status.ACCEPTED, ident: str = "experiment-1-0001"
-) -> Experiment:
-    experiment = Experiment(
+) -> Workload:
+    experiment = Workload(
         id=ident,
         uid=f"uid-{ident}",
         name="mnist",
@@ -73,12 +74,12 @@ def add_experiment(
     return experiment
 
 
-def events(session: Session, experiment: Experiment) -> list[Event]:
-    return list(session.scalars(select(Event).where(Event.experiment_id == experiment.id).order_by(Event.id)))
+def events(session: Session, experiment: Workload) -> list[Event]:
+    return list(session.scalars(select(Event).where(Event.workload_id == experiment.id).order_by(Event.id)))
 
 
-def snapshot(experiment: Experiment) -> dict[str, object]:
-    return {c.key: getattr(experiment, c.key) for c in Experiment.__table__.columns}
+def snapshot(experiment: Workload) -> dict[str, object]:
+    return {c.key: getattr(experiment, c.key) for c in Workload.__table__.columns}
 
 
 def test_happy_path_stamps_times_and_writes_events(session: Session) -> None:

@@ -16,7 +16,6 @@ from typing import Literal
 import pytest
 
 import broker.registry as registry_module
-from broker.experiments.service import end_then_cancel
 from broker.notebooks.service import stop_notebook
 from broker.notebooks.views import notebook_json
 from broker.registry import ClusterRegistry
@@ -24,7 +23,8 @@ from broker.scheduler.monitor import apply_observation
 from broker.state import FailureCategory, Status, now
 from broker.store.database import Database
 from broker.store.migrate import upgrade
-from broker.store.models import Event, Experiment
+from broker.workloads.model import Event, Workload
+from broker.workloads.service import end_then_cancel
 from clusters.base import ClusterAdapter, Handle, Health, Observation, Phase, ReplicaLog
 from clusters.config import ClusterConfig
 from clusters.errors import ClusterUnreachable
@@ -62,7 +62,7 @@ class DyingAdapter(ClusterAdapter):
         message = "all replicas finished" if self.seen is Phase.SUCCEEDED else "replica worker-0 was killed"
         category = None if self.seen is Phase.SUCCEEDED else "killed"
         seen = Observation(handle.uid, self.seen, message, category)
-        rows = await self.db.run(lambda s: s.query(Experiment).filter(Experiment.uid == handle.uid).all())
+        rows = await self.db.run(lambda s: s.query(Workload).filter(Workload.uid == handle.uid).all())
         for row in rows:  # the monitor's tick, between the signal and the stop's own write
             await self.db.run(lambda s, r=row: apply_observation(s, r.id, r.uid, seen))
 
@@ -85,9 +85,9 @@ def world(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Database,
     db.dispose()
 
 
-def running(db: Database, ident: str, kind: str) -> Experiment:
+def running(db: Database, ident: str, kind: str) -> Workload:
     stamp = now()
-    row = Experiment(
+    row = Workload(
         id=ident,
         uid=f"uid-{ident}",
         attempt=1,
@@ -109,10 +109,10 @@ def running(db: Database, ident: str, kind: str) -> Experiment:
     return row
 
 
-def ended(db: Database, ident: str) -> tuple[Experiment, list[tuple[str | None, str]]]:
-    row = db.call(lambda s: s.get(Experiment, ident))
+def ended(db: Database, ident: str) -> tuple[Workload, list[tuple[str | None, str]]]:
+    row = db.call(lambda s: s.get(Workload, ident))
     events = db.call(
-        lambda s: [(e.to_status, e.reason) for e in s.query(Event).filter(Event.experiment_id == ident)]
+        lambda s: [(e.to_status, e.reason) for e in s.query(Event).filter(Event.workload_id == ident)]
     )
     return row, events
 

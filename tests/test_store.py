@@ -15,7 +15,8 @@ from broker.scheduler.lease import release, try_acquire
 from broker.state import IllegalTransition, Status, now, transition
 from broker.store.database import Database
 from broker.store.migrate import current_revision, upgrade
-from broker.store.models import Event, Experiment, Lease
+from broker.store.models import Lease
+from broker.workloads.model import Event, Workload
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -31,9 +32,9 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     database.dispose()
 
 
-def _experiment(exp_id: str, **extra) -> Experiment:
+def _experiment(exp_id: str, **extra) -> Workload:
     stamp = now()
-    return Experiment(
+    return Workload(
         id=exp_id,
         uid=uuid.uuid4().hex,
         name="n",
@@ -80,13 +81,13 @@ def test_state_write_path_stamps_times_and_keeps_history(db: Database) -> None:
     db.call(lambda s: s.add(_experiment("experiment-1-0001")))
 
     def run(s):
-        row = s.get(Experiment, "experiment-1-0001")
+        row = s.get(Workload, "experiment-1-0001")
         transition(s, row, Status.CREATED, "submitted")
         transition(s, row, Status.RUNNING, "running")
         transition(s, row, Status.FAILED, "replica worker-0 exited with code 2", category="exit_code")
 
     db.call(run)
-    row = db.call(lambda s: s.get(Experiment, "experiment-1-0001"))
+    row = db.call(lambda s: s.get(Workload, "experiment-1-0001"))
     assert row.status == "Failed" and row.failure_category == "exit_code"
     assert row.created_at <= row.running_at <= row.finished_at
     assert row.finished_at.tzinfo is not None
@@ -98,11 +99,11 @@ def test_state_write_path_stamps_times_and_keeps_history(db: Database) -> None:
     ]
 
     def revive(s):
-        transition(s, s.get(Experiment, "experiment-1-0001"), Status.RUNNING, "late report")
+        transition(s, s.get(Workload, "experiment-1-0001"), Status.RUNNING, "late report")
 
     with pytest.raises(IllegalTransition):
         db.call(revive)
-    assert db.call(lambda s: s.get(Experiment, "experiment-1-0001")).status == "Failed"
+    assert db.call(lambda s: s.get(Workload, "experiment-1-0001")).status == "Failed"
 
 
 def test_idempotency_key_is_unique_per_owner(db: Database) -> None:
@@ -156,6 +157,6 @@ def test_group_commit_keeps_each_unit_apart(tmp_path: Path) -> None:
     outcomes = asyncio.run(burst())
     failures = [o for o in outcomes if isinstance(o, BaseException)]
     assert len(failures) == 1 and isinstance(failures[0], IntegrityError)
-    stored = database.call(lambda s: s.scalars(select(Experiment.id)).all())
+    stored = database.call(lambda s: s.scalars(select(Workload.id)).all())
     assert sorted(stored) == [f"experiment-1-{i:04d}" for i in range(20)]
     database.dispose()

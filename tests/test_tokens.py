@@ -45,7 +45,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProces
     db.call(lambda s: add_user(s, "alice", teams=["vision"], admin=False, author="test"))
     db.call(lambda s: add_user(s, "bob", teams=["nlp"], admin=False, author="test"))
     tokens = {name: db.call(lambda s, n=name: create_token(s, n)).token for name in ("root", "alice", "bob")}
-    broker._run(broker.context.policy.refresh())  # no loop runs in-process: load the new members now
+    broker.run(broker.context.policy.refresh())  # no loop runs in-process: load the new members now
     yield broker, tokens
     broker.close()
     remove_tree(scratch)

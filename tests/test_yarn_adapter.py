@@ -79,7 +79,9 @@ def uid_of(n: int) -> str:
 
 def test_kind_config_and_capabilities() -> None:
     assert adapter_class("yarn") is YarnAdapter
-    assert YarnAdapter.capabilities == Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES
+    assert YarnAdapter.capabilities == (
+        Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES | Capability.LISTS_WORK
+    )
     config = YarnClusterConfig(
         name="yc", rm_url="http://rm:8088/", user="alice", dns_domain="YC.Example.com."
     )

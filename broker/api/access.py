@@ -33,12 +33,11 @@ from starlette.websockets import WebSocket
 
 from broker.accounts import lookup_token, record_use
 from broker.api.envelope import error
-from broker.errors import ApiError, NotFound
+from broker.guard import Guard
 from broker.policy_store import BUILTIN_ADMIN
 from broker.state import now
 from broker.store.database import Database
 
-GLOBAL = "*"  # the domain of objects that belong to no team (policy, users)
 #: The cookie a browser carries the API token in (it cannot set headers on a WebSocket).
 TOKEN_COOKIE = "submarine_broker_token"
 #: Where the cookie is a credential: what a browser opens itself. The one list: a browser UI joins it.
@@ -76,11 +75,6 @@ def is_public(routes: Iterable[BaseRoute], scope: Scope) -> bool:
 @dataclass(frozen=True)
 class Caller:
     user: str
-
-
-class Forbidden(ApiError):
-    def __init__(self, message: str) -> None:
-        super().__init__(403, message)
 
 
 class AuthenticationMiddleware:
@@ -233,33 +227,7 @@ def caller(request: Request | WebSocket) -> Caller:
     return request.scope["state"]["caller"]
 
 
-class Guard:
-    """The caller plus the policy in force: answers and enforces "may they?".
-
-    ``unrestricted`` is the built-in admin of ``auth: none``: it may do everything whatever the
-    policy says, so restarting a broker with ``auth: none`` (loopback only) is always a way back
-    from a policy that locks everyone out. Where its work may be placed is still the policy's.
-    """
-
-    def __init__(self, user: str, authorizer: Any, *, unrestricted: bool = False) -> None:
-        self.user = user
-        self.authorizer = authorizer
-        self.unrestricted = unrestricted
-
-    @classmethod
-    def of(cls, request: Request | WebSocket) -> Guard:
-        broker = request.app.state.broker
-        user = caller(request).user
-        unrestricted = broker.config.auth == "none" and user == BUILTIN_ADMIN
-        return cls(user, broker.policy.authorizer, unrestricted=unrestricted)
-
-    def may(self, namespace: str, obj: str, action: str) -> bool:
-        return self.unrestricted or self.authorizer.enforce(self.user, namespace, obj, action)
-
-    def require(self, namespace: str, obj: str, action: str, *, hidden: bool = False, what: str = "") -> None:
-        """Refuse unless allowed: 404 (``hidden``) when the caller may not even see the object, else 403."""
-        if self.may(namespace, obj, action):
-            return
-        if hidden:
-            raise NotFound(what or f"Not found: {obj}")
-        raise Forbidden(f"{self.user} may not {action} {obj} in namespace {namespace}")
+def guard_of(request: Request | WebSocket) -> Guard:
+    """The guard of ``request``'s caller under the policy in force (see :class:`broker.guard.Guard`)."""
+    broker = request.app.state.broker
+    return Guard.for_caller(caller(request).user, broker.policy.authorizer, auth=broker.config.auth)

@@ -20,14 +20,15 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
-from broker.api.access import GLOBAL, Guard
+from broker.api.access import guard_of
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.config.errors import ConfigError
 from broker.errors import NotFound
-from broker.experiments.views import fmt_time
+from broker.guard import GLOBAL, Guard
 from broker.registry import ClusterState
 from broker.state import ON_CLUSTER
-from broker.store.models import Experiment
+from broker.workloads.model import Workload
+from broker.workloads.views import fmt_time
 from runtimes.plan import Resources
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,9 @@ def _workloads_by_cluster(session: Session) -> dict[str, int]:
     """How many of this broker's workloads (experiments and notebooks) each cluster holds: placed
     there (a submit in flight), created or running."""
     counts = session.execute(
-        select(Experiment.cluster, func.count())
-        .where(Experiment.cluster.is_not(None), Experiment.status.in_(ON_CLUSTER))
-        .group_by(Experiment.cluster)
+        select(Workload.cluster, func.count())
+        .where(Workload.cluster.is_not(None), Workload.status.in_(ON_CLUSTER))
+        .group_by(Workload.cluster)
     ).all()
     return {str(name): int(count) for name, count in counts}
 
@@ -110,7 +111,7 @@ def _visible_errors(request: Request, guard: Guard) -> list[dict[str, Any]]:
 
 
 async def list_clusters(request: Request) -> EnvelopeResponse:
-    guard = Guard.of(request)
+    guard = guard_of(request)
     registry = request.app.state.broker.registry
     errors = _errors(request)
     visible = [c for c in registry.all() if guard.may(GLOBAL, f"cluster/{c.name}", "read")]
@@ -123,7 +124,7 @@ async def list_clusters(request: Request) -> EnvelopeResponse:
 
 async def list_errors(request: Request) -> EnvelopeResponse:
     """Every refused file in clusters.d, as in ``attributes.configErrors`` of the list."""
-    return ok(_visible_errors(request, Guard.of(request)))
+    return ok(_visible_errors(request, guard_of(request)))
 
 
 async def get_cluster(request: Request) -> EnvelopeResponse:
@@ -132,7 +133,7 @@ async def get_cluster(request: Request) -> EnvelopeResponse:
     missing = f"Not found cluster: {name}"
     if cluster is None:
         raise NotFound(missing)
-    Guard.of(request).require(GLOBAL, f"cluster/{name}", "read", hidden=True, what=missing)
+    guard_of(request).require(GLOBAL, f"cluster/{name}", "read", hidden=True, what=missing)
     return ok(cluster_json(cluster, _errors(request), await workloads(request)))
 
 
@@ -141,7 +142,7 @@ def _admin(request: Request) -> tuple[ClusterState, Guard]:
     cluster = request.app.state.broker.registry.get(name)
     if cluster is None:
         raise NotFound(f"Not found cluster: {name}")
-    guard = Guard.of(request)
+    guard = guard_of(request)
     guard.require(GLOBAL, f"cluster/{name}", "admin")
     return cluster, guard
 

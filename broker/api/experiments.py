@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+from typing import overload
 
 from starlette.requests import Request
 from starlette.routing import Route
 
-from broker.api.access import Guard, public
+from broker.api.access import guard_of, public
 from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest
 from broker.experiments.service import MAX_PAGE_SIZE, ExperimentService
-from broker.experiments.views import event_json, experiment_json, log_json, replica_names
+from broker.experiments.views import experiment_json, log_json, replica_names
+from broker.workloads.views import event_json
 from clusters.base import ReplicaLog
 
 
@@ -25,6 +27,10 @@ MAX_QUERY_NUMBER = 1_000_000
 _WHOLE = re.compile(r"^-?[0-9]+$")
 
 
+@overload
+def int_param(request: Request, name: str, default: int, *, maximum: int = ...) -> int: ...
+@overload
+def int_param(request: Request, name: str, default: None, *, maximum: int = ...) -> int | None: ...
 def int_param(
     request: Request, name: str, default: int | None, *, maximum: int = MAX_QUERY_NUMBER
 ) -> int | None:
@@ -55,7 +61,7 @@ async def create(request: Request) -> EnvelopeResponse:
         raise BadRequest("Idempotency-Key: at most 128 characters", field="Idempotency-Key")
     if key is not None and not key.isprintable():
         raise BadRequest("Idempotency-Key: must be printable text", field="Idempotency-Key")
-    row = await _service(request).create(document, guard=Guard.of(request), idempotency_key=key)
+    row = await _service(request).create(document, guard=guard_of(request), idempotency_key=key)
     return ok(experiment_json(row))
 
 
@@ -75,7 +81,7 @@ async def list_experiments(request: Request) -> EnvelopeResponse:
     size = int_param(request, "pageSize", MAX_PAGE_SIZE)
     query = request.query_params
     rows, total = await _service(request).list(
-        Guard.of(request),
+        guard_of(request),
         status=query.get("status"),
         page=page,
         page_size=size,
@@ -86,25 +92,25 @@ async def list_experiments(request: Request) -> EnvelopeResponse:
 
 
 async def get(request: Request) -> EnvelopeResponse:
-    row = await _service(request).get(request.path_params["id"], Guard.of(request))
+    row = await _service(request).get(request.path_params["id"], guard_of(request))
     return ok(experiment_json(row))
 
 
 async def patch(request: Request) -> EnvelopeResponse:
     """Submarine's patch: replace the spec while Accepted; once dispatched only meta.tags may change (409)."""
     document = await read_document(request, request.app.state.broker.config.max_body_bytes)
-    row = await _service(request).patch(request.path_params["id"], document, Guard.of(request))
+    row = await _service(request).patch(request.path_params["id"], document, guard_of(request))
     return ok(experiment_json(row))
 
 
 async def delete(request: Request) -> EnvelopeResponse:
-    row = await _service(request).delete(request.path_params["id"], Guard.of(request))
+    row = await _service(request).delete(request.path_params["id"], guard_of(request))
     return ok(experiment_json(row))
 
 
 async def stop(request: Request) -> EnvelopeResponse:
     """Broker extension: stop the run, keep the record; it ends Failed with category ``killed``."""
-    row = await _service(request).stop(request.path_params["id"], Guard.of(request))
+    row = await _service(request).stop(request.path_params["id"], guard_of(request))
     return ok(experiment_json(row))
 
 
@@ -115,25 +121,25 @@ async def logs(request: Request) -> EnvelopeResponse:
         raise BadRequest("tail: must not be negative", field="tail")
     replica = request.query_params.get("replica") or None
     content = await _service(request).logs(
-        experiment_id, Guard.of(request), replica=replica, tail=tail, deleted=flag_param(request, "deleted")
+        experiment_id, guard_of(request), replica=replica, tail=tail, deleted=flag_param(request, "deleted")
     )
     return ok(log_json(experiment_id, content))
 
 
 async def list_logs(request: Request) -> EnvelopeResponse:
     """Submarine's ``GET /experiment/logs``: replica names of every experiment, without lines."""
-    rows, total = await _service(request).list(Guard.of(request), status=request.query_params.get("status"))
+    rows, total = await _service(request).list(guard_of(request), status=request.query_params.get("status"))
     result = [log_json(r.id, [ReplicaLog(name, []) for name in replica_names(r.spec)]) for r in rows]
     return ok(result, attributes={"total": total})
 
 
 async def events(request: Request) -> EnvelopeResponse:
-    found = await _service(request).events(request.path_params["id"], Guard.of(request))
+    found = await _service(request).events(request.path_params["id"], guard_of(request))
     return ok([event_json(e) for e in found])
 
 
 async def placement(request: Request) -> EnvelopeResponse:
-    row = await _service(request).get(request.path_params["id"], Guard.of(request))
+    row = await _service(request).get(request.path_params["id"], guard_of(request))
     return ok({"experimentId": row.id, "cluster": row.cluster, "decision": row.placement})
 
 

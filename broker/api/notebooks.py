@@ -8,15 +8,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from broker.api.access import Guard, public
+from broker.api.access import guard_of, public
 from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, error, ok
 from broker.api.experiments import int_param
 from broker.errors import ApiError, BadRequest
-from broker.experiments.views import event_json
 from broker.notebooks.proxy import Upstream
 from broker.notebooks.service import NotebookService
 from broker.notebooks.views import notebook_json, notebook_log_json, notebook_status
+from broker.workloads.views import event_json
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -32,34 +32,34 @@ async def ping(request: Request) -> EnvelopeResponse:
 
 async def create(request: Request) -> EnvelopeResponse:
     document = await read_document(request, request.app.state.broker.config.max_body_bytes)
-    row = await _service(request).create(document, guard=Guard.of(request))
+    row = await _service(request).create(document, guard=guard_of(request))
     return ok(notebook_json(row), message="Create a notebook instance")
 
 
 async def list_notebooks(request: Request) -> EnvelopeResponse:
-    rows = await _service(request).list(Guard.of(request), status=request.query_params.get("status"))
+    rows = await _service(request).list(guard_of(request), status=request.query_params.get("status"))
     return ok([notebook_json(r) for r in rows], message="List all notebook instances")
 
 
 async def get(request: Request) -> EnvelopeResponse:
-    row = await _service(request).get(request.path_params["id"], Guard.of(request))
+    row = await _service(request).get(request.path_params["id"], guard_of(request))
     return ok(notebook_json(row), message="Get the notebook instance")
 
 
 async def delete(request: Request) -> EnvelopeResponse:
-    row = await _service(request).delete(request.path_params["id"], Guard.of(request))
+    row = await _service(request).delete(request.path_params["id"], guard_of(request))
     return ok(notebook_json(row), message="Delete the notebook instance")
 
 
 async def stop(request: Request) -> EnvelopeResponse:
     """Broker extension: stop the server, keep the notebook to start it again."""
-    row = await _service(request).stop(request.path_params["id"], Guard.of(request))
+    row = await _service(request).stop(request.path_params["id"], guard_of(request))
     return ok(notebook_json(row), message="Stop the notebook instance")
 
 
 async def start(request: Request) -> EnvelopeResponse:
     """Broker extension: start a stopped notebook again (same id, URL and files)."""
-    row = await _service(request).start(request.path_params["id"], Guard.of(request))
+    row = await _service(request).start(request.path_params["id"], guard_of(request))
     return ok(notebook_json(row), message="Start the notebook instance")
 
 
@@ -70,14 +70,14 @@ async def logs(request: Request) -> EnvelopeResponse:
         raise BadRequest("tail: must not be negative", field="tail")
     notebook_id = request.path_params["id"]
     service = _service(request)
-    row, content = await service.logs(notebook_id, Guard.of(request), tail=tail)
+    row, content = await service.logs(notebook_id, guard_of(request), tail=tail)
     return ok(
         notebook_log_json(row.id, content, service.tokens.of(row)), message="Logs of the notebook instance"
     )
 
 
 async def events(request: Request) -> EnvelopeResponse:
-    found = await _service(request).events(request.path_params["id"], Guard.of(request))
+    found = await _service(request).events(request.path_params["id"], guard_of(request))
     return ok([event_json(e) for e in found])
 
 
@@ -85,7 +85,7 @@ async def _upstream(request: Request | WebSocket) -> Upstream:
     """The notebook the path names, if the caller may use it and its server answers."""
     service = _service(request)
     row = await service.by_path(
-        request.path_params["namespace"], request.path_params["name"], Guard.of(request)
+        request.path_params["namespace"], request.path_params["name"], guard_of(request)
     )
     target = service.upstream_of(row)
     if target is None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
-from broker.api.access import Guard
+from broker.api.access import guard_of
 from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest
+from broker.workloads.kind import Kind
 
 
 async def explain(request: Request) -> EnvelopeResponse:
@@ -17,11 +18,11 @@ async def explain(request: Request) -> EnvelopeResponse:
     The body is an ExperimentSpec, or a NotebookSpec with ``?kind=notebook``."""
     broker = request.app.state.broker
     document = await read_document(request, broker.config.max_body_bytes)
-    kind = request.query_params.get("kind", "experiment")
-    if kind not in ("experiment", "notebook"):
-        raise BadRequest(f"kind: '{kind}' is not experiment or notebook", field="kind")
-    service = broker.notebooks if kind == "notebook" else broker.experiments
-    _spec, namespace, decision = service.check_submission(document, Guard.of(request))
+    kind = request.query_params.get("kind", Kind.EXPERIMENT.value)
+    if kind not in tuple(Kind):
+        raise BadRequest(f"kind: '{kind}' is not {' or '.join(Kind)}", field="kind")
+    service = broker.notebooks if kind == Kind.NOTEBOOK else broker.experiments
+    _spec, namespace, decision = service.check_submission(document, guard_of(request))
     return ok({"namespace": namespace, **decision.to_json()})
 
 

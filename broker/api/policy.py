@@ -8,12 +8,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from broker.api.access import GLOBAL, Guard
+from broker.api.access import guard_of
 from broker.api.body import read_document
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest
-from broker.experiments.views import fmt_time
+from broker.guard import GLOBAL
 from broker.policy_store import PolicyEdit, PolicyStore
+from broker.workloads.views import fmt_time
 
 _REVISION = re.compile(r"^[0-9]{1,18}$")
 
@@ -47,13 +48,13 @@ async def _lines_body(request: Request) -> tuple[list[str], str]:
 
 
 async def get_policy(request: Request) -> EnvelopeResponse:
-    Guard.of(request).require(GLOBAL, "policy", "read")
+    guard_of(request).require(GLOBAL, "policy", "read")
     return ok((await _store(request).get()).to_json())
 
 
 async def add_lines(request: Request) -> EnvelopeResponse:
     """Add policy lines (all or none). 409 when the result would leave nobody able to edit the policy."""
-    guard = Guard.of(request)
+    guard = guard_of(request)
     guard.require(GLOBAL, "policy", "edit")
     lines, message = await _lines_body(request)
     edit = await _store(request).add(guard.user, lines, message)
@@ -62,7 +63,7 @@ async def add_lines(request: Request) -> EnvelopeResponse:
 
 async def remove_lines(request: Request) -> EnvelopeResponse:
     """Remove policy lines. 409 when that would leave nobody able to edit the policy."""
-    guard = Guard.of(request)
+    guard = guard_of(request)
     guard.require(GLOBAL, "policy", "edit")
     lines, message = await _lines_body(request)
     edit = await _store(request).remove(guard.user, lines, message)
@@ -71,7 +72,7 @@ async def remove_lines(request: Request) -> EnvelopeResponse:
 
 async def replace_lines(request: Request) -> EnvelopeResponse:
     """Make these lines the whole policy. 409 when that would leave nobody able to edit the policy."""
-    guard = Guard.of(request)
+    guard = guard_of(request)
     guard.require(GLOBAL, "policy", "edit")
     lines, message = await _lines_body(request)
     edit = await _store(request).replace(guard.user, lines, message)
@@ -79,7 +80,7 @@ async def replace_lines(request: Request) -> EnvelopeResponse:
 
 
 async def revisions(request: Request) -> EnvelopeResponse:
-    Guard.of(request).require(GLOBAL, "policy", "read")
+    guard_of(request).require(GLOBAL, "policy", "read")
     found = await _store(request).revisions()
     return ok(
         [
@@ -98,7 +99,7 @@ async def revisions(request: Request) -> EnvelopeResponse:
 
 async def revert(request: Request) -> EnvelopeResponse:
     """Restore the policy as it was right after a revision (a new revision; 409 on a lockout)."""
-    guard = Guard.of(request)
+    guard = guard_of(request)
     guard.require(GLOBAL, "policy", "edit")
     raw = request.path_params["revision"]
     if not _REVISION.match(raw):  # ASCII digits only ("²" is a digit to str.isdigit, not to int())
@@ -110,7 +111,7 @@ async def revert(request: Request) -> EnvelopeResponse:
 
 async def test(request: Request) -> EnvelopeResponse:
     """Answer a request tuple with allow/deny and the deciding line(s), under the policy in force."""
-    guard = Guard.of(request)
+    guard = guard_of(request)
     guard.require(GLOBAL, "policy", "read")
     body = await read_document(request, request.app.state.broker.config.max_body_bytes)
     fields: dict[str, Any] = {}

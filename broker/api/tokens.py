@@ -14,11 +14,12 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from broker.accounts import find_token, list_tokens, revoke_token
-from broker.api.access import GLOBAL, Forbidden, Guard
+from broker.api.access import guard_of
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest, NotFound
-from broker.experiments.views import fmt_time
+from broker.guard import GLOBAL, Forbidden
 from broker.store.models import ApiToken
+from broker.workloads.views import fmt_time
 
 
 def token_json(row: ApiToken) -> dict[str, Any]:
@@ -43,7 +44,7 @@ async def list_api_tokens(request: Request) -> EnvelopeResponse:
     """The caller's live API tokens (never their secrets); ``?revoked=true`` adds revoked ones.
 
     Admins may ask for another user's (``?user=NAME``) or everyone's (``?all=true``)."""
-    guard = Guard.of(request)
+    guard = guard_of(request)
     wanted = request.query_params.get("user")
     everyone = _flag(request, "all")
     revoked = _flag(request, "revoked")
@@ -58,7 +59,7 @@ async def list_api_tokens(request: Request) -> EnvelopeResponse:
 
 async def revoke_api_token(request: Request) -> EnvelopeResponse:
     """Revoke an API token at once, on every broker: the caller's own, or anyone's for an admin."""
-    guard = Guard.of(request)
+    guard = guard_of(request)
     token_id = request.path_params["id"]
     admin = guard.may(GLOBAL, "user", "admin")
 

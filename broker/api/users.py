@@ -6,13 +6,14 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from broker.accounts import list_users
-from broker.api.access import GLOBAL, Guard
+from broker.api.access import guard_of
 from broker.api.envelope import EnvelopeResponse, ok
-from broker.experiments.views import fmt_time
+from broker.guard import GLOBAL
+from broker.workloads.views import fmt_time
 
 
 async def whoami(request: Request) -> EnvelopeResponse:
-    guard = Guard.of(request)
+    guard = guard_of(request)
     policy = request.app.state.broker.policy
     return ok(
         {
@@ -24,7 +25,7 @@ async def whoami(request: Request) -> EnvelopeResponse:
 
 
 async def users(request: Request) -> EnvelopeResponse:
-    Guard.of(request).require(GLOBAL, "user", "read")
+    guard_of(request).require(GLOBAL, "user", "read")
     broker = request.app.state.broker
     rows = await broker.db.run(list_users)
     return ok(

@@ -17,7 +17,8 @@ from broker.errors import Conflict, NotFound
 from broker.experiments.views import SECRET_MASK
 from broker.ids import new_uid
 from broker.state import Status, now, record
-from broker.store.models import Experiment
+from broker.workloads.kind import Kind
+from broker.workloads.model import Workload
 
 TAGS = ("meta", "tags")
 
@@ -54,20 +55,20 @@ def dotted(paths: list[tuple[str, ...]]) -> str:
     return ", ".join(".".join(path) for path in paths)
 
 
-def _live(session: Session, experiment_id: str) -> Experiment:
-    row = session.get(Experiment, experiment_id, with_for_update=True)
-    if row is None or row.kind != "experiment" or row.status == Status.DELETED.value:
+def _live(session: Session, experiment_id: str) -> Workload:
+    row = session.get(Workload, experiment_id, with_for_update=True)
+    if row is None or row.kind != Kind.EXPERIMENT or row.status == Status.DELETED.value:
         raise NotFound(f"Not found experiment: {experiment_id}")
     return row
 
 
 def replace_spec(
     experiment_id: str, read_uid: str, spec: dict[str, Any], *, name: str, framework: str, user: str
-) -> Callable[[Session], Experiment | None]:
+) -> Callable[[Session], Workload | None]:
     """Replace the spec of a still-unclaimed Accepted experiment; None when it moved on meanwhile
     (claimed by a dispatcher, patched by someone else), so the caller can look again."""
 
-    def replace(session: Session) -> Experiment | None:
+    def replace(session: Session) -> Workload | None:
         row = _live(session, experiment_id)
         if not replaceable(row) or row.uid != read_uid:
             return None
@@ -89,16 +90,16 @@ def replace_spec(
     return replace
 
 
-def replaceable(row: Experiment) -> bool:
+def replaceable(row: Workload) -> bool:
     """Accepted and not claimed by a dispatcher: its spec may still be replaced whole."""
     return row.status == Status.ACCEPTED.value and row.cluster is None
 
 
-def retag(experiment_id: str, spec: dict[str, Any], *, user: str) -> Callable[[Session], Experiment | None]:
+def retag(experiment_id: str, spec: dict[str, Any], *, user: str) -> Callable[[Session], Workload | None]:
     """Apply a patch to a dispatched experiment: only ``meta.tags`` may differ from its spec, else
     409 naming the fields. None when it is replaceable again (a failover put it back to Accepted)."""
 
-    def apply(session: Session) -> Experiment | None:
+    def apply(session: Session) -> Workload | None:
         row = _live(session, experiment_id)
         if replaceable(row):
             return None

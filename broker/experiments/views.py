@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from broker.store.models import Event, Experiment
+from broker.workloads.model import Workload
+from broker.workloads.views import fmt_time
 from clusters.base import ReplicaLog
 from runtimes.resources import resource_map
 from runtimes.spec import FRAMEWORK_ROLES, ExperimentSpec
 
 #: What a secret (a git password) is shown as.
 SECRET_MASK = "******"
-
-
-def fmt_time(value: datetime | None) -> str | None:
-    """Submarine's time format: ``2023-09-02T02:40:01Z`` (UTC, seconds)."""
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 def stored_spec(spec: ExperimentSpec, experiment_id: str, namespace: str) -> dict[str, Any]:
@@ -41,8 +36,11 @@ def public_spec(stored: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def experiment_json(row: Experiment) -> dict[str, Any]:
-    """An Experiment as Submarine shows it, plus where it runs and why it is where it is."""
+def experiment_json(row: Workload) -> dict[str, Any]:
+    """An Experiment as Submarine shows it, plus where it runs and why it is where it is.
+
+    ``createdTime``, ``runningTime`` and ``finishedTime`` are the current attempt's; the events
+    keep every attempt's."""
     return {
         "experimentId": row.id,
         "uid": row.uid,
@@ -59,16 +57,6 @@ def experiment_json(row: Experiment) -> dict[str, Any]:
         "attempt": row.attempt,
         "owner": row.owner,
         "namespace": row.namespace,
-    }
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "at": event.at.isoformat().replace("+00:00", "Z"),
-        "from": event.from_status,
-        "to": event.to_status,
-        "reason": event.reason,
-        "attempt": event.attempt,
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 
 from broker.secret_key import SecretBox
-from broker.store.models import Experiment
+from broker.workloads.model import Workload
 
 
 class NotebookTokens:
@@ -24,6 +24,6 @@ class NotebookTokens:
         """The token an ``access_token`` value holds (SecretUnreadable for another key's)."""
         return self.box.decrypt(stored) if stored else None
 
-    def of(self, row: Experiment) -> str | None:
+    def of(self, row: Workload) -> str | None:
         """The notebook's token, or None when it has none."""
         return self.reveal(row.access_token)

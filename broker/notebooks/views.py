@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.experiments.views import fmt_time
 from broker.state import Status
-from broker.store.models import Experiment
+from broker.workloads.model import Workload
+from broker.workloads.views import fmt_time
 from clusters.base import ReplicaLog
 from runtimes.notebook import base_path
 
@@ -24,23 +24,23 @@ _REASONS = {
 STOPPED_AT = "stoppedAt"
 
 
-def attempt_access(row: Experiment) -> dict[str, Any]:
+def attempt_access(row: Workload) -> dict[str, Any]:
     """The ``access`` record of the notebook's current attempt (empty when it belongs to an older one)."""
     access = row.access or {}
     return access if access.get("uid") == row.uid else {}
 
 
-def is_ready(row: Experiment) -> bool:
+def is_ready(row: Workload) -> bool:
     """The current attempt's Jupyter server has answered the broker."""
     return row.status == Status.RUNNING.value and bool(attempt_access(row).get("readyAt"))
 
 
-def was_stopped(row: Experiment) -> bool:
+def was_stopped(row: Workload) -> bool:
     """Ended because the broker stopped it on purpose (a user, the idle timeout), not a failure."""
     return row.status == Status.FAILED.value and bool(attempt_access(row).get(STOPPED_AT))
 
 
-def notebook_status(row: Experiment) -> str:
+def notebook_status(row: Workload) -> str:
     """Submarine's lower-case notebook status for a row.
 
     Accepted → ``waiting`` (for a cluster); Created, or Running before the Jupyter server answers →
@@ -62,7 +62,7 @@ def notebook_status(row: Experiment) -> str:
     return "stopped" if was_stopped(row) else "failed"
 
 
-def _reason(row: Experiment, status: str) -> str | None:
+def _reason(row: Workload, status: str) -> str | None:
     if row.status == Status.SUCCEEDED.value:
         return "the Jupyter server shut down (exit code 0)"
     if status in ("failed", "stopped"):
@@ -70,12 +70,12 @@ def _reason(row: Experiment, status: str) -> str | None:
     return row.status_message or _REASONS.get(status)
 
 
-def notebook_url(row: Experiment) -> str:
+def notebook_url(row: Workload) -> str:
     """``/notebook/<namespace>/<name>/lab``: where a browser opens it, through the broker."""
     return base_path(row.namespace, row.name) + "lab"
 
 
-def notebook_json(row: Experiment) -> dict[str, Any]:
+def notebook_json(row: Workload) -> dict[str, Any]:
     """A Notebook as Submarine shows it, plus where it runs, its owner and activity."""
     status = notebook_status(row)
     access = attempt_access(row)

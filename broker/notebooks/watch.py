@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session
 
 from broker.config.models import NotebooksConfig
 from broker.errors import ApiError
-from broker.notebooks.service import KIND, stop_notebook
+from broker.notebooks.service import stop_notebook
 from broker.notebooks.tokens import NotebookTokens
 from broker.registry import ClusterRegistry
 from broker.state import FailureCategory, Status, now
-from broker.store.models import Experiment
+from broker.workloads.kind import Kind
+from broker.workloads.model import Workload
 from clusters.base import Handle
 from clusters.errors import ClusterError
 from runtimes.notebook import base_path
@@ -35,10 +36,12 @@ from runtimes.notebook import base_path
 log = logging.getLogger(__name__)
 
 
-def _running(session: Session) -> list[Experiment]:
+def _running(session: Session) -> list[Workload]:
     return list(
         session.scalars(
-            select(Experiment).where(Experiment.kind == KIND, Experiment.status == Status.RUNNING.value)
+            select(Workload).where(
+                Workload.kind == Kind.NOTEBOOK.value, Workload.status == Status.RUNNING.value
+            )
         ).all()
     )
 
@@ -79,7 +82,7 @@ class NotebookWatch:
             if isinstance(outcome, Exception):
                 log.error("checking notebook %s failed", row.id, exc_info=outcome)
 
-    async def _check(self, row: Experiment) -> None:
+    async def _check(self, row: Workload) -> None:
         access = dict(row.access or {}) if (row.access or {}).get("uid") == row.uid else {"uid": row.uid}
         if not access.get("url"):
             url = await self._endpoint(row)
@@ -98,7 +101,7 @@ class NotebookWatch:
             await self._save(row, changed)
         await self._cull_if_idle(row, changed)
 
-    async def _endpoint(self, row: Experiment) -> str | None:
+    async def _endpoint(self, row: Workload) -> str | None:
         cluster = self.registry.get(row.cluster) if row.cluster else None
         if cluster is None or row.handle is None:
             return None
@@ -108,7 +111,7 @@ class NotebookWatch:
             log.info("no endpoint yet for notebook %s: %s", row.id, cluster.config.mask(str(exc)))
             return None
 
-    async def _status(self, row: Experiment, url: str) -> dict[str, Any] | None:
+    async def _status(self, row: Workload, url: str) -> dict[str, Any] | None:
         target = url.rstrip("/") + base_path(row.namespace, row.name) + "api/status"
         try:
             answer = await self._http.get(target, headers={"Authorization": f"token {self.tokens.of(row)}"})
@@ -122,15 +125,15 @@ class NotebookWatch:
             return None
         return body if isinstance(body, dict) else None
 
-    async def _save(self, row: Experiment, access: dict[str, Any]) -> None:
+    async def _save(self, row: Workload, access: dict[str, Any]) -> None:
         def save(session: Session) -> None:
-            current = session.get(Experiment, row.id)
+            current = session.get(Workload, row.id)
             if current is not None and current.uid == row.uid and current.status == Status.RUNNING.value:
                 current.access = access
 
         await self.db.run(save)
 
-    async def _give_up_if_silent(self, row: Experiment, access: dict[str, Any]) -> None:
+    async def _give_up_if_silent(self, row: Workload, access: dict[str, Any]) -> None:
         """Stop a notebook whose server never answered within ``start_timeout`` of running."""
         if access.get("readyAt") or row.running_at is None:
             return  # answered once (a later silence is a restart or a hiccup), or not started
@@ -143,12 +146,12 @@ class NotebookWatch:
         with contextlib.suppress(ApiError):
             await stop_notebook(self.db, self.registry, row, reason, category=FailureCategory.TIMEOUT)
 
-    def idle_timeout(self, row: Experiment) -> float:
+    def idle_timeout(self, row: Workload) -> float:
         """The notebook's own idle timeout, else the broker's (0 = never)."""
         own = ((row.spec or {}).get("spec") or {}).get("idleTimeoutSeconds")
         return float(own) if own is not None else self.config.idle_timeout
 
-    async def _cull_if_idle(self, row: Experiment, access: dict[str, Any]) -> None:
+    async def _cull_if_idle(self, row: Workload, access: dict[str, Any]) -> None:
         timeout = self.idle_timeout(row)
         last = parse_time(access.get("lastActivity")) or parse_time(access.get("readyAt"))
         if timeout <= 0 or last is None:

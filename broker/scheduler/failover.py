@@ -2,14 +2,14 @@
 
 A cluster that fails one health check gets no new work at once (placement only takes Ready
 clusters). Work already there is left alone and marked "cluster X unreachable since …" until the
-grace period passes (broker.yaml ``loops.cluster_loss_grace``, or the experiment's
-``meta.clusterLossGraceSeconds``). Then an experiment with retries left (``meta.maxRetries``) gets
-a new attempt with a new uid, placed again, so a late report from the old attempt can never
-revive it; one without fails with the reason. If every cluster is silent at once, the broker
-assumes it is the one cut off and expires nothing.
+grace period passes (broker.yaml ``loops.cluster_loss_grace``, or the workload's
+``meta.clusterLossGraceSeconds``). Then a workload with retries left (``meta.maxRetries``) gets
+a new attempt (:func:`~broker.workloads.rows.new_attempt`: a new uid, placed again, so a late
+report from the old attempt can never revive it); one without fails with the reason. If every
+cluster is silent at once, the broker assumes it is the one cut off and expires nothing.
 
 When a lost cluster answers again, attempts that were superseded are cancelled there, and so is
-anything else of ours it still runs that no live experiment owns (deleted meanwhile): the orphan
+anything else of ours it still runs that no live workload owns (deleted meanwhile): the orphan
 sweep. Attempts that were not superseded are simply adopted again by the monitor.
 """
 
@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from broker.ids import new_uid
 from broker.registry import ClusterRegistry, ClusterState
 from broker.state import ON_CLUSTER, FailureCategory, Status, now, record, transition
 from broker.store.database import Database
-from broker.store.models import Experiment, SupersededAttempt
+from broker.workloads.model import SupersededAttempt, Workload
+from broker.workloads.rows import new_attempt
 from clusters.base import Handle
 from clusters.errors import ClusterError
 
@@ -48,10 +50,10 @@ class OnCluster:
     grace: float | None
 
 
-def _on_cluster(name: str):
+def _on_cluster(name: str) -> Callable[[Session], list[OnCluster]]:
     def query(session: Session) -> list[OnCluster]:
         rows = session.scalars(
-            select(Experiment).where(Experiment.cluster == name, Experiment.status.in_(ON_CLUSTER))
+            select(Workload).where(Workload.cluster == name, Workload.status.in_(ON_CLUSTER))
         ).all()
         return [
             OnCluster(r.id, r.uid, r.status, r.status_message, r.spec["meta"].get("clusterLossGraceSeconds"))
@@ -66,20 +68,20 @@ def _stamp(when: datetime) -> str:
 
 
 def supersede(
-    session: Session, experiment_id: str, uid: str, cluster: ClusterState, grace: float
+    session: Session, workload_id: str, uid: str, cluster: ClusterState, grace: float
 ) -> str | None:
-    """Give up on attempt ``uid`` of an experiment on lost ``cluster``: a new attempt, or Failed.
+    """Give up on attempt ``uid`` of a workload on lost ``cluster``: a new attempt, or Failed.
 
     Returns what happened, or None when the row moved on meanwhile (nothing is changed then).
     """
-    row = session.get(Experiment, experiment_id, with_for_update=True)
+    row = session.get(Workload, workload_id, with_for_update=True)
     if row is None or row.uid != uid or row.cluster != cluster.name or row.status not in ON_CLUSTER:
         return None
     since = _stamp(cluster.unreachable_since or now())
     session.add(
         SupersededAttempt(
             uid=row.uid,
-            experiment_id=row.id,
+            workload_id=row.id,
             cluster=cluster.name,
             handle=row.handle,
             attempt=row.attempt,
@@ -97,18 +99,7 @@ def supersede(
             category=FailureCategory.CLUSTER_LOST,
         )
         return "failed"
-    reason = f"{lost}; attempt {row.attempt + 1} of {retries + 1} will be placed again"
-    if row.status == Status.ACCEPTED.value:
-        record(session, row, reason)
-    else:
-        transition(session, row, Status.ACCEPTED, reason)
-    row.uid = new_uid()
-    row.attempt += 1
-    row.cluster = None
-    row.handle = None
-    row.placement = None
-    row.dispatch_tries = 0
-    row.next_dispatch_at = None
+    new_attempt(session, row, f"{lost}; attempt {row.attempt + 1} of {retries + 1} will be placed again")
     row.status_message = f"attempt {row.attempt}: waiting to be placed again after losing {cluster.name}"
     return "requeued"
 
@@ -165,10 +156,12 @@ class Failover:
         for item in await self.db.run(_on_cluster(cluster.name)):
             grace = item.grace if item.grace is not None else self.grace
             if not all_silent and (now() - since).total_seconds() >= grace:
-                outcome = await self.db.run(lambda s, i=item, g=grace: supersede(s, i.id, i.uid, cluster, g))
+                outcome = await self.db.run(
+                    partial(supersede, workload_id=item.id, uid=item.uid, cluster=cluster, grace=grace)
+                )
                 requeued = requeued or outcome == "requeued"
             elif item.status_message != mark:
-                await self.db.run(lambda s, i=item: _mark(s, i.id, i.uid, mark))
+                await self.db.run(partial(_mark, workload_id=item.id, uid=item.uid, message=mark))
         if requeued:
             self.on_requeued()
 
@@ -177,7 +170,7 @@ class Failover:
         prefix = UNREACHABLE.format(cluster=cluster.name, since="")
         for item in items:
             if item.status_message and item.status_message.startswith(prefix):
-                await self.db.run(lambda s, i=item: _adopted(s, i.id, i.uid, cluster.name))
+                await self.db.run(partial(_adopted, workload_id=item.id, uid=item.uid, cluster=cluster.name))
         await self._sweep(cluster, {item.uid for item in items})
 
     async def _sweep(self, cluster: ClusterState, live: set[str]) -> None:
@@ -203,9 +196,9 @@ class Failover:
                     )
                     continue
                 log.info(
-                    "cancelled superseded attempt %s of %s on %s", old.uid, old.experiment_id, cluster.name
+                    "cancelled superseded attempt %s of %s on %s", old.uid, old.workload_id, cluster.name
                 )
-            await self.db.run(lambda s, o=old: _swept(s, o.uid, cluster.name))
+            await self.db.run(partial(_swept, uid=old.uid, cluster=cluster.name))
         try:
             owned = await cluster.adapter.owned()
         except ClusterError as exc:
@@ -215,13 +208,13 @@ class Failover:
             if handle.uid in live:
                 continue
             # Re-read: a dispatch may have created this attempt since ``live`` was taken. An attempt
-            # that is still its experiment's current one stays, even once it ended (a cluster may keep
+            # that is still its workload's current one stays, even once it ended (a cluster may keep
             # its record and logs); only superseded attempts and those of deleted or unknown
-            # experiments are orphans.
-            if await self.db.run(lambda s, u=handle.uid: _still_owned(s, u)):
+            # workloads are orphans.
+            if await self.db.run(partial(_still_owned, uid=handle.uid)):
                 continue
             log.warning(
-                "orphan sweep: cancelling attempt %s on %s, which no live experiment owns",
+                "orphan sweep: cancelling attempt %s on %s, which no live workload owns",
                 handle.uid,
                 cluster.name,
             )
@@ -232,19 +225,19 @@ class Failover:
 
 
 def _still_owned(session: Session, uid: str) -> bool:
-    status = session.scalar(select(Experiment.status).where(Experiment.uid == uid))
+    status = session.scalar(select(Workload.status).where(Workload.uid == uid))
     return status is not None and status != Status.DELETED.value
 
 
-def _mark(session: Session, experiment_id: str, uid: str, message: str) -> None:
-    row = session.get(Experiment, experiment_id)
+def _mark(session: Session, workload_id: str, uid: str, message: str) -> None:
+    row = session.get(Workload, workload_id)
     if row is not None and row.uid == uid and row.status_message != message:
         row.status_message = message
         record(session, row, message)
 
 
-def _adopted(session: Session, experiment_id: str, uid: str, cluster: str) -> None:
-    row = session.get(Experiment, experiment_id)
+def _adopted(session: Session, workload_id: str, uid: str, cluster: str) -> None:
+    row = session.get(Workload, workload_id)
     if row is not None and row.uid == uid:
         row.status_message = None
         record(session, row, f"cluster {cluster} answers again; attempt {row.attempt} adopted")
@@ -254,6 +247,6 @@ def _swept(session: Session, uid: str, cluster: str) -> None:
     old = session.get(SupersededAttempt, uid)
     if old is not None:
         old.swept_at = now()
-        row = session.get(Experiment, old.experiment_id)
+        row = session.get(Workload, old.workload_id)
         if row is not None:
             record(session, row, f"superseded attempt {old.attempt} ({uid}) cancelled on {cluster}")

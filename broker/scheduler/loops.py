@@ -2,7 +2,8 @@
 
 Dispatch and monitor run only while this process holds the scheduler lease; health and the
 policy refresh run everywhere (every replica serves cluster state and enforces the policy).
-A new submission wakes dispatch at once instead of waiting for its timer.
+A new submission wakes dispatch at once instead of waiting for its timer, and a pass that took a
+full batch is followed by another at once.
 """
 
 from __future__ import annotations
@@ -133,11 +134,17 @@ class Loops:
             return
         while True:
             self._wake_pending = False
+            full = False
             try:
                 await self.dispatcher.run_once()
+                full = self.dispatcher.more
             except Exception:
                 log.exception("dispatch pass failed")
-            if not self._wake_pending:
+            # Another pass at once when woken meanwhile, or when this one took a full batch (a
+            # backlog drains pass after pass, not one batch per dispatch_interval).
+            more = self._wake_pending or full
+            if not more or not self.lease.leader or self.dispatch_paused:
+                self._wake_pending = False
                 return
 
     async def _monitor(self) -> None:

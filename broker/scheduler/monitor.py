@@ -6,7 +6,9 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Session
 from broker.registry import ClusterRegistry, ClusterState
 from broker.state import ACTIVE, FailureCategory, IllegalTransition, Status, record, transition
 from broker.store.database import Database
-from broker.store.models import Experiment
+from broker.workloads.model import Workload
 from clusters.base import Handle, Observation, Phase
 from clusters.errors import ClusterError
 
@@ -30,23 +32,25 @@ class Tracked:
     handle: dict[str, Any]
 
 
-def tracked_on(cluster: str):
+def tracked_on(cluster: str) -> Callable[[Session], list[Tracked]]:
+    """The unit of work listing the attempts started on ``cluster`` that have not ended."""
+
     def query(session: Session) -> list[Tracked]:
         rows = session.scalars(
-            select(Experiment).where(Experiment.cluster == cluster, Experiment.status.in_(ACTIVE))
+            select(Workload).where(Workload.cluster == cluster, Workload.status.in_(ACTIVE))
         ).all()
         return [Tracked(r.id, r.uid, r.status, r.handle) for r in rows if r.handle is not None]
 
     return query
 
 
-def apply_observation(session: Session, experiment_id: str, uid: str, seen: Observation) -> Status | None:
-    """Move one experiment as ``seen`` says; returns the status it ended in, None if nothing changed.
+def apply_observation(session: Session, workload_id: str, uid: str, seen: Observation) -> Status | None:
+    """Move one workload as ``seen`` says; returns the status it ended in, None if nothing changed.
 
     A report for an attempt that is no longer current (another uid) or for a run that already
     ended (deleted meanwhile) changes nothing.
     """
-    row = session.get(Experiment, experiment_id, with_for_update=True)
+    row = session.get(Workload, workload_id, with_for_update=True)
     if row is None or row.uid != uid or Status(row.status).is_terminal:
         return None
     current = Status(row.status)
@@ -59,13 +63,13 @@ def apply_observation(session: Session, experiment_id: str, uid: str, seen: Obse
             (Status.SUCCEEDED, seen.message or "finished", None),
         ]
     elif seen.phase in (Phase.FAILED, Phase.NOT_FOUND):
-        category = seen.failure_category or (
+        failed_as = seen.failure_category or (
             FailureCategory.CLUSTER_LOST.value
             if seen.phase is Phase.NOT_FOUND
             else FailureCategory.EXIT_CODE.value
         )
         message = seen.message or f"the cluster no longer has attempt {uid}"
-        steps = [(Status.FAILED, message, category)]
+        steps = [(Status.FAILED, message, failed_as)]
     changed = None
     for target, reason, category in steps:
         if target is Status.RUNNING and current is not Status.CREATED:
@@ -75,14 +79,14 @@ def apply_observation(session: Session, experiment_id: str, uid: str, seen: Obse
                 changed = target
                 current = target
         except IllegalTransition:
-            log.info("ignored %s for %s: %s", target.value, experiment_id, row.status)
+            log.info("ignored %s for %s: %s", target.value, workload_id, row.status)
             return changed
     return changed
 
 
-def note_pending(session: Session, experiment_id: str, uid: str, message: str) -> None:
+def note_pending(session: Session, workload_id: str, uid: str, message: str) -> None:
     """Show why the cluster keeps the current attempt pending (once per new reason)."""
-    row = session.get(Experiment, experiment_id)
+    row = session.get(Workload, workload_id)
     if row is None or row.uid != uid or row.status != Status.CREATED.value:
         return
     text = f"pending on {row.cluster}: {message}"[:1000]
@@ -156,10 +160,14 @@ class Monitor:
             seen = masked(cluster, observations.get(item.uid, Observation(item.uid, Phase.NOT_FOUND)))
             if seen.phase is Phase.PENDING and seen.message:
                 # Why the cluster holds it (a queue reason, an image pull): users see it at once.
-                await self.db.run(lambda s, i=item, o=seen: note_pending(s, i.id, i.uid, o.message))
+                await self.db.run(
+                    partial(note_pending, workload_id=item.id, uid=item.uid, message=seen.message)
+                )
             if seen.phase in (Phase.UNKNOWN, Phase.PENDING):
                 continue
-            ended = await self.db.run(lambda s, i=item, o=seen: apply_observation(s, i.id, i.uid, o))
+            ended = await self.db.run(
+                partial(apply_observation, workload_id=item.id, uid=item.uid, seen=seen)
+            )
             leftovers = any(r.phase in (Phase.RUNNING, Phase.PENDING) for r in seen.replicas)
             if ended in (Status.SUCCEEDED, Status.FAILED) and leftovers:
                 # Stop what is left of the gang: parameter servers after success, peers after a failure.

@@ -1,6 +1,7 @@
-"""SQLAlchemy 2 models: experiments, their events, scheduler leases and id epochs.
+"""SQLAlchemy 2 models: the declarative base, and the broker's own tables (scheduler leases, id
+epochs, users, teams, tokens, the policy, cluster flags, the secret key check).
 
-Specs live as JSON beside indexed columns (status, owner, namespace, cluster, times). Times are
+Workloads, their events and superseded attempts are in :mod:`broker.workloads.model`. Times are
 stored as naive UTC and come back timezone-aware, the same on SQLite and PostgreSQL.
 """
 
@@ -9,22 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    event,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
-
-from broker.redaction import redact_optional
 
 #: An auto-incrementing 64-bit key that SQLite also auto-increments.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -49,83 +37,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
-
-
-class Experiment(Base):
-    """One workload (an experiment, or a notebook when ``kind`` says so) and its current attempt.
-
-    Notebooks share the table, and with it dispatch, monitoring, failover and events. ``slot``
-    (``notebook:<namespace>/<name>``) is unique while a notebook is not deleted, so two notebooks
-    never share a name in a namespace, even when two broker replicas create them at once.
-    ``access_token`` is the notebook server's token, encrypted with the broker's secret key
-    (:mod:`broker.secret_key`; never stored in clear, never shown); ``access`` what the broker
-    learnt about the current attempt's server: ``{uid, url, readyAt, lastActivity}``.
-    """
-
-    __tablename__ = "experiment"
-    __table_args__ = (
-        UniqueConstraint("owner", "idempotency_key", name="uq_experiment_owner_idempotency"),
-        Index("ix_experiment_status_accepted", "status", "accepted_at"),
-        Index("ix_experiment_cluster_status", "cluster", "status"),
-        Index("ix_experiment_kind_status", "kind", "status"),
-        UniqueConstraint("slot", name="uq_experiment_slot"),
-    )
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    uid: Mapped[str] = mapped_column(String(64), unique=True)
-    attempt: Mapped[int] = mapped_column(Integer, default=1)
-    name: Mapped[str] = mapped_column(String(128))
-    namespace: Mapped[str] = mapped_column(String(63), index=True)
-    owner: Mapped[str] = mapped_column(String(128), index=True)
-    framework: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
-    status_message: Mapped[str | None] = mapped_column(Text, default=None)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    priority: Mapped[int] = mapped_column(Integer, default=0)
-    idempotency_key: Mapped[str | None] = mapped_column(String(128), default=None)
-    cluster: Mapped[str | None] = mapped_column(String(63), default=None)
-    handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    placement: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    dispatch_tries: Mapped[int] = mapped_column(Integer, default=0)
-    next_dispatch_at: Mapped[datetime | None] = mapped_column(default=None)
-    reason: Mapped[str | None] = mapped_column(Text, default=None)
-    failure_category: Mapped[str | None] = mapped_column(String(32), default=None)
-    accepted_at: Mapped[datetime]
-    created_at: Mapped[datetime | None] = mapped_column(default=None)
-    running_at: Mapped[datetime | None] = mapped_column(default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(default=None)
-    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
-    updated_at: Mapped[datetime]
-    kind: Mapped[str] = mapped_column(String(16), default="experiment", server_default="experiment")
-    slot: Mapped[str | None] = mapped_column(String(200), default=None)
-    access_token: Mapped[str | None] = mapped_column(String(512), default=None)
-    access: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-
-
-class Event(Base):
-    """One thing that happened to an experiment: a status change, or a note when ``to_status`` is null."""
-
-    __tablename__ = "experiment_event"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"), index=True)
-    at: Mapped[datetime]
-    from_status: Mapped[str | None] = mapped_column(String(16))
-    to_status: Mapped[str | None] = mapped_column(String(16))
-    reason: Mapped[str] = mapped_column(Text, default="")
-    attempt: Mapped[int] = mapped_column(Integer, default=1)
-    # Declared so the unit of work inserts an experiment before its first event.
-    experiment: Mapped[Experiment] = relationship(lazy="raise")
-
-
-def _redacted(target: object, value: str | None, old: object, initiator: object) -> str | None:
-    return redact_optional(value)
-
-
-# Whatever sets them, these texts are stored with every known cluster secret masked (a message
-# about a cluster is masked where it is made too; this is the net under it).
-for _attribute in (Experiment.status_message, Experiment.reason, Event.reason):
-    event.listen(_attribute, "set", _redacted, retval=True)
 
 
 class Lease(Base):
@@ -200,20 +111,6 @@ class PolicyRevision(Base):
     added: Mapped[list[str]] = mapped_column(JSON)
     removed: Mapped[list[str]] = mapped_column(JSON)
     message: Mapped[str] = mapped_column(Text, default="")
-
-
-class SupersededAttempt(Base):
-    """An attempt replaced by a newer one after its cluster was lost; cancelled there once it returns."""
-
-    __tablename__ = "superseded_attempt"
-
-    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"), index=True)
-    cluster: Mapped[str] = mapped_column(String(63), index=True)
-    handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    attempt: Mapped[int] = mapped_column(Integer)
-    superseded_at: Mapped[datetime]
-    swept_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ClusterFlag(Base):

@@ -68,8 +68,9 @@ def read_state(table: Mapping[str, NativeState], word: object) -> NativeState:
     return NativeState(Phase.UNKNOWN, None, f"state '{key or '?'}' is not known to the broker")
 
 
-class BatchAdapter(ClusterAdapter):
-    """Base of the batch-queue kinds: the six verbs from six hooks."""
+class BatchAdapter(ClusterAdapter, abstract=True):
+    """Base of the batch-queue kinds: the six verbs from six hooks (each kind adds ``health`` and
+    ``addressing``)."""
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -120,25 +121,24 @@ class BatchAdapter(ClusterAdapter):
 
     def handle_for(self, plan: LaunchPlan, job_id: str) -> Handle:
         """The handle the broker stores for ``plan``'s job ``job_id``."""
-        state: dict[str, Any] = {
-            "job_id": str(job_id),
-            "replicas": [r.name for r in plan.replicas],
-            "success_roles": list(plan.success_roles),
-        }
-        state.update(self.extra_state(plan, str(job_id)))
-        return Handle(plan.uid, state)
+        return Handle.for_plan(plan, job_id=str(job_id), **self.extra_state(plan, str(job_id)))
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
         """One ``query_jobs`` for every handle; a job the scheduler does not know is NOT_FOUND
-        unless ``forgotten_job`` can tell how it ended."""
+        unless ``forgotten_job`` can tell how it ended (a handle naming no job is NOT_FOUND)."""
         if not handles:
             return {}
-        ids = [job_id(h) for h in handles]
-        records = await self.query_jobs(ids)
+        ids = [str(h.state.get("job_id") or "") for h in handles]
+        known = [jid for jid in ids if jid]
+        records = await self.query_jobs(known) if known else {}
         out: dict[str, Observation] = {}
         for handle, jid in zip(handles, ids, strict=True):
-            record = records.get(jid)
-            if record is None:
+            record = records.get(jid) if jid else None
+            if not jid:
+                out[handle.uid] = Observation(
+                    handle.uid, Phase.NOT_FOUND, f"attempt {handle.uid} has no job id in its handle"
+                )
+            elif record is None:
                 out[handle.uid] = await self.forgotten_job(handle) or Observation(
                     handle.uid, Phase.NOT_FOUND, f"cluster '{self.name}' has no job {jid}"
                 )
@@ -147,8 +147,9 @@ class BatchAdapter(ClusterAdapter):
         return out
 
     async def cancel(self, handle: Handle) -> None:
-        """Stop the attempt's job (idempotent)."""
-        await self.cancel_job(handle)
+        """Stop the attempt's job (idempotent); a handle naming no job has nothing to stop."""
+        if handle.state.get("job_id"):
+            await self.cancel_job(handle)
 
     async def logs(
         self, handle: Handle, replica: str | None = None, tail: int | None = None

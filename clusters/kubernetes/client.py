@@ -20,12 +20,14 @@ import os
 import threading
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from clusters.errors import ClusterUnreachable
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
 from clusters.kubernetes.config import KubernetesClusterConfig
+
+T = TypeVar("T")
 
 KUBEFLOW = "kubeflow"
 JOB = "job"
@@ -70,21 +72,23 @@ def quantity(value: Any) -> Decimal:
 
 
 class KubeClient:
-    """Mixin of :class:`~clusters.kubernetes.adapter.KubernetesAdapter`: the client and discovery.
+    """The cluster's API as the adapter uses it: the official client (made on first use, reused),
+    calls with their errors sorted, and discovery of the Kubeflow kinds served (asked once)."""
 
-    The adapter's ``__init__`` sets the attributes below.
-    """
-
-    config: KubernetesClusterConfig
-    name: str
-    grace: float
-    _api: Any
-    _lock: threading.Lock
-    _served: set[str] | None  # Kubeflow kinds served; None = not asked yet
+    def __init__(self, config: KubernetesClusterConfig, *, grace: float) -> None:
+        self.config = config
+        self.name = config.name
+        #: Extra seconds a call may take beyond the client's own request timeout.
+        self.grace = grace
+        #: The Kubeflow kinds served (training kinds and ``Notebook``); None = not asked yet.
+        self.served: set[str] | None = None
+        self._api: Any = None
+        self._lock = threading.Lock()
 
     # -- the client ----------------------------------------------------------------------------
 
-    def _client(self) -> Any:
+    def client(self) -> Any:
+        """The official ``ApiClient``, made on first use (ClusterUnreachable when it cannot be)."""
         with self._lock:
             if self._api is None:
                 self._api = self._make_client()
@@ -117,10 +121,18 @@ class KubeClient:
             api.configuration.refresh_api_key_hook = None  # the kubeconfig's own token would come back
         return api
 
-    def _apis(self) -> Any:
+    async def close(self) -> None:
+        """Close the client's connections; the next call makes a new client."""
+        with self._lock:
+            api, self._api = self._api, None
+        if api is not None:
+            await asyncio.to_thread(api.close)
+
+    def apis(self) -> Any:
+        """The typed APIs the verbs use: ``(CoreV1Api, BatchV1Api, CustomObjectsApi)``."""
         from kubernetes import client
 
-        api = self._client()
+        api = self.client()
         return (
             client.CoreV1Api(api),
             client.BatchV1Api(api),
@@ -128,17 +140,20 @@ class KubeClient:
         )
 
     @property
-    def _ns(self) -> str:
+    def namespace(self) -> str:
+        """The namespace every object of this cluster's attempts lives in."""
         return self.config.namespace
 
     @property
-    def _origin(self) -> str:
+    def origin(self) -> str:
+        """This broker's origin label value (the orphan sweep's mark)."""
         return m.label_value(self.config.origin_label)
 
-    def _where(self) -> str:
+    def where(self) -> str:
+        """The cluster as messages name it."""
         return f"Kubernetes cluster '{self.name}'"
 
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One client call; unreachable and refused-credential answers become ClusterUnreachable.
 
         Other API answers are raised as :class:`Refused` for the verb to interpret.
@@ -154,44 +169,45 @@ class KubeClient:
             if status == 403 and "admission webhook" in message:
                 raise Refused(status, message) from None
             if status in (401, 403):
-                raise ClusterUnreachable(f"{self._where()}: credentials refused: {message}") from None
+                raise ClusterUnreachable(f"{self.where()}: credentials refused: {message}") from None
             if status == 0 or status >= 500 or status == 429:
-                raise ClusterUnreachable(f"{self._where()} answered {status}: {message}") from None
+                raise ClusterUnreachable(f"{self.where()} answered {status}: {message}") from None
             raise Refused(status, message) from None
         except (OSError, ConnectionError) as exc:
-            raise ClusterUnreachable(f"{self._where()} did not answer: {type(exc).__name__}") from None
+            raise ClusterUnreachable(f"{self.where()} did not answer: {type(exc).__name__}") from None
         except Exception as exc:
             # urllib3's errors (MaxRetryError, ProtocolError, ...) are not OSErrors.
             if type(exc).__module__.startswith("urllib3"):
-                raise ClusterUnreachable(f"{self._where()} did not answer: {type(exc).__name__}") from None
+                raise ClusterUnreachable(f"{self.where()} did not answer: {type(exc).__name__}") from None
             raise
 
-    def _json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """A read call answered as plain JSON."""
-        response = self._call(fn, *args, _preload_content=False, **kwargs)
+        response = self.call(fn, *args, _preload_content=False, **kwargs)
         return json.loads(response.data or b"{}")
 
-    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking step in a worker thread, bounded by twice the request timeout and the grace."""
         try:
             return await asyncio.wait_for(
                 asyncio.to_thread(fn, *args), self.config.request_timeout * 2 + self.grace
             )
         except TimeoutError:
             raise ClusterUnreachable(
-                f"{self._where()} did not answer within {self.config.request_timeout * 2 + self.grace:g}s"
+                f"{self.where()} did not answer within {self.config.request_timeout * 2 + self.grace:g}s"
             ) from None
 
     # -- discovery -----------------------------------------------------------------------------
 
-    def _discover(self) -> set[str]:
+    def discover(self) -> set[str]:
         """The Kubeflow kinds the API server serves (asked once, then cached): training kinds and
         ``Notebook``. A group whose resource list cannot be read is assumed to serve every
         training kind, but not notebooks (a separate controller)."""
-        if self._served is not None:
-            return self._served
+        if self.served is not None:
+            return self.served
         from kubernetes import client
 
-        groups = self._json(client.ApisApi(self._client()).get_api_versions)
+        groups = self.json(client.ApisApi(self.client()).get_api_versions)
         served: set[str] = set()
         for group in groups.get("groups") or []:
             if group.get("name") != m.KUBEFLOW_GROUP:
@@ -199,8 +215,8 @@ class KubeClient:
             if not any(v.get("version") == m.KUBEFLOW_VERSION for v in group.get("versions") or []):
                 continue
             try:
-                resources = self._json(
-                    client.CustomObjectsApi(self._client()).get_api_resources,
+                resources = self.json(
+                    client.CustomObjectsApi(self.client()).get_api_resources,
                     m.KUBEFLOW_GROUP,
                     m.KUBEFLOW_VERSION,
                 )
@@ -210,26 +226,26 @@ class KubeClient:
             served = {k.kind for k in m.KUBEFLOW_KINDS.values() if k.plural in plurals}
             if nb.NOTEBOOK_PLURAL in plurals:
                 served.add(nb.NOTEBOOK_KIND)
-        self._served = served
+        self.served = served
         return served
 
-    def _shape(self) -> str:
+    def shape(self) -> str:
         """``kubeflow`` or ``job``: what a plan addressed now will be created as."""
         if self.config.workload_api != "auto":
             return self.config.workload_api
         try:
-            return KUBEFLOW if self._discover() & TRAINING_KINDS else JOB
+            return KUBEFLOW if self.discover() & TRAINING_KINDS else JOB
         except (ClusterUnreachable, Refused):
             return JOB
 
-    def _notebook_api(self) -> str:
+    def notebook_api(self) -> str:
         """``kubeflow`` (a Notebook) when the notebook controller is served and ``workload_api`` is
         not ``job``, else ``statefulset``. Raises ClusterUnreachable when discovery cannot be
         asked: guessing could make a retried submit build the other shape beside the first."""
         if self.config.workload_api == JOB:
             return nb.STATEFULSET
         try:
-            served = self._discover()
+            served = self.discover()
         except Refused:  # discovery is forbidden: remember the answer, as health does
-            self._served = served = set()
+            self.served = served = set()
         return nb.KUBEFLOW if nb.NOTEBOOK_KIND in served else nb.STATEFULSET

@@ -21,17 +21,18 @@ first in the env list (``JOB_COMPLETION_INDEX`` from the Job's completion-index 
 ``SUBMARINE_REPLICA_INDEX`` from the operator's replica-index label), so values that differ
 only by the index are written as ``$(JOB_COMPLETION_INDEX)`` templates. Values that differ in
 any other way (``RANK`` of PyTorch workers is index + 1) are set by a ``/bin/sh`` wrapper that
-selects them on the index: only then does the command need a shell in the image.
+selects them on the index: only then does the command need a shell in the image. The templating is
+:mod:`clusters.per_index`'s, which the YARN service spec shares.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clusters.per_index import case_arms, index_template, role_values
 from runtimes.plan import LaunchPlan, ReplicaPlan, Resources, replicas_by_role
 
 LABEL_ORIGIN = "submarine-broker/origin"
@@ -54,7 +55,6 @@ KUBEFLOW_VERSION = "v1"
 GPU_RESOURCE = "nvidia.com/gpu"
 #: The one port every replica listens on (pods have their own IPs, so one number serves all).
 REPLICA_PORT = 23456
-_INDEX_REF = "$(JOB_COMPLETION_INDEX)"
 
 
 class ManifestError(ValueError):
@@ -152,7 +152,7 @@ def labels(plan: LaunchPlan, origin: str) -> dict[str, str]:
     }
 
 
-def annotations(plan: LaunchPlan) -> dict[str, str]:
+def object_annotations(plan: LaunchPlan) -> dict[str, str]:
     """What a restarted broker reads back from an object it finds by its labels."""
     return {
         ANNOTATION_EXPERIMENT: plan.workload_id,
@@ -167,7 +167,7 @@ def _metadata(name: str, plan: LaunchPlan, origin: str, namespace: str) -> dict[
         "name": name,
         "namespace": namespace,
         "labels": labels(plan, origin),
-        "annotations": annotations(plan),
+        "annotations": object_annotations(plan),
     }
 
 
@@ -205,27 +205,6 @@ def escape(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def _index_template(values: Sequence[str], index_var: str) -> str | None:
-    """A value with ``$(index_var)`` for the index that gives ``values[i]`` for every ``i``, or None."""
-    if len(set(values)) == 1:
-        return escape(values[0])
-    prefix = _common_prefix(values).rstrip("0123456789")
-    rests = [v[len(prefix) :] for v in values]
-    suffix = _common_prefix([r[::-1] for r in rests])[::-1].lstrip("0123456789")
-    middles = [r[: len(r) - len(suffix)] for r in rests]
-    if all(m == str(i) for i, m in enumerate(middles)):
-        return escape(prefix) + f"$({index_var})" + escape(suffix)
-    return None
-
-
-def _common_prefix(values: Sequence[str]) -> str:
-    first, last = min(values), max(values)
-    n = 0
-    while n < min(len(first), len(last)) and first[n] == last[n]:
-        n += 1
-    return first[:n]
-
-
 def pod_environment(
     group: Sequence[ReplicaPlan], index_var: str, index_source: str
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
@@ -236,22 +215,18 @@ def pod_environment(
     """
     env: list[dict[str, Any]] = [{"name": index_var, "valueFrom": {"fieldRef": {"fieldPath": index_source}}}]
     by_index: dict[str, list[str]] = {}
-    names: list[str] = []
-    for replica in group:
-        names += [n for n in replica.env if n not in names]
-    for name in names:
+    try:
+        per_replica = role_values(group)
+    except ValueError as exc:
+        raise ManifestError(str(exc)) from None
+    for name, values in per_replica.items():
         if name == index_var:
             continue
-        values = [r.env.get(name) for r in group]
-        if any(v is None for v in values):
-            raise ManifestError(f"role {group[0].role}: {name} is set on some replicas only")
-        template = _index_template(values, index_var)  # type: ignore[arg-type]
-        if len(set(values)) == 1:
-            env.append({"name": name, "value": escape(values[0])})  # type: ignore[arg-type]
-        elif template is not None:
+        template = index_template(values, f"$({index_var})", escape)
+        if template is not None:
             env.append({"name": name, "value": template})
         else:
-            by_index[name] = values  # type: ignore[assignment]
+            by_index[name] = values
     return env, by_index
 
 
@@ -259,12 +234,7 @@ def command(argv: Sequence[str], index_var: str, by_index: dict[str, list[str]])
     """``argv``, or a ``/bin/sh`` wrapper exporting the per-index values first."""
     if not by_index:
         return [escape(arg) for arg in argv]
-    count = len(next(iter(by_index.values())))
-    cases = []
-    for i in range(count):
-        exports = " ".join(f"{name}={shlex.quote(values[i])}" for name, values in by_index.items())
-        cases.append(f"{i}) export {exports} ;;")
-    script = f'case "${index_var}" in {" ".join(cases)} esac; exec "$@"'
+    script = f'case "${index_var}" in {" ".join(case_arms(by_index))} esac; exec "$@"'
     return [escape(arg) for arg in ("/bin/sh", "-c", script, "sh", *argv)]
 
 

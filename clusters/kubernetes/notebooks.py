@@ -7,11 +7,12 @@ server) becomes, in creation order:
    the attempt: every attempt of the notebook mounts the same claim at ``notebook_mount_path``,
    which is also the server's working directory, so files survive a stop/start. A claim that
    exists already is adopted when its notebook and origin labels are this notebook's and this
-   broker's (any other claim of that name refuses the submit). Cancelling an attempt
-   never deletes it, and nothing in the adapter does: deleting a notebook leaves its claim
-   (labelled ``submarine-broker/notebook=<id>``) for an admin to remove, because the adapter
-   protocol has no "this notebook is gone for good" verb. ``notebook_storage: null`` uses an
-   emptyDir instead (nothing is kept);
+   broker's (any other claim of that name refuses the submit). Cancelling an attempt (a stop)
+   never deletes it; deleting the notebook does: the broker then calls the adapter's
+   ``release`` with the notebook id, which deletes the claim (labelled
+   ``submarine-broker/notebook=<id>``) when its origin label is this broker's, and leaves any
+   other installation's claim alone. ``notebook_storage: null`` uses an emptyDir instead
+   (nothing is kept);
 2. a Secret ``sb-<uid12>`` holding the server's token (``JUPYTER_TOKEN``); the container reads
    it through ``valueFrom.secretKeyRef``, so the token is in no StatefulSet, Notebook or pod spec;
 3. then either a Kubeflow ``Notebook`` (``kubeflow.org/v1``) ``sb-<uid12>``, whose
@@ -101,7 +102,7 @@ def _metadata(name: str, plan: LaunchPlan, origin: str, namespace: str) -> dict[
         "name": name,
         "namespace": namespace,
         "labels": labels(plan, origin),
-        "annotations": m.annotations(plan),
+        "annotations": m.object_annotations(plan),
     }
 
 

@@ -26,22 +26,22 @@ TYPED: dict[str, tuple[str, str]] = {
 }
 
 
-class KubeObjects(KubeClient):
-    """Mixin: the object verbs every adapter verb is built from."""
+class KubeApi(KubeClient):
+    """The client with the object verbs every adapter verb is built from: the adapter's API object."""
 
     def _typed(self, what: str, verb: str) -> Any:
         """The client method ``<verb>_namespaced_<kind>`` of a typed kind."""
         from kubernetes import client
 
         api_class, snake = TYPED[what]
-        return getattr(getattr(client, api_class)(self._client()), f"{verb}_namespaced_{snake}")
+        return getattr(getattr(client, api_class)(self.client()), f"{verb}_namespaced_{snake}")
 
     def _custom(self, verb: str) -> Any:
         from kubernetes import client
 
-        return getattr(client.CustomObjectsApi(self._client()), f"{verb}_namespaced_custom_object")
+        return getattr(client.CustomObjectsApi(self.client()), f"{verb}_namespaced_custom_object")
 
-    def _create(self, what: str, body: dict[str, Any], uid: str, mine: dict[str, str] | None = None) -> bool:
+    def create(self, what: str, body: dict[str, Any], uid: str, mine: dict[str, str] | None = None) -> bool:
         """Create one object; True when this call made it, False when it adopted ours.
 
         ``mine``: the labels that make an existing object of that name ours (default: the uid label).
@@ -49,22 +49,22 @@ class KubeObjects(KubeClient):
         name = body["metadata"]["name"]
         try:
             if what == "cr":
-                self._call(
+                self.call(
                     self._custom("create"),
                     m.KUBEFLOW_GROUP,
                     m.KUBEFLOW_VERSION,
-                    self._ns,
+                    self.namespace,
                     CR_PLURALS[body["kind"]],
                     body,
                     _preload_content=False,
                 )
             else:
-                self._call(self._typed(what, "create"), self._ns, body, _preload_content=False)
+                self.call(self._typed(what, "create"), self.namespace, body, _preload_content=False)
             return True
         except Refused as exc:
             if exc.status != 409:
                 raise
-        existing = self._get(what, body)
+        existing = self.get(what, body)
         labels = (existing.get("metadata") or {}).get("labels") or {}
         wanted = mine or {m.LABEL_UID: m.label_value(uid)}
         wrong = next((key for key, value in wanted.items() if labels.get(key) != value), None)
@@ -73,85 +73,92 @@ class KubeObjects(KubeClient):
         whose = "this attempt's" if wrong == m.LABEL_UID else "ours"
         raise Refused(
             409,
-            f"{body['kind']} {name} already exists in namespace {self._ns} and is not {whose} "
+            f"{body['kind']} {name} already exists in namespace {self.namespace} and is not {whose} "
             f"(its {wrong} label is {labels.get(wrong)!r})",
         )
 
-    def _get(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._read(what, body["metadata"]["name"], CR_PLURALS.get(str(body.get("kind"))))
+    def get(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The object named like ``body``, as JSON."""
+        return self.read(what, body["metadata"]["name"], CR_PLURALS.get(str(body.get("kind"))))
 
-    def _read(self, what: str, name: str, plural: str | None = None) -> dict[str, Any]:
+    def read(self, what: str, name: str, plural: str | None = None) -> dict[str, Any]:
         """One object as JSON (a 404 is raised as :class:`Refused`)."""
+        found: dict[str, Any]
         if what == "cr":
-            return self._json(
-                self._custom("get"), m.KUBEFLOW_GROUP, m.KUBEFLOW_VERSION, self._ns, plural, name
+            found = self.json(
+                self._custom("get"), m.KUBEFLOW_GROUP, m.KUBEFLOW_VERSION, self.namespace, plural, name
             )
-        return self._json(self._typed(what, "read"), name, self._ns)
+        else:
+            found = self.json(self._typed(what, "read"), name, self.namespace)
+        return found
 
-    def _delete(self, what: str, body: dict[str, Any]) -> None:
-        self._delete_named(what, body["metadata"]["name"], body.get("kind"))
+    def delete(self, what: str, body: dict[str, Any]) -> None:
+        """Delete the object named like ``body`` (see :meth:`delete_named`)."""
+        self.delete_named(what, body["metadata"]["name"], body.get("kind"))
 
-    def _delete_named(
+    def delete_named(
         self, what: str, name: str, kind_name: str | None = None, plural: str | None = None
     ) -> None:
         """Delete with foreground propagation; a 404 is fine."""
         try:
             if what == "cr":
-                self._call(
+                self.call(
                     self._custom("delete"),
                     m.KUBEFLOW_GROUP,
                     m.KUBEFLOW_VERSION,
-                    self._ns,
+                    self.namespace,
                     plural or CR_PLURALS[kind_name or ""],
                     name,
                     propagation_policy="Foreground",
                     _preload_content=False,
                 )
             else:
-                self._call(
+                self.call(
                     self._typed(what, "delete"),
                     name,
-                    self._ns,
+                    self.namespace,
                     propagation_policy="Foreground",
                     _preload_content=False,
                 )
         except Refused as exc:
             if exc.status != 404:
-                raise ClusterUnreachable(f"{self._where()} did not delete {name}: {exc.message}") from None
+                raise ClusterUnreachable(f"{self.where()} did not delete {name}: {exc.message}") from None
 
-    def _selector(self) -> str:
-        return f"{m.LABEL_ORIGIN}={self._origin}"
+    def selector(self) -> str:
+        """The label selector of every object this broker made here."""
+        return f"{m.LABEL_ORIGIN}={self.origin}"
 
-    def _list(
+    def list_objects(
         self, what: str, plural: str | None = None, selector: str | None = None
     ) -> list[dict[str, Any]]:
         """Objects of a kind in the namespace, selected by ``selector`` (default: the origin label)."""
-        selector = selector or self._selector()
+        selector = selector or self.selector()
         try:
             if what == "cr":
-                data = self._json(
+                data = self.json(
                     self._custom("list"),
                     m.KUBEFLOW_GROUP,
                     m.KUBEFLOW_VERSION,
-                    self._ns,
+                    self.namespace,
                     plural,
                     label_selector=selector,
                 )
             else:
-                data = self._json(self._typed(what, "list"), self._ns, label_selector=selector)
+                data = self.json(self._typed(what, "list"), self.namespace, label_selector=selector)
         except Refused as exc:
             if exc.status == 404 and what == "cr":  # the CRD is gone
                 return []
             raise ClusterUnreachable(
-                f"{self._where()} refused to list {plural or what}: {exc.message}"
+                f"{self.where()} refused to list {plural or what}: {exc.message}"
             ) from None
         return list(data.get("items") or [])
 
-    @staticmethod
-    def _by_uid(items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for item in items:
-            uid = ((item.get("metadata") or {}).get("labels") or {}).get(m.LABEL_UID)
-            if uid:
-                out.setdefault(uid, []).append(item)
-        return out
+
+def by_uid(items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Objects grouped by their attempt's uid label (objects without one are left out)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        uid = ((item.get("metadata") or {}).get("labels") or {}).get(m.LABEL_UID)
+        if uid:
+            out.setdefault(uid, []).append(item)
+    return out

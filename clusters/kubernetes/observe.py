@@ -1,9 +1,11 @@
 """Observe and stop attempts: poll (one label-selected list per kind), cancel, logs, the orphan sweep,
-and where a notebook's server listens (:meth:`Observing.endpoint`)."""
+a notebook's kept files and where its server listens.
+
+Each verb is a blocking function of the adapter's :class:`~clusters.kubernetes.objects.KubeApi`;
+the adapter runs it in a worker thread (:meth:`KubeApi.thread`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from clusters.base import Handle, Observation, Phase, ReplicaLog, ReplicaStatus, summarise
@@ -11,393 +13,375 @@ from clusters.errors import ClusterUnreachable, WorkloadNotFound
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
 from clusters.kubernetes.client import CR_PLURALS, JOB, KUBEFLOW, NOTEBOOK, Refused
-from clusters.kubernetes.objects import KubeObjects
+from clusters.kubernetes.objects import KubeApi, by_uid
 from clusters.kubernetes.states import job_state, kubeflow_state, parse_indexes
 
+# -- poll ----------------------------------------------------------------------------------
 
-class Observing(KubeObjects):
-    """Mixin: ``poll``, ``cancel``, ``logs``, ``owned`` and ``endpoint``."""
 
-    # -- poll ----------------------------------------------------------------------------------
+def poll(api: KubeApi, handles: list[Handle]) -> dict[str, Observation]:
+    """One label-selected list per kind in use (never a GET per attempt)."""
+    plurals = sorted({str(h.state.get("plural")) for h in handles if h.state.get("shape") == KUBEFLOW})
+    crs: dict[str, list[dict[str, Any]]] = {}
+    for plural in plurals:
+        for uid, items in by_uid(api.list_objects("cr", plural)).items():
+            crs.setdefault(uid, []).extend(items)
+    jobs = (
+        by_uid(api.list_objects("job"))
+        if any(h.state.get("shape") not in (KUBEFLOW, NOTEBOOK) for h in handles)
+        else {}
+    )
+    notebooks = [h for h in handles if h.state.get("shape") == NOTEBOOK]
+    out = _poll_notebooks(api, notebooks) if notebooks else {}
+    for handle in handles:
+        key = m.label_value(handle.uid)
+        if handle.state.get("shape") == KUBEFLOW:
+            out[handle.uid] = _observe_cr(handle, crs.get(key, []))
+        elif handle.state.get("shape") != NOTEBOOK:
+            out[handle.uid] = _observe_jobs(handle, jobs.get(key, []))
+    return out
 
-    async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:
-        """One label-selected list per kind in use (never a GET per attempt)."""
-        if not handles:
-            return {}
-        return await self._thread(self._poll, list(handles))
 
-    def _poll(self, handles: list[Handle]) -> dict[str, Observation]:
-        plurals = sorted({str(h.state.get("plural")) for h in handles if h.state.get("shape") == KUBEFLOW})
-        crs: dict[str, list[dict[str, Any]]] = {}
-        for plural in plurals:
-            for uid, items in self._by_uid(self._list("cr", plural)).items():
-                crs.setdefault(uid, []).extend(items)
-        jobs = (
-            self._by_uid(self._list("job"))
-            if any(h.state.get("shape") not in (KUBEFLOW, NOTEBOOK) for h in handles)
-            else {}
-        )
-        notebooks = [h for h in handles if h.state.get("shape") == NOTEBOOK]
-        out = self._poll_notebooks(notebooks) if notebooks else {}
-        for handle in handles:
-            key = m.label_value(handle.uid)
-            if handle.state.get("shape") == KUBEFLOW:
-                out[handle.uid] = self._observe_cr(handle, crs.get(key, []))
-            elif handle.state.get("shape") != NOTEBOOK:
-                out[handle.uid] = self._observe_jobs(handle, jobs.get(key, []))
-        return out
+def _poll_notebooks(api: KubeApi, handles: list[Handle]) -> dict[str, Observation]:
+    """One list of StatefulSets and/or Notebooks, and one of pods only while a server is not ready
+    (to see why: unschedulable, image pull, crash loop)."""
+    by_api: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for which in sorted({str(h.state.get("api")) for h in handles}):
+        what, plural = ("cr", nb.NOTEBOOK_PLURAL) if which == nb.KUBEFLOW else ("sts", None)
+        by_api[which] = by_uid(api.list_objects(what, plural))
+    mains: dict[str, dict[str, Any] | None] = {}
+    for handle in handles:
+        found = by_api[str(handle.state.get("api"))].get(m.label_value(handle.uid))
+        mains[handle.uid] = found[0] if found else None
+    pods: dict[str, list[dict[str, Any]]] = {}
+    if any(obj is not None and _ready(obj) < 1 for obj in mains.values()):
+        selector = f"{api.selector()},{nb.LABEL_NOTEBOOK}"
+        pods = by_uid(api.list_objects("pod", selector=selector))
+    out = {}
+    for handle in handles:
+        main = mains[handle.uid]
+        if main is None:
+            kind = nb.NOTEBOOK_KIND if handle.state.get("api") == nb.KUBEFLOW else "StatefulSet"
+            out[handle.uid] = Observation(handle.uid, Phase.NOT_FOUND, f"no {kind} for attempt {handle.uid}")
+            continue
+        readings = [r for pod in pods.get(m.label_value(handle.uid), []) for r in nb.pod_states(pod)]
+        shown = (main.get("status") or {}).get("containerState")
+        if isinstance(shown, dict) and shown:  # the notebook controller's copy
+            readings.append(nb.container_state(shown))
+        out[handle.uid] = _observe_notebook(handle, _ready(main), readings)
+    return out
 
-    def _poll_notebooks(self, handles: list[Handle]) -> dict[str, Observation]:
-        """One list of StatefulSets and/or Notebooks, and one of pods only while a server is not ready
-        (to see why: unschedulable, image pull, crash loop)."""
-        by_api: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for api in sorted({str(h.state.get("api")) for h in handles}):
-            what, plural = ("cr", nb.NOTEBOOK_PLURAL) if api == nb.KUBEFLOW else ("sts", None)
-            by_api[api] = self._by_uid(self._list(what, plural))
-        mains = {
-            h.uid: (by_api[str(h.state.get("api"))].get(m.label_value(h.uid)) or [None])[0] for h in handles
-        }
-        pods: dict[str, list[dict[str, Any]]] = {}
-        if any(obj is not None and _ready(obj) < 1 for obj in mains.values()):
-            selector = f"{self._selector()},{nb.LABEL_NOTEBOOK}"
-            pods = self._by_uid(self._list("pod", selector=selector))
-        out = {}
-        for handle in handles:
-            main = mains[handle.uid]
-            if main is None:
-                kind = nb.NOTEBOOK_KIND if handle.state.get("api") == nb.KUBEFLOW else "StatefulSet"
-                out[handle.uid] = Observation(
-                    handle.uid, Phase.NOT_FOUND, f"no {kind} for attempt {handle.uid}"
-                )
-                continue
-            readings = [r for pod in pods.get(m.label_value(handle.uid), []) for r in nb.pod_states(pod)]
-            shown = (main.get("status") or {}).get("containerState")
-            if isinstance(shown, dict) and shown:  # the notebook controller's copy
-                readings.append(nb.container_state(shown))
-            out[handle.uid] = self._observe_notebook(handle, _ready(main), readings)
-        return out
 
-    @staticmethod
-    def _observe_notebook(handle: Handle, ready: int, readings: list[nb.Reading]) -> Observation:
-        reading = nb.notebook_state(ready, readings)
-        name = str((handle.state.get("replicas") or ["notebook-0"])[0])
-        if reading.phase is Phase.FAILED:
-            # The pod is still there, restarting or retrying: the replica reads PENDING, so the
-            # broker stops what is left (as it does for the rest of a failed gang).
-            replica = ReplicaStatus(name, Phase.PENDING, message=reading.message)
-            return Observation(
-                handle.uid,
-                Phase.FAILED,
-                f"replica {name}: {reading.message}",
-                reading.failure_category,
-                (replica,),
-            )
+def _observe_notebook(handle: Handle, ready: int, readings: list[nb.Reading]) -> Observation:
+    reading = nb.notebook_state(ready, readings)
+    name = str((handle.state.get("replicas") or ["notebook-0"])[0])
+    if reading.phase is Phase.FAILED:
+        # The pod is still there, restarting or retrying: the replica reads PENDING, so the
+        # broker stops what is left (as it does for the rest of a failed gang).
+        replica = ReplicaStatus(name, Phase.PENDING, message=reading.message)
         return Observation(
             handle.uid,
-            reading.phase,
-            reading.message,
-            None,
-            (ReplicaStatus(name, reading.phase, message=reading.message),),
+            Phase.FAILED,
+            f"replica {name}: {reading.message}",
+            reading.failure_category,
+            (replica,),
         )
+    return Observation(
+        handle.uid,
+        reading.phase,
+        reading.message,
+        None,
+        (ReplicaStatus(name, reading.phase, message=reading.message),),
+    )
 
-    def _observe_cr(self, handle: Handle, items: list[dict[str, Any]]) -> Observation:
-        if not items:
-            return Observation(
-                handle.uid, Phase.NOT_FOUND, f"no {handle.state.get('kind')} for attempt {handle.uid}"
-            )
-        reading = kubeflow_state(items[0].get("status"))
-        replicas: tuple[ReplicaStatus, ...] = ()
-        if reading.phase is Phase.SUCCEEDED:
-            replicas = tuple(ReplicaStatus(n, Phase.SUCCEEDED, 0) for n in handle.state.get("replicas") or [])
-        return Observation(handle.uid, reading.phase, reading.message, reading.failure_category, replicas)
 
-    def _observe_jobs(self, handle: Handle, items: list[dict[str, Any]]) -> Observation:
-        if not items:
-            return Observation(handle.uid, Phase.NOT_FOUND, f"no Jobs for attempt {handle.uid}")
-        by_role = {
-            ((item.get("metadata") or {}).get("labels") or {}).get(m.LABEL_ROLE): item for item in items
-        }
-        replicas: list[ReplicaStatus] = []
-        job_failure: tuple[str | None, str] | None = None
-        for name in handle.state.get("replicas") or []:
-            role, _, index = str(name).rpartition("-")
-            job = by_role.get(role)
-            if job is None:
-                replicas.append(ReplicaStatus(name, Phase.NOT_FOUND, message="its Job is gone"))
-                continue
-            status = job.get("status") or {}
-            reading = job_state(status)
-            done = parse_indexes(status.get("completedIndexes"))
-            failed = parse_indexes(status.get("failedIndexes"))
-            if int(index) in done:
-                replicas.append(ReplicaStatus(name, Phase.SUCCEEDED, 0))
-            elif int(index) in failed or reading.phase is Phase.FAILED:
-                replicas.append(ReplicaStatus(name, Phase.FAILED, message=reading.message or "failed"))
-                if job_failure is None:
-                    job_failure = (reading.failure_category, reading.message)
-            elif reading.phase is Phase.SUCCEEDED:
-                replicas.append(ReplicaStatus(name, Phase.SUCCEEDED, 0))
-            else:
-                replicas.append(ReplicaStatus(name, reading.phase))
-        seen = summarise(handle.uid, handle.state.get("success_roles") or [], replicas)
-        if seen.phase is Phase.FAILED and job_failure is not None and seen.failure_category != "cluster_lost":
-            first = next(r for r in replicas if r.phase is Phase.FAILED)
-            return Observation(
-                handle.uid,
-                Phase.FAILED,
-                f"replica {first.name}: {job_failure[1] or 'failed'}",
-                job_failure[0] or "exit_code",
-                seen.replicas,
-            )
-        return seen
+def _observe_cr(handle: Handle, items: list[dict[str, Any]]) -> Observation:
+    if not items:
+        return Observation(
+            handle.uid, Phase.NOT_FOUND, f"no {handle.state.get('kind')} for attempt {handle.uid}"
+        )
+    reading = kubeflow_state(items[0].get("status"))
+    replicas: tuple[ReplicaStatus, ...] = ()
+    if reading.phase is Phase.SUCCEEDED:
+        replicas = tuple(ReplicaStatus(n, Phase.SUCCEEDED, 0) for n in handle.state.get("replicas") or [])
+    return Observation(handle.uid, reading.phase, reading.message, reading.failure_category, replicas)
 
-    # -- cancel --------------------------------------------------------------------------------
 
-    async def release(self, workdir: str) -> bool:
-        """Delete the notebook's claim ``sb-ws-<workdir>`` if it is ours (origin label)."""
-        return await self._thread(self._release, workdir)
-
-    def _release(self, workdir: str) -> bool:
-        name = nb.workspace_name(workdir)
-        try:
-            claim = self._read("pvc", name)
-        except Refused as exc:
-            if exc.status == 404:
-                return True
-            raise ClusterUnreachable(f"{self._where()} did not read claim {name}: {exc.message}") from None
-        labels = (claim.get("metadata") or {}).get("labels") or {}
-        if labels.get(m.LABEL_ORIGIN) != self._origin:
-            return False  # not ours: never delete another installation's data
-        self._delete_named("pvc", name)
-        return True
-
-    async def cancel(self, handle: Handle) -> None:
-        """Delete the attempt's objects with foreground propagation (their pods go first)."""
-        await self._thread(self._cancel, handle)
-
-    def _cancel(self, handle: Handle) -> None:
-        state = handle.state
-        if state.get("shape") == KUBEFLOW:
-            self._delete_named(
-                "cr", str(state.get("name") or m.base_name(handle.uid)), plural=state.get("plural")
-            )
-            return
-        if state.get("shape") == JOB:
-            for name in (state.get("jobs") or {}).values():
-                self._delete_named("job", str(name))
-            self._delete_named("svc", str(state.get("service") or m.service_name(handle.uid)))
-            return
-        if state.get("shape") == NOTEBOOK:
-            # The server first, then its Service and Secret; never the working-directory claim.
-            name = str(state.get("name") or m.base_name(handle.uid))
-            if state.get("api") == nb.KUBEFLOW:
-                self._delete_named("cr", name, plural=nb.NOTEBOOK_PLURAL)  # its Service goes with it
-            else:
-                self._delete_named("sts", name)
-                self._delete_named("svc", str(state.get("service") or name))
-            self._delete_named("secret", str(state.get("secret") or name))
-            return
-        # A handle without state: find what carries its uid label.
-        key = m.label_value(handle.uid)
-        for what, plural in self._kinds_in_use():
-            for item in self._list(what, plural):
-                meta = item.get("metadata") or {}
-                if (meta.get("labels") or {}).get(m.LABEL_UID) == key:
-                    self._delete_named(what, meta["name"], plural=plural)
-
-    def _kinds_in_use(self) -> list[tuple[str, str | None]]:
-        """Every kind the adapter may have made, custom kinds when served (never claims: they
-        outlive attempts)."""
-        kinds: list[tuple[str, str | None]] = [("job", None), ("svc", None), ("sts", None), ("secret", None)]
-        if self.config.workload_api != JOB:
-            try:
-                served = self._discover()
-            except Refused:
-                served = set()
-            kinds += [("cr", CR_PLURALS[k]) for k in sorted(served)]
-        return kinds
-
-    # -- logs ----------------------------------------------------------------------------------
-
-    async def logs(
-        self, handle: Handle, replica: str | None = None, tail: int | None = None
-    ) -> list[ReplicaLog]:
-        """Each replica's pod log (the newest pod of the replica), in plan order: primary first."""
-        return await self._thread(self._logs, handle, replica, tail)
-
-    @staticmethod
-    def _replica_of(pod: dict[str, Any]) -> str | None:
-        meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        annotations = meta.get("annotations") or {}
-        if m.KUBEFLOW_REPLICA_TYPE in labels:
-            return f"{labels[m.KUBEFLOW_REPLICA_TYPE].lower()}-{labels.get(m.KUBEFLOW_REPLICA_INDEX, '0')}"
-        role = labels.get(m.LABEL_ROLE)
-        index = annotations.get(m.COMPLETION_INDEX, labels.get(m.COMPLETION_INDEX))
-        if index is None:  # a StatefulSet's pod (a notebook's server): its ordinal
-            index = labels.get(nb.STATEFULSET_POD_INDEX)
-            if index is None and nb.STATEFULSET_POD_NAME in labels:
-                index = str(labels[nb.STATEFULSET_POD_NAME]).rpartition("-")[2]
-        if role and index is not None:
-            return f"{role}-{index}"
-        return None
-
-    def _logs(self, handle: Handle, replica: str | None, tail: int | None) -> list[ReplicaLog]:
-        core, _batch, _custom = self._apis()
-        names = [str(n) for n in handle.state.get("replicas") or []]
-        if replica is not None and names and replica not in names:
-            raise WorkloadNotFound(
-                f"attempt {handle.uid} has no replica '{replica}'; its replicas are {', '.join(names)}"
-            )
-        try:
-            pods = (
-                self._json(
-                    core.list_namespaced_pod,
-                    self._ns,
-                    label_selector=f"{m.LABEL_UID}={m.label_value(handle.uid)}",
-                ).get("items")
-                or []
-            )
-        except Refused as exc:
-            raise ClusterUnreachable(f"{self._where()} refused to list pods: {exc.message}") from None
-        newest: dict[str, dict[str, Any]] = {}
-        for pod in pods:
-            name = self._replica_of(pod)
-            if name is None:
-                continue
-            stamp = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
-            if name not in newest or stamp >= str(newest[name]["metadata"].get("creationTimestamp") or ""):
-                newest[name] = pod
-        if not names:
-            if not newest:
-                raise WorkloadNotFound(f"attempt {handle.uid} has no pods on {self._where()}")
-            names = sorted(newest)
-        if replica is not None:
-            names = [replica]
-        if tail is not None and tail <= 0:
-            return [ReplicaLog(name, []) for name in names]
-        out = []
-        for name in names:
-            pod = newest.get(name)
-            if pod is None:
-                out.append(ReplicaLog(name, []))
-                continue
-            # A notebook's server container is named like its objects (sidecars may sit beside it).
-            container = {"container": handle.state["name"]} if handle.state.get("shape") == NOTEBOOK else {}
-            try:
-                text = self._call(
-                    core.read_namespaced_pod_log,
-                    pod["metadata"]["name"],
-                    self._ns,
-                    tail_lines=tail if tail is not None else self.config.log_tail,
-                    _preload_content=False,
-                    **container,
-                ).data
-            except Refused:  # not started yet (400) or gone (404)
-                out.append(ReplicaLog(name, []))
-                continue
-            text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text or "")
-            out.append(ReplicaLog(name, text.splitlines()))
-        return out
-
-    # -- the orphan sweep ----------------------------------------------------------------------
-
-    async def owned(self) -> list[Handle]:
-        """Every attempt with objects carrying this broker's origin label."""
-        return await self._thread(self._owned)
-
-    def _owned(self) -> list[Handle]:
-        found: dict[str, Handle] = {}
-        for what, plural in self._kinds_in_use():
-            for item in self._list(what, plural):
-                meta = item.get("metadata") or {}
-                labels = meta.get("labels") or {}
-                uid = labels.get(m.LABEL_UID)
-                if uid and nb.LABEL_NOTEBOOK in labels:
-                    self._own_notebook(found, uid, what, meta)
-                    continue
-                if not uid or uid in found and found[uid].state.get("shape") == KUBEFLOW:
-                    continue
-                notes = meta.get("annotations") or {}
-                state: dict[str, Any] = {
-                    "namespace": self._ns,
-                    "name": m.base_name(uid),
-                    "replicas": [n for n in (notes.get(m.ANNOTATION_REPLICAS) or "").split(",") if n],
-                    "success_roles": [n for n in (notes.get(m.ANNOTATION_SUCCESS) or "").split(",") if n],
-                }
-                if what == "cr":
-                    state.update(shape=KUBEFLOW, kind=item.get("kind"), plural=plural, name=meta.get("name"))
-                    found[uid] = Handle(uid, state)
-                    continue
-                previous = found.get(uid)
-                jobs = dict((previous.state.get("jobs") or {}) if previous else {})
-                if what == "job":
-                    role = (meta.get("labels") or {}).get(m.LABEL_ROLE) or meta.get("name")
-                    jobs[str(role)] = meta.get("name")
-                state.update(shape=JOB, jobs=jobs, service=m.service_name(uid))
-                found[uid] = Handle(uid, state)
-        return list(found.values())
-
-    def _own_notebook(self, found: dict[str, Handle], uid: str, what: str, meta: dict[str, Any]) -> None:
-        """A notebook's handle from any of its objects; a Notebook CR says the Kubeflow way."""
-        previous = found.get(uid)
-        if what == "cr":
-            api = nb.KUBEFLOW
-        elif previous is not None:
-            api = str(previous.state.get("api"))
+def _observe_jobs(handle: Handle, items: list[dict[str, Any]]) -> Observation:
+    if not items:
+        return Observation(handle.uid, Phase.NOT_FOUND, f"no Jobs for attempt {handle.uid}")
+    by_role = {((item.get("metadata") or {}).get("labels") or {}).get(m.LABEL_ROLE): item for item in items}
+    replicas: list[ReplicaStatus] = []
+    job_failure: tuple[str | None, str] | None = None
+    for name in handle.state.get("replicas") or []:
+        role, _, index = str(name).rpartition("-")
+        job = by_role.get(role)
+        if job is None:
+            replicas.append(ReplicaStatus(name, Phase.NOT_FOUND, message="its Job is gone"))
+            continue
+        status = job.get("status") or {}
+        reading = job_state(status)
+        done = parse_indexes(status.get("completedIndexes"))
+        failed = parse_indexes(status.get("failedIndexes"))
+        if int(index) in done:
+            replicas.append(ReplicaStatus(name, Phase.SUCCEEDED, 0))
+        elif int(index) in failed or reading.phase is Phase.FAILED:
+            replicas.append(ReplicaStatus(name, Phase.FAILED, message=reading.message or "failed"))
+            if job_failure is None:
+                job_failure = (reading.failure_category, reading.message)
+        elif reading.phase is Phase.SUCCEEDED:
+            replicas.append(ReplicaStatus(name, Phase.SUCCEEDED, 0))
         else:
-            api = nb.STATEFULSET
-        name = m.base_name(uid)
-        notes = meta.get("annotations") or {}
-        found[uid] = Handle(
-            uid,
-            {
-                "shape": NOTEBOOK,
-                "api": api,
-                "namespace": self._ns,
-                "name": name,
-                "service": name,
-                "secret": name,
+            replicas.append(ReplicaStatus(name, reading.phase))
+    seen = summarise(handle.uid, handle.state.get("success_roles") or [], replicas)
+    if seen.phase is Phase.FAILED and job_failure is not None and seen.failure_category != "cluster_lost":
+        first = next(r for r in replicas if r.phase is Phase.FAILED)
+        return Observation(
+            handle.uid,
+            Phase.FAILED,
+            f"replica {first.name}: {job_failure[1] or 'failed'}",
+            job_failure[0] or "exit_code",
+            seen.replicas,
+        )
+    return seen
+
+
+# -- cancel and release --------------------------------------------------------------------
+
+
+def release(api: KubeApi, workdir: str) -> bool:
+    """Delete the notebook's claim ``sb-ws-<workdir>`` if it is ours (origin label)."""
+    name = nb.workspace_name(workdir)
+    try:
+        claim = api.read("pvc", name)
+    except Refused as exc:
+        if exc.status == 404:
+            return True
+        raise ClusterUnreachable(f"{api.where()} did not read claim {name}: {exc.message}") from None
+    labels = (claim.get("metadata") or {}).get("labels") or {}
+    if labels.get(m.LABEL_ORIGIN) != api.origin:
+        return False  # not ours: never delete another installation's data
+    api.delete_named("pvc", name)
+    return True
+
+
+def cancel(api: KubeApi, handle: Handle) -> None:
+    """Delete the attempt's objects with foreground propagation (their pods go first)."""
+    state = handle.state
+    if state.get("shape") == KUBEFLOW:
+        api.delete_named("cr", str(state.get("name") or m.base_name(handle.uid)), plural=state.get("plural"))
+        return
+    if state.get("shape") == JOB:
+        for name in (state.get("jobs") or {}).values():
+            api.delete_named("job", str(name))
+        api.delete_named("svc", str(state.get("service") or m.service_name(handle.uid)))
+        return
+    if state.get("shape") == NOTEBOOK:
+        # The server first, then its Service and Secret; never the working-directory claim.
+        name = str(state.get("name") or m.base_name(handle.uid))
+        if state.get("api") == nb.KUBEFLOW:
+            api.delete_named("cr", name, plural=nb.NOTEBOOK_PLURAL)  # its Service goes with it
+        else:
+            api.delete_named("sts", name)
+            api.delete_named("svc", str(state.get("service") or name))
+        api.delete_named("secret", str(state.get("secret") or name))
+        return
+    # A handle without state: find what carries its uid label.
+    key = m.label_value(handle.uid)
+    for what, plural in _kinds_in_use(api):
+        for item in api.list_objects(what, plural):
+            meta = item.get("metadata") or {}
+            if (meta.get("labels") or {}).get(m.LABEL_UID) == key:
+                api.delete_named(what, meta["name"], plural=plural)
+
+
+def _kinds_in_use(api: KubeApi) -> list[tuple[str, str | None]]:
+    """Every kind the adapter may have made, custom kinds when served (never claims: they
+    outlive attempts)."""
+    kinds: list[tuple[str, str | None]] = [("job", None), ("svc", None), ("sts", None), ("secret", None)]
+    if api.config.workload_api != JOB:
+        try:
+            served = api.discover()
+        except Refused:
+            served = set()
+        kinds += [("cr", CR_PLURALS[k]) for k in sorted(served)]
+    return kinds
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+
+def _replica_of(pod: dict[str, Any]) -> str | None:
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    if m.KUBEFLOW_REPLICA_TYPE in labels:
+        return f"{labels[m.KUBEFLOW_REPLICA_TYPE].lower()}-{labels.get(m.KUBEFLOW_REPLICA_INDEX, '0')}"
+    role = labels.get(m.LABEL_ROLE)
+    index = annotations.get(m.COMPLETION_INDEX, labels.get(m.COMPLETION_INDEX))
+    if index is None:  # a StatefulSet's pod (a notebook's server): its ordinal
+        index = labels.get(nb.STATEFULSET_POD_INDEX)
+        if index is None and nb.STATEFULSET_POD_NAME in labels:
+            index = str(labels[nb.STATEFULSET_POD_NAME]).rpartition("-")[2]
+    if role and index is not None:
+        return f"{role}-{index}"
+    return None
+
+
+def logs(api: KubeApi, handle: Handle, replica: str | None, tail: int | None) -> list[ReplicaLog]:
+    """Each replica's pod log (the newest pod of the replica), in plan order: primary first."""
+    core, _batch, _custom = api.apis()
+    names = [str(n) for n in handle.state.get("replicas") or []]
+    if replica is not None and names and replica not in names:
+        raise WorkloadNotFound(
+            f"attempt {handle.uid} has no replica '{replica}'; its replicas are {', '.join(names)}"
+        )
+    try:
+        pods = (
+            api.json(
+                core.list_namespaced_pod,
+                api.namespace,
+                label_selector=f"{m.LABEL_UID}={m.label_value(handle.uid)}",
+            ).get("items")
+            or []
+        )
+    except Refused as exc:
+        raise ClusterUnreachable(f"{api.where()} refused to list pods: {exc.message}") from None
+    newest: dict[str, dict[str, Any]] = {}
+    for pod in pods:
+        name = _replica_of(pod)
+        if name is None:
+            continue
+        stamp = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+        if name not in newest or stamp >= str(newest[name]["metadata"].get("creationTimestamp") or ""):
+            newest[name] = pod
+    if not names:
+        if not newest:
+            raise WorkloadNotFound(f"attempt {handle.uid} has no pods on {api.where()}")
+        names = sorted(newest)
+    if replica is not None:
+        names = [replica]
+    if tail is not None and tail <= 0:
+        return [ReplicaLog(name, []) for name in names]
+    out = []
+    for name in names:
+        pod = newest.get(name)
+        if pod is None:
+            out.append(ReplicaLog(name, []))
+            continue
+        # A notebook's server container is named like its objects (sidecars may sit beside it).
+        container = {"container": handle.state["name"]} if handle.state.get("shape") == NOTEBOOK else {}
+        try:
+            text = api.call(
+                core.read_namespaced_pod_log,
+                pod["metadata"]["name"],
+                api.namespace,
+                tail_lines=tail if tail is not None else api.config.log_tail,
+                _preload_content=False,
+                **container,
+            ).data
+        except Refused:  # not started yet (400) or gone (404)
+            out.append(ReplicaLog(name, []))
+            continue
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text or "")
+        out.append(ReplicaLog(name, text.splitlines()))
+    return out
+
+
+# -- the orphan sweep ----------------------------------------------------------------------
+
+
+def owned(api: KubeApi) -> list[Handle]:
+    """Every attempt with objects carrying this broker's origin label."""
+    found: dict[str, Handle] = {}
+    for what, plural in _kinds_in_use(api):
+        for item in api.list_objects(what, plural):
+            meta = item.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            uid = labels.get(m.LABEL_UID)
+            if uid and nb.LABEL_NOTEBOOK in labels:
+                _own_notebook(api, found, uid, what, meta)
+                continue
+            if not uid or uid in found and found[uid].state.get("shape") == KUBEFLOW:
+                continue
+            notes = meta.get("annotations") or {}
+            state: dict[str, Any] = {
+                "namespace": api.namespace,
+                "name": m.base_name(uid),
                 "replicas": [n for n in (notes.get(m.ANNOTATION_REPLICAS) or "").split(",") if n],
                 "success_roles": [n for n in (notes.get(m.ANNOTATION_SUCCESS) or "").split(",") if n],
-            },
-        )
+            }
+            if what == "cr":
+                state.update(shape=KUBEFLOW, kind=item.get("kind"), plural=plural, name=meta.get("name"))
+                found[uid] = Handle(uid, state)
+                continue
+            previous = found.get(uid)
+            jobs = dict((previous.state.get("jobs") or {}) if previous else {})
+            if what == "job":
+                role = (meta.get("labels") or {}).get(m.LABEL_ROLE) or meta.get("name")
+                jobs[str(role)] = meta.get("name")
+            state.update(shape=JOB, jobs=jobs, service=m.service_name(uid))
+            found[uid] = Handle(uid, state)
+    return list(found.values())
 
-    # -- endpoints -----------------------------------------------------------------------------
 
-    async def endpoint(self, handle: Handle) -> str | None:
-        """A notebook's server URL (from ``notebook_endpoint``) once its pod is ready, else None."""
-        if handle.state.get("shape") != NOTEBOOK:
+def _own_notebook(api: KubeApi, found: dict[str, Handle], uid: str, what: str, meta: dict[str, Any]) -> None:
+    """A notebook's handle from any of its objects; a Notebook CR says the Kubeflow way."""
+    previous = found.get(uid)
+    if what == "cr":
+        which = nb.KUBEFLOW
+    elif previous is not None:
+        which = str(previous.state.get("api"))
+    else:
+        which = nb.STATEFULSET
+    name = m.base_name(uid)
+    notes = meta.get("annotations") or {}
+    found[uid] = Handle(
+        uid,
+        {
+            "shape": NOTEBOOK,
+            "api": which,
+            "namespace": api.namespace,
+            "name": name,
+            "service": name,
+            "secret": name,
+            "replicas": [n for n in (notes.get(m.ANNOTATION_REPLICAS) or "").split(",") if n],
+            "success_roles": [n for n in (notes.get(m.ANNOTATION_SUCCESS) or "").split(",") if n],
+        },
+    )
+
+
+# -- endpoints -----------------------------------------------------------------------------
+
+
+def endpoint(api: KubeApi, handle: Handle) -> str | None:
+    """A notebook's server URL (from ``notebook_endpoint``) once its pod is ready, else None."""
+    state = handle.state
+    name = str(state.get("name") or m.base_name(handle.uid))
+    service = str(state.get("service") or name)
+    try:
+        if state.get("api") == nb.KUBEFLOW:
+            main = api.read("cr", name, nb.NOTEBOOK_PLURAL)
+        else:
+            main = api.read("sts", name)
+        if _ready(main) < 1:
             return None
-        return await self._thread(self._endpoint, handle)
-
-    def _endpoint(self, handle: Handle) -> str | None:
-        state = handle.state
-        name = str(state.get("name") or m.base_name(handle.uid))
-        service = str(state.get("service") or name)
-        try:
-            if state.get("api") == nb.KUBEFLOW:
-                main = self._read("cr", name, nb.NOTEBOOK_PLURAL)
-            else:
-                main = self._read("sts", name)
-            if _ready(main) < 1:
+        cluster_ip = ""
+        if "{cluster_ip}" in api.config.notebook_endpoint:
+            cluster_ip = str((api.read("svc", service).get("spec") or {}).get("clusterIP") or "")
+            if not cluster_ip or cluster_ip == "None":
                 return None
-            cluster_ip = ""
-            if "{cluster_ip}" in self.config.notebook_endpoint:
-                cluster_ip = str((self._read("svc", service).get("spec") or {}).get("clusterIP") or "")
-                if not cluster_ip or cluster_ip == "None":
-                    return None
-        except Refused as exc:
-            if exc.status == 404:
-                return None  # gone: the monitor reports that
-            raise ClusterUnreachable(f"{self._where()} refused to read {name}: {exc.message}") from None
-        return nb.endpoint(
-            self.config.notebook_endpoint,
-            service=service,
-            namespace=self._ns,
-            uid=handle.uid,
-            cluster_ip=cluster_ip,
-        )
+    except Refused as exc:
+        if exc.status == 404:
+            return None  # gone: the monitor reports that
+        raise ClusterUnreachable(f"{api.where()} refused to read {name}: {exc.message}") from None
+    return nb.endpoint(
+        api.config.notebook_endpoint,
+        service=service,
+        namespace=api.namespace,
+        uid=handle.uid,
+        cluster_ip=cluster_ip,
+    )
 
 
 def _ready(obj: dict[str, Any]) -> int:

@@ -60,7 +60,9 @@ def _true(conditions: Iterable[Mapping[str, Any]] | None) -> list[Mapping[str, A
     return [c for c in conditions or () if str(c.get("status")) == "True"]
 
 
-def _best(conditions: list[Mapping[str, Any]], table: Mapping[str, State]) -> tuple[State, Mapping] | None:
+def _best(
+    conditions: list[Mapping[str, Any]], table: Mapping[str, State]
+) -> tuple[State, Mapping[str, Any]] | None:
     known = [(table[str(c.get("type"))], c) for c in conditions if str(c.get("type")) in table]
     if not known:
         return None

@@ -3,7 +3,7 @@ for a notebook, the objects of :mod:`clusters.kubernetes.notebooks`).
 
 Which objects: ``workload_api: kubeflow`` → the training operator's kinds, ``job`` → Indexed
 Jobs, ``auto`` → Kubeflow when discovery finds the kind served under ``kubeflow.org/v1`` (asked
-once, cached). The plan's hosts say which shape it was built for (:meth:`addressing`), so a
+once, cached). The plan's hosts say which shape it was built for (:func:`addressing`), so a
 resubmission after a restart builds the same shape. Framework ``python`` is always plain Jobs.
 400/404/409/422 answers to a create, and admission-webhook denials, are refusals
 (:class:`SubmitRejected`); whatever the refused submit had created is deleted again.
@@ -19,141 +19,124 @@ from clusters.errors import ClusterUnreachable, SubmitRejected
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
 from clusters.kubernetes.client import JOB, KUBEFLOW, NOTEBOOK, Refused
-from clusters.kubernetes.objects import KubeObjects
+from clusters.kubernetes.objects import KubeApi
 from runtimes.notebook import ROLE as NOTEBOOK_ROLE
 from runtimes.plan import LaunchPlan, StaticAddressing
 
 
-class Submitting(KubeObjects):
-    """Mixin: ``addressing`` and ``submit``."""
+def addressing(api: KubeApi, uid: str) -> StaticAddressing:
+    """Kubeflow's per-replica Services, or pod DNS names under the attempt's headless Service;
+    a notebook's server is its Service ``sb-<uid12>``, on Jupyter's port.
 
-    # -- verbs ---------------------------------------------------------------------------------
+    With ``workload_api: auto`` this needs discovery, normally done by the health check already.
+    """
+    shape_host = m.kubeflow_host if api.shape() == KUBEFLOW else m.job_host
 
-    def addressing(self, uid: str) -> StaticAddressing:
-        """Kubeflow's per-replica Services, or pod DNS names under the attempt's headless Service;
-        a notebook's server is its Service ``sb-<uid12>``, on Jupyter's port.
+    def host(role: str, index: int) -> str:
+        return m.base_name(uid) if role == NOTEBOOK_ROLE else shape_host(uid, role, index)
 
-        With ``workload_api: auto`` this needs discovery, normally done by :meth:`health` already.
-        """
-        shape_host = m.kubeflow_host if self._shape() == KUBEFLOW else m.job_host
+    return _Addressing(host, lambda: m.REPLICA_PORT)
 
-        def host(role: str, index: int) -> str:
-            return m.base_name(uid) if role == NOTEBOOK_ROLE else shape_host(uid, role, index)
 
-        return _Addressing(host, lambda: m.REPLICA_PORT)
+def _plan_shape(api: KubeApi, plan: LaunchPlan) -> str:
+    if plan.framework not in m.KUBEFLOW_KINDS:
+        return JOB
+    service_suffix = "." + m.service_name(plan.uid)
+    if any(r.host.endswith(service_suffix) for r in plan.replicas):
+        return JOB
+    if api.config.workload_api == JOB:
+        return JOB
+    return KUBEFLOW
 
-    def _plan_shape(self, plan: LaunchPlan) -> str:
-        if plan.framework not in m.KUBEFLOW_KINDS:
-            return JOB
-        service_suffix = "." + m.service_name(plan.uid)
-        if any(r.host.endswith(service_suffix) for r in plan.replicas):
-            return JOB
-        if self.config.workload_api == JOB:
-            return JOB
-        return KUBEFLOW
 
-    # -- submit --------------------------------------------------------------------------------
+def _handle(api: KubeApi, plan: LaunchPlan, shape: str) -> Handle:
+    state: dict[str, Any] = {"shape": shape, "namespace": api.namespace, "name": m.base_name(plan.uid)}
+    if shape == KUBEFLOW:
+        kind = m.KUBEFLOW_KINDS[plan.framework]
+        state.update(kind=kind.kind, plural=kind.plural)
+    else:
+        roles = list(dict.fromkeys(r.role for r in plan.replicas))
+        state.update(
+            jobs={r.lower(): m.job_name(plan.uid, r) for r in roles}, service=m.service_name(plan.uid)
+        )
+    return Handle.for_plan(plan, **state)
 
-    def _handle(self, plan: LaunchPlan, shape: str) -> Handle:
-        state: dict[str, Any] = {
-            "shape": shape,
-            "namespace": self._ns,
-            "name": m.base_name(plan.uid),
-            "replicas": [r.name for r in plan.replicas],
-            "success_roles": list(plan.success_roles),
-        }
+
+def submit(api: KubeApi, plan: LaunchPlan) -> Handle:
+    """Create the attempt's objects (blocking); a 409 adopts an object only when its uid label is
+    the plan's."""
+    if plan.workload_kind == NOTEBOOK:
+        return _submit_notebook(api, plan)
+    shape = _plan_shape(api, plan)
+    try:
         if shape == KUBEFLOW:
-            kind = m.KUBEFLOW_KINDS[plan.framework]
-            state.update(kind=kind.kind, plural=kind.plural)
+            kind = m.KUBEFLOW_KINDS[plan.framework].kind
+            if api.config.workload_api == "auto" and kind not in api.discover():
+                raise m.ManifestError(
+                    f"the plan was addressed for the training operator, but {api.where()} does "
+                    f"not serve {kind}"
+                )
+            body = m.kubeflow_job(plan, origin=api.origin, namespace=api.namespace, image=api.config.image)
+            objects = [("cr", body)]
         else:
-            roles = list(dict.fromkeys(r.role for r in plan.replicas))
-            state.update(
-                jobs={r.lower(): m.job_name(plan.uid, r) for r in roles}, service=m.service_name(plan.uid)
-            )
-        return Handle(plan.uid, state)
+            objects = [("svc", m.headless_service(plan, origin=api.origin, namespace=api.namespace))]
+            objects += [
+                ("job", body)
+                for body in m.indexed_jobs(
+                    plan, origin=api.origin, namespace=api.namespace, image=api.config.image
+                )
+            ]
+    except m.ManifestError as exc:
+        raise SubmitRejected(f"{api.where()} cannot run this plan: {exc}") from None
+    _create_all(api, plan, objects)
+    return _handle(api, plan, shape)
 
-    async def submit(self, plan: LaunchPlan) -> Handle:
-        """Create the attempt's objects; a 409 adopts an object only when its uid label is the plan's."""
-        return await self._thread(self._submit, plan)
 
-    def _submit(self, plan: LaunchPlan) -> Handle:
-        if plan.workload_kind == NOTEBOOK:
-            return self._submit_notebook(plan)
-        shape = self._plan_shape(plan)
-        try:
-            if shape == KUBEFLOW:
-                if self.config.workload_api == "auto" and m.KUBEFLOW_KINDS[plan.framework].kind not in (
-                    self._discover()
-                ):
-                    raise m.ManifestError(
-                        f"the plan was addressed for the training operator, but {self._where()} does "
-                        f"not serve {m.KUBEFLOW_KINDS[plan.framework].kind}"
-                    )
-                objects = [
-                    (
-                        "cr",
-                        m.kubeflow_job(
-                            plan, origin=self._origin, namespace=self._ns, image=self.config.image
-                        ),
-                    )
-                ]
-            else:
-                objects = [("svc", m.headless_service(plan, origin=self._origin, namespace=self._ns))]
-                objects += [
-                    ("job", body)
-                    for body in m.indexed_jobs(
-                        plan, origin=self._origin, namespace=self._ns, image=self.config.image
-                    )
-                ]
-        except m.ManifestError as exc:
-            raise SubmitRejected(f"{self._where()} cannot run this plan: {exc}") from None
-        self._create_all(plan, objects)
-        return self._handle(plan, shape)
+def _create_all(api: KubeApi, plan: LaunchPlan, objects: list[tuple[str, dict[str, Any]]]) -> None:
+    """Create in order; on a refusal delete what this call made and raise SubmitRejected."""
+    created: list[tuple[str, dict[str, Any]]] = []
+    try:
+        for what, body in objects:
+            mine = _claim_labels(api, plan) if what == "pvc" else None
+            if api.create(what, body, plan.uid, mine):
+                created.append((what, body))
+    except Refused as exc:
+        for what, made in reversed(created):  # leave nothing half-made behind a refusal
+            with contextlib.suppress(Refused, ClusterUnreachable):
+                api.delete(what, made)
+        raise SubmitRejected(
+            f"{api.where()} refused {body['kind']} {body['metadata']['name']}: {exc.message}"
+        ) from None
 
-    def _create_all(self, plan: LaunchPlan, objects: list[tuple[str, dict[str, Any]]]) -> None:
-        """Create in order; on a refusal delete what this call made and raise SubmitRejected."""
-        created: list[tuple[str, dict[str, Any]]] = []
-        try:
-            for what, body in objects:
-                mine = self._claim_labels(plan) if what == "pvc" else None
-                if self._create(what, body, plan.uid, mine):
-                    created.append((what, body))
-        except Refused as exc:
-            for what, body in reversed(created):  # leave nothing half-made behind a refusal
-                with contextlib.suppress(Refused, ClusterUnreachable):
-                    self._delete(what, body)
-            raise SubmitRejected(
-                f"{self._where()} refused {body['kind']} {body['metadata']['name']}: {exc.message}"
-            ) from None
 
-    # -- notebooks -----------------------------------------------------------------------------
+# -- notebooks ---------------------------------------------------------------------------------
 
-    def _claim_labels(self, plan: LaunchPlan) -> dict[str, str]:
-        """What makes an existing working-directory claim this notebook's (of this broker)."""
-        return {m.LABEL_ORIGIN: self._origin, nb.LABEL_NOTEBOOK: m.label_value(plan.workload_id)}
 
-    def _submit_notebook(self, plan: LaunchPlan) -> Handle:
-        """A Kubeflow Notebook or a StatefulSet + Service, with the token Secret and the claim."""
-        api = self._notebook_api()
-        try:
-            objects = nb.objects(plan, self.config, origin=self._origin, api=api)
-        except m.ManifestError as exc:
-            raise SubmitRejected(f"{self._where()} cannot run this notebook: {exc}") from None
-        self._create_all(plan, objects)
-        name = m.base_name(plan.uid)
-        claim = next((body["metadata"]["name"] for what, body in objects if what == "pvc"), None)
-        state: dict[str, Any] = {
-            "shape": NOTEBOOK,
-            "api": api,
-            "namespace": self._ns,
-            "name": name,
-            "service": name,
-            "secret": name,
-            "claim": claim,
-            "replicas": [r.name for r in plan.replicas],
-            "success_roles": list(plan.success_roles),
-        }
-        return Handle(plan.uid, state)
+def _claim_labels(api: KubeApi, plan: LaunchPlan) -> dict[str, str]:
+    """What makes an existing working-directory claim this notebook's (of this broker)."""
+    return {m.LABEL_ORIGIN: api.origin, nb.LABEL_NOTEBOOK: m.label_value(plan.workload_id)}
+
+
+def _submit_notebook(api: KubeApi, plan: LaunchPlan) -> Handle:
+    """A Kubeflow Notebook or a StatefulSet + Service, with the token Secret and the claim."""
+    shape = api.notebook_api()
+    try:
+        objects = nb.objects(plan, api.config, origin=api.origin, api=shape)
+    except m.ManifestError as exc:
+        raise SubmitRejected(f"{api.where()} cannot run this notebook: {exc}") from None
+    _create_all(api, plan, objects)
+    name = m.base_name(plan.uid)
+    claim = next((body["metadata"]["name"] for what, body in objects if what == "pvc"), None)
+    return Handle.for_plan(
+        plan,
+        shape=NOTEBOOK,
+        api=shape,
+        namespace=api.namespace,
+        name=name,
+        service=name,
+        secret=name,
+        claim=claim,
+    )
 
 
 class _Addressing(StaticAddressing):

@@ -82,8 +82,9 @@ class LocalAdapter(ClusterAdapter):
 
     kind = "local"
     config_model = LocalClusterConfig
-    capabilities = Capability.ENDPOINTS
-    runs_on_broker_host = True
+    capabilities = (
+        Capability.ENDPOINTS | Capability.LISTS_WORK | Capability.RELEASES_WORKDIRS | Capability.BROKER_HOST
+    )
 
     #: Seconds ``cancel`` waits after SIGTERM before it SIGKILLs a replica's group.
     cancel_grace: float = 5.0
@@ -184,7 +185,7 @@ class LocalAdapter(ClusterAdapter):
         return await asyncio.to_thread(self._owned)
 
     def _owned(self) -> list[Handle]:
-        found = []
+        found: list[Handle] = []
         if not self.work_dir.is_dir():
             return found
         for attempt in sorted(p for p in self.work_dir.iterdir() if p.is_dir()):
@@ -193,8 +194,7 @@ class LocalAdapter(ClusterAdapter):
                 continue
             names = [r.name for r in plan.replicas]
             if any(replica_status(attempt, n).phase in (Phase.RUNNING, Phase.PENDING) for n in names):
-                state = {"dir": str(attempt), "replicas": names, "success_roles": list(plan.success_roles)}
-                found.append(Handle(plan.uid, state))
+                found.append(Handle.for_plan(plan, dir=str(attempt)))
         return found
 
     async def logs(
@@ -227,14 +227,7 @@ class LocalAdapter(ClusterAdapter):
         cwd = self._workdir(plan, user) or attempt
         for replica in plan.replicas:
             self._spawn(attempt, replica, cwd, user)
-        return Handle(
-            plan.uid,
-            {
-                "dir": str(attempt),
-                "replicas": [r.name for r in plan.replicas],
-                "success_roles": list(plan.success_roles),
-            },
-        )
+        return Handle.for_plan(plan, dir=str(attempt))
 
     def _prepare_work_dir(self) -> None:
         """Create the work directory; when users are switched, one they pass through (0711)."""
@@ -357,12 +350,8 @@ class LocalAdapter(ClusterAdapter):
         return summarise(handle.uid, roles, replicas)
 
     def _health(self) -> Health:
-        capacity = self.config.capacity
-        total = Resources(
-            cpu=capacity.cpu if capacity.cpu is not None else float(os.cpu_count() or 1),
-            memory=capacity.memory if capacity.memory is not None else psutil.virtual_memory().total,
-            gpu=capacity.gpu if capacity.gpu is not None else 0,
-        )
+        host = Resources(cpu=float(os.cpu_count() or 1), memory=psutil.virtual_memory().total, gpu=0)
+        total = self.config.capacity.apply(host)
         try:
             self._prepare_work_dir()
         except OSError as exc:
@@ -379,11 +368,7 @@ class LocalAdapter(ClusterAdapter):
                 self._forget(uid)
                 continue
             used, running = used + plan.total_resources, running + 1
-        free = Resources(
-            cpu=max(0.0, total.cpu - used.cpu),
-            memory=max(0, total.memory - used.memory),
-            gpu=max(0, total.gpu - used.gpu),
-        )
+        free = total.minus(used)
         problem = self._run_as_problem()
         return Health(
             reachable=True,

@@ -52,12 +52,13 @@ The broker never calls ``ray.init()``: the adapter speaks HTTP only.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -82,12 +83,14 @@ from runtimes.ray_launcher import (
     STOP_GRACE,
     WORKDIR_BASE_ENV,
     WORKDIR_KEY,
-    PlaceholderAddressing,
     decode_plan,
     encode_plan,
     find_endpoint,
     serving_replica,
 )
+from runtimes.rendezvous import PlaceholderAddressing
+
+T = TypeVar("T")
 
 #: The metadata key every job of this broker carries (the origin label of the orphan sweep).
 BROKER_MARK = "submarine-broker"
@@ -149,7 +152,7 @@ class RayAdapter(ClusterAdapter):
 
     kind = "ray"
     config_model = RayClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.ENDPOINTS
+    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.ENDPOINTS | Capability.LISTS_WORK
 
     #: Seconds of one HTTP call to the dashboard (health).
     http_timeout: float = 5.0
@@ -209,7 +212,7 @@ class RayAdapter(ClusterAdapter):
                 raise ClusterUnreachable(self._unreachable(exc)) from None
             raise
 
-    async def _thread(self, fn: Any, *args: Any) -> Any:
+    async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking SDK step in a worker thread, bounded by ``call_timeout``."""
         try:
             return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.call_timeout)
@@ -277,17 +280,10 @@ class RayAdapter(ClusterAdapter):
         cpu_used, cpu_total = pair("CPU")
         mem_used, mem_total = pair("memory")
         gpu_used, gpu_total = pair("GPU")
-        override = self.config.capacity
-        total = Resources(
-            cpu=override.cpu if override.cpu is not None else cpu_total,
-            memory=override.memory if override.memory is not None else int(mem_total),
-            gpu=override.gpu if override.gpu is not None else int(gpu_total),
-        )
-        free = Resources(
-            cpu=max(0.0, total.cpu - cpu_used),
-            memory=max(0, total.memory - int(mem_used)),
-            gpu=max(0, int(total.gpu - gpu_used)),
-        )
+        reported = Resources(cpu=cpu_total, memory=int(mem_total), gpu=int(gpu_total))
+        total = self.config.capacity.apply(reported)
+        # Fractional GPUs in use (actors with num_gpus=0.5) take a whole GPU from what is free.
+        free = total.minus(Resources(cpu=cpu_used, memory=int(mem_used), gpu=math.ceil(gpu_used)))
         return Health(reachable=True, total=total, free=free)
 
     async def submit(self, plan: LaunchPlan) -> Handle:
@@ -295,15 +291,9 @@ class RayAdapter(ClusterAdapter):
         return await self._thread(self._submit, plan)
 
     def _handle(self, plan: LaunchPlan) -> Handle:
-        state: dict[str, Any] = {
-            "submission_id": submission_id(plan.uid),
-            "replicas": [r.name for r in plan.replicas],
-            "success_roles": list(plan.success_roles),
-        }
         serving = serving_replica(plan)
-        if serving is not None:
-            state["serving"] = serving.name
-        return Handle(plan.uid, state)
+        extra = {"serving": serving.name} if serving is not None else {}
+        return Handle.for_plan(plan, submission_id=submission_id(plan.uid), **extra)
 
     def _exists(self, sid: str) -> bool:
         try:

@@ -14,7 +14,8 @@ for logs and for which replica failed with which code.
   tell how it ended; only a job with no trace at all is NOT_FOUND. A controller that does not
   answer raises ClusterUnreachable: never a failure on its own.
 * addressing: replicas learn their nodes only when the job starts, so plans carry placeholders
-  (as for Ray) and the tasks fill in hosts and ports at a rendezvous in the job's folder.
+  (:mod:`runtimes.rendezvous`, as for Ray) and the tasks fill in hosts and ports at a rendezvous
+  in the job's folder.
 * owned: the broker's live jobs, by the ``submarine-broker cluster=<name>`` comment.
 * health: reachable when ``sinfo`` (``GET /nodes``) answers; capacity from the usable nodes.
 """
@@ -36,7 +37,7 @@ from clusters.slurm.jobdir import JobDir
 from clusters.slurm.script import MIB, comment_fields, job_name, job_request
 from clusters.slurm.states import TERMINAL, slurm_state
 from runtimes.plan import LaunchPlan, Resources
-from runtimes.ray_launcher import PlaceholderAddressing
+from runtimes.rendezvous import PlaceholderAddressing
 from runtimes.slurm_task import TERMINATED
 
 
@@ -45,7 +46,7 @@ class SlurmAdapter(BatchAdapter):
 
     kind = "slurm"
     config_model = SlurmClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE
+    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK
 
     def __init__(self, config: SlurmClusterConfig, *, data_dir: str) -> None:
         super().__init__(config, data_dir=data_dir)
@@ -226,17 +227,8 @@ class SlurmAdapter(BatchAdapter):
         cpu_used = sum(min(n.alloc_cpus, n.cpus) for n in usable)
         mem_used = sum(min(n.alloc_memory_mb, n.memory_mb) for n in usable) * MIB
         gpu_used = sum(min(n.gpus_used, n.gpus) for n in usable)
-        override = self.config.capacity
-        total = Resources(
-            cpu=override.cpu if override.cpu is not None else float(cpu_total),
-            memory=override.memory if override.memory is not None else mem_total,
-            gpu=override.gpu if override.gpu is not None else gpu_total,
-        )
-        free = Resources(
-            cpu=max(0.0, total.cpu - cpu_used),
-            memory=max(0, total.memory - mem_used),
-            gpu=max(0, total.gpu - gpu_used),
-        )
+        total = self.config.capacity.apply(Resources(cpu=float(cpu_total), memory=mem_total, gpu=gpu_total))
+        free = total.minus(Resources(cpu=float(cpu_used), memory=mem_used, gpu=gpu_used))
         message = f"{len(usable)} of {len(nodes)} nodes usable" if len(usable) < len(nodes) else ""
         return Health(reachable=True, total=total, free=free, message=message)
 

@@ -16,8 +16,9 @@ Job shape (one job, one task per replica):
   and the experiment: a repeated submit finds the job by name instead of making a second.
 * The script is self-contained (the same text for ``sbatch`` and for slurmrestd, which does not
   read ``#SBATCH`` lines): it writes ``tasks.json`` (each replica's argv and environment, with
-  address tokens) and the task entry into ``<work_dir>/<uid>/``, runs the step, and records the
-  step's exit code in ``job.exit``, which tells the end of a job Slurm has already forgotten.
+  address placeholders) and the task entry (with :mod:`runtimes.rendezvous`, which it imports)
+  into ``<work_dir>/<uid>/``, runs the step, and records the step's exit code in ``job.exit``,
+  which tells the end of a job Slurm has already forgotten.
   Slurm's own output of the batch step goes to ``<work_dir>/sb-<uid>.out``.
 """
 
@@ -30,9 +31,9 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from runtimes import slurm_task
+from runtimes import rendezvous, slurm_task
 from runtimes.plan import LaunchPlan
 
 #: The first word of every job comment this broker writes (the origin marker of the orphan sweep).
@@ -95,33 +96,20 @@ def task_resources(plan: LaunchPlan) -> tuple[int, int, int]:
 
 
 def task_envs(plan: LaunchPlan) -> dict[str, dict[str, str]]:
-    """Each replica's environment with address tokens the task entry fills in on the cluster.
+    """Each replica's environment with placeholder endpoints the task entry fills in on the cluster.
 
-    The framework's own builder (the one :func:`runtimes.frameworks.build_plan` used) is run
-    again over endpoints that are tokens (``{{host:<replica>}}``, ``{{port:<replica>}}``), so
-    TF_CONFIG, MASTER_ADDR/MASTER_PORT, WORKER_ADDRS and DMLC_* are exactly what build_plan would
-    give for real addresses, and :mod:`runtimes.slurm_task` only has to replace strings.
+    Rendered by :func:`runtimes.rendezvous.render_env` over endpoints that are placeholders
+    (``{{host:<replica>}}``, ``{{port:<replica>}}``), so TF_CONFIG, MASTER_ADDR/MASTER_PORT,
+    WORKER_ADDRS and DMLC_* are exactly what build_plan would give for real addresses, and
+    :mod:`runtimes.slurm_task` only has to replace strings.
     """
-    from runtimes.ray_launcher import resolve_envs
-
-    tokens = {
-        r.name: (slurm_task.host_token(r.name), cast(int, slurm_task.port_token(r.name)))
-        for r in plan.replicas
-    }
-    return resolve_envs(plan, tokens)
-
-
-def deciders(plan: LaunchPlan) -> set[str]:
-    """Replicas whose exit decides success (every replica when no success role matches)."""
-    roles = {r.lower() for r in plan.success_roles}
-    found = {r.name for r in plan.replicas if r.role.lower() in roles}
-    return found or {r.name for r in plan.replicas}
+    return rendezvous.render_env(plan, rendezvous.placeholder_endpoints([r.name for r in plan.replicas]))
 
 
 def tasks_document(plan: LaunchPlan, rendezvous_timeout: float) -> dict[str, Any]:
-    """``tasks.json``: what each task of the job runs, in plan order."""
+    """``tasks.json``: what each task of the job runs, in plan order, and which replicas decide."""
     envs = task_envs(plan)
-    decide = deciders(plan)
+    decide = set(plan.deciders())
     return {
         "uid": plan.uid,
         "rendezvous_timeout": rendezvous_timeout,
@@ -155,6 +143,7 @@ def batch_script(
         srun.append(f"--gpus-per-task={gpus}")
     document = json.dumps(tasks_document(plan, rendezvous_timeout), indent=1, sort_keys=True)
     entry = Path(slurm_task.__file__).read_text()
+    scheme = Path(rendezvous.__file__).read_text()
     replicas = ", ".join(r.name for r in plan.replicas)
     return (
         "#!/bin/bash\n"
@@ -169,6 +158,7 @@ def batch_script(
         + _heredoc("tasks.json", document)
         + "umask 022\n"
         + _heredoc("slurm_task.py", entry)
+        + _heredoc("rendezvous.py", scheme)
         + 'echo "$SLURM_JOB_ID" > job_id\n'
         "export SLURM_EXPORT_ENV=ALL  # the tasks inherit this environment (sbatch had --export=NONE)\n"
         f'{shlex.join(srun)} {shlex.quote(python)} slurm_task.py "$job_dir"\n'

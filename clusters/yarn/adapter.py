@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -102,7 +103,7 @@ class YarnAdapter(BatchAdapter):
 
     kind = "yarn"
     config_model = YarnClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES
+    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.IMAGES | Capability.LISTS_WORK
 
     #: httpx transport (tests may swap one in); None = the network.
     http_transport: httpx.AsyncBaseTransport | None = None
@@ -207,18 +208,12 @@ class YarnAdapter(BatchAdapter):
         total_mem, free_mem = number("totalMB") * 2**20, number("availableMB") * 2**20
         total_gpu = _resource_value(metrics, "totalClusterResourcesAcrossPartition", spec.GPU_RESOURCE)
         used_gpu = _resource_value(metrics, "totalUsedResourcesAcrossPartition", spec.GPU_RESOURCE)
-        override = self.config.capacity
-        used = (total_cpu - free_cpu, total_mem - free_mem, used_gpu)
-        total = Resources(
-            cpu=override.cpu if override.cpu is not None else total_cpu,
-            memory=override.memory if override.memory is not None else int(total_mem),
-            gpu=override.gpu if override.gpu is not None else int(total_gpu),
+        reported = Resources(cpu=total_cpu, memory=int(total_mem), gpu=int(total_gpu))
+        total = self.config.capacity.apply(reported)
+        used = Resources(
+            cpu=total_cpu - free_cpu, memory=math.ceil(total_mem - free_mem), gpu=math.ceil(used_gpu)
         )
-        free = Resources(
-            cpu=max(0.0, total.cpu - used[0]),
-            memory=max(0, int(total.memory - used[1])),
-            gpu=max(0, int(total.gpu - used[2])),
-        )
+        free = total.minus(used)
         return Health(reachable=True, total=total, free=free)
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -251,7 +246,7 @@ class YarnAdapter(BatchAdapter):
             body = spec.build_service(plan, self.config)
         except spec.ServiceSpecError as exc:
             raise SubmitRejected(f"{self._where()} cannot run this plan: {exc}") from None
-        name = body["name"]
+        name = str(body["name"])
         async with self._http() as http:
             response = await self._call(http, "POST", SERVICES, body=body)
             if response.status_code in (200, 201, 202):

@@ -13,7 +13,7 @@ component's ``configuration.env`` values and its ``launch_command`` before the c
 so a value that differs only by the index is written once with the token (the Kubernetes
 adapter's ``$(JOB_COMPLETION_INDEX)`` in YARN's words). Values that differ otherwise (PyTorch
 worker ``i`` has ``RANK`` ``i+1``) are exported by a ``case ${COMPONENT_ID} in ...`` prefix of
-the launch command.
+the launch command. The templating is :mod:`clusters.per_index`'s, which Kubernetes shares.
 
 Quoting. The NodeManager writes each env entry into the container's launch script as
 ``export K="V"`` and runs the command as ``exec /bin/bash -c "<launch_command> 1>stdout.txt
@@ -36,6 +36,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from clusters.per_index import case_arms, index_template, role_values
 from clusters.yarn.config import YarnClusterConfig
 from runtimes.plan import LaunchPlan, ReplicaPlan, Resources, replicas_by_role
 
@@ -107,43 +108,20 @@ def dq(text: str) -> str:
     return re.sub(r'([\\"$`])', r"\\\1", text)
 
 
-def _common_prefix(values: Sequence[str]) -> str:
-    first, last = min(values), max(values)
-    n = 0
-    while n < min(len(first), len(last)) and first[n] == last[n]:
-        n += 1
-    return first[:n]
-
-
-def index_template(values: Sequence[str]) -> str | None:
-    """One escaped value giving ``values[i]`` for instance ``i`` through ``${COMPONENT_ID}``, or None."""
-    if len(set(values)) == 1:
-        return dq(values[0])
-    prefix = _common_prefix(values).rstrip("0123456789")
-    rests = [v[len(prefix) :] for v in values]
-    suffix = _common_prefix([r[::-1] for r in rests])[::-1].lstrip("0123456789")
-    middles = [r[: len(r) - len(suffix)] for r in rests]
-    if all(m == str(i) for i, m in enumerate(middles)):
-        return dq(prefix) + INDEX_TOKEN + dq(suffix)
-    return None
-
-
 def component_environment(group: Sequence[ReplicaPlan]) -> tuple[dict[str, str], dict[str, list[str]]]:
     """The component's ``configuration.env`` and the values only a shell can select per index."""
-    names: list[str] = []
-    for replica in group:
-        names += [n for n in replica.env if n not in names]
+    try:
+        per_replica = role_values(group)
+    except ValueError as exc:
+        raise ServiceSpecError(str(exc)) from None
     env: dict[str, str] = {}
     by_index: dict[str, list[str]] = {}
-    for name in names:
-        values = [r.env.get(name) for r in group]
-        if any(v is None for v in values):
-            raise ServiceSpecError(f"role {group[0].role}: {name} is set on some replicas only")
-        template = index_template(values)  # type: ignore[arg-type]
+    for name, values in per_replica.items():
+        template = index_template(values, INDEX_TOKEN, dq)
         if template is not None:
             env[name] = template
         else:
-            by_index[name] = values  # type: ignore[assignment]
+            by_index[name] = values
     return env, by_index
 
 
@@ -152,12 +130,7 @@ def launch_command(argv: Sequence[str], by_index: dict[str, list[str]]) -> str:
     run = dq("exec " + shlex.join(argv))
     if not by_index:
         return run
-    count = len(next(iter(by_index.values())))
-    cases = []
-    for i in range(count):
-        exports = " ".join(f"{name}={shlex.quote(values[i])}" for name, values in by_index.items())
-        cases.append(f"{i}) export {exports} ;;")
-    return "case " + INDEX_TOKEN + dq(f" in {' '.join(cases)} esac; ") + run
+    return "case " + INDEX_TOKEN + dq(f" in {' '.join(case_arms(by_index))} esac; ") + run
 
 
 # -- resources and artifacts -------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""May they? The caller and the policy in force, as the services and the API handlers ask it.
+
+Who the caller is comes from the web layer (:func:`broker.api.access.guard_of` builds a guard
+for a request); what a guard answers is the policy's alone. An object the caller may not read is
+reported as not found.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.errors import ApiError, NotFound
+from broker.policy_store import BUILTIN_ADMIN
+
+GLOBAL = "*"  # the domain of objects that belong to no team (policy, users)
+
+
+class Forbidden(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(403, message)
+
+
+class Guard:
+    """The caller plus the policy in force: answers and enforces "may they?".
+
+    ``unrestricted`` is the built-in admin of ``auth: none``: it may do everything whatever the
+    policy says, so restarting a broker with ``auth: none`` (loopback only) is always a way back
+    from a policy that locks everyone out. Where its work may be placed is still the policy's.
+    """
+
+    def __init__(self, user: str, authorizer: Any, *, unrestricted: bool = False) -> None:
+        self.user = user
+        self.authorizer = authorizer
+        self.unrestricted = unrestricted
+
+    @classmethod
+    def for_caller(cls, user: str, authorizer: Any, *, auth: str) -> Guard:
+        """The guard of an authenticated ``user`` on a broker whose ``auth`` mode is given."""
+        return cls(user, authorizer, unrestricted=auth == "none" and user == BUILTIN_ADMIN)
+
+    def may(self, namespace: str, obj: str, action: str) -> bool:
+        return self.unrestricted or self.authorizer.enforce(self.user, namespace, obj, action)
+
+    def require(self, namespace: str, obj: str, action: str, *, hidden: bool = False, what: str = "") -> None:
+        """Refuse unless allowed: 404 (``hidden``) when the caller may not even see the object, else 403."""
+        if self.may(namespace, obj, action):
+            return
+        if hidden:
+            raise NotFound(what or f"Not found: {obj}")
+        raise Forbidden(f"{self.user} may not {action} {obj} in namespace {namespace}")
