@@ -2,10 +2,11 @@
 
 Handing a read to a thread costs far more than the read (measured on the 2-core test host: about
 200 µs of CPU for the hop, 300 µs more for SQLAlchemy's connection pool and result machinery,
-against about 10 µs for a primary-key ``SELECT`` through :mod:`sqlite3` itself). In WAL mode a
-reader never waits for the writer, so the statement runs right here, on a connection of its own
-that refuses to wait at all (``timeout=0``): if SQLite ever reports the database busy (a recovery
-after a crash), :meth:`QuickReads.first` says so and the caller reads the usual way.
+against about 20 µs for a primary-key ``SELECT`` through :mod:`sqlite3` itself). In WAL mode a
+reader does not wait for the writer's lock (SQLite only retries briefly while a commit updates the
+WAL index), so the statement runs right here, on a connection of its own that refuses to wait for
+a lock at all (``timeout=0``): if SQLite reports the database busy (a recovery after a crash),
+:meth:`QuickReads.first` says so and the caller reads the usual way.
 
 The statement is a Core ``select`` of columns, compiled once for SQLite; its columns' own result
 processors turn the stored values into what SQLAlchemy would return (aware UTC datetimes).
