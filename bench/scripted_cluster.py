@@ -38,7 +38,7 @@ class ScriptedAdapter(ClusterAdapter):
 
     kind = "scripted"
     config_model = ScriptedClusterConfig
-    capabilities = Capability.MULTI_NODE | Capability.IMAGES
+    capabilities = Capability.MULTI_NODE | Capability.IMAGES | Capability.LISTS_WORK
 
     def __init__(self, config: ClusterConfig, *, data_dir: str) -> None:
         super().__init__(config, data_dir=data_dir)
