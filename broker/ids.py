@@ -12,9 +12,11 @@ import itertools
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from broker.state import now
 from broker.store.database import Database
@@ -35,7 +37,7 @@ class IdGenerator:
         candidate = int(time.time() * 1000)
         for _ in range(1000):
 
-            def newest(session):
+            def newest(session: Session) -> int | None:
                 return session.scalar(select(func.max(IdEpoch.epoch_ms)).where(IdEpoch.prefix == self.prefix))
 
             latest = db.call(newest)
@@ -43,9 +45,7 @@ class IdGenerator:
                 candidate = latest + 1
             try:
                 db.call(
-                    lambda s, c=candidate: s.add(
-                        IdEpoch(prefix=self.prefix, epoch_ms=c, holder=holder, claimed_at=now())
-                    )
+                    _adder(IdEpoch(prefix=self.prefix, epoch_ms=candidate, holder=holder, claimed_at=now()))
                 )
                 return candidate
             except IntegrityError:
@@ -62,3 +62,12 @@ class IdGenerator:
 def new_uid() -> str:
     """A fresh attempt uid (what cluster objects are named after)."""
     return uuid.uuid4().hex
+
+
+def _adder(row: IdEpoch) -> Callable[[Session], None]:
+    """A unit of work that adds ``row``."""
+
+    def add(session: Session) -> None:
+        session.add(row)
+
+    return add

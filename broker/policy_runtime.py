@@ -37,7 +37,7 @@ class PolicyRuntime:
 
     @property
     def revision(self) -> int:
-        return self.authorizer.revision
+        return self.authorizer.revision or 0  # the runtime always builds it from a stored revision
 
     async def refresh(self) -> bool:
         """Reload if the stored revision differs from the enforced one; True when it reloaded."""

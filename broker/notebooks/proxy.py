@@ -138,7 +138,8 @@ class NotebookProxy:
         allowed_origins: Iterable[str] = (),
     ) -> None:
         self._max_body = max_body_bytes
-        self._ws_options = {"open_timeout": connect_timeout, "max_size": max_message_bytes}
+        self._ws_open_timeout = connect_timeout
+        self._ws_max_size = max_message_bytes
         self._origins = frozenset(allowed_origins)
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
@@ -236,7 +237,8 @@ class NotebookProxy:
             user_agent_header=websocket.headers.get("user-agent"),
             compression=None,
             proxy=None,
-            **self._ws_options,
+            open_timeout=self._ws_open_timeout,
+            max_size=self._ws_max_size,
         )
 
 

@@ -8,8 +8,9 @@ never both believe they hold it after the same write.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import or_, update
+from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,10 +22,13 @@ from broker.store.models import Lease
 def try_acquire(session: Session, name: str, holder: str, ttl: float) -> bool:
     """Take or renew lease ``name`` for ``holder``; True when ``holder`` has it afterwards."""
     stamp = now()
-    result = session.execute(
-        update(Lease)
-        .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at < stamp))
-        .values(holder=holder, expires_at=stamp + timedelta(seconds=ttl))
+    result = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(Lease)
+            .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at < stamp))
+            .values(holder=holder, expires_at=stamp + timedelta(seconds=ttl))
+        ),
     )
     if result.rowcount == 1:
         return True
