@@ -163,3 +163,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(trylast=True)  # after xdist tagged the node ids with their groups
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail the run when ``--dist loadgroup`` would not group: pytest-xdist tags a grouped test's
+    node id (``…@ray``), and a pytest it cannot tag (9.x with xdist 3.8) would silently spread the
+    Ray and Slurm tests over every worker, each starting its own cluster."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    untagged = [
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if untagged:
+        raise pytest.UsageError(
+            f"--dist loadgroup does not group here (pytest {pytest.__version__}): {untagged[0]} has no @group "
+            "suffix; install the pytest that setup.cfg's test extra names"
+        )

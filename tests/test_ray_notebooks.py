@@ -191,7 +191,13 @@ def test_stop_kills_what_the_replica_started_in_another_session() -> None:
     )
     proc = ReplicaProcess("notebook-0")
     proc.start([sys.executable, "-c", code], {})
-    wait_for(lambda: cmdline_pids(marker), timeout=15, what="the kernel-like child")
+    # The replica's own command line holds the marker too: wait for its "up", printed once the
+    # child exists, not for the marker (which would race the child's start).
+    printed: list[str] = []
+    wait_for(
+        lambda: printed.extend(proc.drain()[0]) or "up" in printed, timeout=15, what="the kernel-like child"
+    )
+    assert len(cmdline_pids(marker)) == 2  # the replica and its child
     assert descendants(os.getpid())  # the helper sees this process's children
     assert proc.stop(grace=1.0) == -15
     wait_for(lambda: not cmdline_pids(marker), timeout=10, what="the child in its own session to be killed")
