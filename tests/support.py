@@ -236,6 +236,7 @@ class Broker:
 
         def check() -> dict[str, Any] | None:
             found = self.experiment(experiment_id)
+            seen.append(f"{found['status']} ({found.get('statusMessage') or found.get('reason')})")
             if found["status"] in statuses:
                 return found
             if found["status"] in terminal:
@@ -244,7 +245,11 @@ class Broker:
                 )
             return None
 
-        return wait_for(check, timeout=timeout, what=f"{experiment_id} to reach {'/'.join(statuses)}")
+        seen: list[str] = []
+        try:
+            return wait_for(check, timeout=timeout, what=f"{experiment_id} to reach {'/'.join(statuses)}")
+        except AssertionError as late:
+            raise AssertionError(f"{late}; last seen: {seen[-1] if seen else 'nothing'}") from None
 
     def logs(self, experiment_id: str) -> dict[str, list[str]]:
         answer = self.client.get(f"/experiment/logs/{experiment_id}")
