@@ -185,7 +185,9 @@ def test_a_broker_with_another_key_refuses_to_start(broker_factory, tmp_path: Pa
     broker.stop()
     other = tmp_path / "other.key"
     load_or_create_key(other)
-    replica = broker_factory(start=False, name="replica", secret_key_file=str(other))
+    replica = broker_factory(
+        start=False, name="replica", secret_key_file=str(other), loops={"dispatch_paused": True}
+    )  # nothing starts the notebook: a test must leave no Jupyter server behind
     replica.config_path.write_text(
         replica.config_path.read_text() + f"database_url: sqlite:///{broker.data_dir / 'broker.db'}\n"
     )
