@@ -177,5 +177,5 @@ def test_db_upgrade_command(tmp_path) -> None:
         text=True,
         timeout=60,
     )
-    assert run.returncode == 0 and "revision 0006" in run.stdout
+    assert run.returncode == 0 and "revision 0007" in run.stdout
     assert (broker.data_dir / "broker.db").exists()

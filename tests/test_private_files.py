@@ -137,7 +137,7 @@ def test_migration_encrypts_tokens_stored_in_clear(tmp_path: Path) -> None:
     insert_legacy_notebook(db)
     box = SecretBox(load_or_create_key(tmp_path / "secret.key"))
     upgrade(db.engine, secrets=box)
-    assert current_revision(db.engine) == "0006"
+    assert current_revision(db.engine) == "0007"
     with db.engine.connect() as conn:
         stored = conn.execute(text("SELECT access_token FROM experiment")).scalar_one()
     assert stored != LEGACY_TOKEN and box.decrypt(stored) == LEGACY_TOKEN

@@ -65,9 +65,13 @@ def test_migrations_create_every_table_and_are_repeatable(db: Database) -> None:
         "superseded_attempt",
         "cluster_flag",
         "secret_key_check",
+        "tracking_experiment",
+        "tracking_run",
+        "tracking_metric",
+        "tracking_latest_metric",
     } <= tables
     upgrade(db.engine)  # a second run changes nothing and does not fail
-    assert current_revision(db.engine) == "0006"
+    assert current_revision(db.engine) == "0007"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
