@@ -41,6 +41,8 @@ from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
 from broker.storage import open_storage
 from broker.store.database import Database
+from broker.tracking.handout import TrackingHandout
+from broker.tracking.run_tokens import RunTokens
 from broker.workloads.kind import Kind
 from clusters.config import ClusterConfig
 from clusters.kinds import KindUnavailable, adapter_class, register_kind
@@ -65,6 +67,7 @@ class BrokerContext:
     cluster_flags: ClusterFlags
     notebooks: NotebookService
     proxy: NotebookProxy
+    run_tokens: RunTokens
 
 
 def is_loopback(host: str) -> bool:
@@ -131,6 +134,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     """Open the database (migrated), load the clusters and build the services; starts nothing."""
     db, box = open_storage(config)
     tokens = NotebookTokens(box)
+    run_tokens = RunTokens(box)
     holder = broker_id(config)
     registry = ClusterRegistry(str(config.data_dir), health_interval=config.loops.health_interval)
     for kind, target in config.extra_kinds.items():
@@ -166,6 +170,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
             notebooks=jupyter,
             tokens=tokens,
             claim_hold=config.loops.lease_ttl,
+            tracking=TrackingHandout(run_tokens, tracking_uri(config)),
         ),
         monitor=Monitor(
             db,
@@ -216,7 +221,14 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         cluster_flags,
         notebooks,
         NotebookProxy(),
+        run_tokens,
     )
+
+
+def tracking_uri(config: BrokerConfig) -> str:
+    """The broker's address as replicas reach it (``MLFLOW_TRACKING_URI``)."""
+    host = config.advertised_host
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.port}"
 
 
 def notebook_runtime(config: NotebooksConfig) -> NotebookRuntime:

@@ -37,11 +37,22 @@ from broker.guard import Guard
 from broker.policy_store import BUILTIN_ADMIN
 from broker.state import now
 from broker.store.database import Database
+from broker.tracking.run_tokens import PREFIX as RUN_TOKEN_PREFIX
 
 #: The cookie a browser carries the API token in (it cannot set headers on a WebSocket).
 TOKEN_COOKIE = "submarine_broker_token"
 #: Where the cookie is a credential: what a browser opens itself. The one list: a browser UI joins it.
 COOKIE_PATHS = ("/notebook/",)
+#: What a replica's run token (:mod:`broker.tracking.run_tokens`) may reach: the tracking APIs.
+RUN_TOKEN_PATHS = (
+    "/api/2.0/mlflow/",
+    "/api/2.0/mlflow-artifacts/",
+    "/api/3.0/mlflow/",
+    "/ajax-api/2.0/mlflow/",
+    "/ajax-api/2.0/mlflow-artifacts/",
+    "/api/metric",
+    "/api/param",
+)
 #: The sign-in page that sets the cookie (:mod:`broker.api.signin`).
 SIGN_IN_PATH = "/login"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -102,6 +113,9 @@ class AuthenticationMiddleware:
             return
         broker = scope["app"].state.broker
         bearer = _bearer(scope)
+        if bearer is not None and bearer.startswith(RUN_TOKEN_PREFIX):
+            await self._run_scoped(broker, bearer, scope, receive, send)
+            return
         cookie = _cookie(scope) if bearer is None and scope["path"].startswith(COOKIE_PATHS) else None
         if broker.config.auth == "none":
             caller = Caller(BUILTIN_ADMIN)
@@ -118,6 +132,33 @@ class AuthenticationMiddleware:
             await _refuse(scope, receive, send, 403, why)
             return
         scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+    async def _run_scoped(self, broker: Any, token: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """A replica's run token (whatever ``auth`` says, so its points name the replica): alive
+        while its attempt is, and only on the tracking endpoints."""
+        found = await broker.run_tokens.caller(broker.db, token)
+        if found is None:
+            await _refuse(
+                scope,
+                receive,
+                send,
+                401,
+                "run token refused: its experiment attempt has ended, or this broker did not issue it",
+            )
+            return
+        if not scope["path"].startswith(RUN_TOKEN_PATHS):
+            await _refuse(
+                scope,
+                receive,
+                send,
+                403,
+                "a run token (MLFLOW_TRACKING_TOKEN) reaches only the tracking API of its own run",
+            )
+            return
+        state = scope.setdefault("state", {})
+        state["caller"] = Caller(found.owner)
+        state["run_scope"] = found.scope
         await self.app(scope, receive, send)
 
 
