@@ -129,7 +129,7 @@ def transition(
         workload.reason = reason or None
     workload.status_message = None
     if workload.kind == "experiment":  # its attempt's tracking run follows (broker.tracking)
-        follow_status(session, workload.uid, target.value)
+        follow_status(session, workload.uid, target.value, killed=failure == FailureCategory.KILLED.value)
     session.add(
         Event(
             workload_id=workload.id,

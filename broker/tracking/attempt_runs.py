@@ -148,10 +148,11 @@ def _experiments(session: Session, attempts: list[AttemptRun], stamp: int) -> di
     return chosen
 
 
-def follow_status(session: Session, uid: str, workload_status: str) -> None:
+def follow_status(session: Session, uid: str, workload_status: str, *, killed: bool = False) -> None:
     """Move the run of attempt ``uid`` to match its workload's new status (a run already ended
-    stays as it ended: a finished run deleted later is still FINISHED)."""
-    status = RUN_STATUS[workload_status]
+    stays as it ended: a finished run deleted later is still FINISHED). ``killed``: the failure
+    was a user's stop, which MLflow calls KILLED."""
+    status = "KILLED" if killed else RUN_STATUS[workload_status]
     values: dict[str, object] = {"status": status}
     if status in ENDED:
         values["end_time"] = millis()
