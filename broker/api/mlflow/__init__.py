@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 from broker.api.mlflow import experiments, logged_models, logging, misc, runs
 
 GET, POST, PATCH, DELETE = ["GET"], ["POST"], ["PATCH"], ["DELETE"]
+ANY = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/")
 
 #: (path under the prefix, endpoint, methods)
@@ -63,7 +64,7 @@ routes: list[BaseRoute] = [
         for base in ("/api", "/ajax-api")
     ),
     *(
-        Route(f"{base}/{version}/mlflow/{{rest:path}}", misc.not_served)
+        Route(f"{base}/{version}/mlflow/{{rest:path}}", misc.not_served, methods=ANY)
         for base in ("/api", "/ajax-api")
         for version in ("2.0", "3.0")
     ),
