@@ -200,16 +200,14 @@ def latest_of(conn: Connection, run_ids: Sequence[str]) -> dict[str, list[dict[s
                 LATEST.c.timestamp,
                 LATEST.c.step,
             ).where(LATEST.c.run_id.in_(chunk))
-        )
-        for r in rows:
-            found.setdefault(r.run_id, []).append(
-                {
-                    "key": r.key,
-                    "value": "NaN" if r.is_nan else double_json(r.value),
-                    "timestamp": r.timestamp,
-                    "step": r.step,
-                }
-            )
+        ).all()  # fetchall: far cheaper than row-by-row iteration over 100,000 rows
+        for run_id, key, value, is_nan, timestamp, step in rows:
+            shown: float | str = "NaN" if is_nan else (value if math.isfinite(value) else double_json(value))
+            entry = {"key": key, "value": shown, "timestamp": timestamp, "step": step}
+            if run_id in found:
+                found[run_id].append(entry)
+            else:
+                found[run_id] = [entry]
     return found
 
 

@@ -236,12 +236,12 @@ def to_json(conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
     params: dict[str, list[dict[str, str]]] = {}
     tags: dict[str, list[dict[str, str]]] = {}
     for chunk in chunks(ids):
-        for p in conn.execute(
-            select(PARAM.c.run_id, PARAM.c.key, PARAM.c.value).where(PARAM.c.run_id.in_(chunk))
-        ):
-            params.setdefault(p.run_id, []).append({"key": p.key, "value": p.value})
-        for t in conn.execute(select(TAG.c.run_id, TAG.c.key, TAG.c.value).where(TAG.c.run_id.in_(chunk))):
-            tags.setdefault(t.run_id, []).append({"key": t.key, "value": t.value})
+        query = select(PARAM.c.run_id, PARAM.c.key, PARAM.c.value).where(PARAM.c.run_id.in_(chunk))
+        for run_id, key, value in conn.execute(query).all():
+            params.setdefault(run_id, []).append({"key": key, "value": value})
+        query = select(TAG.c.run_id, TAG.c.key, TAG.c.value).where(TAG.c.run_id.in_(chunk))
+        for run_id, key, value in conn.execute(query).all():
+            tags.setdefault(run_id, []).append({"key": key, "value": value})
     metrics = latest_of(conn, ids)
     found = []
     for row in rows:
