@@ -184,3 +184,76 @@ def test_tokens_of_another_broker_key_are_refused(broker, tmp_path: Path) -> Non
 
     assert RunTokens(SecretBox.ephemeral()).verify(token) is None
     assert asyncio.run(RunTokens(SecretBox.ephemeral()).caller(broker.context.db, token)) is None
+
+
+def mlflow(broker: InProcessBroker, method: str, path: str, token: str, **kwargs: Any) -> Any:
+    return broker.run(
+        broker.client.request(
+            method,
+            f"http://broker/api/2.0/mlflow/{path}",
+            headers={"Authorization": f"Bearer {token}"},
+            **kwargs,
+        )
+    )
+
+
+def test_a_run_token_logs_to_its_run_naming_its_replica_and_reaches_nothing_else(broker) -> None:
+    mine, other = submit(broker), submit(broker)
+    broker.dispatch()
+    plan = plan_on(broker, "east", mine)
+    token = plan.replicas[2].env["MLFLOW_TRACKING_TOKEN"]
+    other_uid = broker.result("GET", f"/experiment/{other}")["uid"]
+
+    got = mlflow(broker, "GET", "runs/get", token, params={"run_id": plan.uid})
+    assert got.status_code == 200 and got.json()["run"]["info"]["run_id"] == plan.uid
+    logged = mlflow(
+        broker,
+        "POST",
+        "runs/log-metric",
+        token,
+        json={"run_id": plan.uid, "key": "loss", "value": 0.5, "timestamp": 1},
+    )
+    assert logged.status_code == 200, logged.text
+    points = broker.run(
+        broker.client.get(
+            "http://broker/api/metric", params={"id": mine}, headers={"Authorization": f"Bearer {token}"}
+        )
+    ).json()["result"]
+    assert [(p["key"], p["value"], p["workerIndex"]) for p in points] == [
+        ("loss", 0.5, plan.replicas[2].name)
+    ]
+
+    assert mlflow(broker, "GET", "runs/get", token, params={"run_id": other_uid}).status_code == 404
+    assert (
+        mlflow(
+            broker,
+            "POST",
+            "runs/log-metric",
+            token,
+            json={"run_id": other_uid, "key": "x", "value": 1, "timestamp": 1},
+        ).status_code
+        == 404
+    )
+    created = mlflow(broker, "POST", "experiments/create", token, json={"name": "elsewhere"})
+    assert created.status_code == 403 and created.json()["error_code"] == "PERMISSION_DENIED"
+    other_points = broker.run(
+        broker.client.get(
+            "http://broker/api/metric", params={"id": other}, headers={"Authorization": f"Bearer {token}"}
+        )
+    )
+    assert other_points.status_code == 404
+
+    # The script's end_run does not end the run: the attempt does.
+    ended = mlflow(broker, "POST", "runs/update", token, json={"run_id": plan.uid, "status": "FINISHED"})
+    assert ended.status_code == 200
+    assert run_of(broker, plan.uid).status == "SCHEDULED"  # type: ignore[union-attr]
+    broker.cluster("east").succeed(mine)
+    broker.monitor()
+    after = mlflow(
+        broker,
+        "POST",
+        "runs/log-metric",
+        token,
+        json={"run_id": plan.uid, "key": "loss", "value": 1, "timestamp": 2},
+    )
+    assert after.status_code == 401 and after.json()["error_code"] == "UNAUTHENTICATED"

@@ -26,13 +26,14 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from broker.accounts import lookup_token, record_use
 from broker.api.envelope import error
+from broker.api.mlflow_errors import mlflow_error
 from broker.guard import Guard
 from broker.policy_store import BUILTIN_ADMIN
 from broker.state import now
@@ -53,6 +54,8 @@ RUN_TOKEN_PATHS = (
     "/api/metric",
     "/api/param",
 )
+#: The paths that answer in MLflow's shapes.
+MLFLOW_PATHS = tuple(p for p in RUN_TOKEN_PATHS if "mlflow" in p)
 #: The sign-in page that sets the cookie (:mod:`broker.api.signin`).
 SIGN_IN_PATH = "/login"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -253,8 +256,11 @@ async def _unauthenticated(scope: Scope, receive: Receive, send: Send, *, tried:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, code: int, message: str) -> None:
-    """An error envelope, or for a WebSocket a refused handshake carrying it."""
-    answer = error(code, message)
+    """An error envelope (MLflow's error shape on MLflow's paths, which its client reads), or for
+    a WebSocket a refused handshake carrying it."""
+    answer: Response = error(code, message)
+    if scope["path"].startswith(MLFLOW_PATHS):
+        answer = mlflow_error("UNAUTHENTICATED" if code == 401 else "PERMISSION_DENIED", message, code)
     if scope["type"] != "websocket":
         await answer(scope, receive, send)
     elif "websocket.http.response" in scope.get("extensions", {}):

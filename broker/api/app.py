@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from broker.api import (
     clusters,
+    experiment_assets,
     experiments,
     mlflow,
     notebooks,
@@ -21,6 +22,7 @@ from broker.api import (
     placement,
     policy,
     signin,
+    submarine_tracking,
     tokens,
     users,
 )
@@ -58,6 +60,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
     """The REST application; ``lifespan`` sets ``app.state.broker`` and runs the loops."""
     return Starlette(
         routes=[
+            *experiment_assets.routes,  # before experiments: /experiment/mlflow is not an id
             *experiments.routes,
             *notebooks.routes,
             *clusters.routes,
@@ -68,6 +71,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *openapi.routes,
             *signin.routes,
             *mlflow.routes,
+            *submarine_tracking.routes,
         ],
         middleware=[Middleware(AuthenticationMiddleware), Middleware(NulGuardMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
