@@ -12,7 +12,18 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 
-from broker.api import clusters, experiments, notebooks, openapi, placement, policy, signin, tokens, users
+from broker.api import (
+    clusters,
+    experiments,
+    mlflow_artifacts,
+    notebooks,
+    openapi,
+    placement,
+    policy,
+    signin,
+    tokens,
+    users,
+)
 from broker.api.access import AuthenticationMiddleware
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.nul_guard import NulGuardMiddleware
@@ -56,6 +67,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *tokens.routes,
             *openapi.routes,
             *signin.routes,
+            *mlflow_artifacts.routes,
         ],
         middleware=[Middleware(AuthenticationMiddleware), Middleware(NulGuardMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
