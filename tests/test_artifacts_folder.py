@@ -56,8 +56,10 @@ def test_clean_path_refuses_escapes_and_keeps_good_paths() -> None:
         with pytest.raises(InvalidArtifactPath):
             clean_path(bad)
     assert clean_path("1/run/artifacts/a b/ü.txt") == "1/run/artifacts/a b/ü.txt"
-    assert clean_path("1/run/dir/") == "1/run/dir"
-    assert clean_path("", allow_root=True) == ""
+    assert clean_path("1/run/dir/", folder=True) == "1/run/dir"
+    with pytest.raises(InvalidArtifactPath):
+        clean_path("1/run/dir/")
+    assert clean_path("", folder=True) == ""
     assert clean_path("..a/b..c/.hidden") == "..a/b..c/.hidden"
 
 

@@ -95,7 +95,7 @@ async def listing(request: Request) -> Response:
     """GET ``?path=<dir>``: ``{files: [{path, is_dir, file_size}]}``, or ``{}`` for a missing
     folder or a file (MLflow's answer)."""
     raw = request.query_params.get("path", "")
-    path = clean_path(raw, allow_root=True)
+    path = clean_path(raw, folder=True)
     await _gate(request).check(request, path, write=False)
     files = await _store(request).list(path)
     return JSONResponse({"files": [f.to_json() for f in files]} if files else {})

@@ -96,12 +96,14 @@ class ArtifactStore(Protocol):
         ...
 
 
-def clean_path(raw: str, *, allow_root: bool = False) -> str:
-    """``raw`` as a relative artifact path (one trailing ``/`` dropped), or
-    :class:`InvalidArtifactPath` saying what is wrong. ``""`` (the root) only when ``allow_root``."""
-    path = raw[:-1] if raw.endswith("/") and raw != "/" else raw
+def clean_path(raw: str, *, folder: bool = False) -> str:
+    """``raw`` as a relative artifact path, or :class:`InvalidArtifactPath` saying what is wrong.
+
+    A ``folder`` (what a listing names) may be ``""``, the root, and may end with one ``/``; a
+    file's path may do neither."""
+    path = raw[:-1] if folder and raw.endswith("/") and raw != "/" else raw
     if path == "":
-        if allow_root:
+        if folder:
             return ""
         raise InvalidArtifactPath("the artifact path is empty")
     shown = path if len(path) <= 200 else path[:200] + "…"
