@@ -81,7 +81,10 @@ async def upload(request: Request) -> Response:
 
 @_mlflow_shaped
 async def download(request: Request) -> Response:
-    """GET: the file's bytes, streamed; 404 when there is no file at the path."""
+    """GET: the file's bytes, streamed; 404 when there is no file at the path. ``artifacts/``
+    with no path is the listing (a client that joins its base URL and ``?path=`` sends that)."""
+    if request.path_params["path"] == "":
+        return await listing(request)
     path = _path(request)
     await _gate(request).check(request, path, write=False)
     blob = await _store(request).open(path)
