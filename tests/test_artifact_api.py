@@ -6,6 +6,7 @@ memory measured."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import uuid
@@ -27,7 +28,7 @@ from broker.tracking.model import TrackingExperiment, TrackingLoggedModel, Track
 from broker.tracking.scope import RunScope
 from tests.inprocess import InProcessBroker
 from tests.moto_s3 import CREDENTIALS, moto_server, s3_client, s3_env
-from tests.support import REPO, Broker
+from tests.support import REPO, Broker, python_spec
 
 API = "/api/2.0/mlflow-artifacts/artifacts"
 MB = 1024 * 1024
@@ -616,3 +617,77 @@ def test_200_mb_streams_both_ways_on_s3(
     head = client.head_object(Bucket=bucket, Key=f"mlflow/1/{run_id}/artifacts/big.bin")
     assert head["ContentLength"] == 200 * MB
     assert head["ETag"].strip('"').endswith("-25")  # 25 parts of 8 MB
+
+
+# -- a replica's own run token, through a real experiment ------------------------------------------
+
+REPLICA_CODE = """
+import json, os, urllib.error, urllib.request
+base = os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow-artifacts/artifacts"
+token = os.environ["MLFLOW_TRACKING_TOKEN"]
+exp, run = os.environ["MLFLOW_EXPERIMENT_ID"], os.environ["MLFLOW_RUN_ID"]
+open(TOKEN_FILE, "w").write(token)
+
+def call(method, path, body=None, url=base):
+    request = urllib.request.Request(url + path, data=body, method=method, headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+
+results = {
+    "put_own": call("PUT", f"/{exp}/{run}/artifacts/out.txt", b"from the replica")[0],
+    "get_own": call("GET", f"/{exp}/{run}/artifacts/out.txt")[1],
+    "list_own": call("GET", f"?path={exp}/{run}/artifacts")[1],
+    "put_other": call("PUT", f"/0/{OTHER}/artifacts/x.txt", b"x"),
+    "get_other": call("GET", f"/0/{OTHER}/artifacts/kept.txt")[0],
+    "list_experiment": call("GET", f"?path={exp}")[0],
+    "jobs_api": call("GET", "/api/v1/experiment", url=os.environ["MLFLOW_TRACKING_URI"])[0],
+    "where": f"{exp}/{run}",
+}
+print("RESULT " + json.dumps(results))
+"""
+
+
+def test_a_replicas_run_token_reaches_its_own_runs_artifacts_only(
+    broker_factory: Callable[..., Broker], tmp_path: Path
+) -> None:
+    broker = broker_factory()
+    other = rid()
+    add_rows(broker, run_row(other, 0, "default"))
+    assert (
+        httpx.put(f"{broker.url}{API}/0/{other}/artifacts/kept.txt", content=b"kept", timeout=30).status_code
+        == 200
+    )
+    token_file = tmp_path / "token"
+    code = f"TOKEN_FILE = {str(token_file)!r}\nOTHER = {other!r}\n" + REPLICA_CODE
+    job = broker.submit(python_spec(code, name="artifact-replica"))
+    broker.wait_status(job["experimentId"], "Succeeded", timeout=120)
+    lines = [line for log in broker.logs(job["experimentId"]).values() for line in log if "RESULT " in line]
+    assert lines, broker.logs(job["experimentId"])
+    results = json.loads(lines[-1].split("RESULT ", 1)[1])
+    assert results["put_own"] == 200
+    assert results["get_own"] == "from the replica"
+    assert json.loads(results["list_own"]) == {
+        "files": [{"path": "out.txt", "is_dir": False, "file_size": 16}]
+    }
+    assert (
+        results["put_other"][0] == 404
+        and json.loads(results["put_other"][1])["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    )
+    assert results["get_other"] == 404
+    assert results["list_experiment"] == 404
+    assert results["jobs_api"] == 403
+    # What the replica wrote is the run's, for its owner to read; the token died with the attempt.
+    exp, run = results["where"].split("/")
+    assert (
+        httpx.get(f"{broker.url}{API}/{exp}/{run}/artifacts/out.txt", timeout=30).content
+        == b"from the replica"
+    )
+    dead = httpx.get(
+        f"{broker.url}{API}/{exp}/{run}/artifacts/out.txt",
+        headers={"Authorization": f"Bearer {token_file.read_text()}"},
+        timeout=30,
+    )
+    assert dead.status_code == 401
