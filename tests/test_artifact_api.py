@@ -6,6 +6,7 @@ memory measured."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import threading
@@ -691,3 +692,60 @@ def test_a_replicas_run_token_reaches_its_own_runs_artifacts_only(
         timeout=30,
     )
     assert dead.status_code == 401
+
+
+# -- the mlflow client's fluent API, once the tracking API is on the branch -------------------------
+
+needs_tracking_api = pytest.mark.skipif(
+    importlib.util.find_spec("broker.api.mlflow") is None,
+    reason="the MLflow tracking REST API (broker.api.mlflow, branch i16-api) is not on this branch yet",
+)
+
+
+@needs_tracking_api
+def test_the_mlflow_client_logs_and_downloads_a_runs_artifacts(
+    broker_factory: Callable[..., Broker], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow.tracking import fluent
+
+    broker = broker_factory()
+    for name, value in {
+        "MLFLOW_TRACKING_URI": broker.url,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    mlflow.set_tracking_uri(broker.url)
+    fluent._active_experiment_id = None
+    source = tmp_path / "outputs"
+    (source / "plots").mkdir(parents=True)
+    (source / "plots" / "loss.csv").write_text("step,loss\n0,1.0\n")
+    (source / "weights.bin").write_bytes(os.urandom(3 * MB))
+    single = tmp_path / "summary.txt"
+    single.write_text("done\n")
+    try:
+        experiment_id = mlflow.set_experiment("artifact-client").experiment_id
+        with mlflow.start_run() as active:
+            run_id = active.info.run_id
+            assert active.info.artifact_uri == f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts"
+            mlflow.log_artifact(str(single))
+            mlflow.log_artifacts(str(source), "outputs")
+            mlflow.log_text("hello", "notes/hello.txt")
+            mlflow.log_dict({"a": 1}, "notes/config.json")
+        client = mlflow.MlflowClient()
+        assert sorted(f.path for f in client.list_artifacts(run_id)) == ["notes", "outputs", "summary.txt"]
+        back = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(tmp_path / "back")))
+        assert (back / "summary.txt").read_text() == "done\n"
+        assert (back / "outputs" / "weights.bin").read_bytes() == (source / "weights.bin").read_bytes()
+        assert (back / "outputs" / "plots" / "loss.csv").read_text() == "step,loss\n0,1.0\n"
+        assert (back / "notes" / "hello.txt").read_text() == "hello"
+        assert mlflow.artifacts.load_dict(f"runs:/{run_id}/notes/config.json") == {"a": 1}
+        stored = broker.data_dir / "artifacts" / experiment_id / run_id / "artifacts" / "summary.txt"
+        assert stored.read_text() == "done\n"
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        fluent._active_experiment_id = None
