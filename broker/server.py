@@ -11,12 +11,15 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 from starlette.applications import Starlette
 
 from broker.api.app import build_app
+from broker.artifacts.build import open_artifact_store
+from broker.artifacts.gate import ArtifactGate, TrackingArtifactGate
+from broker.artifacts.store import ArtifactStore
 from broker.cluster_flags import ClusterFlags
 from broker.cluster_watch import ClusterWatch, Vet, handles_on, workloads_on
 from broker.config import ConfigError
@@ -68,6 +71,9 @@ class BrokerContext:
     notebooks: NotebookService
     proxy: NotebookProxy
     run_tokens: RunTokens
+    #: MLflow's artifact files (a folder or an S3 bucket), and who may reach which path.
+    artifacts: ArtifactStore
+    artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
 
 
 def is_loopback(host: str) -> bool:
@@ -133,6 +139,7 @@ def broker_id(config: BrokerConfig) -> str:
 def create_context(config: BrokerConfig) -> BrokerContext:
     """Open the database (migrated), load the clusters and build the services; starts nothing."""
     db, box = open_storage(config)
+    artifacts = open_artifact_store(config)
     tokens = NotebookTokens(box)
     run_tokens = RunTokens(box)
     holder = broker_id(config)
@@ -222,6 +229,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         notebooks,
         NotebookProxy(),
         run_tokens,
+        artifacts,
     )
 
 
@@ -271,6 +279,7 @@ def create_app(config: BrokerConfig) -> Starlette:
         finally:
             await context.loops.shutdown()
             await context.proxy.aclose()
+            await context.artifacts.aclose()
             await context.registry.close()
             context.db.dispose()
 
