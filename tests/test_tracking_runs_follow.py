@@ -35,9 +35,13 @@ def spec(**meta: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[InProcessBroker]:
-    made = InProcessBroker(tmp_path, **CLUSTERS)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessBroker]:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        made = InProcessBroker(tmp_path, database_url=url, **CLUSTERS)
+    else:
+        made = InProcessBroker(tmp_path, **CLUSTERS)
     yield made
     made.close()
 
