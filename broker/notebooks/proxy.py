@@ -44,7 +44,7 @@ class Upstream:
     """Where one notebook's Jupyter server listens and the token it expects."""
 
     base_url: str  # "http://127.0.0.1:18888": scheme://host:port only; the path is forwarded unchanged
-    token: str = field(repr=False)  # kept out of logs and tracebacks
+    token: str = field(repr=False)  # kept out of logs and tracebacks; "" sends none (TensorBoard)
 
 
 class _BodyTooLarge(Exception):
@@ -63,12 +63,14 @@ def _proxy_headers(conn: HTTPConnection, upstream: Upstream) -> Headers:
     client = (conn.client.host if conn.client else "unknown").encode("latin-1")  # as uvicorn trusts it
     crumbs = [c.strip() for n, v in conn.scope["headers"] if n == b"cookie" for c in v.split(b";")]
     cookies = [c for c in crumbs if c and c.split(b"=", 1)[0].strip() != BROKER_COOKIE]
-    return [
-        (b"authorization", b"token " + upstream.token.encode("latin-1")),
+    headers = [
         (b"x-forwarded-for", client),  # the caller's own X-Forwarded-For is dropped: it is unverified
         (b"x-forwarded-proto", b"https" if conn.url.scheme in ("https", "wss") else b"http"),
         (b"x-forwarded-host", conn.headers.get("host", "").encode("latin-1")),
-    ] + ([(b"cookie", b"; ".join(cookies))] if cookies else [])
+    ]
+    if upstream.token:
+        headers.insert(0, (b"authorization", b"token " + upstream.token.encode("latin-1")))
+    return headers + ([(b"cookie", b"; ".join(cookies))] if cookies else [])
 
 
 def _target(conn: HTTPConnection, base_url: str) -> str:
@@ -149,11 +151,14 @@ class NotebookProxy:
         """Close the pooled upstream connections."""
         await self._client.aclose()
 
-    async def forward_http(self, request: Request, upstream: Upstream) -> Response:
-        """Forward ``request`` to ``upstream``; failures become 4xx/502/504 envelopes, never a 500."""
+    async def forward_http(
+        self, request: Request, upstream: Upstream, *, label: str | None = None
+    ) -> Response:
+        """Forward ``request`` to ``upstream``; failures become 4xx/502/504 envelopes, never a 500.
+        ``label`` names the upstream in them (default: the notebook the path names)."""
         if (refusal := self._refusal(request)) is not None:
             return refusal
-        label = _label(request)
+        label = label or _label(request)
         try:
             answer = await self._client.send(self._upstream_request(request, upstream), stream=True)
         except _BodyTooLarge:
