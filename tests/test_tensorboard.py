@@ -76,6 +76,9 @@ def test_event_files_reach_the_store_and_tensorboard_shows_them(broker: Broker) 
 
     board = processes_with(f"/tensorboard/{experiment_id}")
     assert len(board) == 1
+    argv = psutil.Process(board[0]).cmdline()
+    direct = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}/tensorboard/{experiment_id}/"
+    assert httpx.get(direct).status_code == 403  # only the broker gets answers: it has the secret
     broker.stop()
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in board)
 

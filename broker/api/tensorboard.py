@@ -54,8 +54,8 @@ def _runs(workload_id: str) -> Callable[[Connection], _Runs]:
     return query
 
 
-async def _board(request: Request) -> str:
-    """The base URL of the experiment's TensorBoard, once the caller may read the experiment."""
+async def _board(request: Request) -> Upstream:
+    """The experiment's TensorBoard, once the caller may read the experiment."""
     broker = request.app.state.broker
     row = await broker.experiments.get(request.path_params["id"], guard_of(request), deleted=True)
     if not installed():
@@ -71,18 +71,18 @@ async def _board(request: Request) -> str:
         ]
         await mirror(broker.artifacts, sources)
 
-    url: str = await broker.tensorboards.upstream(row.id, fetch)
-    return url
+    url, token = await broker.tensorboards.upstream(row.id, fetch)
+    return Upstream(url, token)
 
 
 async def proxy(request: Request) -> Response:
     """Forward the request to the experiment's TensorBoard (path and query unchanged)."""
     try:
-        base = await _board(request)
+        upstream = await _board(request)
     except ApiError as exc:
         return error(exc.code, exc.message)
     label = f"the TensorBoard of {request.path_params['id']}"
-    return await request.app.state.broker.proxy.forward_http(request, Upstream(base, ""), label=label)
+    return await request.app.state.broker.proxy.forward_http(request, upstream, label=label)
 
 
 async def to_board(request: Request) -> Response:

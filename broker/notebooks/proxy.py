@@ -44,7 +44,7 @@ class Upstream:
     """Where one notebook's Jupyter server listens and the token it expects."""
 
     base_url: str  # "http://127.0.0.1:18888": scheme://host:port only; the path is forwarded unchanged
-    token: str = field(repr=False)  # kept out of logs and tracebacks; "" sends none (TensorBoard)
+    token: str = field(repr=False)  # kept out of logs and tracebacks
 
 
 class _BodyTooLarge(Exception):
@@ -63,14 +63,12 @@ def _proxy_headers(conn: HTTPConnection, upstream: Upstream) -> Headers:
     client = (conn.client.host if conn.client else "unknown").encode("latin-1")  # as uvicorn trusts it
     crumbs = [c.strip() for n, v in conn.scope["headers"] if n == b"cookie" for c in v.split(b";")]
     cookies = [c for c in crumbs if c and c.split(b"=", 1)[0].strip() != BROKER_COOKIE]
-    headers = [
+    return [
+        (b"authorization", b"token " + upstream.token.encode("latin-1")),
         (b"x-forwarded-for", client),  # the caller's own X-Forwarded-For is dropped: it is unverified
         (b"x-forwarded-proto", b"https" if conn.url.scheme in ("https", "wss") else b"http"),
         (b"x-forwarded-host", conn.headers.get("host", "").encode("latin-1")),
-    ]
-    if upstream.token:
-        headers.insert(0, (b"authorization", b"token " + upstream.token.encode("latin-1")))
-    return headers + ([(b"cookie", b"; ".join(cookies))] if cookies else [])
+    ] + ([(b"cookie", b"; ".join(cookies))] if cookies else [])
 
 
 def _target(conn: HTTPConnection, base_url: str) -> str:

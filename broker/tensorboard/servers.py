@@ -3,7 +3,8 @@
 Each experiment gets a folder ``<root>/<experiment id>/``: ``logs/`` (the copy of its event files
 TensorBoard reads, filled by the caller's ``fetch``) and ``tensorboard.log`` (the process's
 output). The process listens on a free loopback port with ``--path_prefix /tensorboard/<id>``, so
-the broker forwards paths unchanged. It is stopped, by its pid, after :data:`IDLE_SECONDS`
+the broker forwards paths unchanged, and answers only requests with the secret the broker gave it
+(:mod:`broker.tensorboard.board`). It is stopped, by its pid, after :data:`IDLE_SECONDS`
 without a request and when the broker stops.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.errors import ApiError
+from broker.tensorboard.board import TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class _Board:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     used: float = 0.0
     refreshed: float = float("-inf")
 
@@ -84,8 +89,8 @@ class TensorBoards:
         """The pids of the TensorBoard processes running now."""
         return [b.process.pid for b in self._boards.values() if b.process is not None and b.alive()]
 
-    async def upstream(self, experiment_id: str, fetch: Fetch) -> str:
-        """``http://127.0.0.1:<port>`` of the experiment's TensorBoard, started if need be, after
+    async def upstream(self, experiment_id: str, fetch: Fetch) -> tuple[str, str]:
+        """``(http://127.0.0.1:<port>, secret)`` of the experiment's TensorBoard, started if need be, after
         ``fetch(<logs folder>)`` brought its event files up to date (at most every
         :data:`REFRESH_SECONDS`; a request meanwhile is answered from what is there)."""
         board = self._boards.get(experiment_id)
@@ -96,7 +101,7 @@ class TensorBoards:
             self._reaper = asyncio.create_task(self._reap(), name="tensorboard-reaper")
         fresh = time.monotonic() - board.refreshed < REFRESH_SECONDS
         if board.alive() and (fresh or board.lock.locked()):
-            return f"http://127.0.0.1:{board.port}"
+            return f"http://127.0.0.1:{board.port}", board.token
         async with board.lock:
             if time.monotonic() - board.refreshed >= REFRESH_SECONDS:
                 logs = board.folder / "logs"
@@ -105,14 +110,14 @@ class TensorBoards:
                 board.refreshed = time.monotonic()
             if not board.alive():
                 await self._start(experiment_id, board)
-        return f"http://127.0.0.1:{board.port}"
+        return f"http://127.0.0.1:{board.port}", board.token
 
     async def _start(self, experiment_id: str, board: _Board) -> None:
         board.port = _free_port()
         argv = [
             self.python,
             "-m",
-            "tensorboard.main",
+            "broker.tensorboard.board",
             "--logdir",
             str(board.folder / "logs"),
             "--host",
@@ -134,6 +139,7 @@ class TensorBoards:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 cwd=board.folder,
+                env={**os.environ, TOKEN_ENV: board.token},
                 start_new_session=True,  # its own group: the broker's terminal signals are not its
             )
         log.info("TensorBoard of %s started (pid %d, port %d)", experiment_id, board.process.pid, board.port)
