@@ -108,3 +108,10 @@ def test_another_teams_tensorboard_is_not_found(broker_factory: Callable[..., Br
         assert listing(alice, broker.url, f"{folder}/tensorboard/worker-0")
         tags = wait_for(lambda: scalar_tags(alice, broker.url, experiment_id), timeout=60, what="the scalar")
         assert tags == {"attempt-1/worker-0": ["loss"]}
+        # A signed-in browser opens it with the cookie the sign-in page set; bob's cookie does not.
+        for name, status in (("alice", 200), ("bob", 404)):
+            page = httpx.get(
+                f"{broker.url}/tensorboard/{experiment_id}/",
+                cookies={"submarine_broker_token": tokens[name]},
+            )
+            assert page.status_code == status, (name, page.text)
