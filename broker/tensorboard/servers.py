@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -165,6 +166,15 @@ class TensorBoards:
                     process.kill()
                 await asyncio.to_thread(process.wait)
         log.info("TensorBoard of %s stopped (pid %d)", experiment_id, process.pid)
+
+    async def forget(self, experiment_id: str) -> None:
+        """Stop the experiment's TensorBoard and remove its copy of the event files (a purge)."""
+        board = self._boards.pop(experiment_id, None)
+        if board is not None:
+            await self._stop(experiment_id, board)
+        folder = self.root / experiment_id
+        if folder.parent == self.root:  # an id is one path segment; never remove anything else
+            await asyncio.to_thread(shutil.rmtree, folder, True)
 
     async def _reap(self) -> None:
         """Stop the TensorBoards nobody asked for in :attr:`idle` seconds."""
