@@ -40,6 +40,7 @@ _ENVELOPE = {
 def build_document(routes: list[Route]) -> dict[str, Any]:
     """The OpenAPI document for ``routes``."""
     paths: dict[str, dict[str, Any]] = {}
+    taken: set[str] = set()
     for route in routes:
         if not isinstance(route, Route) or not route.path.startswith("/api/"):
             continue  # the notebook proxy forwards Jupyter's own API: not ours to describe
@@ -53,7 +54,7 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
         ]
         for method in sorted((route.methods or set()) - {"HEAD"}):
             operation: dict[str, Any] = {
-                "operationId": f"{_area(route)}_{route.name}_{method.lower()}",
+                "operationId": _unique(f"{_area(route)}_{route.name}_{method.lower()}", route.path, taken),
                 "summary": summary.strip(),
                 "responses": {
                     "200": {"description": "Success", "content": _json_ref()},
@@ -83,6 +84,16 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
     }
+
+
+def _unique(wanted: str, path: str, taken: set[str]) -> str:
+    """``wanted``, or for a second path to the same handler (Submarine's ``/api/metric/list``
+    beside ``/api/metric``) that id with the path's last word."""
+    chosen = wanted
+    if chosen in taken:
+        chosen = f"{wanted}_{re.sub(r'[^A-Za-z0-9]+', '_', path.rstrip('/').rsplit('/', 1)[-1])}"
+    taken.add(chosen)
+    return chosen
 
 
 def _area(route: Route) -> str:
