@@ -29,11 +29,13 @@ sends (checked against the client's own encoder at start), which keeps client CP
 2-core machine; ``--client mlflow`` calls ``MlflowClient`` (``log_batch``, ``log_metric``,
 ``get_metric_history``, ``search_runs``) instead, so client-side object building counts too.
 
-Seeding (untimed, its time printed): the broker through its API (log-batch of 1,000 for history;
-for search ``runs/create`` + ``runs/log-batch`` per run from 8 threads). MLflow by default through
-its own store (``SqlAlchemyStore`` creates run 0 and its tags; the other runs, tags and metric rows
-are copies of those rows inserted in bulk into its tables), since its API would take minutes;
-``--seed api`` seeds MLflow through the API like the broker. The data is the same on both sides.
+Seeding (untimed, its time printed) gives both sides the same runs and points. By default each
+server's database is seeded through its own store code, since MLflow's API would take minutes for
+10,000 runs: MLflow's ``SqlAlchemyStore`` creates run 0 and its tags, the other runs and tags are
+copies of its rows and the points are bulk rows in ``metrics``/``latest_metrics``; the broker's
+tracking store functions (``runs.create``, ``metrics.log_points``) write each run as its API
+would, in one transaction (in a subprocess importing the broker being measured). ``--seed api``
+seeds both through the API instead (``runs/create`` + ``log-batch``, 8 threads for search).
 
 Nothing that a server drops can win: after each workload, the points (and runs) in each
 database must equal what the client sent and was answered 200 for, and history reads and search
@@ -147,6 +149,7 @@ class Server:
     url: str
     db_url: str
     log_path: Path
+    cwd: Path = REPO  # python -m puts it first on the path
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -160,7 +163,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                cwd=REPO,
+                cwd=self.cwd,
                 env=self.env,
                 start_new_session=True,  # mlflow server runs uvicorn as a child: stop the group
             )
@@ -274,7 +277,7 @@ def mlflow_server(side: str, root: Path, db_url: str) -> Server:
     return Server(side, "mlflow", argv, env, f"http://127.0.0.1:{port}", db_url, root / f"{side}.log")
 
 
-def broker_server(root: Path, db_url: str) -> Server:
+def broker_server(root: Path, db_url: str, source: Path | None = None) -> Server:
     port = free_port()
     folder = root / "broker"
     (folder / "clusters.d").mkdir(parents=True)
@@ -284,14 +287,15 @@ def broker_server(root: Path, db_url: str) -> Server:
         "data_dir": str(folder / "data"),
         "database_url": db_url,
         "clusters_dir": str(folder / "clusters.d"),
-        "default_policy": str(REPO / "broker" / "defaults" / "policy.csv"),
+        "default_policy": str((source or REPO) / "broker" / "defaults" / "policy.csv"),
         "auth": "none",
         "loops": {"dispatch_paused": True},
     }
     (folder / "broker.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML
     argv = [sys.executable, "-m", "broker", "serve", "--config", str(folder / "broker.yaml")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return Server("broker", "broker", argv, env, f"http://127.0.0.1:{port}", db_url, root / "broker.log")
+    url = f"http://127.0.0.1:{port}"
+    return Server("broker", "broker", argv, env, url, db_url, root / "broker.log", cwd=source or REPO)
 
 
 class Databases:
@@ -659,38 +663,64 @@ def search_values(runs: int) -> list[list[float]]:
     return [[rng.random() for _ in range(SEARCH_KEYS)] for _ in range(runs)]
 
 
-def seed_history_api(server: Server, experiment_id: str, points: int) -> str:
-    api = Api(server.url)
-    run_id = create_run(api, experiment_id, "history", BASE_TIME)
-    values = history_values(points)
-    for first in range(0, points, 1000):
-        metrics = [
-            {"key": "h", "value": values[s], "timestamp": BASE_TIME + s, "step": s}
-            for s in range(first, min(points, first + 1000))
-        ]
-        api.post("runs/log-batch", {"run_id": run_id, "metrics": metrics})
-    api.close()
-    return run_id
+@dataclass
+class SeedRun:
+    """One run to seed: its name, start time and points as (key, value, timestamp, step)."""
+
+    name: str
+    start: int
+    points: list[tuple[str, float, int, int]]
 
 
-def seed_search_api(server: Server, experiment_id: str, runs: int, threads: int = 8) -> list[str]:
-    values = search_values(runs)
+def dataset(what: str, count: int) -> list[SeedRun]:
+    """``history``: one run of ``count`` points of key "h"; ``search``: ``count`` runs with one
+    point of each of m0..m9. The same on both sides, whichever way they are seeded."""
+    if what == "history":
+        values = history_values(count)
+        return [SeedRun("history", BASE_TIME, [("h", values[s], BASE_TIME + s, s) for s in range(count)])]
+    return [
+        SeedRun(
+            f"run-{i:05d}", BASE_TIME + i, [(f"m{k}", v[k], BASE_TIME + i, 0) for k in range(SEARCH_KEYS)]
+        )
+        for i, v in enumerate(search_values(count))
+    ]
+
+
+SEED_HOW = {
+    "api": "through the API (runs/create, then log-batch of up to 1,000 points; {threads} thread(s))",
+    "mlflow": "through MLflow's SqlAlchemyStore (create_run, then bulk copies of its rows and bulk metric rows)",
+    "broker": "through the broker's tracking store (tracking.runs.create + tracking.metrics.log_points, one transaction)",
+}
+
+
+def seed(server: Server, experiment_id: str, what: str, count: int, mode: str) -> tuple[list[str], str]:
+    """Seed ``dataset(what, count)`` into ``experiment_id``: the run ids and how it was done."""
+    runs = dataset(what, count)
+    if mode == "api":
+        threads = 1 if len(runs) == 1 else 8
+        return seed_api(server, experiment_id, runs, threads), SEED_HOW["api"].format(threads=threads)
+    if server.kind == "mlflow":
+        return seed_mlflow_store(server, experiment_id, runs), SEED_HOW["mlflow"]
+    return seed_broker_store(server, experiment_id, what, count), SEED_HOW["broker"]
+
+
+def seed_api(server: Server, experiment_id: str, runs: list[SeedRun], threads: int) -> list[str]:
     local = threading.local()
 
-    def one(i: int) -> str:
+    def one(run: SeedRun) -> str:
         if not hasattr(local, "api"):
             local.api = Api(server.url)
-        name = f"run-{i:05d}"
-        run_id = create_run(local.api, experiment_id, name, BASE_TIME + i)
-        metrics = [
-            {"key": f"m{k}", "value": values[i][k], "timestamp": BASE_TIME + i, "step": 0}
-            for k in range(SEARCH_KEYS)
-        ]
-        local.api.post("runs/log-batch", {"run_id": run_id, "metrics": metrics})
+        run_id = create_run(local.api, experiment_id, run.name, run.start)
+        for first in range(0, len(run.points), 1000):
+            metrics = [
+                {"key": k, "value": v, "timestamp": t, "step": s}
+                for k, v, t, s in run.points[first : first + 1000]
+            ]
+            local.api.post("runs/log-batch", {"run_id": run_id, "metrics": metrics})
         return run_id
 
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(one, range(runs)))
+        return list(pool.map(one, runs))
 
 
 class MlflowStoreSeeder:
@@ -762,45 +792,73 @@ class MlflowStoreSeeder:
             conn.execute(sa.insert(self.latest), list(latest.values()))
 
 
-def seed_history_store(server: Server, experiment_id: str, points: int) -> str:
+def seed_mlflow_store(server: Server, experiment_id: str, runs: list[SeedRun]) -> list[str]:
     seeder = MlflowStoreSeeder(server.db_url)
     try:
-        (run_id,) = seeder.create_runs(experiment_id, ["history"], [BASE_TIME])
-        values = history_values(points)
+        run_ids = seeder.create_runs(experiment_id, [r.name for r in runs], [r.start for r in runs])
         seeder.add_points(
             [
-                {"run_uuid": run_id, "key": "h", "value": values[s], "timestamp": BASE_TIME + s, "step": s}
-                for s in range(points)
-            ]
-        )
-        return run_id
-    finally:
-        seeder.close()
-
-
-def seed_search_store(server: Server, experiment_id: str, runs: int) -> list[str]:
-    seeder = MlflowStoreSeeder(server.db_url)
-    try:
-        values = search_values(runs)
-        run_ids = seeder.create_runs(
-            experiment_id, [f"run-{i:05d}" for i in range(runs)], [BASE_TIME + i for i in range(runs)]
-        )
-        seeder.add_points(
-            [
-                {
-                    "run_uuid": run_id,
-                    "key": f"m{k}",
-                    "value": values[i][k],
-                    "timestamp": BASE_TIME + i,
-                    "step": 0,
-                }
-                for i, run_id in enumerate(run_ids)
-                for k in range(SEARCH_KEYS)
+                {"run_uuid": run_id, "key": k, "value": v, "timestamp": t, "step": s}
+                for run_id, run in zip(run_ids, runs, strict=True)
+                for k, v, t, s in run.points
             ]
         )
         return run_ids
     finally:
         seeder.close()
+
+
+def seed_broker_store(server: Server, experiment_id: str, what: str, count: int) -> list[str]:
+    """Run :func:`broker_store_seeder` in a subprocess that imports the broker being measured."""
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--seed-broker-store",
+        what,
+        str(count),
+        experiment_id,
+        server.db_url,
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(server.cwd), os.environ.get("PYTHONPATH")) if p),
+    }
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=server.cwd, env=env, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"seeding the broker's store failed:\n{done.stderr[-3000:]}")
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def broker_store_seeder(what: str, count: int, experiment_id: str, db_url: str) -> None:
+    """(In a subprocess.) Write ``dataset(what, count)`` with the broker's own tracking store code,
+    each run as ``runs/create`` + ``runs/log-batch`` would, all in one transaction; print the ids."""
+    from sqlalchemy.orm import Session
+
+    from broker.store.database import make_engine
+    from broker.tracking import experiments, metrics, runs
+
+    engine = make_engine(db_url)
+    run_ids = []
+    with Session(engine) as session, session.begin():
+        experiment = experiments.get(session, int(experiment_id))
+        if experiment is None:
+            raise SystemExit(f"no experiment {experiment_id}")
+        for run in dataset(what, count):
+            run_id = runs.create(
+                session,
+                experiment_id=int(experiment_id),
+                namespace=experiment.namespace,
+                user_id="bench",
+                run_name=run.name,
+                start_time=run.start,
+                tags=[*RUN_TAGS.items(), ("mlflow.runName", run.name)],
+            )
+            for first in range(0, len(run.points), 1000):
+                points = [metrics.Point(k, v, t, s) for k, v, t, s in run.points[first : first + 1000]]
+                metrics.log_points(session, run_id, points)
+            run_ids.append(run_id)
+    engine.dispose()
+    print(json.dumps(run_ids))
 
 
 # --------------------------------------------------------------------------------------------
@@ -926,7 +984,9 @@ def bench(args: argparse.Namespace, root: Path) -> int:
         mlflow_side = mlflow_server("mlflow", root, databases.make("mlflow"))
         broker_db = databases.make("broker")
         broker_side = (
-            mlflow_server("broker", root, broker_db) if args.peer_only else broker_server(root, broker_db)
+            mlflow_server("broker", root, broker_db)
+            if args.peer_only
+            else broker_server(root, broker_db, args.broker_src)
         )
         servers = (mlflow_side, broker_side)
         if args.client == "raw":
@@ -963,14 +1023,10 @@ def bench(args: argparse.Namespace, root: Path) -> int:
             api = Api(server.url)
             experiment_id = create_experiment(api, f"bench-history-{uuid.uuid4().hex[:6]}")
             api.close()
-            store = server.kind == "mlflow" and server.side == "mlflow" and args.seed == "store"
-            seeder = seed_history_store if store else seed_history_api
-            took, history_runs[server.side] = timed(seeder, server, experiment_id, args.history_points)
-            how = (
-                "through MLflow's SqlAlchemyStore"
-                if store
-                else "through the API (log-batch of 1,000, 1 client)"
+            took, (run_ids, how) = timed(
+                seed, server, experiment_id, "history", args.history_points, args.seed
             )
+            history_runs[server.side] = run_ids[0]
             print(f"  seeded {server.side} in {took:.1f} s {how}")
             outcome.check(
                 server.points(history_runs[server.side]) == args.history_points,
@@ -1001,14 +1057,7 @@ def bench(args: argparse.Namespace, root: Path) -> int:
                 api, f"bench-search-{uuid.uuid4().hex[:6]}"
             )
             api.close()
-            store = server.kind == "mlflow" and server.side == "mlflow" and args.seed == "store"
-            seeder = seed_search_store if store else seed_search_api
-            took, _ = timed(seeder, server, experiment_id, args.search_runs)
-            how = (
-                "through MLflow's SqlAlchemyStore (bulk copies of a store-made run)"
-                if store
-                else "through the API (runs/create + log-batch per run, 8 threads)"
-            )
+            took, (_, how) = timed(seed, server, experiment_id, "search", args.search_runs, args.seed)
             print(f"  seeded {server.side} in {took:.1f} s {how}")
             counts = server.experiment_counts(experiment_id)
             outcome.check(
@@ -1148,8 +1197,9 @@ def main(argv: list[str] | None = None) -> int:
         "--seed",
         choices=("store", "api"),
         default="store",
-        help="seed MLflow through its SqlAlchemyStore (default) or its API",
+        help="seed each server through its own store code (default) or both through the API (slow on MLflow)",
     )
+    parser.add_argument("--seed-broker-store", nargs=4, help=argparse.SUPPRESS)  # the seeding subprocess
     parser.add_argument(
         "--database", choices=("sqlite", "postgres"), default="sqlite", help="database kind of both servers"
     )
@@ -1161,8 +1211,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peer-only", action="store_true", help="a second MLflow server in the broker's place (debug)"
     )
+    parser.add_argument(
+        "--broker-src", type=Path, help="run the broker from this source folder (default: this repository)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
     args = parser.parse_args(argv)
+    if args.seed_broker_store:
+        what, count, experiment_id, db_url = args.seed_broker_store
+        broker_store_seeder(what, int(count), experiment_id, db_url)
+        return 0
     if args.quick:
         args.seconds, args.rounds, args.history_points, args.search_runs, args.reps = 3.0, 1, 10_000, 1_000, 2
     if (
