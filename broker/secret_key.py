@@ -90,6 +90,12 @@ class SecretBox:
                 "needs the same secret_key_file"
             ) from None
 
+    def derive(self, purpose: str) -> bytes:
+        """A key of its own for ``purpose`` (signing run tokens), derived from the broker's key."""
+        return hmac.new(
+            self._key, b"submarine-broker derived key: " + purpose.encode(), hashlib.sha256
+        ).digest()
+
     @property
     def fingerprint(self) -> str:
         """An HMAC of a constant under the key: tells two keys apart, reveals nothing of either."""

@@ -11,12 +11,15 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 from starlette.applications import Starlette
 
 from broker.api.app import build_app
+from broker.artifacts.build import open_artifact_store
+from broker.artifacts.gate import ArtifactGate, TrackingArtifactGate
+from broker.artifacts.store import ArtifactStore
 from broker.cluster_flags import ClusterFlags
 from broker.cluster_watch import ClusterWatch, Vet, handles_on, workloads_on
 from broker.config import ConfigError
@@ -41,6 +44,8 @@ from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
 from broker.storage import open_storage
 from broker.store.database import Database
+from broker.tracking.handout import TrackingHandout
+from broker.tracking.run_tokens import RunTokens
 from broker.workloads.kind import Kind
 from clusters.config import ClusterConfig
 from clusters.kinds import KindUnavailable, adapter_class, register_kind
@@ -65,6 +70,10 @@ class BrokerContext:
     cluster_flags: ClusterFlags
     notebooks: NotebookService
     proxy: NotebookProxy
+    run_tokens: RunTokens
+    #: MLflow's artifact files (a folder or an S3 bucket), and who may reach which path.
+    artifacts: ArtifactStore
+    artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
 
 
 def is_loopback(host: str) -> bool:
@@ -130,7 +139,9 @@ def broker_id(config: BrokerConfig) -> str:
 def create_context(config: BrokerConfig) -> BrokerContext:
     """Open the database (migrated), load the clusters and build the services; starts nothing."""
     db, box = open_storage(config)
+    artifacts = open_artifact_store(config)
     tokens = NotebookTokens(box)
+    run_tokens = RunTokens(box)
     holder = broker_id(config)
     registry = ClusterRegistry(str(config.data_dir), health_interval=config.loops.health_interval)
     for kind, target in config.extra_kinds.items():
@@ -166,6 +177,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
             notebooks=jupyter,
             tokens=tokens,
             claim_hold=config.loops.lease_ttl,
+            tracking=TrackingHandout(run_tokens, tracking_uri(config)),
         ),
         monitor=Monitor(
             db,
@@ -216,7 +228,15 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         cluster_flags,
         notebooks,
         NotebookProxy(),
+        run_tokens,
+        artifacts,
     )
+
+
+def tracking_uri(config: BrokerConfig) -> str:
+    """The broker's address as replicas reach it (``MLFLOW_TRACKING_URI``)."""
+    host = config.advertised_host
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.port}"
 
 
 def notebook_runtime(config: NotebooksConfig) -> NotebookRuntime:
@@ -259,6 +279,7 @@ def create_app(config: BrokerConfig) -> Starlette:
         finally:
             await context.loops.shutdown()
             await context.proxy.aclose()
+            await context.artifacts.aclose()
             await context.registry.close()
             context.db.dispose()
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from broker.tracking.attempt_runs import follow_status
 from broker.workloads.model import Event, Workload
 
 
@@ -127,6 +128,8 @@ def transition(
     elif target is Status.SUCCEEDED:
         workload.reason = reason or None
     workload.status_message = None
+    if workload.kind == "experiment":  # its attempt's tracking run follows (broker.tracking)
+        follow_status(session, workload.uid, target.value, killed=failure == FailureCategory.KILLED.value)
     session.add(
         Event(
             workload_id=workload.id,

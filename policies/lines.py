@@ -32,8 +32,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "p2": ("dom", "obj", "weight"),
     "g": ("user", "role", "dom"),
 }
-ACTIONS = frozenset({"submit", "read", "logs", "kill", "delete", "place", "edit", "admin"})
-OBJECT_KINDS = frozenset({"experiment", "notebook", "cluster", "policy", "user"})
+ACTIONS = frozenset({"submit", "read", "write", "logs", "kill", "delete", "place", "edit", "admin"})
+OBJECT_KINDS = frozenset({"experiment", "notebook", "cluster", "policy", "user", "tracking"})
 WORKLOAD_KINDS = frozenset({"experiment", "notebook"})
 EFFECTS = frozenset({"allow", "deny"})
 

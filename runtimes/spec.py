@@ -111,6 +111,12 @@ class ExperimentMeta(_Model):
         le=MAX_SECONDS,
         description="How long to wait for a lost cluster before failover (broker default)",
     )
+    trackingExperiment: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=400,
+        description="The MLflow experiment the attempts' runs go to (default: one named after the namespace)",
+    )
 
     @field_validator("framework")
     @classmethod

@@ -268,7 +268,7 @@ def test_a_row_read_in_the_same_commit_as_its_claim_is_served_as_claimed(broker:
 
     def read_then_claim(session: Any) -> Any:
         row = session.get(Workload, exp)
-        assert dispatch_module._claim(batch, 5)(session)
+        assert dispatch_module._claim(batch, 5)(session)[0]
         return row
 
     row = db.call(read_then_claim)  # the session is closed: what the API would serialize

@@ -197,7 +197,9 @@ def test_default_policy_file_is_valid() -> None:
     for kind in ("experiment", "notebook"):
         for act in ("submit", "read", "logs", "kill", "delete"):
             assert f"p, member, *, {kind}/*, {act}, allow" in texts
-    assert len(texts) == len(lines) == 14
+    for act in ("read", "write"):
+        assert f"p, member, *, tracking/*, {act}, allow" in texts
+    assert len(texts) == len(lines) == 16
 
 
 def test_model_is_package_data() -> None:

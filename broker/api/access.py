@@ -26,22 +26,36 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from broker.accounts import lookup_token, record_use
 from broker.api.envelope import error
+from broker.api.mlflow_errors import mlflow_error
 from broker.guard import Guard
 from broker.policy_store import BUILTIN_ADMIN
 from broker.state import now
 from broker.store.database import Database
+from broker.tracking.run_tokens import PREFIX as RUN_TOKEN_PREFIX
 
 #: The cookie a browser carries the API token in (it cannot set headers on a WebSocket).
 TOKEN_COOKIE = "submarine_broker_token"
 #: Where the cookie is a credential: what a browser opens itself. The one list: a browser UI joins it.
 COOKIE_PATHS = ("/notebook/",)
+#: What a replica's run token (:mod:`broker.tracking.run_tokens`) may reach: the tracking APIs.
+RUN_TOKEN_PATHS = (
+    "/api/2.0/mlflow/",
+    "/api/2.0/mlflow-artifacts/",
+    "/api/3.0/mlflow/",
+    "/ajax-api/2.0/mlflow/",
+    "/ajax-api/2.0/mlflow-artifacts/",
+    "/api/metric",
+    "/api/param",
+)
+#: The paths that answer in MLflow's shapes.
+MLFLOW_PATHS = tuple(p for p in RUN_TOKEN_PATHS if "mlflow" in p)
 #: The sign-in page that sets the cookie (:mod:`broker.api.signin`).
 SIGN_IN_PATH = "/login"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -102,6 +116,9 @@ class AuthenticationMiddleware:
             return
         broker = scope["app"].state.broker
         bearer = _bearer(scope)
+        if bearer is not None and bearer.startswith(RUN_TOKEN_PREFIX):
+            await self._run_scoped(broker, bearer, scope, receive, send)
+            return
         cookie = _cookie(scope) if bearer is None and scope["path"].startswith(COOKIE_PATHS) else None
         if broker.config.auth == "none":
             caller = Caller(BUILTIN_ADMIN)
@@ -118,6 +135,33 @@ class AuthenticationMiddleware:
             await _refuse(scope, receive, send, 403, why)
             return
         scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+    async def _run_scoped(self, broker: Any, token: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """A replica's run token (whatever ``auth`` says, so its points name the replica): alive
+        while its attempt is, and only on the tracking endpoints."""
+        found = await broker.run_tokens.caller(broker.db, token)
+        if found is None:
+            await _refuse(
+                scope,
+                receive,
+                send,
+                401,
+                "run token refused: its experiment attempt has ended, or this broker did not issue it",
+            )
+            return
+        if not scope["path"].startswith(RUN_TOKEN_PATHS):
+            await _refuse(
+                scope,
+                receive,
+                send,
+                403,
+                "a run token (MLFLOW_TRACKING_TOKEN) reaches only the tracking API of its own run",
+            )
+            return
+        state = scope.setdefault("state", {})
+        state["caller"] = Caller(found.owner)
+        state["run_scope"] = found.scope
         await self.app(scope, receive, send)
 
 
@@ -212,8 +256,11 @@ async def _unauthenticated(scope: Scope, receive: Receive, send: Send, *, tried:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, code: int, message: str) -> None:
-    """An error envelope, or for a WebSocket a refused handshake carrying it."""
-    answer = error(code, message)
+    """An error envelope (MLflow's error shape on MLflow's paths, which its client reads), or for
+    a WebSocket a refused handshake carrying it."""
+    answer: Response = error(code, message)
+    if scope["path"].startswith(MLFLOW_PATHS):
+        answer = mlflow_error("UNAUTHENTICATED" if code == 401 else "PERMISSION_DENIED", message, code)
     if scope["type"] != "websocket":
         await answer(scope, receive, send)
     elif "websocket.http.response" in scope.get("extensions", {}):

@@ -12,7 +12,21 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 
-from broker.api import clusters, experiments, notebooks, openapi, placement, policy, signin, tokens, users
+from broker.api import (
+    clusters,
+    experiment_assets,
+    experiments,
+    mlflow,
+    mlflow_artifacts,
+    notebooks,
+    openapi,
+    placement,
+    policy,
+    signin,
+    submarine_tracking,
+    tokens,
+    users,
+)
 from broker.api.access import AuthenticationMiddleware
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.nul_guard import NulGuardMiddleware
@@ -47,6 +61,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
     """The REST application; ``lifespan`` sets ``app.state.broker`` and runs the loops."""
     return Starlette(
         routes=[
+            *experiment_assets.routes,  # before experiments: /experiment/mlflow is not an id
             *experiments.routes,
             *notebooks.routes,
             *clusters.routes,
@@ -56,6 +71,9 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *tokens.routes,
             *openapi.routes,
             *signin.routes,
+            *mlflow_artifacts.routes,
+            *mlflow.routes,
+            *submarine_tracking.routes,
         ],
         middleware=[Middleware(AuthenticationMiddleware), Middleware(NulGuardMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},

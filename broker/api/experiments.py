@@ -14,6 +14,7 @@ from broker.api.envelope import EnvelopeResponse, ok
 from broker.errors import BadRequest
 from broker.experiments.service import MAX_PAGE_SIZE, ExperimentService
 from broker.experiments.views import experiment_json, log_json, replica_names
+from broker.tracking.purge import purge_runs
 from broker.workloads.views import event_json
 from clusters.base import ReplicaLog
 
@@ -104,7 +105,12 @@ async def patch(request: Request) -> EnvelopeResponse:
 
 
 async def delete(request: Request) -> EnvelopeResponse:
+    """Delete the experiment; its runs and artifacts stay for audit unless ``?purge=true``."""
+    purge = flag_param(request, "purge")
     row = await _service(request).delete(request.path_params["id"], guard_of(request))
+    if purge:
+        broker = request.app.state.broker
+        await purge_runs(broker.db, broker.artifacts, row.id)
     return ok(experiment_json(row))
 
 

@@ -12,6 +12,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from broker.api.envelope import error
+from broker.api.mlflow_errors import mlflow_error
+
+#: Paths whose clients read MLflow's error shape (``error_code``), not the envelope.
+MLFLOW_PATHS = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
 
 
 def _has_nul(scope: Scope) -> str | None:
@@ -34,7 +38,11 @@ class NulGuardMiddleware:
         if part is None:
             await self.app(scope, receive, send)
             return
-        answer = error(400, f"the request {part} holds a NUL character, which no id, name or value may hold")
+        message = f"the request {part} holds a NUL character, which no id, name or value may hold"
+        if scope["type"] == "http" and scope.get("path", "").startswith(MLFLOW_PATHS):
+            await mlflow_error("INVALID_PARAMETER_VALUE", message)(scope, receive, send)
+            return
+        answer = error(400, message)
         if scope["type"] == "websocket":
             await WebSocket(scope, receive, send).send_denial_response(answer)
         else:

@@ -20,6 +20,9 @@ from starlette.routing import Route
 from broker import __version__
 from broker.api.access import is_public_endpoint, public
 
+#: The MLflow-compatible APIs (tracking, artifacts): MLflow's own protocol, not described here.
+MLFLOW_PATHS = ("/api/2.0/", "/api/3.0/")
+
 _ENVELOPE = {
     "type": "object",
     "required": ["status", "code", "success", "message", "result", "attributes"],
@@ -40,6 +43,8 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
     for route in routes:
         if not isinstance(route, Route) or not route.path.startswith("/api/"):
             continue  # the notebook proxy forwards Jupyter's own API: not ours to describe
+        if route.path.startswith(MLFLOW_PATHS):
+            continue  # MLflow's protocol, with MLflow's shapes: MLflow documents it
         doc = inspect.getdoc(route.endpoint) or route.name.replace("_", " ")
         summary, _, details = doc.partition("\n")
         params = [

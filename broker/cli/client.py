@@ -202,6 +202,49 @@ class BrokerClient:
             raise BrokerError(0, f"unexpected answer to GET {path}: expected a list")
         return [item for item in result if isinstance(item, dict)], attributes
 
+    # -- tracking ------------------------------------------------------------------------------
+    def _absolute(self, path: str) -> str:
+        """A URL outside ``/api/v1`` (Submarine's ``/api/metric``, MLflow's APIs)."""
+        return f"{self.url}{path}"
+
+    def experiment_metrics(self, experiment_id: str, key: str | None = None) -> list[JSONObject]:
+        """Every metric point of an experiment (all attempts), Submarine's shape."""
+        items, _ = self._list(self._absolute("/api/metric"), params={"id": experiment_id, "key": key})
+        return items
+
+    def experiment_params(self, experiment_id: str) -> list[JSONObject]:
+        items, _ = self._list(self._absolute("/api/param"), params={"id": experiment_id})
+        return items
+
+    def experiment_artifacts(self, experiment_id: str) -> tuple[list[str], str | None]:
+        """The artifact paths of the experiment's current attempt, and where they are in the
+        artifact API (``<exp>/<run>/artifacts``; None before its first dispatch)."""
+        result, attributes = self._call("GET", f"/experiment/artifacts/{experiment_id}")
+        location = attributes.get("location")
+        paths = [p for p in result or [] if isinstance(p, str)]
+        return paths, location if isinstance(location, str) else None
+
+    def download(self, path: str, out: Any) -> int:
+        """Stream the artifact at proxy ``path`` into the binary file ``out``; returns its size."""
+        url = self._absolute(f"/api/2.0/mlflow-artifacts/artifacts/{path}")
+        size = 0
+        try:
+            with self._client().stream("GET", url) as response:
+                if response.status_code != 200:
+                    response.read()
+                    try:
+                        message = response.json().get("message") or response.text
+                    except ValueError:
+                        message = response.text
+                    error = NotFound if response.status_code == 404 else BrokerError
+                    raise error(response.status_code, f"cannot download {path}: {message}")
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+                    size += len(chunk)
+        except httpx.TransportError as exc:
+            raise BrokerUnreachable(self.url, str(exc) or type(exc).__name__) from None
+        return size
+
     # -- experiments ---------------------------------------------------------------------------
     def submit_experiment(self, spec: JSONObject, idempotency_key: str | None = None) -> JSONObject:
         """``POST /experiment``: submit an ExperimentSpec; returns the new Experiment."""

@@ -17,6 +17,7 @@ from broker.cli.init_command import init
 from broker.cli.notebook import notebook
 from broker.cli.policy import placement, policy
 from broker.cli.server_commands import db, serve
+from broker.cli.tracking import artifacts
 
 
 class BrokerGroup(click.Group):
@@ -54,6 +55,7 @@ def main(ctx: click.Context, url: str, token: str | None) -> None:
 
 experiment.add_command(patch)
 main.add_command(experiment)
+main.add_command(artifacts)
 main.add_command(notebook)
 main.add_command(cluster)
 main.add_command(policy)

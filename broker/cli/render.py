@@ -84,6 +84,14 @@ def fmt_time(value: object) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def fmt_time_ms(value: object) -> str:
+    """Epoch milliseconds (MLflow's times) as ``2026-11-29 12:00:00.123Z``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return dash(value)
+    stamp = datetime.fromtimestamp(value / 1000, UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{value % 1000:03d}Z"
+
+
 def fmt_bytes(value: object) -> str:
     """Bytes in binary units: ``1610612736`` → ``1.5Gi``."""
     if not isinstance(value, int | float) or isinstance(value, bool):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def absolute(path: Path, base_dir: Path) -> Path:
@@ -119,6 +121,95 @@ class LimitsConfig(BaseModel):
     )
 
 
+#: Keys that would hold object-storage credentials: refused, they come from the environment.
+_CREDENTIAL_KEYS = (
+    "access_key",
+    "access_key_id",
+    "aws_access_key_id",
+    "secret_key",
+    "secret_access_key",
+    "aws_secret_access_key",
+    "session_token",
+    "aws_session_token",
+    "credentials",
+    "password",
+)
+
+
+class ArtifactsConfig(BaseModel):
+    """Where MLflow artifacts are kept: a folder (the default, ``<data_dir>/artifacts``) or an
+    S3-compatible bucket. S3 credentials are read from the environment by boto3 (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``...), never from this file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["folder", "s3"] = Field(default="folder", description="folder or s3")
+    path: Path | None = Field(default=None, description="folder: where; default: artifacts in data_dir")
+    bucket: str | None = Field(default=None, validate_default=True, description="s3: the bucket (required)")
+    prefix: str = Field(default="", description="s3: a key prefix every artifact is stored under")
+    endpoint_url: str | None = Field(
+        default=None, description="s3: the service's URL (MinIO, Ceph...); default: AWS for the region"
+    )
+    region: str | None = Field(default=None, description="s3: the region; default: boto3's")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, str) and key.lower() in _CREDENTIAL_KEYS:
+                    raise ValueError(
+                        f"{key}: credentials are not read from broker.yaml; set AWS_ACCESS_KEY_ID and "
+                        "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the broker's environment"
+                    )
+        return data
+
+    @field_validator("path")
+    @classmethod
+    def _path_for_folder(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("backend") == "s3":
+            raise ValueError("only for backend: folder")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_for_s3(cls, value: str | None, info: ValidationInfo) -> str | None:
+        backend = info.data.get("backend")
+        if backend == "s3" and not value:
+            raise ValueError("required with backend: s3")
+        if backend == "folder" and value is not None:
+            raise ValueError("only for backend: s3")
+        if value is not None and not _BUCKET.match(value):
+            raise ValueError("not a bucket name (3-63 lower-case letters, digits, dots and hyphens)")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _clean_prefix(cls, value: str, info: ValidationInfo) -> str:
+        if value and info.data.get("backend") == "folder":
+            raise ValueError("only for backend: s3")
+        prefix = value.strip("/")
+        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+            raise ValueError("must be a relative key prefix without empty, '.' or '..' segments")
+        return prefix
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("backend") == "folder":
+            raise ValueError("only for backend: s3")
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("backend") == "folder":
+            raise ValueError("only for backend: s3")
+        return value
+
+
 class BrokerConfig(BaseModel):
     """broker.yaml. Relative paths are resolved against the file's folder."""
 
@@ -149,6 +240,7 @@ class BrokerConfig(BaseModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     loops: LoopsConfig = Field(default_factory=LoopsConfig)
     notebooks: NotebooksConfig = Field(default_factory=NotebooksConfig)
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     extra_kinds: dict[str, str] = Field(
         default_factory=dict, description="More cluster kinds as kind: module:Class (plugins, test doubles)"
     )
@@ -174,6 +266,11 @@ class BrokerConfig(BaseModel):
     def secret_key_path(self) -> Path:
         """Where the broker's secret key is (see :mod:`broker.secret_key`)."""
         return self.secret_key_file or self.data_dir / "secret.key"
+
+    @property
+    def artifacts_path(self) -> Path:
+        """The folder backend's folder (default: ``artifacts`` in data_dir)."""
+        return self.artifacts.path or self.data_dir / "artifacts"
 
     @property
     def effective_database_url(self) -> str:

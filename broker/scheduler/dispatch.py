@@ -41,6 +41,8 @@ from broker.redaction import redact
 from broker.registry import ClusterRegistry, ClusterState
 from broker.state import ACTIVE, FailureCategory, Status, now, record, transition
 from broker.store.database import Database
+from broker.tracking.attempt_runs import AttemptRun, experiment_name_for, open_runs
+from broker.tracking.handout import TrackingHandout
 from broker.workloads.kind import Kind
 from broker.workloads.model import Event, Workload
 from clusters.base import Capability, Handle
@@ -192,6 +194,7 @@ class Dispatcher:
         notebooks: NotebookRuntime | None = None,
         tokens: NotebookTokens | None = None,
         claim_hold: float = CLAIM_HOLD,
+        tracking: TrackingHandout | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
@@ -201,6 +204,7 @@ class Dispatcher:
         self.notebooks = notebooks or NotebookRuntime(sys.executable)
         self.tokens = tokens
         self.claim_hold = claim_hold
+        self.tracking = tracking
         #: After a pass: it read a full batch and claimed some of it, so more may be ready now.
         self.more = False
         #: Specs parsed by the last pass, by (uid, updated_at): rows that wait are not parsed again.
@@ -213,11 +217,15 @@ class Dispatcher:
         if not items:
             return 0
         batch = self._prepare(items)
-        jobs = (
-            await self.db.run(_claim(batch, self.claim_hold))
+        jobs, runs = (
+            await self.db.run(_claim(batch, self.claim_hold, tracked=self.tracking is not None))
             if (batch.jobs or batch.waits or batch.notes)
-            else []
+            else ([], {})
         )
+        if self.tracking is not None:
+            for job in jobs:
+                if job.item.uid in runs:
+                    self.tracking.apply(job.plan, runs[job.item.uid])
         self.more = len(items) == BATCH and bool(jobs)
         if not jobs:
             return 0
@@ -443,14 +451,16 @@ _RECLAIM = (
 )
 
 
-def _claim(batch: Batch, hold: float) -> Callable[[Session], list[Job]]:
+def _claim(batch: Batch, hold: float, *, tracked: bool = False) -> Callable[[Session], Claimed]:
     """The unit of work that claims the placed rows and notes why the others wait.
 
     Returns the jobs whose claim held: their rows are still the attempt read, Accepted, and
     unclaimed (or claimed by an earlier pass whose submit is to be finished, and not held now).
+    With ``tracked``, also opens the tracking run of each claimed experiment attempt, before any
+    replica can log to it: the second part is each run's experiment id by attempt uid.
     """
 
-    def claim(session: Session) -> list[Job]:
+    def claim(session: Session) -> Claimed:
         stamp = now()
         until = stamp + timedelta(seconds=hold)
         won = []
@@ -497,9 +507,35 @@ def _claim(batch: Batch, hold: float) -> Callable[[Session], list[Job]]:
             else:
                 row.status_message = note.message
             record(session, row, note.message, at=stamp)
-        return won
+        runs = (
+            open_runs(session, (_attempt_run(job) for job in won if job.item.kind == Kind.EXPERIMENT))
+            if tracked
+            else {}
+        )
+        return won, runs
 
     return claim
+
+
+Claimed = tuple[list[Job], dict[str, int]]
+
+
+def _attempt_run(job: Job) -> AttemptRun:
+    """What the tracking run of a claimed experiment attempt records."""
+    item, meta = job.item, job.item.spec.get("meta") or {}
+    placement = job.placement if job.placement is not None else item.placement
+    return AttemptRun(
+        workload_id=item.id,
+        uid=item.uid,
+        attempt=item.attempt,
+        name=job.plan.name,
+        namespace=item.namespace,
+        owner=item.owner,
+        experiment_name=experiment_name_for(item.namespace, meta.get("trackingExperiment")),
+        cluster=job.cluster.name,
+        cluster_kind=job.cluster.config.kind,
+        placement_revision=(placement or {}).get("revision"),
+    )
 
 
 def _sync(session: Session, workload_id: str, changes: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from broker.ids import new_uid
 from broker.state import IllegalTransition, Status, may_reopen, now, record, reopen
+from broker.tracking.attempt_runs import end_superseded
 from broker.workloads.kind import Kind
 from broker.workloads.model import Event, Workload
 
@@ -69,6 +70,8 @@ def new_attempt(session: Session, row: Workload, reason: str, *, revive: bool = 
     allowed = current is Status.ACCEPTED or may_reopen(current, revive=revive)
     if not allowed or (revive and not Kind(row.kind).restartable):
         raise IllegalTransition(row.id, current, Status.ACCEPTED)
+    if row.kind == Kind.EXPERIMENT.value:
+        end_superseded(session, row.uid)
     row.uid = new_uid()
     row.attempt += 1
     row.cluster = None
