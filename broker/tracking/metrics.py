@@ -15,6 +15,7 @@ precision both keep it).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,28 @@ def _insert(session: Session | Connection) -> Any:
     return postgresql.insert if name == "postgresql" else sqlite.insert
 
 
+@functools.cache
+def _point_statements(dialect: str) -> tuple[Any, Any]:
+    """The points' insert and the latest-metric upsert of :func:`log_points` for ``dialect``, built
+    once: building them (the upsert's ``excluded`` columns above all) cost more CPU than running
+    them does for a single point."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upsert = insert(LATEST)
+    excluded = upsert.excluded
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[LATEST.c.run_id, LATEST.c.key],
+        set_={
+            "step": excluded.step,
+            "timestamp": excluded.timestamp,
+            "value": excluded.value,
+            "is_nan": excluded.is_nan,
+        },
+        where=tuple_(excluded.step, excluded.timestamp, excluded.value)
+        > tuple_(LATEST.c.step, LATEST.c.timestamp, LATEST.c.value),
+    )
+    return insert(METRIC).on_conflict_do_nothing(), upsert
+
+
 def _order(point: Point) -> tuple[int, int, float]:
     return (point.step, point.timestamp, 0.0 if math.isnan(point.value) else point.value)
 
@@ -95,9 +118,9 @@ def log_points(session: Session, run_id: str, points: Sequence[Point], replica: 
         }
         for p in points
     ]
-    insert = _insert(session)
     conn = session.connection()
-    conn.execute(insert(METRIC).on_conflict_do_nothing(), rows)
+    insert_points, upsert_latest = _point_statements(conn.dialect.name)
+    conn.execute(insert_points, rows)
     newest: dict[str, Point] = {}
     for point in points:
         best = newest.get(point.key)
@@ -114,20 +137,7 @@ def log_points(session: Session, run_id: str, points: Sequence[Point], replica: 
         }
         for p in newest.values()
     ]
-    statement = insert(LATEST)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=[LATEST.c.run_id, LATEST.c.key],
-        set_={
-            "step": excluded.step,
-            "timestamp": excluded.timestamp,
-            "value": excluded.value,
-            "is_nan": excluded.is_nan,
-        },
-        where=tuple_(excluded.step, excluded.timestamp, excluded.value)
-        > tuple_(LATEST.c.step, LATEST.c.timestamp, LATEST.c.value),
-    )
-    conn.execute(statement, latest)
+    conn.execute(upsert_latest, latest)
 
 
 def _value(value: float, is_nan: bool) -> float:
