@@ -222,6 +222,13 @@ class Server:
                     total += each.memory_info().rss
         return total / 2**20
 
+    def log_errors(self) -> list[str]:
+        """Lines of its log that report an error or a traceback."""
+        if not self.log_path.exists():
+            return []
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [line for line in lines if " ERROR " in line or line.startswith(("ERROR", "Traceback"))]
+
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
@@ -689,7 +696,7 @@ def dataset(what: str, count: int) -> list[SeedRun]:
 SEED_HOW = {
     "api": "through the API (runs/create, then log-batch of up to 1,000 points; {threads} thread(s))",
     "mlflow": "through MLflow's SqlAlchemyStore (create_run, then bulk copies of its rows and bulk metric rows)",
-    "broker": "through the broker's tracking store (tracking.runs.create + tracking.metrics.log_points, one transaction)",
+    "broker": "through the broker's tracking store (tracking.runs.create + tracking.metrics.log_points, a transaction per 500 runs)",
 }
 
 
@@ -831,32 +838,38 @@ def seed_broker_store(server: Server, experiment_id: str, what: str, count: int)
 
 def broker_store_seeder(what: str, count: int, experiment_id: str, db_url: str) -> None:
     """(In a subprocess.) Write ``dataset(what, count)`` with the broker's own tracking store code,
-    each run as ``runs/create`` + ``runs/log-batch`` would, all in one transaction; print the ids."""
+    each run as ``runs/create`` + ``runs/log-batch`` would; print the run ids. A transaction per
+    500 runs: the running broker's own writer (its scheduler lease) waits for SQLite's lock
+    meanwhile, and would give up after its busy timeout (30 s) on one transaction of them all."""
     from sqlalchemy.orm import Session
 
     from broker.store.database import make_engine
     from broker.tracking import experiments, metrics, runs
 
     engine = make_engine(db_url)
-    run_ids = []
-    with Session(engine) as session, session.begin():
+    with Session(engine) as session:
         experiment = experiments.get(session, int(experiment_id))
         if experiment is None:
             raise SystemExit(f"no experiment {experiment_id}")
-        for run in dataset(what, count):
-            run_id = runs.create(
-                session,
-                experiment_id=int(experiment_id),
-                namespace=experiment.namespace,
-                user_id="bench",
-                run_name=run.name,
-                start_time=run.start,
-                tags=[*RUN_TAGS.items(), ("mlflow.runName", run.name)],
-            )
-            for first in range(0, len(run.points), 1000):
-                points = [metrics.Point(k, v, t, s) for k, v, t, s in run.points[first : first + 1000]]
-                metrics.log_points(session, run_id, points)
-            run_ids.append(run_id)
+        namespace = experiment.namespace
+    run_ids: list[str] = []
+    runs_to_write = dataset(what, count)
+    for first_run in range(0, len(runs_to_write), 500):
+        with Session(engine) as session, session.begin():
+            for run in runs_to_write[first_run : first_run + 500]:
+                run_id = runs.create(
+                    session,
+                    experiment_id=int(experiment_id),
+                    namespace=namespace,
+                    user_id="bench",
+                    run_name=run.name,
+                    start_time=run.start,
+                    tags=[*RUN_TAGS.items(), ("mlflow.runName", run.name)],
+                )
+                for first in range(0, len(run.points), 1000):
+                    points = [metrics.Point(k, v, t, s) for k, v, t, s in run.points[first : first + 1000]]
+                    metrics.log_points(session, run_id, points)
+                run_ids.append(run_id)
     engine.dispose()
     print(json.dumps(run_ids))
 
@@ -1096,7 +1109,12 @@ def bench(args: argparse.Namespace, root: Path) -> int:
                 f"page-through median {statistics.median(p):.3f} s ({', '.join(f'{t:.3f}' for t in p)})  load {load1():.1f}"
             )
         for server in servers:
-            print(f"{server.label}: rss {server.rss_mb():.0f} MB at the end")
+            errors = server.log_errors()
+            print(
+                f"{server.label}: rss {server.rss_mb():.0f} MB at the end; {len(errors)} error lines in its log"
+            )
+            for line in errors[:5]:
+                print(f"    {line[:200]}")
     finally:
         if servers:
             for server in servers:
