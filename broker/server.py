@@ -44,6 +44,7 @@ from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
 from broker.storage import open_storage
 from broker.store.database import Database
+from broker.tensorboard.servers import TensorBoards
 from broker.tracking.handout import TrackingHandout
 from broker.tracking.run_tokens import RunTokens
 from broker.workloads.kind import Kind
@@ -73,6 +74,8 @@ class BrokerContext:
     run_tokens: RunTokens
     #: MLflow's artifact files (a folder or an S3 bucket), and who may reach which path.
     artifacts: ArtifactStore
+    #: The TensorBoard processes serving experiments' event files (under ``data_dir/tensorboard``).
+    tensorboards: TensorBoards
     artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
 
 
@@ -230,6 +233,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         NotebookProxy(),
         run_tokens,
         artifacts,
+        TensorBoards(config.data_dir / "tensorboard"),
     )
 
 
@@ -278,6 +282,7 @@ def create_app(config: BrokerConfig) -> Starlette:
             yield
         finally:
             await context.loops.shutdown()
+            await context.tensorboards.aclose()
             await context.proxy.aclose()
             await context.artifacts.aclose()
             await context.registry.close()

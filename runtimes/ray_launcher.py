@@ -22,7 +22,10 @@ cluster kind submits it; ``<plan>`` is :func:`encode_plan` of the :class:`Launch
    prefix). Once started, the first replica that was given a port is announced with one driver line
    ``submarine-broker: endpoint <replica> http://<ip>:<port>`` (:func:`endpoint_line`), which the
    adapter's ``endpoint()`` reads back from the job log (:func:`find_endpoint`);
-5. ends the job: when a replica exits non-zero, it stops the others and exits 1 with a last line
+5. uploads each replica's TensorBoard folder (``SUBMARINE_TENSORBOARD_LOG_DIR``, made absolute in
+   its working directory) to the broker with its run token once the replica has ended, from its
+   actor (:mod:`runtimes.tensorboard_sync`; a failure is a line in the replica's output);
+6. ends the job: when a replica exits non-zero, it stops the others and exits 1 with a last line
    ``submarine-broker: replica <name> failed with exit code <n>``; when every replica that decides
    the run (:meth:`LaunchPlan.deciders`) exited 0, it stops the rest (parameter servers) and exits
    0. A SIGTERM (``stop_job``) stops every replica before the driver ends. Stopping a replica signals its
@@ -54,6 +57,7 @@ from typing import Any
 
 from runtimes.plan import LaunchPlan, ReplicaPlan
 from runtimes.rendezvous import render_env, resolve_argv
+from runtimes.tensorboard_sync import FINAL_BUDGET, TensorBoardSync, absolute_env
 
 #: The driver's own lines start with this; replica lines start with ``[<replica>] ``.
 MARKER = "submarine-broker:"
@@ -234,6 +238,7 @@ class ReplicaProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._exit: int | None = None
+        self._tensorboard: TensorBoardSync | None = None
 
     def endpoint(self) -> tuple[str, int]:
         """This node's IP (as Ray knows it) and a port that was free on it a moment ago."""
@@ -268,6 +273,8 @@ class ReplicaProcess:
             self._lines.append(f"cannot use the working directory {cwd or workdir!r}: {exc}")
             self._exit = 126
             return cwd
+        env = absolute_env(env, cwd or os.getcwd())
+        self._tensorboard = TensorBoardSync({**os.environ, **env}, self.name, cwd or os.getcwd(), stderr=self)
         try:
             self._proc = subprocess.Popen(
                 list(argv),
@@ -295,8 +302,19 @@ class ReplicaProcess:
                 self._lines.append(line)
         self._proc.stdout.close()
         code = self._proc.wait()
+        if self._tensorboard is not None:  # before the exit is seen: the run token still works
+            self._tensorboard.sync(FINAL_BUDGET)
         with self._lock:
             self._exit = code
+
+    def write(self, text: str) -> int:
+        """The uploader's complaints, as lines of the replica's output."""
+        with self._lock:
+            self._lines.extend(line for line in text.splitlines() if line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
     def drain(self) -> tuple[list[str], int | None]:
         """Lines printed since the last call, and the exit code once the output has ended."""

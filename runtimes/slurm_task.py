@@ -12,14 +12,19 @@ replica with ``srun --kill-on-bad-exit=1``. Each task runs ``python3 slurm_task.
    ..., see :mod:`runtimes.rendezvous`); the task replaces them with the published endpoints and
    starts the replica's argv with that environment over its own, output (stdout and stderr) to
    ``<replica>.log``;
-4. it writes the replica's end to ``<replica>.exit`` (JSON: ``code``, and ``stopped`` when the
+4. while the replica runs (every :data:`~runtimes.tensorboard_sync.INTERVAL` seconds) and once it
+   has ended, the task uploads its TensorBoard folder (``SUBMARINE_TENSORBOARD_LOG_DIR``, made
+   absolute in the job's folder) to the broker with the replica's run token
+   (:mod:`runtimes.tensorboard_sync`; a failure is a line in the replica's log);
+5. it writes the replica's end to ``<replica>.exit`` (JSON: ``code``, and ``stopped`` when the
    task stopped the replica itself) and exits with the replica's code, so ``srun`` ends the
    step (and the job fails) when a replica fails. A replica that does not decide the run
    (``decides`` in ``tasks.json``, from :meth:`LaunchPlan.deciders`: TensorFlow parameter servers,
    evaluators) is stopped once every replica that decides exited 0; every replica is stopped when
    a peer failed or on SIGTERM (``scancel``, a time limit, or srun ending the step after a failure).
 
-Only the standard library is used: this file and :mod:`runtimes.rendezvous` are copied to the job's
+Only the standard library is used: this file, :mod:`runtimes.rendezvous` and
+:mod:`runtimes.tensorboard_sync` are copied to the job's
 folder as they are and run by the Python the cluster config names (``python``), without this
 project installed there.
 """
@@ -38,9 +43,10 @@ from pathlib import Path
 from typing import Any
 
 if __package__:
-    from runtimes import rendezvous
-else:  # pragma: no cover - run as a file in the job's folder, beside its copy of rendezvous.py
+    from runtimes import rendezvous, tensorboard_sync
+else:  # pragma: no cover - run as a file in the job's folder, beside its copies of the others
     import rendezvous  # type: ignore[import-not-found, no-redef]
+    import tensorboard_sync  # type: ignore[import-not-found, no-redef]
 
 #: Seconds between looks at the peers' files and the replica.
 POLL_INTERVAL = 0.25
@@ -80,6 +86,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _Appender:
+    """A text stream appending each write to a file (the replica's log, which the replica's own
+    output also appends to)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError), self.path.open("a") as log:
+            log.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 class Stop(Exception):
     """SIGTERM: the job is being cancelled (or srun ends the step)."""
 
@@ -106,6 +128,7 @@ class Task:
         self.me = self.replicas[rank]
         self.name: str = self.me["name"]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.tensorboard: tensorboard_sync.TensorBoardSync | None = None
 
     def path(self, name: str, suffix: str) -> Path:
         return self.dir / f"{name}.{suffix}"
@@ -142,9 +165,13 @@ class Task:
         env = substitute(self.me["env"], endpoints)
         host, port = endpoints[self.name]
         env["SUBMARINE_REPLICA_HOST"], env["SUBMARINE_REPLICA_PORT"] = host, str(port)
+        env = tensorboard_sync.absolute_env(env, os.getcwd())  # the replica runs in the job's folder
         argv = list(self.me["argv"])
         log = self.path(self.name, "log").open("ab")
         try:
+            self.tensorboard = tensorboard_sync.TensorBoardSync(
+                {**os.environ, **env}, self.name, os.getcwd(), stderr=_Appender(self.path(self.name, "log"))
+            )
             self.proc = subprocess.Popen(
                 argv,
                 env={**os.environ, **env},
@@ -193,6 +220,11 @@ class Task:
             return FINISHED
         return None
 
+    def upload(self, budget: float | None = None) -> None:
+        """Upload the replica's new TensorBoard files (never raises)."""
+        if self.tensorboard is not None:
+            self.tensorboard.sync(budget)
+
     def finish(self, code: int | None, stopped: str | None = None) -> None:
         data: dict[str, Any] = {"code": code}
         if stopped:
@@ -216,16 +248,23 @@ class Task:
                 return failed
             self.say("started on {}:{}".format(*endpoints[self.name]))
             assert self.proc is not None
+            next_upload = time.monotonic() + tensorboard_sync.INTERVAL
             while True:
                 code = self.proc.poll()
                 if code is not None:
+                    self.upload(tensorboard_sync.FINAL_BUDGET)
                     self.finish(code)
                     return code if code >= 0 else 128 - code
                 why = self.verdict()
                 if why is not None:
                     self.say(f"stopping: {why}")
-                    self.finish(self.stop(), why)
+                    stopped = self.stop()
+                    self.upload(tensorboard_sync.FINAL_BUDGET)
+                    self.finish(stopped, why)
                     return 0
+                if time.monotonic() >= next_upload:
+                    self.upload()
+                    next_upload = time.monotonic() + tensorboard_sync.INTERVAL
                 time.sleep(POLL_INTERVAL)
         except Stop:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the stop short

@@ -227,6 +227,7 @@ def test_the_batch_script_is_valid_bash_with_everything_inline(tmp_path: Path) -
     assert "def main(" in request.script and '"argv"' in request.script and "#SBATCH" not in request.script
     # The task entry imports the placeholder scheme from its folder: the script writes both files.
     assert "cat > slurm_task.py <<" in request.script and "cat > rendezvous.py <<" in request.script
+    assert "cat > tensorboard_sync.py <<" in request.script
     assert "def render_env(" in request.script
 
 
@@ -297,20 +298,23 @@ def test_slurmrestd_answers_read_as_unreachable_or_rejected(tmp_path: Path) -> N
 
 def _run_tasks(job_dir: Path, replicas: list[dict], timeout: float = 30) -> list[int]:
     """Run the task entry for every replica at once, as the job's srun would (SLURM_PROCID = rank):
-    copies of runtimes/slurm_task.py and runtimes/rendezvous.py in the job's folder, run as a file."""
+    copies of runtimes/slurm_task.py, rendezvous.py and tensorboard_sync.py in the job's folder, run
+    as a file."""
     import os
     import shutil
     import sys
 
-    from runtimes import rendezvous, slurm_task
+    from runtimes import rendezvous, slurm_task, tensorboard_sync
 
     (job_dir / "tasks.json").write_text(json.dumps({"rendezvous_timeout": 0.5, "replicas": replicas}))
     shutil.copy(slurm_task.__file__, job_dir / "slurm_task.py")
     shutil.copy(rendezvous.__file__, job_dir / "rendezvous.py")
+    shutil.copy(tensorboard_sync.__file__, job_dir / "tensorboard_sync.py")
     procs = [
         subprocess.Popen(
             [sys.executable, str(job_dir / "slurm_task.py"), str(job_dir)],
             env={**os.environ, "SLURM_PROCID": str(rank), "SLURMD_NODENAME": "node-a"},
+            cwd=job_dir,  # the batch script's `cd "$job_dir"`
             stdout=subprocess.DEVNULL,
         )
         for rank in range(len(replicas))

@@ -58,9 +58,16 @@ def test_points_are_stored_once_with_their_replica(db: Database) -> None:
     run_id = new_run(db)
     batch = [Point("loss", 1.0, 10, 0), Point("loss", 1.0, 10, 0), Point("loss", 0.5, 11, 1)]
     db.call(lambda s: metrics.log_points(s, run_id, batch, "worker-1"))
-    db.call(lambda s: metrics.log_points(s, run_id, batch[:1], "worker-0"))  # a retry: nothing new
+    db.call(lambda s: metrics.log_points(s, run_id, batch[:1], "worker-1"))  # a retry: nothing new
+    # Another replica logging the very same value at the same step and millisecond (an
+    # all-reduced loss) is a point of its own.
+    db.call(lambda s: metrics.log_points(s, run_id, batch[:1], "worker-0"))
     points = read(db, lambda c: metrics.metric_history(c, run_id, "loss"))
-    assert [(p.step, p.value, p.replica) for p in points] == [(0, 1.0, "worker-1"), (1, 0.5, "worker-1")]
+    assert sorted((p.step, p.value, p.replica) for p in points) == [
+        (0, 1.0, "worker-0"),
+        (0, 1.0, "worker-1"),
+        (1, 0.5, "worker-1"),
+    ]
 
 
 def test_special_values_and_the_latest_rule(db: Database) -> None:

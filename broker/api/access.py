@@ -10,7 +10,7 @@ sbk_…``; a missing, unknown or revoked token is a 401 envelope. The token is c
 database on every request (one primary-key read), so a revocation binds every broker at once.
 
 A browser cannot set headers on a page it opens or on a WebSocket, so under :data:`COOKIE_PATHS`
-(what a browser opens itself: the notebook proxy) the token may come in the ``HttpOnly``,
+(what a browser opens itself: the notebook and TensorBoard proxies) the token may come in the ``HttpOnly``,
 ``SameSite=Strict`` cookie the sign-in page sets; anywhere else, the REST API included, the cookie
 is no credential. A request the cookie or ``auth: none`` would let through is refused (403) when it
 changes something (any method but GET, HEAD and OPTIONS, or a WebSocket) and its ``Origin`` is
@@ -43,7 +43,7 @@ from broker.tracking.run_tokens import PREFIX as RUN_TOKEN_PREFIX
 #: The cookie a browser carries the API token in (it cannot set headers on a WebSocket).
 TOKEN_COOKIE = "submarine_broker_token"
 #: Where the cookie is a credential: what a browser opens itself. The one list: a browser UI joins it.
-COOKIE_PATHS = ("/notebook/",)
+COOKIE_PATHS = ("/notebook/", "/tensorboard/")
 #: What a replica's run token (:mod:`broker.tracking.run_tokens`) may reach: the tracking APIs.
 RUN_TOKEN_PATHS = (
     "/api/2.0/mlflow/",

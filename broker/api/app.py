@@ -24,6 +24,7 @@ from broker.api import (
     policy,
     signin,
     submarine_tracking,
+    tensorboard,
     tokens,
     users,
 )
@@ -74,6 +75,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *mlflow_artifacts.routes,
             *mlflow.routes,
             *submarine_tracking.routes,
+            *tensorboard.routes,
         ],
         middleware=[Middleware(AuthenticationMiddleware), Middleware(NulGuardMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},

@@ -7,11 +7,10 @@ tracking server (its base URL is ``MLFLOW_TRACKING_URI``), and lists artifacts f
 
 from __future__ import annotations
 
-import importlib.util
-
 from starlette.requests import Request
 from starlette.routing import Route
 
+from broker.api import tensorboard
 from broker.api.access import guard_of
 from broker.api.envelope import EnvelopeResponse, ok
 from broker.tracking.model import TrackingRun
@@ -30,8 +29,9 @@ async def mlflow_info(request: Request) -> EnvelopeResponse:
 
 
 async def tensorboard_info(request: Request) -> EnvelopeResponse:
-    """``{available, url}``: TensorBoard is available where its package is installed."""
-    available = importlib.util.find_spec("tensorboard") is not None
+    """``{available, url}``: TensorBoard is available where its package is installed; an
+    experiment's is at ``<url><experiment id>/`` (:mod:`broker.api.tensorboard`)."""
+    available = tensorboard.installed()
     return ok({"available": available, "url": f"{_base(request)}/tensorboard/" if available else ""})
 
 

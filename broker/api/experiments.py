@@ -111,6 +111,7 @@ async def delete(request: Request) -> EnvelopeResponse:
     if purge:
         broker = request.app.state.broker
         await purge_runs(broker.db, broker.artifacts, row.id)
+        await broker.tensorboards.forget(row.id)
     return ok(experiment_json(row))
 
 

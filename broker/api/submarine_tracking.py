@@ -105,7 +105,7 @@ def _points(
             "id": experiment_id,
             "key": r.key,
             "value": None if r.is_nan else _finite(r.value),
-            "workerIndex": r.replica,
+            "workerIndex": r.replica or None,
             "timestamp": r.timestamp,
             "step": r.step,
             "isNan": r.is_nan,

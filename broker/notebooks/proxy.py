@@ -149,11 +149,14 @@ class NotebookProxy:
         """Close the pooled upstream connections."""
         await self._client.aclose()
 
-    async def forward_http(self, request: Request, upstream: Upstream) -> Response:
-        """Forward ``request`` to ``upstream``; failures become 4xx/502/504 envelopes, never a 500."""
+    async def forward_http(
+        self, request: Request, upstream: Upstream, *, label: str | None = None
+    ) -> Response:
+        """Forward ``request`` to ``upstream``; failures become 4xx/502/504 envelopes, never a 500.
+        ``label`` names the upstream in them (default: the notebook the path names)."""
         if (refusal := self._refusal(request)) is not None:
             return refusal
-        label = _label(request)
+        label = label or _label(request)
         try:
             answer = await self._client.send(self._upstream_request(request, upstream), stream=True)
         except _BodyTooLarge:

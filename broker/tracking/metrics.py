@@ -133,7 +133,7 @@ def log_points(session: Session, run_id: str, points: Sequence[Point], replica: 
             p.timestamp,
             0.0 if nan else p.value,
             nan,
-            replica,
+            replica or "",
             p.model_id,
             p.dataset_name,
             p.dataset_digest,
@@ -180,13 +180,13 @@ def metric_history(
             METRIC.c.key, METRIC.c.value, METRIC.c.is_nan, METRIC.c.timestamp, METRIC.c.step, METRIC.c.replica
         )
         .where(METRIC.c.run_id == run_id, METRIC.c.key == key)
-        .order_by(METRIC.c.step, METRIC.c.timestamp, METRIC.c.value, METRIC.c.is_nan)
+        .order_by(METRIC.c.step, METRIC.c.timestamp, METRIC.c.value, METRIC.c.is_nan, METRIC.c.replica)
         .offset(offset)
     )
     if limit is not None:
         statement = statement.limit(limit)
     return [
-        StoredPoint(r.key, _value(r.value, r.is_nan), r.timestamp, r.step, r.replica, run_id)
+        StoredPoint(r.key, _value(r.value, r.is_nan), r.timestamp, r.step, r.replica or None, run_id)
         for r in conn.execute(statement)
     ]
 

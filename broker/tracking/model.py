@@ -2,7 +2,8 @@
 runs the broker opens itself, the workload attempt a run records.
 
 Times are epoch milliseconds (MLflow's unit on the wire), so nothing converts on the hot paths.
-A metric point's primary key is the whole point (run, key, step, timestamp, value, NaN flag): a
+A metric point's primary key is the whole point (run, key, step, timestamp, value, NaN flag,
+replica): a
 point sent twice (the client retries; ``log_model`` re-sends a run's metrics) is stored once, and
 the key's order is the index that metric history reads. ``tracking_latest_metric`` keeps each
 run's newest value per key (MLflow's rule: highest step, then timestamp, then value) for
@@ -99,7 +100,9 @@ class TrackingTag(Base):
 
 class TrackingMetric(Base):
     """One metric point. NaN is stored as value 0 with ``is_nan``; ±Infinity as itself.
-    ``replica`` is the replica that logged it (``worker-1``), when a run token said so."""
+    ``replica`` is the replica that logged it (``worker-1``), when a run token said so, else "".
+    It is part of the key: replicas of a data-parallel run log the same all-reduced loss at the
+    same step, often in the same millisecond, and each point is its own."""
 
     __tablename__ = "tracking_metric"
 
@@ -111,7 +114,7 @@ class TrackingMetric(Base):
     timestamp: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     value: Mapped[float] = mapped_column(Float, primary_key=True)
     is_nan: Mapped[bool] = mapped_column(Boolean, primary_key=True)
-    replica: Mapped[str | None] = mapped_column(String(64), default=None)
+    replica: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     model_id: Mapped[str | None] = mapped_column(String(64), default=None)
     dataset_name: Mapped[str | None] = mapped_column(String(500), default=None)
     dataset_digest: Mapped[str | None] = mapped_column(String(36), default=None)

@@ -61,6 +61,7 @@ from clusters.local.processes import (
 )
 from clusters.local.users import Account, NoSuchUser
 from runtimes.plan import ZERO, LaunchPlan, ReplicaPlan, Resources, StaticAddressing
+from runtimes.tensorboard_sync import absolute_env
 
 #: The directory holding the ``clusters`` package, from which the supervisor imports it.
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
@@ -264,6 +265,7 @@ class LocalAdapter(ClusterAdapter):
         env = replica_environment(
             replica.env, passthrough=self.config.env_passthrough, user=user, home=cwd if user else None
         )
+        env = absolute_env(env, str(cwd))  # SUBMARINE_TENSORBOARD_LOG_DIR in the replica's folder
         launch = {
             "argv": list(replica.argv),
             "env": env,

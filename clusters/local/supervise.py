@@ -16,6 +16,12 @@ a replica running as another user can neither forge them nor read its siblings' 
 
 If ``D/cancelled`` exists once the pid file is written, the replica is not started at all: the
 adapter writes that marker before it signals, so a cancel racing a launch never misses it.
+
+While the child runs, every :data:`~runtimes.tensorboard_sync.INTERVAL` seconds, and once more
+after it has ended (before the exit record, while the run token still works), the supervisor
+uploads the replica's TensorBoard folder (:mod:`runtimes.tensorboard_sync`, with the token of
+the launch environment; only files the run-as user owns). An upload failure is a line in the
+replica's log, never the supervisor's end.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ import subprocess
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from clusters.local.processes import group_members, pid_record, read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from runtimes.tensorboard_sync import TensorBoardSync
 
 #: Seconds the child's leftovers get between SIGTERM and SIGKILL once the child has ended.
 LEFTOVER_GRACE = 2.0
@@ -61,6 +70,7 @@ class _Supervisor:
         self.argv: list[str] = []
         self.child: subprocess.Popen[bytes] | None = None
         self.signal: int | None = None
+        self.tensorboard: TensorBoardSync | None = None
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.signal = signum
@@ -114,16 +124,60 @@ class _Supervisor:
             return self._refuse(126, f"cannot run ({exc.strerror or exc})")
         if self.signal is not None:  # arrived between the check above and the child's start
             self.on_signal(self.signal, None)
-        code = self.child.wait()
+        self.tensorboard = _tensorboard(launch, self.replica, cwd)
+        code = self._wait(self.child)
         _stop_leftovers()
+        self._upload(final=True)
         self.finish(code)
         return 0
+
+    def _wait(self, child: subprocess.Popen[bytes]) -> int:
+        """The child's exit code, uploading its TensorBoard files meanwhile."""
+        if self.tensorboard is None:
+            return child.wait()
+        interval = _sync_interval()
+        while True:
+            try:
+                return child.wait(timeout=interval)
+            except subprocess.TimeoutExpired:
+                self._upload(final=False)
+
+    def _upload(self, *, final: bool) -> None:
+        if self.tensorboard is None:
+            return
+        try:
+            from runtimes.tensorboard_sync import FINAL_BUDGET
+
+            self.tensorboard.sync(FINAL_BUDGET if final else None)
+        except Exception as exc:  # noqa: BLE001 - the exit record matters more than the upload
+            print(f"submarine-broker: tensorboard upload failed: {exc!r}", file=sys.stderr, flush=True)
 
     def _refuse(self, code: int, reason: str, *, show: str | None = None) -> int:
         what = show if show is not None else self.argv[0]
         print(f"{reason}: {what}", file=sys.stderr, flush=True)
         self.finish(code, f"{reason}: {what!r}")
         return 0
+
+
+def _sync_interval() -> float:
+    from runtimes.tensorboard_sync import INTERVAL
+
+    return INTERVAL
+
+
+def _tensorboard(launch: dict[str, Any], replica: str, cwd: str) -> TensorBoardSync | None:
+    """The uploader of the replica's TensorBoard folder, or None (no tracking environment, or
+    the module cannot be loaded: the replica runs as it would without it)."""
+    try:
+        from runtimes.tensorboard_sync import TensorBoardSync
+
+        env = {str(k): str(v) for k, v in (launch.get("env") or {}).items()}
+        user = launch.get("user")
+        sync = TensorBoardSync(env, replica, cwd, owner=int(user["uid"]) if user else None)
+        return sync if sync.enabled else None
+    except Exception as exc:  # noqa: BLE001 - never a reason not to supervise
+        print(f"submarine-broker: no tensorboard upload: {exc!r}", file=sys.stderr, flush=True)
+        return None
 
 
 def _stop_leftovers() -> None:

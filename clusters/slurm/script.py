@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtimes import rendezvous, slurm_task
+from runtimes import rendezvous, slurm_task, tensorboard_sync
 from runtimes.plan import LaunchPlan
 
 #: The first word of every job comment this broker writes (the origin marker of the orphan sweep).
@@ -144,6 +144,7 @@ def batch_script(
     document = json.dumps(tasks_document(plan, rendezvous_timeout), indent=1, sort_keys=True)
     entry = Path(slurm_task.__file__).read_text()
     scheme = Path(rendezvous.__file__).read_text()
+    uploader = Path(tensorboard_sync.__file__).read_text()
     replicas = ", ".join(r.name for r in plan.replicas)
     return (
         "#!/bin/bash\n"
@@ -159,6 +160,7 @@ def batch_script(
         + "umask 022\n"
         + _heredoc("slurm_task.py", entry)
         + _heredoc("rendezvous.py", scheme)
+        + _heredoc("tensorboard_sync.py", uploader)
         + 'echo "$SLURM_JOB_ID" > job_id\n'
         "export SLURM_EXPORT_ENV=ALL  # the tasks inherit this environment (sbatch had --export=NONE)\n"
         f'{shlex.join(srun)} {shlex.quote(python)} slurm_task.py "$job_dir"\n'

@@ -133,12 +133,12 @@ def upgrade() -> None:
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("is_nan", sa.Boolean(), nullable=False),
-        sa.Column("replica", sa.String(length=64), nullable=True),
+        sa.Column("replica", sa.String(length=64), nullable=False),
         sa.Column("model_id", sa.String(length=64), nullable=True),
         sa.Column("dataset_name", sa.String(length=500), nullable=True),
         sa.Column("dataset_digest", sa.String(length=36), nullable=True),
         sa.ForeignKeyConstraint(["run_id"], ["tracking_run.run_id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("run_id", "key", "step", "timestamp", "value", "is_nan"),
+        sa.PrimaryKeyConstraint("run_id", "key", "step", "timestamp", "value", "is_nan", "replica"),
     )
     op.create_table(
         "tracking_param",
