@@ -9,7 +9,7 @@ the other threads' merged, each sorted by own time and by cumulative time.
 
 cProfile roughly doubles the cost of Python-heavy code, so read shares, not absolute times.
 
-    python bench/tracking_profile.py --workload batch [--seconds 10] [--lines 25] [--keep]
+    python bench/tracking_profile.py --workload batch|single|history|search|create [--seconds 10] [--lines 25]
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ def drive(server: tracking.Server, workload: str, seconds: float, points: int, r
             took, read = tracking.timed(tracking.read_history, server, run_id, "raw")
             print(f"history: {len(read)} points in {took:.3f} s")
         return
+    if workload == "create":  # runs/create + a 10-metric log-batch per run, 8 threads
+        took, _ = tracking.timed(tracking.seed, server, experiment_id, "search", runs, "api")
+        print(f"create: {runs} runs through the API in {took:.1f} s")
+        return
     tracking.seed(server, experiment_id, "search", runs, "store")
     for _ in range(3):
         took, found = tracking.timed(
@@ -113,7 +117,9 @@ def report(out: Path, lines: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=("batch", "single", "history", "search"), default="batch")
+    parser.add_argument(
+        "--workload", choices=("batch", "single", "history", "search", "create"), default="batch"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--history-points", type=int, default=100_000)
     parser.add_argument("--search-runs", type=int, default=10_000)
