@@ -15,6 +15,7 @@ precision both keep it).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,58 @@ def _insert(session: Session | Connection) -> Any:
     return postgresql.insert if name == "postgresql" else sqlite.insert
 
 
+#: The columns of the point rows :func:`log_points` builds, in their order.
+_POINT_COLUMNS = (
+    "run_id",
+    "key",
+    "step",
+    "timestamp",
+    "value",
+    "is_nan",
+    "replica",
+    "model_id",
+    "dataset_name",
+    "dataset_digest",
+)
+#: SQLite's insert of the points, run at the driver: SQLAlchemy's building and type processing of
+#: each row's parameters on the way to ``executemany`` cost about as much CPU as SQLite's own work
+#: on a 1,000-point batch, and sqlite3 takes the tuples as they are.
+_SQLITE_INSERT_POINTS = (
+    f"INSERT INTO {METRIC.name} ({', '.join(_POINT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_POINT_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
+
+#: PostgreSQL's (psycopg's) insert of the points: one statement over a column of arrays each, where
+#: ``executemany`` runs the insert once per point (a 1,000-point batch about 2x faster).
+_POSTGRES_INSERT_POINTS = (
+    f"INSERT INTO {METRIC.name} ({', '.join(_POINT_COLUMNS)}) SELECT * FROM unnest("
+    "%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::float8[], %s::boolean[], "
+    "%s::text[], %s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING"
+)
+
+
+@functools.cache
+def _point_statements(dialect: str) -> tuple[Any, Any]:
+    """The points' insert and the latest-metric upsert of :func:`log_points` for ``dialect``, built
+    once: building them (the upsert's ``excluded`` columns above all) cost more CPU than running
+    them does for a single point."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upsert = insert(LATEST)
+    excluded = upsert.excluded
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[LATEST.c.run_id, LATEST.c.key],
+        set_={
+            "step": excluded.step,
+            "timestamp": excluded.timestamp,
+            "value": excluded.value,
+            "is_nan": excluded.is_nan,
+        },
+        where=tuple_(excluded.step, excluded.timestamp, excluded.value)
+        > tuple_(LATEST.c.step, LATEST.c.timestamp, LATEST.c.value),
+    )
+    return insert(METRIC).on_conflict_do_nothing(), upsert
+
+
 def _order(point: Point) -> tuple[int, int, float]:
     return (point.step, point.timestamp, 0.0 if math.isnan(point.value) else point.value)
 
@@ -81,23 +134,31 @@ def log_points(session: Session, run_id: str, points: Sequence[Point], replica: 
     if not points:
         return
     rows = [
-        {
-            "run_id": run_id,
-            "key": p.key,
-            "step": p.step,
-            "timestamp": p.timestamp,
-            "value": 0.0 if math.isnan(p.value) else p.value,
-            "is_nan": math.isnan(p.value),
-            "replica": replica or "",
-            "model_id": p.model_id,
-            "dataset_name": p.dataset_name,
-            "dataset_digest": p.dataset_digest,
-        }
+        (
+            run_id,
+            p.key,
+            p.step,
+            p.timestamp,
+            0.0 if nan else p.value,
+            nan,
+            replica or "",
+            p.model_id,
+            p.dataset_name,
+            p.dataset_digest,
+        )
         for p in points
+        for nan in (math.isnan(p.value),)
     ]
-    insert = _insert(session)
     conn = session.connection()
-    conn.execute(insert(METRIC).on_conflict_do_nothing(), rows)
+    insert_points, upsert_latest = _point_statements(conn.dialect.name)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SQLITE_INSERT_POINTS, rows)
+    elif conn.dialect.driver == "psycopg":
+        conn.exec_driver_sql(
+            _POSTGRES_INSERT_POINTS, tuple(list(column) for column in zip(*rows, strict=True))
+        )
+    else:
+        conn.execute(insert_points, [dict(zip(_POINT_COLUMNS, row, strict=True)) for row in rows])
     newest: dict[str, Point] = {}
     for point in points:
         best = newest.get(point.key)
@@ -114,20 +175,7 @@ def log_points(session: Session, run_id: str, points: Sequence[Point], replica: 
         }
         for p in newest.values()
     ]
-    statement = insert(LATEST)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=[LATEST.c.run_id, LATEST.c.key],
-        set_={
-            "step": excluded.step,
-            "timestamp": excluded.timestamp,
-            "value": excluded.value,
-            "is_nan": excluded.is_nan,
-        },
-        where=tuple_(excluded.step, excluded.timestamp, excluded.value)
-        > tuple_(LATEST.c.step, LATEST.c.timestamp, LATEST.c.value),
-    )
-    conn.execute(statement, latest)
+    conn.execute(upsert_latest, latest)
 
 
 def _value(value: float, is_nan: bool) -> float:

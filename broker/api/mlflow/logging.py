@@ -36,13 +36,21 @@ MAX_BULK_RUNS = 100
 MAX_BULK_POINTS = 2500
 
 
-def _point(item: dict[str, Any], field: str) -> Point:
+def _point(item: dict[str, Any], field: str, checked_keys: set[str] | None = None) -> Point:
+    """``item`` as a point; a key found in ``checked_keys`` (this batch's, already checked) is not
+    checked again, any other is, and is added there: a batch has a few keys for many points."""
+
     def optional(name: str, limit: int) -> str | None:
         value = item.get(name)
         return None if value in (None, "") else check_value(value, f"{field}{name}", limit, truncate=False)
 
+    key = item.get("key")
+    if checked_keys is None or not (isinstance(key, str) and key in checked_keys):
+        key = check_key(key, f"{field}key")
+        if checked_keys is not None:
+            checked_keys.add(key)
     return Point(
-        key=check_key(item.get("key"), f"{field}key"),
+        key=key,
         value=as_double(item.get("value"), f"{field}value"),
         timestamp=as_int64(item.get("timestamp"), f"{field}timestamp"),
         step=as_int64(item.get("step"), f"{field}step", default=0),
@@ -99,7 +107,8 @@ async def log_batch(request: Request, args: Args) -> dict[str, Any]:
     raw_params = args.objects("params")
     raw_tags = args.objects("tags")
     check_batch_sizes(len(raw_metrics), len(raw_params), len(raw_tags))
-    points = [_point(item, f"metrics[{i}].") for i, item in enumerate(raw_metrics)]
+    checked_keys: set[str] = set()
+    points = [_point(item, f"metrics[{i}].", checked_keys) for i, item in enumerate(raw_metrics)]
     params = params_of(args)
     tags = tags_of(args)
     replica = _replica(request)
