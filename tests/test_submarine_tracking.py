@@ -5,6 +5,7 @@ and what deleting an experiment keeps (everything, unless ``?purge=true``)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,11 @@ def test_deleting_keeps_the_run_and_artifacts_unless_purged(tmp_path: Path) -> N
         gone = api(broker, "GET", "/api/2.0/mlflow/runs/get", params={"run_id": uids[purged]})
         assert gone.status_code == 404
         assert api(broker, "GET", "/api/metric", params={"id": purged}).json()["result"] == []
+        with sqlite3.connect(broker.data_dir / "broker.db") as conn:  # nothing left behind the API either
+            left = conn.execute("SELECT COUNT(*) FROM tracking_metric WHERE run_id = ?", (uids[purged],))
+            assert left.fetchone() == (0,)
+            kept_points = conn.execute("SELECT COUNT(*) FROM tracking_metric WHERE run_id = ?", (uids[kept],))
+            assert kept_points.fetchone() == (4,)
         experiment = run.json()["run"]["info"]["experiment_id"]
         listing = api(
             broker,

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from broker.tracking.model import TrackingRun
+from broker.tracking.model import TrackingMetric, TrackingRun
 
 
 async def purge_runs(db: Any, artifacts: Any, workload_id: str) -> int:
@@ -27,5 +27,11 @@ async def purge_runs(db: Any, artifacts: Any, workload_id: str) -> int:
         await artifacts.delete(folder)
     ids = [run_id for run_id, _ in found]
     if ids:
-        await db.run(lambda s: s.execute(delete(TrackingRun).where(TrackingRun.run_id.in_(ids))))
+
+        def remove(session: Session) -> None:
+            # Points first: they have no foreign key to cascade from (see TrackingMetric).
+            session.execute(delete(TrackingMetric).where(TrackingMetric.run_id.in_(ids)))
+            session.execute(delete(TrackingRun).where(TrackingRun.run_id.in_(ids)))
+
+        await db.run(remove)
     return len(found)

@@ -137,7 +137,6 @@ def upgrade() -> None:
         sa.Column("model_id", sa.String(length=64), nullable=True),
         sa.Column("dataset_name", sa.String(length=500), nullable=True),
         sa.Column("dataset_digest", sa.String(length=36), nullable=True),
-        sa.ForeignKeyConstraint(["run_id"], ["tracking_run.run_id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", "key", "step", "timestamp", "value", "is_nan", "replica"),
     )
     op.create_table(
