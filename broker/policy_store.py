@@ -72,10 +72,21 @@ def _changes(
 
 
 def _write(
-    session: Session, author: str, added: list[str], removed: list[str], ptypes: dict[str, str], message: str
+    session: Session,
+    author: str,
+    added: list[str],
+    removed: list[str],
+    ptypes: dict[str, str],
+    message: str,
+    *,
+    based_on: int,
 ) -> None:
-    """Record a revision and change the live lines (texts, so a broken line can still be removed)."""
-    revision = current_revision(session) + 1
+    """Record revision ``based_on + 1`` and change the live lines (texts, so a broken line can
+    still be removed). ``based_on`` is the revision read *before* the live lines the change was
+    decided on: an edit committed in between then holds that number, and this one fails and retries
+    on what it changed (statements read what is committed when each runs, not at the transaction's
+    start, so reading the revision last would miss it and decide on stale lines)."""
+    revision = based_on + 1
     session.add(
         PolicyRevision(
             revision=revision, author=author, at=now(), added=added, removed=removed, message=message
@@ -92,10 +103,12 @@ def _apply(
     session: Session, author: str, *, add: list[PolicyLine], remove: list[PolicyLine], message: str
 ) -> PolicySnapshot:
     """Add and remove lines as one revision (none when nothing would change); the live policy after."""
+    based_on = current_revision(session)
     live = set(session.scalars(select(PolicyLineRow.text)).all())
     added, removed = _changes(live, add, remove, replace=False)
     if added or removed:
-        _write(session, author, added, removed, {line.csv(): line.ptype for line in add}, message)
+        ptypes = {line.csv(): line.ptype for line in add}
+        _write(session, author, added, removed, ptypes, message, based_on=based_on)
     return snapshot(session)
 
 
@@ -165,12 +178,14 @@ class PolicyStore:
         message: str,
         replace: bool,
     ) -> PolicyEdit:
+        based_on = current_revision(session)
         live = set(session.scalars(select(PolicyLineRow.text)).all())
         added, removed = _changes(live, add, remove, replace=replace)
         if not added and not removed:
             return PolicyEdit(snapshot(session), [], [])
         refuse_lockout(session, self.auth, live, added, removed)
-        _write(session, author, added, removed, {line.csv(): line.ptype for line in add}, message)
+        ptypes = {line.csv(): line.ptype for line in add}
+        _write(session, author, added, removed, ptypes, message, based_on=based_on)
         return PolicyEdit(snapshot(session), added, removed)
 
     async def _edit(
@@ -227,11 +242,14 @@ def reset_policy(session: Session, lines: list[PolicyLine], *, source: str) -> P
     live lines as plain text and never parses them, so it works whatever state they are in, and it
     is not checked for a lockout (the default policy is what the operator chose to trust).
     """
+    based_on = current_revision(session)
     live = set(session.scalars(select(PolicyLineRow.text)).all())
     added, removed = _changes(live, lines, [], replace=True)
     if added or removed:
         ptypes = {line.csv(): line.ptype for line in lines}
-        _write(session, RECOVERY_AUTHOR, added, removed, ptypes, f"policy reset to {source}")
+        _write(
+            session, RECOVERY_AUTHOR, added, removed, ptypes, f"policy reset to {source}", based_on=based_on
+        )
     return PolicyEdit(snapshot(session), added, removed)
 
 

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from broker.accounts import add_user, create_token
+from broker.api.access import COOKIE_PATHS
 from tests.inprocess import InProcessBroker
 from tests.run_as import remove_tree, scratch_dir
 from tests.support import python_spec
@@ -95,14 +96,17 @@ def test_sign_in_sets_a_strict_http_only_cookie_on_the_notebook_paths(secured) -
     form = {"token": tokens["alice"], "next": "/notebook/vision/lab-one/lab?reset"}
     answer = call(broker, "POST", "/login", data=form, headers={"Origin": SAME})
     assert answer.status_code == 303 and answer.headers["location"] == "/notebook/vision/lab-one/lab?reset"
-    [set_cookie] = answer.headers.get_list("set-cookie")
-    attributes = [part.strip().lower() for part in set_cookie.split(";")]
-    assert attributes[0] == f"submarine_broker_token={tokens['alice']}".lower()
-    assert {"httponly", "samesite=strict", "path=/notebook/"} <= set(attributes)
-    assert "secure" not in attributes  # plain HTTP here; see below for HTTPS
-    assert not any(
-        a.startswith(("max-age", "expires", "domain")) for a in attributes
-    )  # this session, this host
+    cookies = answer.headers.get_list("set-cookie")
+    assert len(cookies) == len(COOKIE_PATHS)  # one per path a browser opens itself, none wider
+    for set_cookie, path in zip(cookies, COOKIE_PATHS, strict=True):
+        attributes = [part.strip().lower() for part in set_cookie.split(";")]
+        assert attributes[0] == f"submarine_broker_token={tokens['alice']}".lower()
+        assert {"httponly", "samesite=strict", f"path={path}"} <= set(attributes)
+        assert "secure" not in attributes  # plain HTTP here; see below for HTTPS
+        assert not any(
+            a.startswith(("max-age", "expires", "domain")) for a in attributes
+        )  # this session, this host
+    assert "/notebook/" in COOKIE_PATHS
 
     over_tls = broker.run(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=broker.app), base_url="https://broker").post(
