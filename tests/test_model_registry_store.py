@@ -17,7 +17,7 @@ from tests.registry_support import World, open_database, run
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from open_database(request, tmp_path)
+    yield from open_database(request.param, request, tmp_path)
 
 
 @pytest.fixture
