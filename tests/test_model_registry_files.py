@@ -173,3 +173,35 @@ def test_the_artifact_api_serves_versions_read_only(tmp_path: Path) -> None:
         assert broker.get(f"{API}/{root}/data/w.bin").content == b"weights"  # nothing was changed
     finally:
         broker.close()
+
+
+def test_the_copies_work_on_s3_too(tmp_path: Path) -> None:
+    """The same walk, copy-once, read and removal on the S3 backend (moto's server)."""
+    import uuid
+
+    from broker.artifacts.s3 import S3Store
+    from tests.moto_s3 import moto_server, s3_client
+
+    (tmp_path / "moto").mkdir()
+    with moto_server(tmp_path / "moto") as url:
+        client = s3_client(url)
+        bucket = f"registry-{uuid.uuid4().hex[:12]}"
+        client.create_bucket(Bucket=bucket)
+        store = S3Store(bucket, prefix="broker", client=client)
+        for path, data in {
+            "1/r/m/MLmodel": b"m",
+            "1/r/m/a/w.bin": b"w" * 2_000_000,
+            "1/r/m/b/w.bin": b"w" * 2_000_000,
+        }.items():
+            run(store.put(path, chunks_of(data)))
+        found = run(files.walk(store, "1/r/m"))
+        assert found == files.Found(["MLmodel", "a/w.bin", "b/w.bin"])
+        stored, written = run(files.copy_in(store, "1/r/m", found))
+        assert written == {sha(b"m"), sha(b"w" * 2_000_000)}
+        again, rewritten = run(files.copy_in(store, "1/r/m", found))
+        assert again == stored and rewritten == set()
+        run(store.delete("1/r"))
+        assert run(read_all(store, files.blob_path(sha(b"m")))) == (1, b"m")
+        run(files.remove_blobs(store, written))
+        assert not run(files.has_blob(store, sha(b"m")))
+        assert run(files.walk(store, "1/r/m/MLmodel")) == files.Found([])
