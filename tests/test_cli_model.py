@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.registry_support import model_folder
+from tests.model_folders import model_folder
 from tests.support import Broker
 
 

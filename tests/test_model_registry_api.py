@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.registry_support import auth, model_folder
+from tests.model_folders import auth, model_folder
 from tests.support import Broker
 from tests.test_permissions import make_users
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.registry_support import model_folder
+from tests.model_folders import model_folder
 from tests.support import Broker
 from tests.test_submarine_sdk import SCRIPT_TIMEOUT, sdk_python  # noqa: F401 - the venv fixture
 
