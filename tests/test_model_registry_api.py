@@ -28,9 +28,13 @@ class Api:
         return getattr(self.http, name)
 
 
-@pytest.fixture(scope="module")
-def teams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, dict[str, Api]]]:
-    broker = Broker(tmp_path_factory.mktemp("registry"), auth="token")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def teams(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Broker, dict[str, Api]]]:
+    """A token broker (on each database) with alice (vision), bob (nlp), carol (no team), root (admin)."""
+    url = request.getfixturevalue("pg_module_url") if request.param == "postgres" else None
+    broker = Broker(tmp_path_factory.mktemp(f"registry-{request.param}"), auth="token", database_url=url)
     tokens = make_users(broker)
     broker.start()
     users = {name: Api(broker, token) for name, token in tokens.items()}
@@ -86,6 +90,10 @@ def test_bad_input_is_a_clear_envelope(teams) -> None:
     new_model(alice, "bad-input")
     message = refused(alice.post("/registered-model", json={"name": "bad-input"}), 409)
     assert "bad-input" in message
+    new_model(alice, "bad-input-2")
+    refused(alice.patch("/registered-model/bad-input-2", json={"name": "bad-input"}), 409)
+    refused(alice.patch("/registered-model/bad-input-2", json={"name": ""}), 400, "name")
+    refused(alice.patch("/registered-model/bad-input-2", json={"description": 7}), 400, "description")
 
     empty = model_folder(broker.url, alice.token, experiment="no-description", description={})
     refused(
@@ -117,6 +125,13 @@ def test_bad_input_is_a_clear_envelope(teams) -> None:
     )
     refused(alice.post("/registered-model/tag", params={"name": "bad-input"}), 400, "tag")
     refused(alice.delete("/registered-model/tag", params={"name": "bad-input", "tag": "never-set"}), 404)
+    refused(
+        alice.delete(
+            "/model-version/tag", params={"name": "bad-input", "version": version, "tag": "never-set"}
+        ),
+        404,
+    )
+    refused(alice.get("/model-version/bad-input/99999999999999999999999"), 400, "version")
     assert result(alice.get(f"/model-version/bad-input/{version}"))["currentStage"] == "None"
 
 
