@@ -1,0 +1,143 @@
+"""MLflow's registered-model endpoints (``registered-models/*``, aliases included) on the broker's
+model registry (:mod:`broker.model_registry`); see ../shared/reference/mlflow-rest.md §4.6.
+
+A replica's run token may only add versions of its own run (``model-versions/create``, which
+creates the model when it is missing): ``registered-models/create`` by a run token creates
+nothing and answers ``RESOURCE_ALREADY_EXISTS``, which is what lets the client's
+``register_model`` and ``log_model(registered_model_name=...)`` go on to that call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from broker.api.mlflow.common import page_size
+from broker.api.mlflow.registry_common import (
+    caller,
+    model_json,
+    name_of,
+    registry,
+    registry_endpoint,
+    tag_of,
+    tags_in,
+    version_json,
+    version_of,
+)
+from broker.api.mlflow.request import Args
+from broker.api.mlflow_errors import MlflowError
+from broker.tracking.validation import check_key
+
+MAX_SEARCH = 1000
+
+
+@registry_endpoint
+async def create(request: Request, args: Args) -> dict[str, Any]:
+    who = caller(request)
+    name = name_of(args)
+    tags = tags_in(args)
+    description = args.text("description", default="") or ""
+    if who.scope is not None:
+        raise MlflowError(
+            "RESOURCE_ALREADY_EXISTS",
+            f"A run token does not create registered models by itself: model-versions/create of its "
+            f"own run creates '{name[:200]}' with its first version",
+        )
+    model = await registry(request).create_model(who, name, description=description, tags=tags)
+    return {"registered_model": model_json(model)}
+
+
+@registry_endpoint
+async def get(request: Request, args: Args) -> dict[str, Any]:
+    model = await registry(request).get_model(caller(request), name_of(args))
+    return {"registered_model": model_json(model)}
+
+
+@registry_endpoint
+async def update(request: Request, args: Args) -> dict[str, Any]:
+    """PATCH: the description (MLflow reads a missing one as empty)."""
+    name = name_of(args)
+    description = args.text("description", default="") or ""
+    model = await registry(request).update_model(caller(request), name, description=description)
+    return {"registered_model": model_json(model)}
+
+
+@registry_endpoint
+async def rename(request: Request, args: Args) -> dict[str, Any]:
+    name = name_of(args)
+    new_name = name_of(args, "new_name")
+    model = await registry(request).update_model(caller(request), name, new_name=new_name)
+    return {"registered_model": model_json(model)}
+
+
+@registry_endpoint
+async def delete(request: Request, args: Args) -> dict[str, Any]:
+    await registry(request).delete_model(caller(request), name_of(args))
+    return {}
+
+
+@registry_endpoint
+async def search(request: Request, args: Args) -> dict[str, Any]:
+    limit = page_size(args, "max_results", 100, MAX_SEARCH)
+    page = await registry(request).search_models(
+        caller(request),
+        filter=args.text("filter") or None,
+        order_by=args.texts("order_by"),
+        max_results=limit,
+        page_token=args.text("page_token") or None,
+    )
+    answer: dict[str, Any] = {"registered_models": [model_json(m) for m in page.items]}
+    if page.next_page_token:
+        answer["next_page_token"] = page.next_page_token
+    return answer
+
+
+@registry_endpoint
+async def latest_versions(request: Request, args: Args) -> dict[str, Any]:
+    """POST (and GET): the newest version per stage asked, every stage when none is."""
+    name = name_of(args)
+    found = await registry(request).latest_versions(caller(request), name, args.texts("stages"))
+    return {"model_versions": [version_json(v) for v in found]}
+
+
+@registry_endpoint
+async def set_tag(request: Request, args: Args) -> dict[str, Any]:
+    name = name_of(args)
+    key, value = tag_of(args)
+    await registry(request).set_model_tag(caller(request), name, key, value)
+    return {}
+
+
+@registry_endpoint
+async def delete_tag(request: Request, args: Args) -> dict[str, Any]:
+    name = name_of(args)
+    key = check_key(args.raw("key"), "key")
+    await registry(request).delete_model_tag(caller(request), name, key)
+    return {}
+
+
+# aliases --------------------------------------------------------------------------------------
+@registry_endpoint
+async def set_alias(request: Request, args: Args) -> dict[str, Any]:
+    name = name_of(args)
+    alias = args.required("alias")
+    version = version_of(args)
+    await registry(request).set_alias(caller(request), name, alias, version)
+    return {}
+
+
+@registry_endpoint
+async def delete_alias(request: Request, args: Args) -> dict[str, Any]:
+    name = name_of(args)
+    alias = args.required("alias")
+    await registry(request).delete_alias(caller(request), name, alias)
+    return {}
+
+
+@registry_endpoint
+async def get_by_alias(request: Request, args: Args) -> dict[str, Any]:
+    name = name_of(args)
+    alias = args.required("alias")
+    version = await registry(request).version_by_alias(caller(request), name, alias)
+    return {"model_version": version_json(version)}
