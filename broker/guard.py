@@ -48,3 +48,19 @@ class Guard:
         if hidden:
             raise NotFound(what or f"Not found: {obj}")
         raise Forbidden(f"{self.user} may not {action} {obj} in namespace {namespace}")
+
+    def require_explained(self, namespace: str, obj: str, action: str) -> None:
+        """403 unless allowed; when a deny line decided, the message names it (and the policy
+        revision), so a user told "no" knows which rule to ask about."""
+        if self.may(namespace, obj, action):
+            return
+        message = f"{self.user} may not {action} {obj} in namespace {namespace}"
+        explain = getattr(self.authorizer, "explain", None)
+        if explain is not None:
+            found = explain(self.user, namespace, obj, action)
+            if found.denied_by_line:
+                revision = f" (policy revision {found.revision})" if found.revision is not None else ""
+                message += f": denied by policy line '{found.matched[0].csv()}'{revision}"
+            else:
+                message += ": no policy line allows it"
+        raise Forbidden(message)

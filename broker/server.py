@@ -27,6 +27,7 @@ from broker.config.loader import cluster_files, load_cluster_file
 from broker.config.models import BrokerConfig, NotebooksConfig
 from broker.experiments.service import ExperimentService
 from broker.ids import IdGenerator
+from broker.model_registry.service import ModelRegistry
 from broker.notebooks.proxy import NotebookProxy
 from broker.notebooks.runtime import NotebookRuntime
 from broker.notebooks.service import NotebookService
@@ -76,6 +77,8 @@ class BrokerContext:
     artifacts: ArtifactStore
     #: The TensorBoard processes serving experiments' event files (under ``data_dir/tensorboard``).
     tensorboards: TensorBoards
+    #: Registered models and their immutable versions (files copied into ``artifacts``).
+    models: ModelRegistry
     artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
 
 
@@ -234,6 +237,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         run_tokens,
         artifacts,
         TensorBoards(config.data_dir / "tensorboard"),
+        ModelRegistry(db, artifacts),
     )
 
 

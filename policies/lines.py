@@ -32,8 +32,10 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "p2": ("dom", "obj", "weight"),
     "g": ("user", "role", "dom"),
 }
-ACTIONS = frozenset({"submit", "read", "write", "logs", "kill", "delete", "place", "edit", "admin"})
-OBJECT_KINDS = frozenset({"experiment", "notebook", "cluster", "policy", "user", "tracking"})
+ACTIONS = frozenset(
+    {"submit", "read", "write", "logs", "kill", "delete", "place", "edit", "admin", "promote"}
+)
+OBJECT_KINDS = frozenset({"experiment", "notebook", "cluster", "policy", "user", "tracking", "model"})
 WORKLOAD_KINDS = frozenset({"experiment", "notebook"})
 EFFECTS = frozenset({"allow", "deny"})
 

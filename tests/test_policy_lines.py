@@ -199,7 +199,9 @@ def test_default_policy_file_is_valid() -> None:
             assert f"p, member, *, {kind}/*, {act}, allow" in texts
     for act in ("read", "write"):
         assert f"p, member, *, tracking/*, {act}, allow" in texts
-    assert len(texts) == len(lines) == 16
+    for act in ("read", "edit", "promote", "delete"):
+        assert f"p, member, *, model/*, {act}, allow" in texts
+    assert len(texts) == len(lines) == 20
 
 
 def test_model_is_package_data() -> None:

@@ -69,9 +69,13 @@ def test_migrations_create_every_table_and_are_repeatable(db: Database) -> None:
         "tracking_run",
         "tracking_metric",
         "tracking_latest_metric",
+        "registry_model",
+        "registry_version",
+        "registry_version_file",
+        "registry_event",
     } <= tables
     upgrade(db.engine)  # a second run changes nothing and does not fail
-    assert current_revision(db.engine) == "0007"
+    assert current_revision(db.engine) == "0008"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

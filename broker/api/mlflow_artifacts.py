@@ -1,7 +1,10 @@
 """``/api/2.0/mlflow-artifacts``: MLflow's proxied artifact API (upload, download, list, delete).
 
 The MLflow client sends ``mlflow-artifacts:/<path>`` URIs here (../shared/reference/mlflow-rest.md
-§4.5, §6), so it never needs storage credentials. Bodies stream both ways: an upload goes from
+§4.5, §6), so it never needs storage credentials. Paths under ``registry/<model_key>/<version>``
+are the model registry's read-only view of a version's files (what a version's download URI
+names): listed and read through :class:`~broker.model_registry.service.ModelRegistry` (read on the
+model), never written or deleted. Bodies stream both ways: an upload goes from
 the request to the store as it arrives (no body limit applies, nothing buffers it whole) and a
 download from the store to the socket. Errors are MLflow-shaped; bad input is a 4xx, never a 5xx
 (the client retries those for minutes).
@@ -19,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from broker.api.mlflow_errors import MlflowError, mlflow_error
+from broker.api.registry_caller import caller_of
 from broker.artifacts.gate import ArtifactGate
 from broker.artifacts.store import (
     ArtifactNotFound,
@@ -27,6 +31,8 @@ from broker.artifacts.store import (
     InvalidArtifactPath,
     clean_path,
 )
+from broker.errors import ApiError
+from broker.model_registry.records import REGISTRY_VIEW
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,13 @@ log = logging.getLogger(__name__)
 PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
 
 Handler = Callable[[Request], Awaitable[Response]]
+_CODES = {
+    400: "INVALID_PARAMETER_VALUE",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    409: "RESOURCE_ALREADY_EXISTS",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
 
 
 def _mlflow_shaped(handler: Handler) -> Handler:
@@ -45,6 +58,8 @@ def _mlflow_shaped(handler: Handler) -> Handler:
             return await handler(request)
         except MlflowError as exc:
             return exc.response()
+        except ApiError as exc:
+            return mlflow_error(_CODES.get(exc.code, "INVALID_PARAMETER_VALUE"), exc.message, exc.code)
         except InvalidArtifactPath as exc:
             return mlflow_error("INVALID_PARAMETER_VALUE", str(exc))
         except ArtifactNotFound as exc:
@@ -69,10 +84,29 @@ def _path(request: Request) -> str:
     return clean_path(request.path_params["path"])
 
 
+def _registry_view(path: str) -> tuple[int, int, str] | None:
+    """``(model_key, version, rest)`` of a path in the registry's view, None for any other path;
+    404 for a path under ``registry`` that names no version."""
+    head, _, rest = path.partition("/")
+    if head != REGISTRY_VIEW:
+        return None
+    key, _, rest = rest.partition("/")
+    version, _, rest = rest.partition("/")
+    if not (key.isdigit() and version.isdigit() and len(key) <= 18 and len(version) <= 9):
+        raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"no artifact at '{path}'")
+    return int(key), int(version), rest
+
+
+def _immutable(path: str) -> None:
+    if _registry_view(path) is not None:
+        raise MlflowError("PERMISSION_DENIED", f"registered model versions are immutable: '{path}'")
+
+
 @_mlflow_shaped
 async def upload(request: Request) -> Response:
     """PUT: the raw body is the file; any earlier file at the path is replaced whole."""
     path = _path(request)
+    _immutable(path)
     await _gate(request).check(request, path, write=True)
     size = await _store(request).put(path, request.stream())
     log.info("artifact %s stored (%d bytes)", path, size)
@@ -86,8 +120,12 @@ async def download(request: Request) -> Response:
     if request.path_params["path"] == "":
         return await listing(request)
     path = _path(request)
-    await _gate(request).check(request, path, write=False)
-    blob = await _store(request).open(path)
+    view = _registry_view(path)
+    if view is not None:
+        blob = await request.app.state.broker.models.open_file(caller_of(request), *view)
+    else:
+        await _gate(request).check(request, path, write=False)
+        blob = await _store(request).open(path)
     media_type = mimetypes.guess_type(path.rsplit("/", 1)[-1])[0] or "application/octet-stream"
     headers = {"Content-Length": str(blob.size)} if blob.size is not None else None
     return StreamingResponse(blob.chunks, media_type=media_type, headers=headers)
@@ -99,8 +137,12 @@ async def listing(request: Request) -> Response:
     folder or a file (MLflow's answer)."""
     raw = request.query_params.get("path", "")
     path = clean_path(raw, folder=True)
-    await _gate(request).check(request, path, write=False)
-    files = await _store(request).list(path)
+    view = _registry_view(path)
+    if view is not None:
+        files = await request.app.state.broker.models.list_files(caller_of(request), *view)
+    else:
+        await _gate(request).check(request, path, write=False)
+        files = await _store(request).list(path)
     return JSONResponse({"files": [f.to_json() for f in files]} if files else {})
 
 
@@ -108,6 +150,7 @@ async def listing(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     """DELETE: the file, or the folder with everything in it; ``{}`` also when nothing was there."""
     path = _path(request)
+    _immutable(path)
     await _gate(request).check(request, path, write=True)
     await _store(request).delete(path)
     return JSONResponse({})

@@ -24,7 +24,7 @@ from broker.api.access import guard_of
 from broker.api.mlflow_errors import MlflowError, not_found
 from broker.guard import Guard
 from broker.tracking.model import DEFAULT_EXPERIMENT_ID, TrackingExperiment, TrackingLoggedModel, TrackingRun
-from broker.tracking.scope import run_scope
+from broker.tracking.scope import RunScope, run_scope
 
 #: The experiment-level folders that hold no run: logged models and traces.
 MODELS = "models"
@@ -62,28 +62,35 @@ class TrackingArtifactGate:
     """The default :class:`ArtifactGate`: the rule above, read from the tracking tables."""
 
     async def check(self, request: Request, path: str, *, write: bool) -> None:
-        segments = path.split("/") if path else []
         guard = guard_of(request)
         scope = run_scope(request)
-        if not segments:  # the root lists every experiment: only for who may read them all
-            if scope is None and not write and guard.may("*", "tracking/*", "read"):
-                return
-            raise _denied(path)
-        experiment = segments[0]
-        if not experiment.isdigit() or len(experiment) > _MAX_ID_DIGITS:
-            raise _denied(path)
         db = request.app.state.broker.db
-        owner = await db.read(lambda conn: _owner_of(conn, int(experiment), segments[1:]))
-        if owner is None:
-            raise _denied(path)
-        if scope is not None:
-            # A replica's token: its run's folder and its run's models, nothing else.
-            if owner.kind not in ("run", "model") or owner.experiment_id != scope.experiment_id:
-                raise _denied(path)
-            if owner.run_id != scope.run_id:
-                raise _denied(path)
+        await db.read(lambda conn: decide(conn, guard, scope, path, write=write))
+
+
+def decide(conn: Connection, guard: Guard, scope: RunScope | None, path: str, *, write: bool) -> None:
+    """The rule above for one caller (``guard``, and ``scope`` for a run token) and one path:
+    returns when allowed, raises :class:`MlflowError` as :class:`ArtifactGate` says. The model
+    registry asks it too, for a version's source."""
+    segments = path.split("/") if path else []
+    if not segments:  # the root lists every experiment: only for who may read them all
+        if scope is None and not write and guard.may("*", "tracking/*", "read"):
             return
-        _require(guard, owner, path, write=write)
+        raise _denied(path)
+    experiment = segments[0]
+    if not experiment.isdigit() or len(experiment) > _MAX_ID_DIGITS:
+        raise _denied(path)
+    owner = _owner_of(conn, int(experiment), segments[1:])
+    if owner is None:
+        raise _denied(path)
+    if scope is not None:
+        # A replica's token: its run's folder and its run's models, nothing else.
+        if owner.kind not in ("run", "model") or owner.experiment_id != scope.experiment_id:
+            raise _denied(path)
+        if owner.run_id != scope.run_id:
+            raise _denied(path)
+        return
+    _require(guard, owner, path, write=write)
 
 
 def _require(guard: Guard, owner: _Owner, path: str, *, write: bool) -> None:

@@ -22,16 +22,62 @@ the same transaction as the change; deleting a model keeps its events.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, TypeVar, cast
 
-from broker.artifacts.store import ArtifactBlob, ArtifactStore, FileInfo
-from broker.errors import ApiError
-from broker.guard import Guard
+from sqlalchemy import Connection, CursorResult, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from broker.artifacts.store import (
+    ArtifactBlob,
+    ArtifactNotFound,
+    ArtifactStore,
+    ArtifactStoreUnavailable,
+    FileInfo,
+    InvalidArtifactPath,
+    clean_path,
+)
+from broker.errors import ApiError, BadRequest, Conflict, NotFound
+from broker.guard import Forbidden, Guard
+from broker.model_registry import checks, files, history, records, search
+from broker.model_registry.access import (
+    DELETE,
+    EDIT,
+    PROMOTE,
+    READ,
+    actor_of,
+    may_read,
+    model_missing,
+    model_object,
+    readable,
+    require,
+    unscoped,
+)
+from broker.model_registry.records import ALIAS, FILE, MODEL, MODEL_TAG, VERSION, VERSION_TAG
+from broker.model_registry.sources import (
+    Resolved,
+    lineage_of,
+    readable_logged_model,
+    readable_run,
+    resolve,
+)
+from broker.model_registry.stages import ARCHIVED, LIVE, NONE, PRODUCTION, canonical_stage
 from broker.model_registry.views import HistoryEvent, ModelView, VersionView
 from broker.store.database import Database
+from broker.tracking import paging, runs
+from broker.tracking.experiments import now_ms
 from broker.tracking.scope import RunScope
+from broker.workloads.model import Workload
+
+T = TypeVar("T")
+#: Tries of a version's insert that lost a race for its number (PostgreSQL).
+VERSION_TRIES = 5
+#: The largest ``description.json`` read (it holds two short fields).
+MAX_DESCRIPTION_JSON = 1024 * 1024
 
 
 class NotAcceptable(ApiError):
@@ -47,6 +93,9 @@ class Caller:
     scope: RunScope | None = None
     #: Where a model this caller creates belongs when the request names no namespace.
     home_namespace: str = "default"
+    #: The ``host[:port]`` the request reached the broker at: an ``http(s)://`` source must name
+    #: it (None: any host's artifact API path is taken as this broker's).
+    server_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,12 +106,62 @@ class Page:
     next_page_token: str | None
 
 
+def version_missing(name: str, version: int) -> NotFound:
+    return NotFound(f"Model Version (name={name}, version={version}) not found")
+
+
+def _named(model_key: int, name: str, namespace: str) -> Any:
+    """What an event records about a model (as it is at the change)."""
+    return SimpleNamespace(model_key=model_key, name=name, namespace=namespace)
+
+
+def _touch(session: Session, model_key: int, stamp: int) -> None:
+    session.execute(update(MODEL).where(MODEL.c.model_key == model_key).values(last_updated_time=stamp))
+
+
+def _home(conn: Connection | Session, caller: Caller) -> str:
+    """Where a new model of ``caller`` goes: a run token's run's namespace, else their home."""
+    if caller.scope is not None:
+        run = runs.get(conn, caller.scope.run_id)
+        if run is not None:
+            return str(run.namespace)
+    return caller.home_namespace
+
+
+@dataclass
+class _Plan:
+    """What a version will be made of, decided before its files are copied."""
+
+    resolved: Resolved
+    namespace: str  # of the model (to be created, for ``create_model``)
+    from_files: list[Any]
+    logged_model_id: str | None
+    lineage: dict[str, Any]
+
+
 class ModelRegistry:
     """Registered models and versions on ``db``, version files on ``artifacts``."""
 
     def __init__(self, db: Database, artifacts: ArtifactStore) -> None:
         self.db = db
         self.artifacts = artifacts
+
+    # plumbing ---------------------------------------------------------------------------------
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        return await self.db.read(fn)
+
+    async def _write(self, fn: Callable[[Session], T]) -> T:
+        return await self.db.run(fn)
+
+    async def _model(self, caller: Caller, name: str, action: str = READ) -> Any:
+        return await self._read(lambda c: require(caller, records.model_named(c, name), action, name=name))
+
+    async def _collect(self, shas: Sequence[str]) -> None:
+        """Remove the blobs of ``shas`` no version references any more."""
+        if not shas:
+            return
+        still = await self._read(lambda c: records.referenced(c, shas))
+        await files.remove_blobs(self.artifacts, [s for s in shas if s not in still])
 
     # registered models ------------------------------------------------------------------------
     async def create_model(
@@ -75,10 +174,65 @@ class ModelRegistry:
         tags: Sequence[tuple[str, str]] = (),
     ) -> ModelView:
         """A new model (``edit`` on ``model/<name>`` in ``namespace``, default the caller's home)."""
-        raise NotImplementedError
+        name = checks.name(name)
+        description = checks.text(description or "", "description", checks.MAX_DESCRIPTION)
+        wanted_tags = checks.tags(tags)
+        if namespace is not None:
+            checks.namespace(namespace)
+
+        def write(session: Session) -> ModelView:
+            home = _home(session, caller)
+            if caller.scope is not None and namespace is not None and namespace != home:
+                raise Forbidden("a run token creates models only in its run's namespace")
+            chosen = checks.namespace(namespace or home)
+            caller.guard.require_explained(chosen, model_object(name), EDIT)
+            row = self._insert_model(session, caller, name, chosen, description, wanted_tags)
+            return records.model_views(session, [row])[0]
+
+        try:
+            return await self._write(write)
+        except IntegrityError:
+            raise _duplicate(name) from None
+
+    def _insert_model(
+        self,
+        session: Session,
+        caller: Caller,
+        name: str,
+        namespace: str,
+        description: str,
+        tags: dict[str, str],
+    ) -> Any:
+        if records.model_named(session, name) is not None:
+            raise _duplicate(name)
+        stamp = now_ms()
+        inserted = session.execute(
+            MODEL.insert().values(
+                name=name,
+                namespace=namespace,
+                user_id=caller.guard.user,
+                description=description,
+                creation_time=stamp,
+                last_updated_time=stamp,
+            )
+        )
+        primary = cast(CursorResult[Any], inserted).inserted_primary_key
+        assert primary is not None
+        key = primary[0]
+        if tags:
+            session.execute(
+                MODEL_TAG.insert(), [{"model_key": key, "key": k, "value": v} for k, v in tags.items()]
+            )
+        row = records.model_keyed(session, int(key))
+        history.record(session, row, actor_of(caller), history.MODEL_CREATED, to_value=name, at=stamp)
+        return row
 
     async def get_model(self, caller: Caller, name: str) -> ModelView:
-        raise NotImplementedError
+        def read(conn: Connection) -> ModelView:
+            row = readable(caller, records.model_named(conn, name), name)
+            return records.model_views(conn, [row])[0]
+
+        return await self._read(read)
 
     async def search_models(
         self,
@@ -93,7 +247,21 @@ class ModelRegistry:
         (``name``, ``name LIKE/ILIKE``, ``tags.<k>``/``tag.<k>`` =, !=, LIKE, ILIKE, joined by
         AND); ``order_by``: ``name``, ``creation_timestamp``, ``last_updated_timestamp`` with
         ASC/DESC. Page items are :class:`ModelView`."""
-        raise NotImplementedError
+        offset = search.check_page(max_results, page_token, search.MAX_MODELS)
+
+        def read(conn: Connection) -> Page:
+            rows, more = search.search_models(
+                conn,
+                filter_text=filter,
+                order_by=order_by,
+                visible=lambda r: may_read(caller, r.namespace, r.name),
+                offset=offset,
+                limit=max_results,
+            )
+            token = paging.next_token(offset, len(rows), max_results, more)
+            return Page(list(records.model_views(conn, rows)), token)
+
+        return await self._read(read)
 
     async def update_model(
         self,
@@ -104,19 +272,151 @@ class ModelRegistry:
         description: str | None = None,
     ) -> ModelView:
         """Rename and/or describe (``edit``); a rename to a taken name is 409."""
-        raise NotImplementedError
+        if new_name is not None:
+            new_name = checks.name(new_name, "new_name")
+        if description is not None:
+            description = checks.text(description, "description", checks.MAX_DESCRIPTION)
+
+        def write(session: Session) -> ModelView:
+            row = require(caller, records.model_named(session, name), EDIT, name=name)
+            actor = actor_of(caller)
+            stamp = now_ms()
+            current = row.name
+            if new_name is not None and new_name != row.name:
+                caller.guard.require_explained(row.namespace, model_object(new_name), EDIT)
+                if records.model_named(session, new_name) is not None:
+                    raise _duplicate(new_name)
+                session.execute(update(MODEL).where(MODEL.c.model_key == row.model_key).values(name=new_name))
+                current = new_name
+                history.record(
+                    session,
+                    _named(row.model_key, new_name, row.namespace),
+                    actor,
+                    history.MODEL_RENAMED,
+                    from_value=row.name,
+                    to_value=new_name,
+                    at=stamp,
+                )
+            if description is not None and description != row.description:
+                session.execute(
+                    update(MODEL).where(MODEL.c.model_key == row.model_key).values(description=description)
+                )
+                history.record(
+                    session,
+                    _named(row.model_key, current, row.namespace),
+                    actor,
+                    history.DESCRIPTION_CHANGED,
+                    from_value=row.description,
+                    to_value=description,
+                    at=stamp,
+                )
+            _touch(session, row.model_key, stamp)
+            return records.model_views(session, [records.model_keyed(session, row.model_key)])[0]
+
+        try:
+            return await self._write(write)
+        except IntegrityError:
+            raise _duplicate(new_name or name) from None
 
     async def delete_model(self, caller: Caller, name: str) -> None:
         """Delete the model and its versions (``delete``); 406 while a version is in Production.
         Files no other version shares are removed; the history stays."""
-        raise NotImplementedError
+
+        def write(session: Session) -> list[str]:
+            row = require(caller, records.model_named(session, name), DELETE, name=name)
+            live = session.execute(
+                select(VERSION.c.version).where(
+                    VERSION.c.model_key == row.model_key, VERSION.c.stage == PRODUCTION
+                )
+            ).first()
+            if live is not None:
+                raise NotAcceptable(
+                    f"Registered model {name} has version {live.version} in {PRODUCTION}: move it to "
+                    f"another stage (e.g. {ARCHIVED}) before deleting the model"
+                )
+            shas = list(
+                session.execute(
+                    select(FILE.c.sha256).where(FILE.c.model_key == row.model_key).distinct()
+                ).scalars()
+            )
+            count = len(records.versions_of(session, row.model_key))
+            history.record(
+                session,
+                row,
+                actor_of(caller),
+                history.MODEL_DELETED,
+                from_value=row.name,
+                message=f"{count} version(s) deleted with it",
+            )
+            session.execute(delete(MODEL).where(MODEL.c.model_key == row.model_key))
+            return shas
+
+        await self._collect(await self._write(write))
 
     async def set_model_tag(self, caller: Caller, name: str, key: str, value: str) -> None:
-        raise NotImplementedError
+        key = checks.tag_key(key)
+        value = checks.tag_value(value)
+
+        def write(session: Session) -> None:
+            row = require(caller, records.model_named(session, name), EDIT, name=name)
+            old = session.execute(
+                select(MODEL_TAG.c.value).where(
+                    MODEL_TAG.c.model_key == row.model_key, MODEL_TAG.c.key == key
+                )
+            ).scalar()
+            if old == value:
+                return
+            if old is None:
+                session.execute(MODEL_TAG.insert().values(model_key=row.model_key, key=key, value=value))
+            else:
+                session.execute(
+                    update(MODEL_TAG)
+                    .where(MODEL_TAG.c.model_key == row.model_key, MODEL_TAG.c.key == key)
+                    .values(value=value)
+                )
+            stamp = now_ms()
+            _touch(session, row.model_key, stamp)
+            history.record(
+                session,
+                row,
+                actor_of(caller),
+                history.MODEL_TAG_SET,
+                from_value=old,
+                to_value=value,
+                message=f"tag {key}",
+                at=stamp,
+            )
+
+        await self._write(write)
 
     async def delete_model_tag(self, caller: Caller, name: str, key: str) -> None:
         """404 when the model has no such tag."""
-        raise NotImplementedError
+
+        def write(session: Session) -> None:
+            row = require(caller, records.model_named(session, name), EDIT, name=name)
+            old = session.execute(
+                select(MODEL_TAG.c.value).where(
+                    MODEL_TAG.c.model_key == row.model_key, MODEL_TAG.c.key == key
+                )
+            ).scalar()
+            if old is None:
+                raise NotFound(f"No tag with key '{key}' on registered model {name}")
+            session.execute(
+                delete(MODEL_TAG).where(MODEL_TAG.c.model_key == row.model_key, MODEL_TAG.c.key == key)
+            )
+            stamp = now_ms()
+            _touch(session, row.model_key, stamp)
+            history.record(
+                session,
+                row,
+                actor_of(caller),
+                history.MODEL_TAG_DELETED,
+                from_value=old,
+                message=f"tag {key}",
+                at=stamp,
+            )
+
+        await self._write(write)
 
     # versions ---------------------------------------------------------------------------------
     async def create_version(
@@ -140,7 +440,196 @@ class ModelRegistry:
         artifact path. The caller must be able to read what the source names; anything else
         (``s3://``, ``file://``, another server) is 400 naming ``source``. Lineage is read from
         the source run. ``create_model`` creates the model first when missing (run tokens)."""
-        raise NotImplementedError
+        name = checks.name(name)
+        description = checks.text(description or "", "description", checks.MAX_DESCRIPTION)
+        wanted_tags = checks.tags(tags)
+        run_link = checks.text(run_link or "", "run_link")
+
+        def plan(conn: Connection) -> _Plan:
+            namespace = self._may_add_version(conn, caller, name, create_model)
+            resolved = resolve(conn, caller, source, server_host=caller.server_host)
+            lineage = dict(resolved.lineage or {})
+            if run_id:
+                run = readable_run(conn, caller, run_id, "run_id")
+                if not lineage.get("run_id"):
+                    lineage = lineage_of(conn, run)
+            logged = resolved.logged_model_id
+            if model_id:
+                logged = readable_logged_model(conn, caller, model_id, "model_id").model_id
+            from_files = records.files_of(conn, *resolved.from_version) if resolved.from_version else []
+            return _Plan(resolved, namespace, from_files, logged, lineage)
+
+        chosen = await self._read(plan)
+        return await self._make_version(
+            caller,
+            name,
+            chosen,
+            field="source",
+            create_model=create_model,
+            columns={
+                "source": source,
+                "description": description,
+                "run_link": run_link,
+            },
+            tags=wanted_tags,
+        )
+
+    def _may_add_version(
+        self, conn: Connection | Session, caller: Caller, name: str, create_model: bool
+    ) -> str:
+        """The namespace of the model a version is added to, once the caller may ``edit`` it."""
+        row = records.model_named(conn, name)
+        if row is None:
+            if not create_model:
+                raise model_missing(name)
+            namespace = _home(conn, caller)
+            caller.guard.require_explained(namespace, model_object(name), EDIT)
+            return namespace
+        readable(caller, row, name)
+        caller.guard.require_explained(row.namespace, model_object(name), EDIT)
+        return str(row.namespace)
+
+    async def _make_version(
+        self,
+        caller: Caller,
+        name: str,
+        plan: _Plan,
+        *,
+        field: str,
+        create_model: bool,
+        columns: dict[str, Any],
+        tags: dict[str, str],
+    ) -> VersionView:
+        """Copy the planned files in, then write the version (retrying a lost race for its
+        number); blobs this wrote are removed again when no version is made."""
+        resolved = plan.resolved
+        found = files.Found([])
+        root = resolved.root or ""
+        written: set[str] = set()
+        logged = plan.logged_model_id
+        if resolved.from_version is not None:
+            stored = [files.StoredFile(f.path, f.sha256, f.size) for f in plan.from_files]
+        else:
+            found = await self._walk(root, field)
+            if not found.paths and resolved.fallback:
+                root = resolved.fallback
+                found = await self._walk(root, field)
+                logged = logged or resolved.fallback_model_id
+            if not found.paths:
+                raise BadRequest(f"{field}: no files at '{root}' to register", field=field)
+            stored, written = await self._copy(root, found, field)
+        if not stored:
+            raise BadRequest(f"{field}: the version to copy holds no files", field=field)
+
+        def write(session: Session) -> VersionView:
+            row = records.model_named(session, name)
+            if row is None:
+                if not create_model:
+                    raise model_missing(name)
+                row = self._insert_model(session, caller, name, plan.namespace, "", {})
+            else:
+                readable(caller, row, name)
+                caller.guard.require_explained(row.namespace, model_object(name), EDIT)
+            number = records.highest_version(session, row.model_key) + 1
+            stamp = now_ms()
+            lineage = plan.lineage
+            session.execute(
+                VERSION.insert().values(
+                    model_key=row.model_key,
+                    version=number,
+                    user_id=caller.guard.user,
+                    stage=NONE,
+                    logged_model_id=logged,
+                    run_id=lineage.get("run_id"),
+                    tracking_experiment_id=lineage.get("tracking_experiment_id"),
+                    workload_id=lineage.get("workload_id"),
+                    cluster=lineage.get("cluster"),
+                    datasets=lineage.get("datasets") or None,
+                    creation_time=stamp,
+                    last_updated_time=stamp,
+                    **columns,
+                )
+            )
+            session.execute(
+                FILE.insert(),
+                [
+                    {
+                        "model_key": row.model_key,
+                        "version": number,
+                        "path": f.path,
+                        "sha256": f.sha256,
+                        "size": f.size,
+                    }
+                    for f in stored
+                ],
+            )
+            if tags:
+                session.execute(
+                    VERSION_TAG.insert(),
+                    [
+                        {"model_key": row.model_key, "version": number, "key": k, "value": v}
+                        for k, v in tags.items()
+                    ],
+                )
+            _touch(session, row.model_key, stamp)
+            history.record(
+                session,
+                row,
+                actor_of(caller),
+                history.VERSION_CREATED,
+                version=number,
+                to_value=str(number),
+                message=f"from {str(columns['source'])[:1000]}",
+                at=stamp,
+            )
+            made = records.version_row(session, row.model_key, number)
+            return records.version_views(session, [row], [made])[0]
+
+        try:
+            view = await self._insert_version(write)
+        except BaseException:
+            await self._collect(sorted(written))
+            raise
+        if resolved.from_version is None:
+            reused = [f for f in stored if f.sha256 not in written]
+            await self._guarded(files.restore_missing(self.artifacts, root, found, reused), field)
+        return view
+
+    async def _insert_version(self, write: Callable[[Session], VersionView]) -> VersionView:
+        for attempt in range(VERSION_TRIES):
+            try:
+                return await self._write(write)
+            except IntegrityError:
+                if attempt == VERSION_TRIES - 1:
+                    raise Conflict(
+                        "the model's versions are being created by others too often; try again"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    async def _walk(self, root: str, field: str) -> files.Found:
+        return await self._guarded(files.walk(self.artifacts, root), field)
+
+    async def _copy(
+        self, root: str, found: files.Found, field: str
+    ) -> tuple[list[files.StoredFile], set[str]]:
+        return await self._guarded(files.copy_in(self.artifacts, root, found), field)
+
+    async def _guarded(self, work: Any, field: str) -> Any:
+        """Artifact-store failures while copying, as the user sees them."""
+        try:
+            return await work
+        except files.TooManyFiles as exc:
+            raise BadRequest(f"{field}: {exc}", field=field) from None
+        except files.SourceChanged as exc:
+            raise Conflict(f"{field}: {exc}; try again") from None
+        except ArtifactNotFound as exc:
+            raise Conflict(
+                f"{field}: a file went away while it was being registered ({exc}); try again"
+            ) from None
+        except InvalidArtifactPath as exc:
+            raise BadRequest(f"{field}: {exc}", field=field) from None
+        except ArtifactStoreUnavailable as exc:
+            raise ApiError(503, f"the artifact store is unavailable: {exc}") from None
 
     async def create_version_from_base_dir(
         self,
@@ -157,14 +646,97 @@ class ModelRegistry:
         (``id``, ``model_type``) from the artifact store (400 naming ``baseDir`` when missing or
         not JSON) and registers every file under ``base_dir``. ``experiment_id`` is a broker
         experiment (workload) id the caller may read, recorded as lineage."""
-        raise NotImplementedError
+        name = checks.name(name)
+        description = checks.text(description or "", "description", checks.MAX_DESCRIPTION)
+        wanted_tags = checks.tags([(t, "") for t in tags])
+        if dataset is not None:
+            dataset = checks.text(dataset, "dataset")
+
+        def plan(conn: Connection) -> _Plan:
+            unscoped(caller, "register a baseDir")
+            namespace = self._may_add_version(conn, caller, name, False)
+            resolved = resolve(conn, caller, base_dir, field="baseDir", server_host=caller.server_host)
+            if resolved.root is None:
+                raise BadRequest("baseDir: must be a folder of the artifact store", field="baseDir")
+            lineage = dict(resolved.lineage or {})
+            if experiment_id:
+                workload = conn.execute(
+                    select(Workload.id, Workload.namespace, Workload.cluster).where(
+                        Workload.id == experiment_id
+                    )
+                ).first()
+                if workload is None or not caller.guard.may(
+                    workload.namespace, f"experiment/{workload.id}", "read"
+                ):
+                    raise NotFound(f"experimentId: Not found experiment: {experiment_id}")
+                lineage["workload_id"] = workload.id
+                lineage["cluster"] = lineage.get("cluster") or workload.cluster
+            return _Plan(resolved, namespace, [], resolved.logged_model_id, lineage)
+
+        chosen = await self._read(plan)
+        root = chosen.resolved.root or ""
+        described = await self._description(f"{root}/description.json")
+        return await self._make_version(
+            caller,
+            name,
+            chosen,
+            field="baseDir",
+            create_model=False,
+            columns={
+                "source": base_dir,
+                "description": description,
+                "run_link": "",
+                "dataset": dataset,
+                "model_type": _short(described.get("model_type")),
+                "submarine_id": _short(described.get("id")),
+            },
+            tags=wanted_tags,
+        )
+
+    async def _description(self, path: str) -> dict[str, Any]:
+        try:
+            blob = await self.artifacts.open(path)
+        except ArtifactNotFound:
+            raise BadRequest(f"baseDir: no description.json at '{path}'", field="baseDir") from None
+        except ArtifactStoreUnavailable as exc:
+            raise ApiError(503, f"the artifact store is unavailable: {exc}") from None
+        data = bytearray()
+        try:
+            async for chunk in blob.chunks:
+                data += chunk
+                if len(data) > MAX_DESCRIPTION_JSON:
+                    raise BadRequest(
+                        f"baseDir: description.json is larger than {MAX_DESCRIPTION_JSON} bytes",
+                        field="baseDir",
+                    )
+        finally:
+            await blob.aclose()
+        try:
+            parsed = json.loads(bytes(data))
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest(f"baseDir: '{path}' is not JSON", field="baseDir") from None
+        if not isinstance(parsed, dict):
+            raise BadRequest(f"baseDir: '{path}' is not a JSON object", field="baseDir")
+        return parsed
 
     async def get_version(self, caller: Caller, name: str, version: int) -> VersionView:
-        raise NotImplementedError
+        def read(conn: Connection) -> VersionView:
+            row = readable(caller, records.model_named(conn, name), name)
+            found = records.version_row(conn, row.model_key, version)
+            if found is None:
+                raise version_missing(name, version)
+            return records.version_views(conn, [row], [found])[0]
+
+        return await self._read(read)
 
     async def list_versions(self, caller: Caller, name: str) -> list[VersionView]:
         """Every version of ``name``, oldest first."""
-        raise NotImplementedError
+
+        def read(conn: Connection) -> list[VersionView]:
+            row = readable(caller, records.model_named(conn, name), name)
+            return records.version_views(conn, [row], records.versions_of(conn, row.model_key))
+
+        return await self._read(read)
 
     async def search_versions(
         self,
@@ -178,13 +750,34 @@ class ModelRegistry:
         """Versions of the models the caller may read. ``filter``: ``name`` (=, LIKE, ILIKE),
         ``version_number``, ``run_id`` (= or IN), ``source_path``, ``current_stage``,
         ``tags.<k>``, joined by AND. Page items are :class:`VersionView`."""
-        raise NotImplementedError
+        offset = search.check_page(max_results, page_token, search.MAX_VERSIONS)
+
+        def read(conn: Connection) -> Page:
+            rows, models, more = search.search_versions(
+                conn,
+                filter_text=filter,
+                order_by=order_by,
+                visible=lambda r: may_read(caller, r.model_namespace, r.model_name),
+                offset=offset,
+                limit=max_results,
+            )
+            token = paging.next_token(offset, len(rows), max_results, more)
+            return Page(list(records.version_views(conn, models, rows)), token)
+
+        return await self._read(read)
 
     async def latest_versions(
         self, caller: Caller, name: str, stages: Sequence[str] = ()
     ) -> list[VersionView]:
         """The newest version per stage asked (every stage when none)."""
-        raise NotImplementedError
+        wanted = [canonical_stage(s, "stages") for s in stages]
+
+        def read(conn: Connection) -> list[VersionView]:
+            row = readable(caller, records.model_named(conn, name), name)
+            rows = records.latest_per_stage(records.versions_of(conn, row.model_key), wanted)
+            return records.version_views(conn, [row], rows)
+
+        return await self._read(read)
 
     async def update_version(
         self,
@@ -200,45 +793,376 @@ class ModelRegistry:
     ) -> VersionView:
         """Describe (``edit``) and/or move to ``stage`` (``promote``; Submarine's or MLflow's
         names). ``archive_existing`` moves the model's other versions in that stage to Archived."""
-        raise NotImplementedError
+        target = canonical_stage(stage) if stage is not None else None
+        if description is not None:
+            description = checks.text(description, "description", checks.MAX_DESCRIPTION)
+        if dataset is not None:
+            dataset = checks.text(dataset, "dataset")
+        message = checks.text(message or "", "message")
+
+        def write(session: Session) -> VersionView:
+            row = readable(caller, records.model_named(session, name), name)
+            found = records.version_row(session, row.model_key, version)
+            if found is None:
+                raise version_missing(name, version)
+            if target is not None:
+                require(caller, row, PROMOTE)
+            if description is not None or dataset is not None:
+                require(caller, row, EDIT)
+            actor = actor_of(caller)
+            stamp = now_ms()
+            changes: dict[str, Any] = {}
+            if description is not None and description != found.description:
+                changes["description"] = description
+                history.record(
+                    session,
+                    row,
+                    actor,
+                    history.DESCRIPTION_CHANGED,
+                    version=version,
+                    from_value=found.description,
+                    to_value=description,
+                    message=message,
+                    at=stamp,
+                )
+            if dataset is not None and dataset != found.dataset:
+                changes["dataset"] = dataset
+                history.record(
+                    session,
+                    row,
+                    actor,
+                    history.DATASET_CHANGED,
+                    version=version,
+                    from_value=found.dataset,
+                    to_value=dataset,
+                    message=message,
+                    at=stamp,
+                )
+            if target is not None and target != found.stage:
+                changes["stage"] = target
+                history.record(
+                    session,
+                    row,
+                    actor,
+                    history.STAGE_CHANGED,
+                    version=version,
+                    from_value=found.stage,
+                    to_value=target,
+                    message=message,
+                    at=stamp,
+                )
+            if target is not None and archive_existing and target in LIVE:
+                others = session.execute(
+                    select(VERSION.c.version, VERSION.c.stage)
+                    .where(
+                        VERSION.c.model_key == row.model_key,
+                        VERSION.c.stage == target,
+                        VERSION.c.version != version,
+                    )
+                    .order_by(VERSION.c.version)
+                ).all()
+                for other in others:
+                    session.execute(
+                        update(VERSION)
+                        .where(VERSION.c.model_key == row.model_key, VERSION.c.version == other.version)
+                        .values(stage=ARCHIVED, last_updated_time=stamp)
+                    )
+                    history.record(
+                        session,
+                        row,
+                        actor,
+                        history.STAGE_CHANGED,
+                        version=other.version,
+                        from_value=other.stage,
+                        to_value=ARCHIVED,
+                        message=f"archived: version {version} moved to {target}"
+                        + (f" ({message})" if message else ""),
+                        at=stamp,
+                    )
+            if changes:
+                session.execute(
+                    update(VERSION)
+                    .where(VERSION.c.model_key == row.model_key, VERSION.c.version == version)
+                    .values(last_updated_time=stamp, **changes)
+                )
+                _touch(session, row.model_key, stamp)
+            made = records.version_row(session, row.model_key, version)
+            return records.version_views(session, [row], [made])[0]
+
+        return await self._write(write)
 
     async def delete_version(self, caller: Caller, name: str, version: int) -> None:
         """Delete the version (``edit``) and its aliases; files no other version shares go too."""
-        raise NotImplementedError
+
+        def write(session: Session) -> list[str]:
+            row = require(caller, records.model_named(session, name), EDIT, name=name)
+            found = records.version_row(session, row.model_key, version)
+            if found is None:
+                raise version_missing(name, version)
+            actor = actor_of(caller)
+            stamp = now_ms()
+            aliases = (
+                session.execute(
+                    select(ALIAS.c.alias)
+                    .where(ALIAS.c.model_key == row.model_key, ALIAS.c.version == version)
+                    .order_by(ALIAS.c.alias)
+                )
+                .scalars()
+                .all()
+            )
+            for alias in aliases:
+                history.record(
+                    session,
+                    row,
+                    actor,
+                    history.ALIAS_DELETED,
+                    version=version,
+                    from_value=str(version),
+                    message=f"alias {alias}",
+                    at=stamp,
+                )
+            shas = [f.sha256 for f in records.files_of(session, row.model_key, version)]
+            history.record(
+                session,
+                row,
+                actor,
+                history.VERSION_DELETED,
+                version=version,
+                from_value=str(version),
+                message=f"stage was {found.stage}",
+                at=stamp,
+            )
+            session.execute(
+                delete(VERSION).where(VERSION.c.model_key == row.model_key, VERSION.c.version == version)
+            )
+            _touch(session, row.model_key, stamp)
+            return shas
+
+        await self._collect(await self._write(write))
 
     async def set_version_tag(self, caller: Caller, name: str, version: int, key: str, value: str) -> None:
-        raise NotImplementedError
+        key = checks.tag_key(key)
+        value = checks.tag_value(value)
+
+        def write(session: Session) -> None:
+            row = require(caller, records.model_named(session, name), EDIT, name=name)
+            if records.version_row(session, row.model_key, version) is None:
+                raise version_missing(name, version)
+            where = (
+                VERSION_TAG.c.model_key == row.model_key,
+                VERSION_TAG.c.version == version,
+                VERSION_TAG.c.key == key,
+            )
+            old = session.execute(select(VERSION_TAG.c.value).where(*where)).scalar()
+            if old == value:
+                return
+            if old is None:
+                session.execute(
+                    VERSION_TAG.insert().values(
+                        model_key=row.model_key, version=version, key=key, value=value
+                    )
+                )
+            else:
+                session.execute(update(VERSION_TAG).where(*where).values(value=value))
+            stamp = now_ms()
+            _touch(session, row.model_key, stamp)
+            history.record(
+                session,
+                row,
+                actor_of(caller),
+                history.VERSION_TAG_SET,
+                version=version,
+                from_value=old,
+                to_value=value,
+                message=f"tag {key}",
+                at=stamp,
+            )
+
+        await self._write(write)
 
     async def delete_version_tag(self, caller: Caller, name: str, version: int, key: str) -> None:
-        raise NotImplementedError
+        def write(session: Session) -> None:
+            row = require(caller, records.model_named(session, name), EDIT, name=name)
+            if records.version_row(session, row.model_key, version) is None:
+                raise version_missing(name, version)
+            where = (
+                VERSION_TAG.c.model_key == row.model_key,
+                VERSION_TAG.c.version == version,
+                VERSION_TAG.c.key == key,
+            )
+            old = session.execute(select(VERSION_TAG.c.value).where(*where)).scalar()
+            if old is None:
+                raise NotFound(f"No tag with key '{key}' on model version (name={name}, version={version})")
+            session.execute(delete(VERSION_TAG).where(*where))
+            stamp = now_ms()
+            _touch(session, row.model_key, stamp)
+            history.record(
+                session,
+                row,
+                actor_of(caller),
+                history.VERSION_TAG_DELETED,
+                version=version,
+                from_value=old,
+                message=f"tag {key}",
+                at=stamp,
+            )
+
+        await self._write(write)
 
     # aliases ----------------------------------------------------------------------------------
     async def set_alias(self, caller: Caller, name: str, alias: str, version: int) -> None:
         """Point ``alias`` at ``version`` (``edit``; moving it is one event, from -> to).
         Aliases match ``[\\w-]{1,255}``; ``latest`` and ``v<digits>`` are reserved (400)."""
-        raise NotImplementedError
+        alias = checks.alias(alias)
+
+        def write(session: Session) -> None:
+            row = require(caller, records.model_named(session, name), EDIT, name=name)
+            if records.version_row(session, row.model_key, version) is None:
+                raise version_missing(name, version)
+            old = records.alias_target(session, row.model_key, alias)
+            if old == version:
+                return
+            if old is None:
+                session.execute(ALIAS.insert().values(model_key=row.model_key, alias=alias, version=version))
+            else:
+                session.execute(
+                    update(ALIAS)
+                    .where(ALIAS.c.model_key == row.model_key, ALIAS.c.alias == alias)
+                    .values(version=version)
+                )
+            stamp = now_ms()
+            _touch(session, row.model_key, stamp)
+            history.record(
+                session,
+                row,
+                actor_of(caller),
+                history.ALIAS_SET,
+                version=version,
+                from_value=str(old) if old is not None else None,
+                to_value=str(version),
+                message=f"alias {alias}",
+                at=stamp,
+            )
+
+        await self._write(write)
 
     async def delete_alias(self, caller: Caller, name: str, alias: str) -> None:
-        raise NotImplementedError
+        def write(session: Session) -> None:
+            row = require(caller, records.model_named(session, name), EDIT, name=name)
+            old = records.alias_target(session, row.model_key, alias)
+            if old is None:
+                raise alias_missing(name, alias)
+            session.execute(delete(ALIAS).where(ALIAS.c.model_key == row.model_key, ALIAS.c.alias == alias))
+            stamp = now_ms()
+            _touch(session, row.model_key, stamp)
+            history.record(
+                session,
+                row,
+                actor_of(caller),
+                history.ALIAS_DELETED,
+                version=old,
+                from_value=str(old),
+                message=f"alias {alias}",
+                at=stamp,
+            )
+
+        await self._write(write)
 
     async def version_by_alias(self, caller: Caller, name: str, alias: str) -> VersionView:
-        raise NotImplementedError
+        def read(conn: Connection) -> VersionView:
+            row = readable(caller, records.model_named(conn, name), name)
+            target = records.alias_target(conn, row.model_key, alias)
+            found = records.version_row(conn, row.model_key, target) if target is not None else None
+            if found is None:
+                raise alias_missing(name, alias)
+            return records.version_views(conn, [row], [found])[0]
+
+        return await self._read(read)
 
     # history ----------------------------------------------------------------------------------
     async def history(self, caller: Caller, name: str, version: int | None = None) -> list[HistoryEvent]:
         """The model's events (with ``version``, that version's only), oldest first. A deleted
         model's history stays readable by whoever may read ``model/<name>`` in its namespace."""
-        raise NotImplementedError
+
+        def read(conn: Connection) -> list[HistoryEvent]:
+            row = records.model_named(conn, name)
+            if row is not None:
+                readable(caller, row, name)
+                key = row.model_key
+                if version is not None and records.version_row(conn, key, version) is None:
+                    found = history.events_of(conn, key, version)
+                    if not found:
+                        raise version_missing(name, version)
+                    return found
+                return history.events_of(conn, key, version)
+            gone = history.last_deleted_named(conn, name)
+            if gone is None or not may_read(caller, gone.namespace, name):
+                raise model_missing(name)
+            found = history.events_of(conn, gone.model_key, version)
+            if version is not None and not found:
+                raise version_missing(name, version)
+            return found
+
+        return await self._read(read)
 
     # files ------------------------------------------------------------------------------------
+    def _readable_version(self, conn: Connection, caller: Caller, model_key: int, version: int) -> Any:
+        row = records.model_keyed(conn, model_key)
+        missing = NotFound(f"no registered model version at registry/{model_key}/{version}")
+        if row is None or not may_read(caller, row.namespace, row.name):
+            raise missing
+        if records.version_row(conn, model_key, version) is None:
+            raise missing
+        return row
+
     async def list_files(self, caller: Caller, model_key: int, version: int, path: str) -> list[FileInfo]:
         """The registry view ``registry/<model_key>/<version>/<path>`` as a folder listing
         (MLflow's rule: empty for a file or a missing path); 404 when the caller may not read
         the model."""
-        raise NotImplementedError
+        folder = _clean(path, folder=True)
+
+        def read(conn: Connection) -> list[FileInfo]:
+            self._readable_version(conn, caller, model_key, version)
+            rows = records.files_of(conn, model_key, version)
+            return files.listing([(r.path, r.size) for r in rows], folder)
+
+        return await self._read(read)
 
     async def open_file(self, caller: Caller, model_key: int, version: int, path: str) -> ArtifactBlob:
         """A file of the version, streamed from its content-addressed blob."""
-        raise NotImplementedError
+        wanted = _clean(path, folder=False)
+
+        def read(conn: Connection) -> Any:
+            self._readable_version(conn, caller, model_key, version)
+            return conn.execute(
+                select(FILE.c.sha256).where(
+                    FILE.c.model_key == model_key, FILE.c.version == version, FILE.c.path == wanted
+                )
+            ).scalar()
+
+        sha = await self._read(read)
+        if sha is None:
+            raise NotFound(f"no file '{wanted}' in registry/{model_key}/{version}")
+        return await files.open_blob(self.artifacts, sha)
 
 
+def _duplicate(name: str) -> Conflict:
+    return Conflict(f"Registered Model (name={name}) already exists.")
+
+
+def alias_missing(name: str, alias: str) -> NotFound:
+    return NotFound(f"Registered model alias {alias} not found on model {name}.")
+
+
+def _clean(path: str, *, folder: bool) -> str:
+    try:
+        return clean_path(path, folder=folder)
+    except InvalidArtifactPath as exc:
+        raise BadRequest(f"path: {exc}", field="path") from None
+
+
+def _short(value: Any) -> str | None:
+    """A description.json field as stored (text, at most 500 characters), or None."""
+    if value is None:
+        return None
+    return str(value)[:500]

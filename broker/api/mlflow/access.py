@@ -23,6 +23,7 @@ from starlette.requests import Request
 from broker.api.access import guard_of
 from broker.api.mlflow_errors import MlflowError, not_found
 from broker.guard import Guard
+from broker.tracking.access_rules import may_logged_model, may_run
 from broker.tracking.model import DEFAULT_EXPERIMENT_ID
 from broker.tracking.run_search import Visibility
 from broker.tracking.runs import RUN
@@ -86,13 +87,7 @@ class TrackingAccess:
 
     # runs --------------------------------------------------------------------------------------
     def may_run(self, row: Any, action: str) -> bool:
-        if self.scope is not None:
-            return row.run_id == self.scope.run_id
-        if self.guard.may(row.namespace, f"tracking/{row.experiment_id}", action):
-            return True
-        if action == "read" and row.workload_id:
-            return self.guard.may(row.namespace, f"experiment/{row.workload_id}", "read")
-        return False
+        return may_run(self.guard, self.scope, row, action)
 
     def run(self, row: Any, action: str, shown: Any) -> Any:
         if row is None or not self.may_run(row, "read"):
@@ -132,11 +127,7 @@ class TrackingAccess:
 
     # logged models -----------------------------------------------------------------------------
     def may_model(self, row: Any, action: str) -> bool:
-        if self.scope is not None:
-            return row.source_run_id == self.scope.run_id
-        if row.experiment_id == DEFAULT_EXPERIMENT_ID and row.namespace == "*":
-            return True
-        return self.guard.may(row.namespace, f"tracking/{row.experiment_id}", action)
+        return may_logged_model(self.guard, self.scope, row, action)
 
     def model(self, row: Any, action: str) -> Any:
         if not self.may_model(row, "read"):
