@@ -5,6 +5,7 @@ models seen through Submarine's ``/api/v1`` registry."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,10 @@ def test_a_registered_model_is_loaded_by_alias_and_predicts_the_same(mlflow: Any
     version = mlflow.register_model(f"runs:/{run_id}/model", "forecast")
     assert (version.name, version.version, version.status) == ("forecast", "1", "READY")
     assert version.run_id == run_id
-    assert version.model_id == info.model_id  # registered from the run's logged model
+    assert version.source == info.model_uri  # MLflow 3: the run's logged model (models:/m-...)
     client = MlflowClient()
+    linked = json.loads(client.get_logged_model(info.model_id).tags["mlflow.modelVersions"])
+    assert linked == [{"name": "forecast", "version": "1"}]
     client.set_registered_model_alias("forecast", "champion", version.version)
     loaded = mlflow.pyfunc.load_model("models:/forecast@champion")
     assert np.allclose(loaded.predict(PROBE), model.predict(PROBE))
@@ -262,8 +265,8 @@ def test_rename_keeps_versions_and_a_duplicate_is_refused(mlflow: Any) -> None:
     with pytest.raises(MlflowException) as twice:
         client.create_registered_model("before")
     assert error_code(twice) == "RESOURCE_ALREADY_EXISTS"
-    renamed = client.rename_registered_model("before", "after")
-    assert renamed.name == "after"
+    client.rename_registered_model("before", "after")
+    assert client.get_registered_model("after").name == "after"
     assert client.get_model_version("after", "1").name == "after"
     with pytest.raises(MlflowException) as old:
         client.get_registered_model("before")

@@ -3,8 +3,7 @@
 
 A version's files are copied into the registry's own area when it is created, so it is READY at
 once and its download URI (``mlflow-artifacts:/registry/<model>/<version>``) outlives the run it
-came from. A run token's ``create`` also creates the model when it is missing (see
-:mod:`broker.api.mlflow.registered_models`).
+came from. Adding a version to a model that does not exist is 404, as in MLflow.
 """
 
 from __future__ import annotations
@@ -32,11 +31,10 @@ MAX_SEARCH = 200000
 
 @registry_endpoint
 async def create(request: Request, args: Args) -> dict[str, Any]:
-    who = caller(request)
     name = name_of(args)
     source = args.required("source")
     version = await registry(request).create_version(
-        who,
+        caller(request),
         name,
         source=source,
         run_id=args.text("run_id") or None,
@@ -44,7 +42,6 @@ async def create(request: Request, args: Args) -> dict[str, Any]:
         description=args.text("description", default="") or "",
         tags=tags_in(args),
         run_link=args.text("run_link", default="") or "",
-        create_model=who.scope is not None,
     )
     return {"model_version": version_json(version)}
 

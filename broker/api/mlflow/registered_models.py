@@ -1,10 +1,8 @@
 """MLflow's registered-model endpoints (``registered-models/*``, aliases included) on the broker's
 model registry (:mod:`broker.model_registry`); see ../shared/reference/mlflow-rest.md §4.6.
 
-A replica's run token may only add versions of its own run (``model-versions/create``, which
-creates the model when it is missing): ``registered-models/create`` by a run token creates
-nothing and answers ``RESOURCE_ALREADY_EXISTS``, which is what lets the client's
-``register_model`` and ``log_model(registered_model_name=...)`` go on to that call.
+A replica's run token may read models, create one (in its run's namespace) and add versions of
+its own run: what ``log_model(..., registered_model_name=...)`` does; anything else is 403.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from broker.api.mlflow.registry_common import (
     version_of,
 )
 from broker.api.mlflow.request import Args
-from broker.api.mlflow_errors import MlflowError
 from broker.tracking.validation import check_key
 
 MAX_SEARCH = 1000
@@ -34,17 +31,10 @@ MAX_SEARCH = 1000
 
 @registry_endpoint
 async def create(request: Request, args: Args) -> dict[str, Any]:
-    who = caller(request)
     name = name_of(args)
     tags = tags_in(args)
     description = args.text("description", default="") or ""
-    if who.scope is not None:
-        raise MlflowError(
-            "RESOURCE_ALREADY_EXISTS",
-            f"A run token does not create registered models by itself: model-versions/create of its "
-            f"own run creates '{name[:200]}' with its first version",
-        )
-    model = await registry(request).create_model(who, name, description=description, tags=tags)
+    model = await registry(request).create_model(caller(request), name, description=description, tags=tags)
     return {"registered_model": model_json(model)}
 
 
