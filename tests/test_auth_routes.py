@@ -27,7 +27,16 @@ from tests.run_as import ensure_users, is_root, remove_tree, scratch_dir
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: The only (method, path) pairs that answer without a caller.
 PUBLIC = {
-    *((m, p) for m in ("GET", "HEAD") for p in ("/api/v1/experiment/ping", "/api/v1/notebook/ping")),
+    *(
+        (m, p)
+        for m in ("GET", "HEAD")
+        for p in (
+            "/api/v1/experiment/ping",
+            "/api/v1/notebook/ping",
+            "/api/v1/registered-model/ping",
+            "/api/v1/model-version/ping",
+        )
+    ),
     ("GET", "/api/v1/openapi.json"),
     ("HEAD", "/api/v1/openapi.json"),
     ("GET", "/login"),

@@ -336,6 +336,82 @@ class BrokerClient:
         items, _ = self._list(f"/notebook/{_segment(notebook_id)}/events")
         return items
 
+    # -- model registry ------------------------------------------------------------------------
+    def list_models(self) -> list[JSONObject]:
+        """``GET /registered-model``: every model the caller may read, by name."""
+        items, _ = self._list("/registered-model")
+        return items
+
+    def get_model(self, name: str) -> JSONObject:
+        """``GET /registered-model/{name}``; :class:`NotFound` when unknown (or another team's)."""
+        return self._object("GET", f"/registered-model/{_segment(name)}")
+
+    def delete_model(self, name: str) -> None:
+        """``DELETE /registered-model/{name}``: refused (406) while a version is in Production."""
+        self._call("DELETE", f"/registered-model/{_segment(name)}")
+
+    def model_versions(self, name: str) -> list[JSONObject]:
+        """``GET /model-version/{name}``: the model's versions, oldest first."""
+        items, _ = self._list(f"/model-version/{_segment(name)}")
+        return items
+
+    def get_model_version(self, name: str, version: int) -> JSONObject:
+        """``GET /model-version/{name}/{version}``."""
+        return self._object("GET", f"/model-version/{_segment(name)}/{int(version)}")
+
+    def delete_model_version(self, name: str, version: int) -> None:
+        """``DELETE /model-version/{name}/{version}``."""
+        self._call("DELETE", f"/model-version/{_segment(name)}/{int(version)}")
+
+    def model_history(self, name: str, version: int | None = None) -> list[JSONObject]:
+        """The audited changes of a model (or of one version), oldest first."""
+        path = f"/registered-model/{_segment(name)}/history"
+        if version is not None:
+            path = f"/model-version/{_segment(name)}/{int(version)}/history"
+        items, _ = self._list(path)
+        return items
+
+    def promote_model_version(
+        self, name: str, version: int, stage: str, message: str = "", archive_existing: bool = False
+    ) -> None:
+        """``PATCH /model-version``: move the version to ``stage``, recording ``message``."""
+        body = {
+            "name": name,
+            "version": int(version),
+            "currentStage": stage,
+            "message": message,
+            "archiveExisting": archive_existing,
+        }
+        self._call("PATCH", "/model-version", body=body)
+
+    def set_model_alias(self, name: str, alias: str, version: int) -> None:
+        """``POST /registered-model/{name}/alias``: point ``alias`` at ``version``."""
+        self._call(
+            "POST",
+            f"/registered-model/{_segment(name)}/alias",
+            params={"alias": alias, "version": int(version)},
+        )
+
+    def delete_model_alias(self, name: str, alias: str) -> None:
+        """``DELETE /registered-model/{name}/alias``."""
+        self._call("DELETE", f"/registered-model/{_segment(name)}/alias", params={"alias": alias})
+
+    def set_model_tag(self, name: str, key: str, value: str = "", version: int | None = None) -> None:
+        """Tag the model (or one version): ``POST /registered-model/tag`` or ``/model-version/tag``."""
+        if version is None:
+            self._call("POST", "/registered-model/tag", params={"name": name, "tag": key, "value": value})
+        else:
+            params = {"name": name, "version": int(version), "tag": key, "value": value}
+            self._call("POST", "/model-version/tag", params=params)
+
+    def delete_model_tag(self, name: str, key: str, version: int | None = None) -> None:
+        """Remove a tag from the model (or one version); :class:`NotFound` when it has none such."""
+        if version is None:
+            self._call("DELETE", "/registered-model/tag", params={"name": name, "tag": key})
+        else:
+            params = {"name": name, "version": int(version), "tag": key}
+            self._call("DELETE", "/model-version/tag", params=params)
+
     # -- clusters ------------------------------------------------------------------------------
     def list_clusters(self) -> list[JSONObject]:
         """``GET /cluster``: every registered cluster with its state and capacity."""

@@ -14,6 +14,7 @@ from broker.cli.cluster import cluster
 from broker.cli.experiment import experiment
 from broker.cli.experiment_patch import patch
 from broker.cli.init_command import init
+from broker.cli.model import model
 from broker.cli.notebook import notebook
 from broker.cli.policy import placement, policy
 from broker.cli.server_commands import db, serve
@@ -56,6 +57,7 @@ def main(ctx: click.Context, url: str, token: str | None) -> None:
 experiment.add_command(patch)
 main.add_command(experiment)
 main.add_command(artifacts)
+main.add_command(model)
 main.add_command(notebook)
 main.add_command(cluster)
 main.add_command(policy)

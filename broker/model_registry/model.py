@@ -33,6 +33,9 @@ class RegisteredModel(Base):
     (MLflow's clients address a model by its name alone)."""
 
     __tablename__ = "registry_model"
+    # Keys are never reused (SQLite would hand a deleted model's key out again): the history of
+    # a deleted model is found by its key.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     model_key: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(256), unique=True)
@@ -143,6 +146,7 @@ class RegistryEvent(Base):
     __table_args__ = (
         Index("ix_registry_event_model", "model_key", "id"),
         Index("ix_registry_event_name", "model_name"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

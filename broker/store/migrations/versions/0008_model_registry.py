@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("last_updated_time", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("model_key"),
         sa.UniqueConstraint("name"),
+        sqlite_autoincrement=True,  # a deleted model's key is never handed out again
     )
     with op.batch_alter_table("registry_model", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_registry_model_namespace"), ["namespace"], unique=False)
@@ -145,6 +146,7 @@ def upgrade() -> None:
         sa.Column("to_value", sa.Text(), nullable=True),
         sa.Column("message", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("registry_event", schema=None) as batch_op:
         batch_op.create_index("ix_registry_event_model", ["model_key", "id"], unique=False)
