@@ -21,9 +21,12 @@ FEATURES = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 2.0], [4.0, 0.5]]
 PROBE = np.array([[5.0, 1.0], [-1.0, 2.0], [0.5, 0.5]])
 
 
-@pytest.fixture(scope="module")
-def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    broker = Broker(tmp_path_factory.mktemp("mlflow-registry")).start()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def tracking(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker on each database (the registry's searches are SQL on both)."""
+    url = request.getfixturevalue("pg_module_url") if request.param == "postgres" else None
+    settings = {"database_url": url} if url else {}
+    broker = Broker(tmp_path_factory.mktemp(f"mlflow-registry-{request.param}"), **settings).start()
     yield broker
     broker.close()
 
@@ -53,7 +56,7 @@ def error_code(excinfo: pytest.ExceptionInfo[Any]) -> str:
     return str(excinfo.value.error_code)
 
 
-def test_a_registered_model_is_loaded_by_alias_and_predicts_the_same(mlflow: Any) -> None:
+def test_a_registered_model_is_loaded_by_alias_and_predicts_the_same(mlflow: Any, tracking: Broker) -> None:
     from mlflow import MlflowClient
 
     model = trained()
@@ -65,6 +68,10 @@ def test_a_registered_model_is_loaded_by_alias_and_predicts_the_same(mlflow: Any
     client = MlflowClient()
     linked = json.loads(client.get_logged_model(info.model_id).tags["mlflow.modelVersions"])
     assert linked == [{"name": "forecast", "version": "1"}]
+    raw = httpx.get(
+        f"{tracking.url}/api/2.0/mlflow/model-versions/get", params={"name": "forecast", "version": "1"}
+    )
+    assert raw.json()["model_version"]["model_id"] == info.model_id  # the 3.17 client does not read it
     client.set_registered_model_alias("forecast", "champion", version.version)
     loaded = mlflow.pyfunc.load_model("models:/forecast@champion")
     assert np.allclose(loaded.predict(PROBE), model.predict(PROBE))
@@ -209,6 +216,7 @@ def test_search_registered_models_and_versions_with_filters(mlflow: Any) -> None
     assert client.get_model_version("search-a", "1").description == "first cut"
 
 
+@pytest.mark.filterwarnings("ignore:.*is deprecated since 2.9.0:FutureWarning")
 def test_stages_latest_versions_and_deletes(mlflow: Any) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -275,3 +283,68 @@ def test_rename_keeps_versions_and_a_duplicate_is_refused(mlflow: Any) -> None:
     with pytest.raises(MlflowException) as clash:
         client.rename_registered_model("after", "taken")
     assert error_code(clash) == "RESOURCE_ALREADY_EXISTS"
+
+
+@pytest.mark.filterwarnings("ignore:.*is deprecated since 2.9.0:FutureWarning")
+def test_one_store_behind_mlflow_and_submarine(mlflow: Any, tracking: Broker, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from tests.model_folders import MODEL_FILES, model_folder
+
+    client = MlflowClient()
+    model = trained(slope=0.25)
+    run_id, info = logged_run(mlflow, model, experiment="registry-cross")
+    mlflow.register_model(info.model_uri, "cross")
+    client.transition_model_version_stage("cross", "1", "Production")
+    client.set_registered_model_tag("cross", "team", "vision")
+    # Registered through MLflow, read through Submarine's API.
+    submarine = tracking.client
+    registered = submarine.get("/registered-model/cross")
+    assert registered.status_code == 200, registered.text
+    assert (registered.json()["result"]["name"], registered.json()["result"]["tags"]) == (
+        "cross",
+        ["team=vision"],
+    )
+    first = submarine.get("/model-version/cross/1").json()["result"]
+    assert (first["version"], first["currentStage"], first["runId"]) == (1, "Production", run_id)
+    assert first["source"] == info.model_uri
+    changes = submarine.get("/model-version/cross/1/history").json()["result"]
+    stages = [
+        (e["action"], e["from"], e["to"], e["actor"]) for e in changes if e["action"] == "stage_changed"
+    ]
+    assert stages == [("stage_changed", "None", "Production", "admin")]
+    # Registered through Submarine's API, read through MLflow.
+    base_dir = model_folder(tracking.url, experiment="registry-cross-files")
+    made = submarine.post(
+        "/model-version",
+        params={"baseDir": base_dir},
+        json={"name": "cross", "description": "from submarine", "tags": ["tf"]},
+    )
+    assert made.status_code == 200, made.text
+    moved = submarine.patch(
+        "/model-version", json={"name": "cross", "version": 2, "currentStage": "Developing"}
+    )
+    assert moved.status_code == 200, moved.text
+    second = client.get_model_version("cross", "2")
+    assert (second.current_stage, second.description, second.tags) == (
+        "Developing",
+        "from submarine",
+        {"tf": ""},
+    )
+    assert [v.version for v in client.get_latest_versions("cross", stages=["Staging"])] == ["2"]
+    files = Path(mlflow.artifacts.download_artifacts("models:/cross/2", dst_path=str(tmp_path / "v2")))
+    for name, content in MODEL_FILES.items():
+        assert (files / name).read_bytes() == content
+    assert (
+        submarine.post(
+            "/registered-model", json={"name": "made-by-submarine", "description": "d"}
+        ).status_code
+        == 200
+    )
+    assert client.get_registered_model("made-by-submarine").description == "d"
+    # Submarine's 406 and MLflow's INVALID_STATE are the same refusal.
+    assert submarine.delete("/registered-model/cross").status_code == 406
+    with pytest.raises(mlflow.exceptions.MlflowException) as refused:
+        client.delete_registered_model("cross")
+    assert error_code(refused) == "INVALID_STATE"
+    assert np.allclose(mlflow.pyfunc.load_model("models:/cross/1").predict(PROBE), model.predict(PROBE))
