@@ -228,9 +228,12 @@ def test_the_client_filter_suffix_with_a_backquoted_tag_key_works(
 
 @pytest.fixture(scope="module")
 def teams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, dict[str, httpx.Client]]]:
+    """A broker under ``auth: token``; MLflow REST clients of alice (vision), bob (nlp), carol (no
+    team) and root (admin); ``broker.client`` is root's on ``/api/v1``."""
     broker = Broker(tmp_path_factory.mktemp("registry-auth"), auth="token")
     tokens = make_users(broker)
     broker.start()
+    broker.client.headers["Authorization"] = f"Bearer {tokens['root']}"
     clients = {name: rest(broker, token) for name, token in tokens.items()}
     yield broker, clients
     for client in clients.values():
@@ -307,6 +310,35 @@ def test_another_teams_models_are_404_on_the_mlflow_paths(
     assert got["latest_versions"][0]["current_stage"] == "None"
     assert root.get("/registered-models/get", params={"name": "vision-net"}).status_code == 200
     assert code(api["carol"].get("/registered-models/get", params={"name": "vision-net"})) == MISSING
+
+
+def test_a_deny_line_on_promote_is_permission_denied_naming_it(
+    teams: tuple[Broker, dict[str, httpx.Client]],
+) -> None:
+    broker, api = teams
+    alice = api["alice"]
+    _, run_id, _ = model_files(alice, "vision-guarded")
+    assert alice.post("/registered-models/create", json={"name": "guarded"}).status_code == 200
+    made = alice.post("/model-versions/create", json={"name": "guarded", "source": f"runs:/{run_id}/model"})
+    assert made.status_code == 200, made.text
+    one = {"name": "guarded", "version": "1"}
+    line = "p, member, vision, model/*, promote, deny"
+    assert (
+        broker.client.post("/policy", json={"lines": [line], "message": "only leads promote"}).status_code
+        == 200
+    )
+    try:
+        denied = alice.post("/model-versions/transition-stage", json={**one, "stage": "Production"})
+        assert code(denied) == (403, "PERMISSION_DENIED")
+        assert line in denied.json()["message"]
+        # Describing is edit, not promote: still allowed; the stage did not move.
+        assert alice.patch("/model-versions/update", json={**one, "description": "ok"}).status_code == 200
+        found = alice.get("/model-versions/get", params=one).json()["model_version"]
+        assert (found["current_stage"], found["description"]) == ("None", "ok")
+    finally:
+        assert broker.client.request("DELETE", "/policy", json={"lines": [line]}).status_code == 200
+    promoted = alice.post("/model-versions/transition-stage", json={**one, "stage": "Production"})
+    assert promoted.json()["model_version"]["current_stage"] == "Production"
 
 
 # -- a replica's run token -------------------------------------------------------------------------
