@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.mlflow_support import rest
+from tests.model_folders import model_folder
 from tests.support import Broker, python_spec
 from tests.test_permissions import make_users
 
@@ -23,27 +24,12 @@ def code(answer: httpx.Response) -> tuple[int, str]:
     return answer.status_code, answer.json().get("error_code", "")
 
 
-def model_files(http: httpx.Client, experiment: str, folder: str = "model") -> tuple[str, str, str]:
-    """A run of ``experiment`` with a small model folder in its artifacts: (experiment id, run id,
-    the folder's artifact path)."""
-    found = http.get("/experiments/get-by-name", params={"experiment_name": experiment})
-    if found.status_code == 200:
-        experiment_id = found.json()["experiment"]["experiment_id"]
-    else:
-        created = http.post("/experiments/create", json={"name": experiment})
-        assert created.status_code == 200, created.text
-        experiment_id = created.json()["experiment_id"]
-    run = http.post("/runs/create", json={"experiment_id": experiment_id})
-    assert run.status_code == 200, run.text
-    run_id = run.json()["run"]["info"]["run_id"]
-    path = f"{experiment_id}/{run_id}/artifacts/{folder}"
-    base = (
-        str(http.base_url).removesuffix("/mlflow/").removesuffix("/mlflow") + "/mlflow-artifacts/artifacts/"
-    )
-    for name, content in {"MLmodel": b"flavors: {}\n", "weights/w.bin": b"\x00\x01\x02"}.items():
-        put = http.put(base + f"{path}/{name}", content=content)
-        assert put.status_code == 200, put.text
-    return experiment_id, run_id, path
+def model_run(broker: Broker, http: httpx.Client, experiment: str) -> tuple[str, str]:
+    """A run of ``experiment``, made as ``http``'s user, with a small model folder ("model") in its
+    artifacts: (run id, the folder's artifact path)."""
+    token = http.headers.get("authorization", "").removeprefix("Bearer ") or None
+    path = model_folder(broker.url, token, experiment=experiment)
+    return path.split("/")[1], path
 
 
 # -- one broker without auth: shapes and bad input -------------------------------------------------
@@ -63,8 +49,8 @@ def open_broker(
 
 
 def test_mlflow_json_shapes_of_models_and_versions(open_broker: tuple[Broker, httpx.Client]) -> None:
-    _, http = open_broker
-    _, run_id, _ = model_files(http, "shapes")
+    broker, http = open_broker
+    run_id, _ = model_run(broker, http, "shapes")
     created = http.post(
         "/registered-models/create",
         json={"name": "shaped", "description": "d", "tags": [{"key": "team", "value": "vision"}]},
@@ -114,8 +100,8 @@ def test_mlflow_json_shapes_of_models_and_versions(open_broker: tuple[Broker, ht
 
 
 def test_bad_input_gets_mlflow_codes_and_never_a_5xx(open_broker: tuple[Broker, httpx.Client]) -> None:
-    _, http = open_broker
-    _, run_id, path = model_files(http, "bad-input")
+    broker, http = open_broker
+    run_id, path = model_run(broker, http, "bad-input")
     assert http.post("/registered-models/create", json={"name": "taken"}).status_code == 200
     version = {"name": "taken", "source": f"runs:/{run_id}/model"}
     assert http.post("/model-versions/create", json=version).status_code == 200
@@ -246,7 +232,7 @@ def test_another_teams_models_are_404_on_the_mlflow_paths(
 ) -> None:
     broker, api = teams
     alice, bob, root = api["alice"], api["bob"], api["root"]
-    _, alice_run, _ = model_files(alice, "vision-models")
+    alice_run, _ = model_run(broker, alice, "vision-models")
     assert alice.post("/registered-models/create", json={"name": "vision-net"}).status_code == 200
     made = alice.post(
         "/model-versions/create", json={"name": "vision-net", "source": f"runs:/{alice_run}/model"}
@@ -317,7 +303,7 @@ def test_a_deny_line_on_promote_is_permission_denied_naming_it(
 ) -> None:
     broker, api = teams
     alice = api["alice"]
-    _, run_id, _ = model_files(alice, "vision-guarded")
+    run_id, _ = model_run(broker, alice, "vision-guarded")
     assert alice.post("/registered-models/create", json={"name": "guarded"}).status_code == 200
     made = alice.post("/model-versions/create", json={"name": "guarded", "source": f"runs:/{run_id}/model"})
     assert made.status_code == 200, made.text
@@ -370,7 +356,7 @@ def test_a_replicas_run_token_registers_a_version_of_its_own_run(
     broker = Broker(tmp_path_factory.mktemp("registry-replica")).start()
     try:
         with rest(broker) as http:
-            _, other_run, _ = model_files(http, "someone-else")
+            other_run, _ = model_run(broker, http, "someone-else")
         env = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
         job = broker.submit(
             python_spec(f"OTHER = {other_run!r}\n" + REPLICA_CODE, name="registers", envVars=env)

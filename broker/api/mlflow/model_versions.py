@@ -12,12 +12,13 @@ from typing import Any
 
 from starlette.requests import Request
 
-from broker.api.mlflow.common import page_size
 from broker.api.mlflow.registry_common import (
     caller,
     name_of,
+    page_json,
     registry,
     registry_endpoint,
+    search_options,
     tag_of,
     tags_in,
     version_json,
@@ -84,18 +85,9 @@ async def delete(request: Request, args: Args) -> dict[str, Any]:
 
 @registry_endpoint
 async def search(request: Request, args: Args) -> dict[str, Any]:
-    limit = page_size(args, "max_results", 10000, MAX_SEARCH)
-    page = await registry(request).search_versions(
-        caller(request),
-        filter=args.text("filter") or None,
-        order_by=args.texts("order_by"),
-        max_results=limit,
-        page_token=args.text("page_token") or None,
-    )
-    answer: dict[str, Any] = {"model_versions": [version_json(v) for v in page.items]}
-    if page.next_page_token:
-        answer["next_page_token"] = page.next_page_token
-    return answer
+    options = search_options(args, 10000, MAX_SEARCH)
+    page = await registry(request).search_versions(caller(request), **options)
+    return page_json("model_versions", [version_json(v) for v in page.items], page.next_page_token)
 
 
 @registry_endpoint

@@ -11,13 +11,14 @@ from typing import Any
 
 from starlette.requests import Request
 
-from broker.api.mlflow.common import page_size
 from broker.api.mlflow.registry_common import (
     caller,
     model_json,
     name_of,
+    page_json,
     registry,
     registry_endpoint,
+    search_options,
     tag_of,
     tags_in,
     version_json,
@@ -69,18 +70,9 @@ async def delete(request: Request, args: Args) -> dict[str, Any]:
 
 @registry_endpoint
 async def search(request: Request, args: Args) -> dict[str, Any]:
-    limit = page_size(args, "max_results", 100, MAX_SEARCH)
-    page = await registry(request).search_models(
-        caller(request),
-        filter=args.text("filter") or None,
-        order_by=args.texts("order_by"),
-        max_results=limit,
-        page_token=args.text("page_token") or None,
-    )
-    answer: dict[str, Any] = {"registered_models": [model_json(m) for m in page.items]}
-    if page.next_page_token:
-        answer["next_page_token"] = page.next_page_token
-    return answer
+    options = search_options(args, 100, MAX_SEARCH)
+    page = await registry(request).search_models(caller(request), **options)
+    return page_json("registered_models", [model_json(m) for m in page.items], page.next_page_token)
 
 
 @registry_endpoint

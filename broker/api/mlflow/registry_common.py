@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from broker.api.mlflow.common import page_size
 from broker.api.mlflow.request import Args, Handler, endpoint
 from broker.api.mlflow_errors import MlflowError, invalid
 from broker.api.registry_caller import caller_of
@@ -118,6 +119,17 @@ def tag_of(args: Args) -> tuple[str, str]:
     return check_key(args.raw("key"), "key"), tag_value(args.raw("value"), "value")
 
 
+def search_options(args: Args, default: int, cap: int) -> dict[str, Any]:
+    """A search's ``filter``, repeated ``order_by``, ``max_results`` (``default``, at most
+    ``cap``) and ``page_token``, as the registry's search methods take them."""
+    return {
+        "filter": args.text("filter") or None,
+        "order_by": args.texts("order_by"),
+        "max_results": page_size(args, "max_results", default, cap),
+        "page_token": args.text("page_token") or None,
+    }
+
+
 # answers --------------------------------------------------------------------------------------
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"key": key, "value": value} for key, value in sorted(tags.items())]
@@ -144,6 +156,14 @@ def version_json(version: VersionView) -> dict[str, Any]:
         answer["run_id"] = version.lineage.run_id
     if version.logged_model_id:
         answer["model_id"] = version.logged_model_id
+    return answer
+
+
+def page_json(field: str, items: list[dict[str, Any]], next_page_token: str | None) -> dict[str, Any]:
+    """One page of a search: ``{<field>: [...], next_page_token}`` (no token on the last page)."""
+    answer: dict[str, Any] = {field: items}
+    if next_page_token:
+        answer["next_page_token"] = next_page_token
     return answer
 
 
