@@ -105,12 +105,9 @@ class World:
         return run(go())
 
 
-def open_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    url = (
-        f"sqlite:///{tmp_path / 'registry.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
+def open_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database: SQLite under ``tmp_path``, or a throwaway PostgreSQL one."""
+    url = f"sqlite:///{tmp_path / 'registry.db'}" if kind == "sqlite" else request.getfixturevalue("pg_url")
     database = Database(url)
     upgrade(database.engine)
     try:

@@ -12,7 +12,9 @@ from policies.authorizer import Authorizer
 from policies.enforcer import build_enforcer
 from policies.lines import ACTIONS, PolicyLine, parse_csv, parse_lines
 
-DEFAULT = parse_csv((Path(__file__).resolve().parent.parent / "broker" / "defaults" / "policy.csv").read_text())
+DEFAULT = parse_csv(
+    (Path(__file__).resolve().parent.parent / "broker" / "defaults" / "policy.csv").read_text()
+)
 TEAMS = parse_lines(["g, alice, member, vision", "g, bob, member, nlp"])
 WORK = {"submit", "read", "logs", "kill", "delete"}
 

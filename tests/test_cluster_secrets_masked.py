@@ -50,7 +50,9 @@ class Scene:
         return self.get("alice", f"/experiment/{experiment_id}")["body"]["result"]
 
     def events(self, experiment_id: str) -> list[str]:
-        return [e["reason"] for e in self.get("alice", f"/experiment/{experiment_id}/events")["body"]["result"]]
+        return [
+            e["reason"] for e in self.get("alice", f"/experiment/{experiment_id}/events")["body"]["result"]
+        ]
 
     def cli(self, user: str, *args: str) -> str:
         done = subprocess.run(
@@ -125,7 +127,9 @@ def test_secrets_in_cluster_files_never_show(scene: Scene, tmp_path: Path) -> No
     broker, alice = scene.broker, scene.clients["alice"]
 
     def submit(name: str, cluster: str) -> str:
-        answer = alice.post("/experiment", json=hold(broker.scratch or tmp_path, name, cluster))  # run-as users reach it
+        answer = alice.post(
+            "/experiment", json=hold(broker.scratch or tmp_path, name, cluster)
+        )  # run-as users reach it
         assert answer.status_code == 200, answer.text
         return answer.json()["result"]["experimentId"]
 
@@ -196,12 +200,16 @@ def test_secrets_in_cluster_files_never_show(scene: Scene, tmp_path: Path) -> No
     leaky = scene.get("root", "/cluster/leaky")["body"]["result"]
     assert leaky["config"]["endpoint"] == "http://******@10.255.0.9:9000"
     assert leaky["config"]["token"] == "******"
-    assert "connection refused (injected) (at http://******@10.255.0.9:9000, token ******)" in leaky["message"]
+    assert (
+        "connection refused (injected) (at http://******@10.255.0.9:9000, token ******)" in leaky["message"]
+    )
     failed = scene.experiment(refused)
     assert failed["reason"].startswith("refused by refusing 5 times: quota exceeded (injected)")
     assert "token ******" in failed["reason"]
     assert "token ******" in scene.experiment(queued)["statusMessage"]
     assert logs["code"] == 503 and "token ******" in logs["body"]["message"]
     assert scene.experiment(lost)["failureCategory"] == "cluster_lost"
-    assert any("could not stop it on cluster leaky" in e and "token ******" in e for e in scene.events(stopped))
+    assert any(
+        "could not stop it on cluster leaky" in e and "token ******" in e for e in scene.events(stopped)
+    )
     assert "token ******" in broker.log()

@@ -12,12 +12,13 @@ from broker.errors import BadRequest, Conflict, NotFound
 from broker.guard import Forbidden
 from broker.model_registry.service import NotAcceptable
 from broker.store.database import Database
+from broker.tracking import runs
 from tests.registry_support import World, open_database, run
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from open_database(request, tmp_path)
+    yield from open_database(request.param, request, tmp_path)
 
 
 @pytest.fixture
@@ -549,3 +550,27 @@ def test_submarine_base_dir_versions(world: World) -> None:
                 world.caller("bob"), "tf-model", base_dir=f"{root}/export"
             )
         )
+
+
+def test_a_submarine_experiment_path_names_its_newest_attempts_files(world: World) -> None:
+    alice = world.caller("alice")
+    description = b'{"id": "m1", "model_type": "pytorch"}'
+    world.run_with(
+        "vision", {"export/description.json": description, "export/old.pt": b"1"}, workload_id="exp-7"
+    )
+    newest = world.run_with("vision", {"export/description.json": description, "export/new.pt": b"2"})
+    world.db.call(
+        lambda s: s.execute(
+            runs.RUN.update().where(runs.RUN.c.run_id == newest).values(workload_id="exp-7", attempt=2)
+        )
+    )
+    run(world.models.create_model(alice, "torch"))
+    made = run(world.models.create_version_from_base_dir(alice, "torch", base_dir="experiment/exp-7/export"))
+    assert [f.path for f in run(world.models.list_files(alice, made.model_key, 1, ""))] == [
+        "description.json",
+        "new.pt",
+    ]
+    assert (made.lineage.run_id, made.lineage.workload_id, made.model_type) == (newest, "exp-7", "pytorch")
+    with pytest.raises(NotFound) as refused:
+        run(world.models.create_version(alice, "torch", source="experiment/exp-8/export"))
+    assert refused.value.field == "source"

@@ -29,7 +29,7 @@ def notebook_spec(name: str) -> dict[str, Any]:
 def python_without_site(tmp_path: Path) -> Path:
     """An interpreter that sees only the standard library (no Jupyter), as a script."""
     script = tmp_path / "bare-python"
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     script.chmod(0o755)
     return script
 
@@ -65,7 +65,9 @@ def test_a_plugin_kind_that_cannot_be_imported_is_a_config_error(tmp_path: Path)
         with pytest.raises(ConfigError) as refused:
             load_cluster_file(path)
         assert refused.value.key == "kind"
-        assert "cannot be loaded" in refused.value.reason and "no_such_module_anywhere" in refused.value.reason
+        assert (
+            "cannot be loaded" in refused.value.reason and "no_such_module_anywhere" in refused.value.reason
+        )
     finally:
         kinds._KINDS.pop("plugin-gone")
 
@@ -107,7 +109,10 @@ def test_the_brokers_own_interpreter_without_jupyter_is_refused_with_the_extra(t
     assert "ipykernel" not in problem  # installed in the test environment: only what is missing
     assert "pip install 'submarine-broker[notebook]'" in problem
     # With everything there, nothing is said.
-    assert jupyter_problem(NotebookRuntime(sys.executable, "jupyter_server"), cluster, InterpreterProbe()) is None
+    assert (
+        jupyter_problem(NotebookRuntime(sys.executable, "jupyter_server"), cluster, InterpreterProbe())
+        is None
+    )
 
 
 def test_another_interpreter_is_asked_and_a_cluster_can_name_its_own(tmp_path: Path) -> None:
@@ -131,11 +136,11 @@ def test_a_missing_answer_is_asked_again_after_a_while_a_yes_is_kept(tmp_path: P
     probe = InterpreterProbe(clock=lambda: now[0])
     bare = python_without_site(tmp_path)
     assert probe.missing(str(bare), ["ipykernel"]) == ["ipykernel"]
-    bare.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")  # "installed" meanwhile
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # "installed" meanwhile
     assert probe.missing(str(bare), ["ipykernel"]) == ["ipykernel"]  # cached
     now[0] += 60
     assert probe.missing(str(bare), ["ipykernel"]) == []
-    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     now[0] += 60
     assert probe.missing(str(bare), ["ipykernel"]) == []  # a yes is kept
 
@@ -164,7 +169,9 @@ def test_a_broker_refuses_a_notebook_it_cannot_start_and_a_kind_it_cannot_load(t
         assert envelope["code"] == refused.status_code and not envelope["success"]
         assert f"{bare} -m pip install" in envelope["message"] and "ipykernel" in envelope["message"]
         assert broker.client.get("/notebook").json()["result"] in ([], None)
-        explained = broker.client.post("/placement/explain", params={"kind": "notebook"}, json=notebook_spec("d"))
+        explained = broker.client.post(
+            "/placement/explain", params={"kind": "notebook"}, json=notebook_spec("d")
+        )
         assert "-m pip install" in str(explained.json()["result"])
     finally:
         broker.close()

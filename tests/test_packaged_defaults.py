@@ -93,7 +93,9 @@ def test_init_writes_an_editable_copy_and_refuses_to_overwrite_it(tmp_path: Path
     assert (target / "policy.csv").read_bytes() == (packaged_dir() / "policy.csv").read_bytes()
 
 
-def test_init_without_a_folder_writes_to_submarine_broker_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_without_a_folder_writes_to_submarine_broker_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["init"])
     assert result.exit_code == 0, result.output
@@ -137,6 +139,8 @@ def test_database_commands_follow_the_same_rule(
 
     assert CliRunner().invoke(main, ["init", str(tmp_path / "mine")]).exit_code == 0
     (tmp_path / "mine" / "broker.yaml").write_text("data_dir: data\n")
-    from_env = CliRunner().invoke(main, command, env={"SUBMARINE_BROKER_CONFIG": str(tmp_path / "mine" / "broker.yaml")})
+    from_env = CliRunner().invoke(
+        main, command, env={"SUBMARINE_BROKER_CONFIG": str(tmp_path / "mine" / "broker.yaml")}
+    )
     assert from_env.exit_code == 0, from_env.output
     assert (tmp_path / "mine" / "data" / "broker.db").is_file()

@@ -13,7 +13,9 @@ from policies.placement import ClusterView, Decision, PlacementRequest, Verdict,
 from runtimes.plan import Resources
 from tests.test_placement import GI, cluster, request
 
-DEFAULT = parse_csv((Path(__file__).resolve().parent.parent / "broker" / "defaults" / "policy.csv").read_text())
+DEFAULT = parse_csv(
+    (Path(__file__).resolve().parent.parent / "broker" / "defaults" / "policy.csv").read_text()
+)
 FILTERS = [
     "explicit_cluster",
     "permission",

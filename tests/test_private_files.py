@@ -82,7 +82,9 @@ def token_of(base_url: str) -> str:
 def in_clear(secret: str, data: Path) -> list[str]:
     """The database files (broker.db, its -wal and -shm) whose raw bytes hold ``secret``."""
     return [
-        path.name for path in sorted(data.glob("broker.db*")) if path.is_file() and secret.encode() in path.read_bytes()
+        path.name
+        for path in sorted(data.glob("broker.db*"))
+        if path.is_file() and secret.encode() in path.read_bytes()
     ]
 
 

@@ -35,7 +35,11 @@ def test_ray_address_userinfo_and_headers_are_masked_in_the_view_and_in_text() -
 @pytest.mark.parametrize(
     ("config", "secret", "field"),
     [
-        (KubernetesClusterConfig(name="k", token="kube-token-123456", in_cluster=True), "kube-token-123456", "token"),
+        (
+            KubernetesClusterConfig(name="k", token="kube-token-123456", in_cluster=True),
+            "kube-token-123456",
+            "token",
+        ),
         (
             SlurmClusterConfig(
                 name="s", mode="rest", rest_url="http://u:slurm-pw-1@h:6820", user="u", token="jwt.abc.def"
@@ -43,7 +47,11 @@ def test_ray_address_userinfo_and_headers_are_masked_in_the_view_and_in_text() -
             "jwt.abc.def",
             "token",
         ),
-        (YarnClusterConfig(name="y", rm_url="https://svc:yarn-pw-22@rm:8088", user="svc"), "yarn-pw-22", "rm_url"),
+        (
+            YarnClusterConfig(name="y", rm_url="https://svc:yarn-pw-22@rm:8088", user="svc"),
+            "yarn-pw-22",
+            "rm_url",
+        ),
     ],
 )
 def test_every_kind_masks_its_secret_fields_and_url_credentials(
@@ -69,9 +77,13 @@ def test_urls_with_credentials_are_masked_even_when_unknown_and_plain_urls_are_k
 
 
 def test_the_log_filter_masks_known_secrets_in_messages_and_tracebacks() -> None:
-    config = RayClusterConfig(name="r", address="http://h:1", headers={"Authorization": "Bearer LoggedTok-77"})
+    config = RayClusterConfig(
+        name="r", address="http://h:1", headers={"Authorization": "Bearer LoggedTok-77"}
+    )
     redaction.remember(config)
-    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "call with %s", ("Bearer LoggedTok-77",), None)
+    record = logging.LogRecord(
+        "t", logging.ERROR, __file__, 1, "call with %s", ("Bearer LoggedTok-77",), None
+    )
     try:
         raise RuntimeError("header LoggedTok-77 refused")
     except RuntimeError:

@@ -132,9 +132,9 @@ async def _hash(store: ArtifactStore, path: str) -> tuple[str, int]:
 
 
 async def _copy(store: ArtifactStore, source: str, sha256: str) -> None:
-    blob = await store.open(source)
-
     async def checked() -> AsyncIterator[bytes]:
+        # Opened here, so a put that fails before reading leaves no download open.
+        blob = await store.open(source)
         digest = hashlib.sha256()
         try:
             async for chunk in blob.chunks:

@@ -93,15 +93,20 @@ def _parsed(
     return clauses, orders
 
 
-def _tag_condition(clause: Clause, key_column: Any, table: Table, match_column: Any, dialect: str) -> Any:
-    """``key_column`` IN (rows whose tag matches), or NOT IN for ``!=`` and ``NOT IN`` (so a row
-    without the tag matches those)."""
+def _tag_condition(clause: Clause, table: Table, links: Sequence[tuple[str, Any]], dialect: str) -> Any:
+    """A tag clause as a correlated EXISTS on ``table`` (whose ``links`` columns equal the outer
+    row's); ``!=`` and ``NOT IN`` as NOT EXISTS of the opposite, so a row without the tag matches."""
     negated = {"!=": "=", "NOT IN": "IN"}.get(clause.op)
-    op = negated or clause.op
-    matching = select(match_column).where(
-        table.c.key == clause.key, compare(table.c.value, op, clause.value, dialect)
+    found = (
+        select(table.c.key)
+        .where(
+            table.c.key == clause.key,
+            compare(table.c.value, negated or clause.op, clause.value, dialect),
+            *(table.c[name] == outer for name, outer in links),
+        )
+        .exists()
     )
-    return key_column.not_in(matching) if negated else key_column.in_(matching)
+    return ~found if negated else found
 
 
 def _stage_value(clause: Clause) -> Any:
@@ -127,9 +132,8 @@ def search_models(
     statement = select(MODEL)
     for clause in clauses:
         if clause.entity == "tag":
-            statement = statement.where(
-                _tag_condition(clause, MODEL.c.model_key, MODEL_TAG, MODEL_TAG.c.model_key, dialect)
-            )
+            links = [("model_key", MODEL.c.model_key)]
+            statement = statement.where(_tag_condition(clause, MODEL_TAG, links, dialect))
         else:
             statement = statement.where(compare(_MODEL_COLUMNS[clause.key], clause.op, clause.value, dialect))
     keys: list[Any] = []
@@ -159,14 +163,8 @@ def search_versions(
     ).join(MODEL, MODEL.c.model_key == VERSION.c.model_key)
     for clause in clauses:
         if clause.entity == "tag":
-            pairs = select(VERSION_TAG.c.model_key, VERSION_TAG.c.version)
-            negated = {"!=": "=", "NOT IN": "IN"}.get(clause.op)
-            matching = pairs.where(
-                VERSION_TAG.c.key == clause.key,
-                compare(VERSION_TAG.c.value, negated or clause.op, clause.value, dialect),
-            )
-            condition = _pair_in(matching)
-            statement = statement.where(~condition if negated else condition)
+            links = [("model_key", VERSION.c.model_key), ("version", VERSION.c.version)]
+            statement = statement.where(_tag_condition(clause, VERSION_TAG, links, dialect))
             continue
         value = _stage_value(clause) if clause.key == "current_stage" else clause.value
         if clause.key in ("version_number", "version"):
@@ -184,13 +182,3 @@ def search_versions(
         list(conn.execute(select(MODEL).where(MODEL.c.model_key.in_(keys_wanted)))) if keys_wanted else []
     )
     return page, models, offset + limit < len(rows)
-
-
-def _pair_in(matching: Any) -> Any:
-    """(model_key, version) IN (``matching``) as EXISTS, which every database runs."""
-    inner = matching.subquery()
-    return (
-        select(inner.c.model_key)
-        .where(inner.c.model_key == VERSION.c.model_key, inner.c.version == VERSION.c.version)
-        .exists()
-    )

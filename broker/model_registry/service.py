@@ -22,33 +22,29 @@ the same transaction as the change; deleting a model keeps its events.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, CursorResult, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker.artifacts.store import (
     ArtifactBlob,
-    ArtifactNotFound,
     ArtifactStore,
-    ArtifactStoreUnavailable,
     FileInfo,
     InvalidArtifactPath,
     clean_path,
 )
-from broker.errors import ApiError, BadRequest, Conflict, NotFound
+from broker.errors import ApiError, BadRequest, NotFound
 from broker.guard import Forbidden, Guard
-from broker.model_registry import checks, files, history, records, search
+from broker.model_registry import checks, files, history, records, search, writing
 from broker.model_registry.access import (
     DELETE,
     EDIT,
     PROMOTE,
-    READ,
     actor_of,
     may_read,
     model_missing,
@@ -59,25 +55,20 @@ from broker.model_registry.access import (
 )
 from broker.model_registry.records import ALIAS, FILE, MODEL, MODEL_TAG, VERSION, VERSION_TAG
 from broker.model_registry.sources import (
-    Resolved,
     lineage_of,
     readable_logged_model,
     readable_run,
     resolve,
 )
-from broker.model_registry.stages import ARCHIVED, LIVE, NONE, PRODUCTION, canonical_stage
+from broker.model_registry.stages import ARCHIVED, LIVE, PRODUCTION, canonical_stage
 from broker.model_registry.views import HistoryEvent, ModelView, VersionView
 from broker.store.database import Database
-from broker.tracking import paging, runs
+from broker.tracking import paging
 from broker.tracking.experiments import now_ms
 from broker.tracking.scope import RunScope
 from broker.workloads.model import Workload
 
 T = TypeVar("T")
-#: Tries of a version's insert that lost a race for its number (PostgreSQL).
-VERSION_TRIES = 5
-#: The largest ``description.json`` read (it holds two short fields).
-MAX_DESCRIPTION_JSON = 1024 * 1024
 
 
 class NotAcceptable(ApiError):
@@ -106,6 +97,17 @@ class Page:
     next_page_token: str | None
 
 
+@dataclass(frozen=True)
+class _Event:
+    """What one change records (see :func:`broker.model_registry.history.record`)."""
+
+    action: str
+    version: int | None
+    from_value: str | None
+    to_value: str | None
+    message: str
+
+
 def version_missing(name: str, version: int) -> NotFound:
     return NotFound(f"Model Version (name={name}, version={version}) not found")
 
@@ -115,36 +117,13 @@ def _named(model_key: int, name: str, namespace: str) -> Any:
     return SimpleNamespace(model_key=model_key, name=name, namespace=namespace)
 
 
-def _touch(session: Session, model_key: int, stamp: int) -> None:
-    session.execute(update(MODEL).where(MODEL.c.model_key == model_key).values(last_updated_time=stamp))
-
-
-def _home(conn: Connection | Session, caller: Caller) -> str:
-    """Where a new model of ``caller`` goes: a run token's run's namespace, else their home."""
-    if caller.scope is not None:
-        run = runs.get(conn, caller.scope.run_id)
-        if run is not None:
-            return str(run.namespace)
-    return caller.home_namespace
-
-
-@dataclass
-class _Plan:
-    """What a version will be made of, decided before its files are copied."""
-
-    resolved: Resolved
-    namespace: str  # of the model (to be created, for ``create_model``)
-    from_files: list[Any]
-    logged_model_id: str | None
-    lineage: dict[str, Any]
-
-
 class ModelRegistry:
     """Registered models and versions on ``db``, version files on ``artifacts``."""
 
     def __init__(self, db: Database, artifacts: ArtifactStore) -> None:
         self.db = db
         self.artifacts = artifacts
+        self._maker = writing.VersionMaker(db, artifacts)
 
     # plumbing ---------------------------------------------------------------------------------
     async def _read(self, fn: Callable[[Connection], T]) -> T:
@@ -152,16 +131,6 @@ class ModelRegistry:
 
     async def _write(self, fn: Callable[[Session], T]) -> T:
         return await self.db.run(fn)
-
-    async def _model(self, caller: Caller, name: str, action: str = READ) -> Any:
-        return await self._read(lambda c: require(caller, records.model_named(c, name), action, name=name))
-
-    async def _collect(self, shas: Sequence[str]) -> None:
-        """Remove the blobs of ``shas`` no version references any more."""
-        if not shas:
-            return
-        still = await self._read(lambda c: records.referenced(c, shas))
-        await files.remove_blobs(self.artifacts, [s for s in shas if s not in still])
 
     # registered models ------------------------------------------------------------------------
     async def create_model(
@@ -181,51 +150,18 @@ class ModelRegistry:
             checks.namespace(namespace)
 
         def write(session: Session) -> ModelView:
-            home = _home(session, caller)
+            home = writing.home(session, caller)
             if caller.scope is not None and namespace is not None and namespace != home:
                 raise Forbidden("a run token creates models only in its run's namespace")
             chosen = checks.namespace(namespace or home)
             caller.guard.require_explained(chosen, model_object(name), EDIT)
-            row = self._insert_model(session, caller, name, chosen, description, wanted_tags)
+            row = writing.insert_model(session, caller, name, chosen, description, wanted_tags)
             return records.model_views(session, [row])[0]
 
         try:
             return await self._write(write)
         except IntegrityError:
-            raise _duplicate(name) from None
-
-    def _insert_model(
-        self,
-        session: Session,
-        caller: Caller,
-        name: str,
-        namespace: str,
-        description: str,
-        tags: dict[str, str],
-    ) -> Any:
-        if records.model_named(session, name) is not None:
-            raise _duplicate(name)
-        stamp = now_ms()
-        inserted = session.execute(
-            MODEL.insert().values(
-                name=name,
-                namespace=namespace,
-                user_id=caller.guard.user,
-                description=description,
-                creation_time=stamp,
-                last_updated_time=stamp,
-            )
-        )
-        primary = cast(CursorResult[Any], inserted).inserted_primary_key
-        assert primary is not None
-        key = primary[0]
-        if tags:
-            session.execute(
-                MODEL_TAG.insert(), [{"model_key": key, "key": k, "value": v} for k, v in tags.items()]
-            )
-        row = records.model_keyed(session, int(key))
-        history.record(session, row, actor_of(caller), history.MODEL_CREATED, to_value=name, at=stamp)
-        return row
+            raise writing.duplicate(name) from None
 
     async def get_model(self, caller: Caller, name: str) -> ModelView:
         def read(conn: Connection) -> ModelView:
@@ -285,7 +221,7 @@ class ModelRegistry:
             if new_name is not None and new_name != row.name:
                 caller.guard.require_explained(row.namespace, model_object(new_name), EDIT)
                 if records.model_named(session, new_name) is not None:
-                    raise _duplicate(new_name)
+                    raise writing.duplicate(new_name)
                 session.execute(update(MODEL).where(MODEL.c.model_key == row.model_key).values(name=new_name))
                 current = new_name
                 history.record(
@@ -310,13 +246,13 @@ class ModelRegistry:
                     to_value=description,
                     at=stamp,
                 )
-            _touch(session, row.model_key, stamp)
+            writing.touch(session, row.model_key, stamp)
             return records.model_views(session, [records.model_keyed(session, row.model_key)])[0]
 
         try:
             return await self._write(write)
         except IntegrityError:
-            raise _duplicate(new_name or name) from None
+            raise writing.duplicate(new_name or name) from None
 
     async def delete_model(self, caller: Caller, name: str) -> None:
         """Delete the model and its versions (``delete``); 406 while a version is in Production.
@@ -351,68 +287,58 @@ class ModelRegistry:
             session.execute(delete(MODEL).where(MODEL.c.model_key == row.model_key))
             return shas
 
-        await self._collect(await self._write(write))
+        await self._maker.collect(await self._write(write))
 
     async def set_model_tag(self, caller: Caller, name: str, key: str, value: str) -> None:
         key = checks.tag_key(key)
         value = checks.tag_value(value)
 
-        def write(session: Session) -> None:
-            row = require(caller, records.model_named(session, name), EDIT, name=name)
-            old = session.execute(
-                select(MODEL_TAG.c.value).where(
-                    MODEL_TAG.c.model_key == row.model_key, MODEL_TAG.c.key == key
-                )
-            ).scalar()
-            if old == value:
-                return
-            if old is None:
-                session.execute(MODEL_TAG.insert().values(model_key=row.model_key, key=key, value=value))
-            else:
-                session.execute(
-                    update(MODEL_TAG)
-                    .where(MODEL_TAG.c.model_key == row.model_key, MODEL_TAG.c.key == key)
-                    .values(value=value)
-                )
-            stamp = now_ms()
-            _touch(session, row.model_key, stamp)
-            history.record(
-                session,
-                row,
-                actor_of(caller),
-                history.MODEL_TAG_SET,
-                from_value=old,
-                to_value=value,
-                message=f"tag {key}",
-                at=stamp,
-            )
+        def apply(session: Session, row: Any) -> _Event | None:
+            where = {"model_key": row.model_key, "key": key}
+            changed, old = writing.put(session, MODEL_TAG, where, "value", value)
+            return _Event(history.MODEL_TAG_SET, None, old, value, f"tag {key}") if changed else None
 
-        await self._write(write)
+        await self._edit(caller, name, None, apply)
 
     async def delete_model_tag(self, caller: Caller, name: str, key: str) -> None:
         """404 when the model has no such tag."""
 
-        def write(session: Session) -> None:
-            row = require(caller, records.model_named(session, name), EDIT, name=name)
-            old = session.execute(
-                select(MODEL_TAG.c.value).where(
-                    MODEL_TAG.c.model_key == row.model_key, MODEL_TAG.c.key == key
-                )
-            ).scalar()
+        def apply(session: Session, row: Any) -> _Event:
+            old = writing.take(session, MODEL_TAG, {"model_key": row.model_key, "key": key}, "value")
             if old is None:
                 raise NotFound(f"No tag with key '{key}' on registered model {name}")
-            session.execute(
-                delete(MODEL_TAG).where(MODEL_TAG.c.model_key == row.model_key, MODEL_TAG.c.key == key)
-            )
+            return _Event(history.MODEL_TAG_DELETED, None, old, None, f"tag {key}")
+
+        await self._edit(caller, name, None, apply)
+
+    async def _edit(
+        self,
+        caller: Caller,
+        name: str,
+        version: int | None,
+        apply: Callable[[Session, Any], _Event | None],
+    ) -> None:
+        """One ``edit`` of the model (of ``version``, which must exist): ``apply`` changes it and
+        says what the event records (None: nothing changed, no event)."""
+
+        def write(session: Session) -> None:
+            row = require(caller, records.model_named(session, name), EDIT, name=name)
+            if version is not None and records.version_row(session, row.model_key, version) is None:
+                raise version_missing(name, version)
+            event = apply(session, row)
+            if event is None:
+                return
             stamp = now_ms()
-            _touch(session, row.model_key, stamp)
+            writing.touch(session, row.model_key, stamp)
             history.record(
                 session,
                 row,
                 actor_of(caller),
-                history.MODEL_TAG_DELETED,
-                from_value=old,
-                message=f"tag {key}",
+                event.action,
+                version=event.version,
+                from_value=event.from_value,
+                to_value=event.to_value,
+                message=event.message,
                 at=stamp,
             )
 
@@ -445,8 +371,8 @@ class ModelRegistry:
         wanted_tags = checks.tags(tags)
         run_link = checks.text(run_link or "", "run_link")
 
-        def plan(conn: Connection) -> _Plan:
-            namespace = self._may_add_version(conn, caller, name, create_model)
+        def plan(conn: Connection) -> writing.Plan:
+            namespace = writing.may_add_version(conn, caller, name, create_model)
             resolved = resolve(conn, caller, source, server_host=caller.server_host)
             lineage = dict(resolved.lineage or {})
             if run_id:
@@ -457,10 +383,10 @@ class ModelRegistry:
             if model_id:
                 logged = readable_logged_model(conn, caller, model_id, "model_id").model_id
             from_files = records.files_of(conn, *resolved.from_version) if resolved.from_version else []
-            return _Plan(resolved, namespace, from_files, logged, lineage)
+            return writing.Plan(resolved, namespace, from_files, logged, lineage)
 
         chosen = await self._read(plan)
-        return await self._make_version(
+        return await self._maker.make(
             caller,
             name,
             chosen,
@@ -473,163 +399,6 @@ class ModelRegistry:
             },
             tags=wanted_tags,
         )
-
-    def _may_add_version(
-        self, conn: Connection | Session, caller: Caller, name: str, create_model: bool
-    ) -> str:
-        """The namespace of the model a version is added to, once the caller may ``edit`` it."""
-        row = records.model_named(conn, name)
-        if row is None:
-            if not create_model:
-                raise model_missing(name)
-            namespace = _home(conn, caller)
-            caller.guard.require_explained(namespace, model_object(name), EDIT)
-            return namespace
-        readable(caller, row, name)
-        caller.guard.require_explained(row.namespace, model_object(name), EDIT)
-        return str(row.namespace)
-
-    async def _make_version(
-        self,
-        caller: Caller,
-        name: str,
-        plan: _Plan,
-        *,
-        field: str,
-        create_model: bool,
-        columns: dict[str, Any],
-        tags: dict[str, str],
-    ) -> VersionView:
-        """Copy the planned files in, then write the version (retrying a lost race for its
-        number); blobs this wrote are removed again when no version is made."""
-        resolved = plan.resolved
-        found = files.Found([])
-        root = resolved.root or ""
-        written: set[str] = set()
-        logged = plan.logged_model_id
-        if resolved.from_version is not None:
-            stored = [files.StoredFile(f.path, f.sha256, f.size) for f in plan.from_files]
-        else:
-            found = await self._walk(root, field)
-            if not found.paths and resolved.fallback:
-                root = resolved.fallback
-                found = await self._walk(root, field)
-                logged = logged or resolved.fallback_model_id
-            if not found.paths:
-                raise BadRequest(f"{field}: no files at '{root}' to register", field=field)
-            stored, written = await self._copy(root, found, field)
-        if not stored:
-            raise BadRequest(f"{field}: the version to copy holds no files", field=field)
-
-        def write(session: Session) -> VersionView:
-            row = records.model_named(session, name)
-            if row is None:
-                if not create_model:
-                    raise model_missing(name)
-                row = self._insert_model(session, caller, name, plan.namespace, "", {})
-            else:
-                readable(caller, row, name)
-                caller.guard.require_explained(row.namespace, model_object(name), EDIT)
-            number = records.highest_version(session, row.model_key) + 1
-            stamp = now_ms()
-            lineage = plan.lineage
-            session.execute(
-                VERSION.insert().values(
-                    model_key=row.model_key,
-                    version=number,
-                    user_id=caller.guard.user,
-                    stage=NONE,
-                    logged_model_id=logged,
-                    run_id=lineage.get("run_id"),
-                    tracking_experiment_id=lineage.get("tracking_experiment_id"),
-                    workload_id=lineage.get("workload_id"),
-                    cluster=lineage.get("cluster"),
-                    datasets=lineage.get("datasets") or None,
-                    creation_time=stamp,
-                    last_updated_time=stamp,
-                    **columns,
-                )
-            )
-            session.execute(
-                FILE.insert(),
-                [
-                    {
-                        "model_key": row.model_key,
-                        "version": number,
-                        "path": f.path,
-                        "sha256": f.sha256,
-                        "size": f.size,
-                    }
-                    for f in stored
-                ],
-            )
-            if tags:
-                session.execute(
-                    VERSION_TAG.insert(),
-                    [
-                        {"model_key": row.model_key, "version": number, "key": k, "value": v}
-                        for k, v in tags.items()
-                    ],
-                )
-            _touch(session, row.model_key, stamp)
-            history.record(
-                session,
-                row,
-                actor_of(caller),
-                history.VERSION_CREATED,
-                version=number,
-                to_value=str(number),
-                message=f"from {str(columns['source'])[:1000]}",
-                at=stamp,
-            )
-            made = records.version_row(session, row.model_key, number)
-            return records.version_views(session, [row], [made])[0]
-
-        try:
-            view = await self._insert_version(write)
-        except BaseException:
-            await self._collect(sorted(written))
-            raise
-        if resolved.from_version is None:
-            reused = [f for f in stored if f.sha256 not in written]
-            await self._guarded(files.restore_missing(self.artifacts, root, found, reused), field)
-        return view
-
-    async def _insert_version(self, write: Callable[[Session], VersionView]) -> VersionView:
-        for attempt in range(VERSION_TRIES):
-            try:
-                return await self._write(write)
-            except IntegrityError:
-                if attempt == VERSION_TRIES - 1:
-                    raise Conflict(
-                        "the model's versions are being created by others too often; try again"
-                    ) from None
-        raise AssertionError("unreachable")
-
-    async def _walk(self, root: str, field: str) -> files.Found:
-        return await self._guarded(files.walk(self.artifacts, root), field)
-
-    async def _copy(
-        self, root: str, found: files.Found, field: str
-    ) -> tuple[list[files.StoredFile], set[str]]:
-        return await self._guarded(files.copy_in(self.artifacts, root, found), field)
-
-    async def _guarded(self, work: Any, field: str) -> Any:
-        """Artifact-store failures while copying, as the user sees them."""
-        try:
-            return await work
-        except files.TooManyFiles as exc:
-            raise BadRequest(f"{field}: {exc}", field=field) from None
-        except files.SourceChanged as exc:
-            raise Conflict(f"{field}: {exc}; try again") from None
-        except ArtifactNotFound as exc:
-            raise Conflict(
-                f"{field}: a file went away while it was being registered ({exc}); try again"
-            ) from None
-        except InvalidArtifactPath as exc:
-            raise BadRequest(f"{field}: {exc}", field=field) from None
-        except ArtifactStoreUnavailable as exc:
-            raise ApiError(503, f"the artifact store is unavailable: {exc}") from None
 
     async def create_version_from_base_dir(
         self,
@@ -652,9 +421,9 @@ class ModelRegistry:
         if dataset is not None:
             dataset = checks.text(dataset, "dataset")
 
-        def plan(conn: Connection) -> _Plan:
+        def plan(conn: Connection) -> writing.Plan:
             unscoped(caller, "register a baseDir")
-            namespace = self._may_add_version(conn, caller, name, False)
+            namespace = writing.may_add_version(conn, caller, name, False)
             resolved = resolve(conn, caller, base_dir, field="baseDir", server_host=caller.server_host)
             if resolved.root is None:
                 raise BadRequest("baseDir: must be a folder of the artifact store", field="baseDir")
@@ -671,12 +440,12 @@ class ModelRegistry:
                     raise NotFound(f"experimentId: Not found experiment: {experiment_id}")
                 lineage["workload_id"] = workload.id
                 lineage["cluster"] = lineage.get("cluster") or workload.cluster
-            return _Plan(resolved, namespace, [], resolved.logged_model_id, lineage)
+            return writing.Plan(resolved, namespace, [], resolved.logged_model_id, lineage)
 
         chosen = await self._read(plan)
         root = chosen.resolved.root or ""
-        described = await self._description(f"{root}/description.json")
-        return await self._make_version(
+        described = await self._maker.description(f"{root}/description.json")
+        return await self._maker.make(
             caller,
             name,
             chosen,
@@ -692,32 +461,6 @@ class ModelRegistry:
             },
             tags=wanted_tags,
         )
-
-    async def _description(self, path: str) -> dict[str, Any]:
-        try:
-            blob = await self.artifacts.open(path)
-        except ArtifactNotFound:
-            raise BadRequest(f"baseDir: no description.json at '{path}'", field="baseDir") from None
-        except ArtifactStoreUnavailable as exc:
-            raise ApiError(503, f"the artifact store is unavailable: {exc}") from None
-        data = bytearray()
-        try:
-            async for chunk in blob.chunks:
-                data += chunk
-                if len(data) > MAX_DESCRIPTION_JSON:
-                    raise BadRequest(
-                        f"baseDir: description.json is larger than {MAX_DESCRIPTION_JSON} bytes",
-                        field="baseDir",
-                    )
-        finally:
-            await blob.aclose()
-        try:
-            parsed = json.loads(bytes(data))
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest(f"baseDir: '{path}' is not JSON", field="baseDir") from None
-        if not isinstance(parsed, dict):
-            raise BadRequest(f"baseDir: '{path}' is not a JSON object", field="baseDir")
-        return parsed
 
     async def get_version(self, caller: Caller, name: str, version: int) -> VersionView:
         def read(conn: Connection) -> VersionView:
@@ -812,45 +555,25 @@ class ModelRegistry:
             actor = actor_of(caller)
             stamp = now_ms()
             changes: dict[str, Any] = {}
-            if description is not None and description != found.description:
-                changes["description"] = description
-                history.record(
-                    session,
-                    row,
-                    actor,
-                    history.DESCRIPTION_CHANGED,
-                    version=version,
-                    from_value=found.description,
-                    to_value=description,
-                    message=message,
-                    at=stamp,
-                )
-            if dataset is not None and dataset != found.dataset:
-                changes["dataset"] = dataset
-                history.record(
-                    session,
-                    row,
-                    actor,
-                    history.DATASET_CHANGED,
-                    version=version,
-                    from_value=found.dataset,
-                    to_value=dataset,
-                    message=message,
-                    at=stamp,
-                )
-            if target is not None and target != found.stage:
-                changes["stage"] = target
-                history.record(
-                    session,
-                    row,
-                    actor,
-                    history.STAGE_CHANGED,
-                    version=version,
-                    from_value=found.stage,
-                    to_value=target,
-                    message=message,
-                    at=stamp,
-                )
+            for column, action, new in (
+                ("description", history.DESCRIPTION_CHANGED, description),
+                ("dataset", history.DATASET_CHANGED, dataset),
+                ("stage", history.STAGE_CHANGED, target),
+            ):
+                old = getattr(found, column)
+                if new is not None and new != old:
+                    changes[column] = new
+                    history.record(
+                        session,
+                        row,
+                        actor,
+                        action,
+                        version=version,
+                        from_value=old,
+                        to_value=new,
+                        message=message,
+                        at=stamp,
+                    )
             if target is not None and archive_existing and target in LIVE:
                 others = session.execute(
                     select(VERSION.c.version, VERSION.c.stage)
@@ -885,7 +608,7 @@ class ModelRegistry:
                     .where(VERSION.c.model_key == row.model_key, VERSION.c.version == version)
                     .values(last_updated_time=stamp, **changes)
                 )
-                _touch(session, row.model_key, stamp)
+                writing.touch(session, row.model_key, stamp)
             made = records.version_row(session, row.model_key, version)
             return records.version_views(session, [row], [made])[0]
 
@@ -935,79 +658,31 @@ class ModelRegistry:
             session.execute(
                 delete(VERSION).where(VERSION.c.model_key == row.model_key, VERSION.c.version == version)
             )
-            _touch(session, row.model_key, stamp)
+            writing.touch(session, row.model_key, stamp)
             return shas
 
-        await self._collect(await self._write(write))
+        await self._maker.collect(await self._write(write))
 
     async def set_version_tag(self, caller: Caller, name: str, version: int, key: str, value: str) -> None:
         key = checks.tag_key(key)
         value = checks.tag_value(value)
 
-        def write(session: Session) -> None:
-            row = require(caller, records.model_named(session, name), EDIT, name=name)
-            if records.version_row(session, row.model_key, version) is None:
-                raise version_missing(name, version)
-            where = (
-                VERSION_TAG.c.model_key == row.model_key,
-                VERSION_TAG.c.version == version,
-                VERSION_TAG.c.key == key,
-            )
-            old = session.execute(select(VERSION_TAG.c.value).where(*where)).scalar()
-            if old == value:
-                return
-            if old is None:
-                session.execute(
-                    VERSION_TAG.insert().values(
-                        model_key=row.model_key, version=version, key=key, value=value
-                    )
-                )
-            else:
-                session.execute(update(VERSION_TAG).where(*where).values(value=value))
-            stamp = now_ms()
-            _touch(session, row.model_key, stamp)
-            history.record(
-                session,
-                row,
-                actor_of(caller),
-                history.VERSION_TAG_SET,
-                version=version,
-                from_value=old,
-                to_value=value,
-                message=f"tag {key}",
-                at=stamp,
-            )
+        def apply(session: Session, row: Any) -> _Event | None:
+            where = {"model_key": row.model_key, "version": version, "key": key}
+            changed, old = writing.put(session, VERSION_TAG, where, "value", value)
+            return _Event(history.VERSION_TAG_SET, version, old, value, f"tag {key}") if changed else None
 
-        await self._write(write)
+        await self._edit(caller, name, version, apply)
 
     async def delete_version_tag(self, caller: Caller, name: str, version: int, key: str) -> None:
-        def write(session: Session) -> None:
-            row = require(caller, records.model_named(session, name), EDIT, name=name)
-            if records.version_row(session, row.model_key, version) is None:
-                raise version_missing(name, version)
-            where = (
-                VERSION_TAG.c.model_key == row.model_key,
-                VERSION_TAG.c.version == version,
-                VERSION_TAG.c.key == key,
-            )
-            old = session.execute(select(VERSION_TAG.c.value).where(*where)).scalar()
+        def apply(session: Session, row: Any) -> _Event:
+            where = {"model_key": row.model_key, "version": version, "key": key}
+            old = writing.take(session, VERSION_TAG, where, "value")
             if old is None:
                 raise NotFound(f"No tag with key '{key}' on model version (name={name}, version={version})")
-            session.execute(delete(VERSION_TAG).where(*where))
-            stamp = now_ms()
-            _touch(session, row.model_key, stamp)
-            history.record(
-                session,
-                row,
-                actor_of(caller),
-                history.VERSION_TAG_DELETED,
-                version=version,
-                from_value=old,
-                message=f"tag {key}",
-                at=stamp,
-            )
+            return _Event(history.VERSION_TAG_DELETED, version, old, None, f"tag {key}")
 
-        await self._write(write)
+        await self._edit(caller, name, version, apply)
 
     # aliases ----------------------------------------------------------------------------------
     async def set_alias(self, caller: Caller, name: str, alias: str, version: int) -> None:
@@ -1015,58 +690,24 @@ class ModelRegistry:
         Aliases match ``[\\w-]{1,255}``; ``latest`` and ``v<digits>`` are reserved (400)."""
         alias = checks.alias(alias)
 
-        def write(session: Session) -> None:
-            row = require(caller, records.model_named(session, name), EDIT, name=name)
-            if records.version_row(session, row.model_key, version) is None:
-                raise version_missing(name, version)
-            old = records.alias_target(session, row.model_key, alias)
-            if old == version:
-                return
-            if old is None:
-                session.execute(ALIAS.insert().values(model_key=row.model_key, alias=alias, version=version))
-            else:
-                session.execute(
-                    update(ALIAS)
-                    .where(ALIAS.c.model_key == row.model_key, ALIAS.c.alias == alias)
-                    .values(version=version)
-                )
-            stamp = now_ms()
-            _touch(session, row.model_key, stamp)
-            history.record(
-                session,
-                row,
-                actor_of(caller),
-                history.ALIAS_SET,
-                version=version,
-                from_value=str(old) if old is not None else None,
-                to_value=str(version),
-                message=f"alias {alias}",
-                at=stamp,
-            )
+        def apply(session: Session, row: Any) -> _Event | None:
+            where = {"model_key": row.model_key, "alias": alias}
+            changed, old = writing.put(session, ALIAS, where, "version", version)
+            if not changed:
+                return None
+            was = str(old) if old is not None else None
+            return _Event(history.ALIAS_SET, version, was, str(version), f"alias {alias}")
 
-        await self._write(write)
+        await self._edit(caller, name, version, apply)
 
     async def delete_alias(self, caller: Caller, name: str, alias: str) -> None:
-        def write(session: Session) -> None:
-            row = require(caller, records.model_named(session, name), EDIT, name=name)
-            old = records.alias_target(session, row.model_key, alias)
+        def apply(session: Session, row: Any) -> _Event:
+            old = writing.take(session, ALIAS, {"model_key": row.model_key, "alias": alias}, "version")
             if old is None:
                 raise alias_missing(name, alias)
-            session.execute(delete(ALIAS).where(ALIAS.c.model_key == row.model_key, ALIAS.c.alias == alias))
-            stamp = now_ms()
-            _touch(session, row.model_key, stamp)
-            history.record(
-                session,
-                row,
-                actor_of(caller),
-                history.ALIAS_DELETED,
-                version=old,
-                from_value=str(old),
-                message=f"alias {alias}",
-                at=stamp,
-            )
+            return _Event(history.ALIAS_DELETED, old, str(old), None, f"alias {alias}")
 
-        await self._write(write)
+        await self._edit(caller, name, None, apply)
 
     async def version_by_alias(self, caller: Caller, name: str, alias: str) -> VersionView:
         def read(conn: Connection) -> VersionView:
@@ -1144,10 +785,6 @@ class ModelRegistry:
         if sha is None:
             raise NotFound(f"no file '{wanted}' in registry/{model_key}/{version}")
         return await files.open_blob(self.artifacts, sha)
-
-
-def _duplicate(name: str) -> Conflict:
-    return Conflict(f"Registered Model (name={name}) already exists.")
 
 
 def alias_missing(name: str, alias: str) -> NotFound:

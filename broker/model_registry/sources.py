@@ -10,7 +10,9 @@ Accepted sources:
 * ``models:/<name>/<version>``, ``models:/<name>/<stage>``, ``models:/<name>/latest``,
   ``models:/<name>@<alias>``: another registered version (its file list is copied);
 * ``mlflow-artifacts:/<path>``, the broker's own
-  ``http(s)://<host>/api/2.0/mlflow-artifacts/artifacts/<path>``, or a bare artifact path.
+  ``http(s)://<host>/api/2.0/mlflow-artifacts/artifacts/<path>``, or a bare artifact path;
+* ``experiment/<experiment id>/<path>`` (where Submarine's SDK puts an experiment's files):
+  ``<path>`` under the artifacts of the newest attempt's run of that broker experiment.
 
 The caller must be able to read what the source names under the tracking rules
 (:mod:`broker.tracking.access_rules`, :func:`broker.artifacts.gate.decide`): otherwise 404, as for
@@ -38,7 +40,7 @@ from broker.model_registry.access import may_read
 from broker.model_registry.stages import STAGES, canonical_stage
 from broker.tracking import runs
 from broker.tracking.access_rules import may_logged_model, may_run
-from broker.tracking.model import ACTIVE, TrackingLoggedModel, TrackingTag
+from broker.tracking.model import ACTIVE, TrackingLoggedModel, TrackingRun, TrackingTag
 
 if TYPE_CHECKING:
     from broker.model_registry.service import Caller
@@ -49,6 +51,8 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 #: The run tag the broker sets on the runs it opens for attempts (broker.tracking.attempt_runs).
 CLUSTER_TAG = "submarine.cluster"
 MAX_SOURCE = 5000
+#: Submarine's SDK keeps an experiment's files under ``experiment/<experiment id>/``.
+WORKLOAD_PREFIX = "experiment"
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,23 @@ def resolve(
             f"not from {scheme}: URIs",
             field,
         )
+    if source.startswith(f"{WORKLOAD_PREFIX}/"):
+        return _workload_source(conn, caller, source[len(WORKLOAD_PREFIX) + 1 :], field)
     return path_source(conn, caller, source, field)
+
+
+def _workload_source(conn: Any, caller: Caller, rest: str, field: str) -> Resolved:
+    workload_id, _, path = rest.partition("/")
+    path = _clean(path, field)
+    run = conn.execute(
+        select(TrackingRun)
+        .where(TrackingRun.workload_id == workload_id)
+        .order_by(TrackingRun.attempt.desc().nulls_last(), TrackingRun.start_time.desc())
+        .limit(1)
+    ).first()
+    if run is None or not may_run(caller.guard, caller.scope, run, "read"):
+        raise _refused(caller, f"no experiment {workload_id} with tracked files", field)
+    return Resolved(root=_join(_artifact_root(run.artifact_uri), path), lineage=lineage_of(conn, run))
 
 
 def _shown(text: str) -> str:

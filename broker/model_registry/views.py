@@ -72,9 +72,12 @@ class HistoryEvent:
     """One audited change. ``action`` is one of :data:`broker.model_registry.history.ACTIONS`
     (``model_created``, ``model_renamed``, ``description_changed``, ``model_deleted``,
     ``model_tag_set``, ``model_tag_deleted``, ``version_created``, ``stage_changed``,
-    ``version_tag_set``, ``version_tag_deleted``, ``version_deleted``, ``alias_set``,
-    ``alias_deleted``); ``from_value``/``to_value`` are the old and new value (stage, name, alias
-    target, tag value) where the action has them."""
+    ``dataset_changed``, ``version_tag_set``, ``version_tag_deleted``, ``version_deleted``,
+    ``alias_set``, ``alias_deleted``); ``from_value``/``to_value`` are the old and new value
+    (stage, name, alias target version, tag value, description, dataset) where the action has
+    them. ``message``: the caller's for stage and description changes; ``tag <key>`` and
+    ``alias <alias>`` for tag and alias events; ``from <source>`` for a new version; a change
+    made with a run token ends with ``(via run <run id>)`` (the actor is the run's user)."""
 
     id: int
     model_name: str  # the name at the time of the event
