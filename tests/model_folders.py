@@ -1,4 +1,4 @@
-"""Helpers for the model-registry tests: a model folder in the broker's artifact store, made the way
+"""Helpers for the Submarine registry tests: a model folder in the broker's artifact store, made the way
 a user makes one (an MLflow run, its files PUT through the artifact API), for Submarine's
 ``POST /api/v1/model-version?baseDir=``."""
 

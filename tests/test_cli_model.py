@@ -58,7 +58,8 @@ def test_list_get_and_versions(registered: Broker) -> None:
     versions = json.loads(ok(registered, "versions", "churn", "--json"))
     assert [v["version"] for v in versions] == [1, 2]
     table = ok(registered, "versions", "churn").splitlines()
-    assert any(line.split()[:2] == ["1", "None"] for line in table), table
+    rows = [[cell.strip() for cell in line.split("│")] for line in table]
+    assert any(row[:2] == ["1", "None"] and "tensorflow" in row for row in rows), table
     assert "no-such-model" in fails(registered, "get", "no-such-model")
 
 

@@ -146,7 +146,8 @@ def test_the_sdk_registry_apis_through_a_models_life(sdk_python: Path, broker: B
     base_dir = model_folder(broker.url)
     out = run_script(sdk_python, LIFECYCLE, broker, base_dir, "sdk-mnist")
 
-    assert out["ping"] == ["Pong", "Pong"] or all("Pong" in str(p) for p in out["ping"])
+    # The generated ping methods read the envelope as a 'str': its text holds the result.
+    assert all("'result': 'Pong'" in ping for ping in out["ping"]), out["ping"]
     assert out["created"] is None
     assert out["duplicate"]["status"] == 409
     assert out["duplicate"]["body"]["success"] is None and "sdk-mnist" in out["duplicate"]["body"]["message"]
