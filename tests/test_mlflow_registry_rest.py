@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from broker.model_registry.checks import MAX_TAG_VALUE
 from tests.mlflow_support import rest
 from tests.model_folders import model_folder
 from tests.support import Broker, python_spec
@@ -115,6 +116,7 @@ def test_bad_input_gets_mlflow_codes_and_never_a_5xx(open_broker: tuple[Broker, 
         ("POST", "/registered-models/create", {"name": "taken"}, (400, "RESOURCE_ALREADY_EXISTS")),
         ("POST", "/registered-models/create", {"name": ""}, INVALID),
         ("POST", "/registered-models/create", {"name": 5}, INVALID),
+        ("POST", "/registered-models/create", {"name": "a/b"}, INVALID),
         (
             "POST",
             "/registered-models/create",
@@ -155,7 +157,7 @@ def test_bad_input_gets_mlflow_codes_and_never_a_5xx(open_broker: tuple[Broker, 
         (
             "POST",
             "/model-versions/set-tag",
-            {"name": "taken", "version": "1", "key": "k", "value": "v" * 100001},
+            {"name": "taken", "version": "1", "key": "k", "value": "v" * (MAX_TAG_VALUE + 1)},
             INVALID,
         ),
         ("GET", "/registered-models/search", {"max_results": "1001"}, INVALID),

@@ -16,13 +16,10 @@ from broker.api.mlflow_errors import MlflowError, invalid
 from broker.api.registry_caller import caller_of
 from broker.artifacts.store import ArtifactNotFound, ArtifactStoreUnavailable, InvalidArtifactPath
 from broker.errors import ApiError
+from broker.model_registry import checks
 from broker.model_registry.service import Caller, ModelRegistry
 from broker.model_registry.views import ModelView, VersionView
-from broker.tracking.validation import check_key, check_value, shown
-
-#: MLflow's limit on a registry tag's value (longer values are refused, not cut).
-MAX_REGISTRY_TAG_VALUE = 100000
-_MAX_VERSION = 2**31 - 1
+from broker.tracking.validation import check_key, check_value
 
 #: The MLflow code (and HTTP status) of each status the registry raises. The client reads a
 #: duplicate as RESOURCE_ALREADY_EXISTS with HTTP 400 (that is how ``register_model`` goes on to
@@ -89,21 +86,12 @@ def version_of(args: Args, field: str = "version") -> int:
     raw = args.raw(field)
     if raw is None or raw == "":
         raise invalid(f"Missing value for required parameter '{field}'")
-    number: int | None = None
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        number = raw
-    elif isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) <= 12:
-        number = int(raw.strip())
-    if number is None or not 1 <= number <= _MAX_VERSION:
-        raise invalid(
-            f"Invalid value {shown(raw)} for parameter '{field}': expected a version number (1, 2, ...)"
-        )
-    return number
+    return checks.version(raw, field)
 
 
 def tag_value(value: Any, field: str) -> str:
     """A registry tag's value: a missing value is ``""`` (as MLflow reads it); too long is refused."""
-    return check_value("" if value is None else value, field, MAX_REGISTRY_TAG_VALUE, truncate=False)
+    return check_value("" if value is None else value, field, checks.MAX_TAG_VALUE, truncate=False)
 
 
 def tags_in(args: Args, field: str = "tags") -> list[tuple[str, str]]:
