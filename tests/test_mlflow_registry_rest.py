@@ -4,6 +4,7 @@ bad input answered with MLflow's codes (never a 5xx), another team's models hidd
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,6 +196,39 @@ def test_bad_input_gets_mlflow_codes_and_never_a_5xx(open_broker: tuple[Broker, 
     assert bare.json()["model_version"]["version"] == "2"
 
 
+def test_text_no_database_stores_is_refused_on_the_mlflow_paths(
+    open_broker: tuple[Broker, httpx.Client],
+) -> None:
+    """A NUL (PostgreSQL can neither store nor compare one) or a lone surrogate in any string of a
+    body is INVALID_PARAMETER_VALUE naming the field, on the registry's and the tracking's paths."""
+    broker, http = open_broker
+    run_id, _ = model_run(broker, http, "not-text")
+    assert http.post("/registered-models/create", json={"name": "texts"}).status_code == 200
+    for route, body, field in [
+        ("/registered-models/create", {"name": "a\x00"}, "name"),
+        (
+            "/registered-models/create",
+            {"name": "b", "tags": [{"key": "k", "value": "\ud800"}]},
+            "tags[0].value",
+        ),
+        ("/registered-models/rename", {"name": "texts", "new_name": "c\x00"}, "new_name"),
+        ("/model-versions/create", {"name": "texts", "source": f"runs:/{run_id}/model\x00"}, "source"),
+        ("/registered-models/set-tag", {"name": "texts", "key": "k", "value": "v\x00"}, "value"),
+        ("/runs/set-tag", {"run_id": run_id, "key": "k", "value": "v\x00"}, "value"),
+        ("/experiments/create", {"name": "\ud800"}, "name"),
+    ]:
+        raw = json.dumps(body).encode()  # json escapes the NUL and the surrogate as \u sequences
+        answer = http.post(route, content=raw, headers={"content-type": "application/json"})
+        assert code(answer) == INVALID, (route, answer.text)
+        assert f"'{field}'" in answer.json()["message"], (route, answer.text)
+    for method, route in [("PATCH", "/registered-models/update"), ("DELETE", "/registered-models/delete")]:
+        answer = http.request(method, route, json={"name": "texts\x00"})
+        assert code(answer) == INVALID, (route, answer.text)
+    assert (
+        http.get("/registered-models/get", params={"name": "texts"}).json()["registered_model"]["tags"] == []
+    )
+
+
 def test_the_client_filter_suffix_with_a_backquoted_tag_key_works(
     open_broker: tuple[Broker, httpx.Client],
 ) -> None:
@@ -353,8 +387,6 @@ print("RESULT " + json.dumps(result))
 def test_a_replicas_run_token_registers_a_version_of_its_own_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    import json
-
     broker = Broker(tmp_path_factory.mktemp("registry-replica")).start()
     try:
         with rest(broker) as http:
