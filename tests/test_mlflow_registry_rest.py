@@ -190,10 +190,47 @@ def test_bad_input_gets_mlflow_codes_and_never_a_5xx(open_broker: tuple[Broker, 
         ]
     ] == ["1"]
     assert http.get("/registered-models/get", params={"name": "t"}).status_code == 404
-    # A bare artifact path of the caller's own run is a source too.
-    bare = http.post("/model-versions/create", json={"name": "taken", "source": path})
-    assert bare.status_code == 200, bare.text
-    assert bare.json()["model_version"]["version"] == "2"
+    # The other forms of a source: a bare artifact path, an mlflow-artifacts: URI, this broker's
+    # own artifact URL, another version (by number and by alias).
+    assert (
+        http.post(
+            "/registered-models/alias", json={"name": "taken", "alias": "first", "version": "1"}
+        ).status_code
+        == 200
+    )
+    sources = [
+        path,
+        f"mlflow-artifacts:/{path}",
+        f"{broker.url}/api/2.0/mlflow-artifacts/artifacts/{path}",
+        "models:/taken/1",
+        "models:/taken@first",
+    ]
+    for number, source in enumerate(sources, start=2):
+        made = http.post("/model-versions/create", json={"name": "taken", "source": source})
+        assert made.status_code == 200, (source, made.text)
+        assert (made.json()["model_version"]["version"], made.json()["model_version"]["source"]) == (
+            str(number),
+            source,
+        )
+    downloads = [
+        http.get("/model-versions/get-download-uri", params={"name": "taken", "version": str(n)}).json()[
+            "artifact_uri"
+        ]
+        for n in range(1, len(sources) + 2)
+    ]
+    files = [
+        sorted(
+            f["path"].rsplit("/", 1)[-1]
+            for f in httpx.get(
+                f"{broker.url}/api/2.0/mlflow-artifacts/artifacts",
+                params={"path": uri.removeprefix("mlflow-artifacts:/")},
+            ).json()["files"]
+        )
+        for uri in downloads
+    ]
+    # Every version holds the same files, each its own copy in the registry's area.
+    assert len(set(downloads)) == len(downloads)
+    assert all(found == files[0] for found in files) and "description.json" in files[0], files
 
 
 def test_text_no_database_stores_is_refused_on_the_mlflow_paths(
