@@ -11,7 +11,9 @@ Removing blobs: after a version or model is deleted, each blob of its files that
 still references is deleted. A version created at the same moment that reuses such a blob
 re-checks its blobs after its commit and copies a missing one again from its source; the window
 left (its check running between the collector's reference query and its delete) is one file
-system call wide.
+system call wide. A version copied from another version (``models:/<name>/<version>``) has no
+source to copy from again: that race (the other version deleted at the same moment) can leave it
+a missing blob, which reads as 404.
 """
 
 from __future__ import annotations
