@@ -209,7 +209,7 @@ def parse_json(raw: bytes, limits: LimitsConfig) -> Any:
     return data
 
 
-def _text_problem(text: str) -> str | None:
+def text_problem(text: str) -> str | None:
     """What makes ``text`` unusable as a name or value (a NUL, a lone surrogate), if anything."""
     found = _NOT_TEXT.search(text)
     if found is None:
@@ -247,7 +247,7 @@ def check_document(document: Any, limits: LimitsConfig) -> None:
                         problems.append(
                             FieldProblem(path or "body", f"key {_shown(str(key))} is not a string (quote it)")
                         )
-                    elif (problem := _text_problem(key)) is not None:
+                    elif (problem := text_problem(key)) is not None:
                         problems.append(FieldProblem(path or "body", f"key '{_shown(key)}' {problem}"))
                     children.append((item, _child(path, str(key)), depth))
             else:
@@ -256,7 +256,7 @@ def check_document(document: Any, limits: LimitsConfig) -> None:
         elif isinstance(value, _Refused):
             problems.append(FieldProblem(path or "body", value.problem))
         elif isinstance(value, str):
-            if (problem := _text_problem(value)) is not None:
+            if (problem := text_problem(value)) is not None:
                 problems.append(FieldProblem(path or "body", problem))
         elif isinstance(value, float) and not math.isfinite(value):
             problems.append(FieldProblem(path or "body", f"{value} is not accepted: numbers must be finite"))

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from broker.api.documents import text_problem
 from broker.api.mlflow_errors import MlflowError, invalid
 from broker.tracking.validation import as_int64, shown
 
@@ -94,7 +95,8 @@ class Args:
 
 async def read_args(request: Request) -> Args:
     """The arguments of ``request``: its query string for GET, else its JSON object body (at most
-    :data:`MAX_BODY` bytes; an empty body is ``{}``). Query arguments of a body request are ignored."""
+    :data:`MAX_BODY` bytes; an empty body is ``{}``; no NUL or lone surrogate in a string). Query
+    arguments of a body request are ignored (a NUL there is refused by the NUL guard)."""
     if request.method in ("GET", "HEAD"):
         data: dict[str, list[str]] = {}
         for key, value in request.query_params.multi_items():
@@ -119,7 +121,29 @@ async def read_args(request: Request) -> Args:
         raise invalid(f"The request body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(parsed, dict):
         raise invalid(f"The request body must be a JSON object, not {type(parsed).__name__}")
+    refused = _not_text(parsed)
+    if refused is not None:
+        field, problem = refused
+        raise invalid(f"Invalid value for parameter '{field[:200]}': {problem}")
     return Args(parsed, query=False)
+
+
+def _not_text(document: dict[str, Any]) -> tuple[str, str] | None:
+    """The first key or string of ``document`` that is no storable text (a NUL, which PostgreSQL
+    cannot store or even compare with, or a lone surrogate): its field and the problem."""
+    stack: list[tuple[Any, str]] = [(document, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if (problem := text_problem(key)) is not None:
+                    return path or "body", f"a key {problem}"
+                stack.append((item, f"{path}.{key}" if path else key))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, str) and (problem := text_problem(value)) is not None:
+            return path, problem
+    return None
 
 
 def endpoint(handler: Callable[[Request, Args], Awaitable[Any]]) -> Handler:
