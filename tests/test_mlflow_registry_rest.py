@@ -190,6 +190,14 @@ def test_bad_input_gets_mlflow_codes_and_never_a_5xx(open_broker: tuple[Broker, 
         ]
     ] == ["1"]
     assert http.get("/registered-models/get", params={"name": "t"}).status_code == 404
+    # MLflow's registry keeps tag values up to 100,000 characters: the longest one is taken whole.
+    longest = "v" * MAX_TAG_VALUE
+    tagged = http.post(
+        "/model-versions/set-tag", json={"name": "taken", "version": "1", "key": "k", "value": longest}
+    )
+    assert tagged.status_code == 200, tagged.text
+    shown = http.get("/model-versions/get", params={"name": "taken", "version": "1"}).json()
+    assert {"key": "k", "value": longest} in shown["model_version"]["tags"]
     # The other forms of a source: a bare artifact path, an mlflow-artifacts: URI, this broker's
     # own artifact URL, another version (by number and by alias).
     assert (

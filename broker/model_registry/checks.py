@@ -10,7 +10,7 @@ from broker.errors import BadRequest
 
 MAX_NAME = 256
 MAX_KEY = 250
-MAX_TAG_VALUE = 5000
+MAX_TAG_VALUE = 100_000  # MLflow's registry tag values (tracking tags stop at 8,000)
 MAX_DESCRIPTION = 100_000
 MAX_TEXT = 5000
 MAX_TAGS = 100
