@@ -70,6 +70,8 @@ class FailureCategory(enum.StrEnum):
     CLUSTER_LOST = "cluster_lost"
     REJECTED = "rejected"
     TIMEOUT = "timeout"
+    #: The workload's environment could not be built (the installer's error line is the reason).
+    ENVIRONMENT = "environment"
 
 
 class IllegalTransition(Exception):

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtimes.environment import EnvironmentPlan
+
 #: What a replica gets when its spec names no resources.
 DEFAULT_CPU = 1.0
 DEFAULT_MEMORY = 1024 * 2**20
@@ -88,6 +90,11 @@ class LaunchPlan(BaseModel):
     )
     conda_packages: list[str] = Field(
         default_factory=list, description="The environment's conda packages (kernelSpec.condaDependencies)"
+    )
+    environment: EnvironmentPlan | None = Field(
+        default=None,
+        description="What the replicas need installed (a registered environment's revision or the "
+        "spec's inline kernelSpec), with its identity hash; None when nothing is asked",
     )
     workdir: str | None = Field(
         default=None,
