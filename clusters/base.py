@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from clusters.config import ClusterConfig
+from clusters.errors import EnvironmentBuildFailed
+from runtimes.environment import EnvironmentPlan
 from runtimes.plan import ZERO, Addressing, LaunchPlan, Resources, decider_names
 
 
@@ -44,6 +46,9 @@ class Capability(enum.Flag):
     RELEASES_WORKDIRS = enum.auto()
     #: Runs replicas as processes on the broker's own host: ``host_user_problem``.
     BROKER_HOST = enum.auto()
+    #: Keeps built environments in a cache of its own (a venv per hash), builds them ahead of work
+    #: and frees them: ``prepare_environment``, ``drop_environment``.
+    ENVIRONMENT_CACHE = enum.auto()
 
 
 #: The capabilities work is placed by (and that the cluster API lists).
@@ -55,6 +60,8 @@ OPTIONAL_VERBS: dict[str, Capability] = {
     "owned": Capability.LISTS_WORK,
     "release": Capability.RELEASES_WORKDIRS,
     "host_user_problem": Capability.BROKER_HOST,
+    "prepare_environment": Capability.ENVIRONMENT_CACHE,
+    "drop_environment": Capability.ENVIRONMENT_CACHE,
 }
 
 
@@ -256,6 +263,31 @@ class ClusterAdapter(ABC):
         delete; without the capability, always). Raises :class:`ClusterUnreachable` when the
         cluster cannot be asked.
         """
+        return False
+
+    def environment_problem(self, env: EnvironmentPlan) -> str | None:
+        """Why this cluster cannot apply ``env`` as configured (conda packages where there is no
+        conda, pip installs the cluster's config disallows, pip packages on a kind that only runs
+        images), or None. Placement shows it and skips the cluster; when no cluster can apply it,
+        submission is a 400 with the reasons. The base applies nothing and refuses nothing."""
+        return None
+
+    async def prepare_environment(self, env: EnvironmentPlan) -> None:
+        """Build ``env`` into the cluster's cache now, so later work starts warm.
+
+        Optional (``Capability.ENVIRONMENT_CACHE``). Idempotent: a build already there is reused
+        and a build under way elsewhere is waited for (a lock, never two builds of one hash).
+        Raises :class:`EnvironmentBuildFailed` with the installer's own error line, and
+        :class:`ClusterUnreachable` when the cluster cannot be asked. Without the capability:
+        :class:`EnvironmentBuildFailed` saying the kind keeps no cache.
+        """
+        raise EnvironmentBuildFailed(f"cluster '{self.name}' ({self.kind}) keeps no environment cache")
+
+    async def drop_environment(self, env_hash: str) -> bool:
+        """Remove the cached build of ``env_hash`` (housekeeping; never called while work uses it).
+
+        Optional (``Capability.ENVIRONMENT_CACHE``). True when it was removed or was not there;
+        without the capability, False."""
         return False
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most kinds hold nothing to release

@@ -15,3 +15,8 @@ class SubmitRejected(ClusterError):
 
 class WorkloadNotFound(ClusterError):
     """The cluster has nothing under this handle."""
+
+
+class EnvironmentBuildFailed(ClusterError):
+    """An environment could not be built; the message is the installer's own error line (the
+    package it could not find), so the user sees what to fix."""
