@@ -23,8 +23,12 @@ _lock = threading.Lock()
 
 def remember(config: ClusterConfig) -> None:
     """Mask ``config``'s secrets from now on, everywhere."""
+    remember_values(config.secret_values())
+
+
+def remember_values(values: frozenset[str]) -> None:
+    """Mask these secret values (a registry's credentials) from now on, everywhere."""
     global _known
-    values = config.secret_values()
     if values <= _known:
         return
     with _lock:

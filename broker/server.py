@@ -27,6 +27,7 @@ from broker.config.loader import cluster_files, load_cluster_file
 from broker.config.models import BrokerConfig, NotebooksConfig
 from broker.experiments.service import ExperimentService
 from broker.ids import IdGenerator
+from broker.images import ImageRegistries
 from broker.model_registry.service import ModelRegistry
 from broker.notebooks.proxy import NotebookProxy
 from broker.notebooks.runtime import NotebookRuntime
@@ -169,6 +170,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     jupyter = notebook_runtime(config.notebooks)
     planner = Planner(registry, policy, default_engine(), jupyter)
     ids = IdGenerator(db, Kind.EXPERIMENT.value, "-", holder)
+    images = ImageRegistries(config.registries, only=config.registries_only)
     loops: Loops = Loops(  # annotated: the failover below refers to it
         lease=LeaseKeeper(db, LEASE_NAME, holder, config.loops.lease_ttl),
         dispatcher=Dispatcher(
@@ -184,6 +186,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
             tokens=tokens,
             claim_hold=config.loops.lease_ttl,
             tracking=TrackingHandout(run_tokens, tracking_uri(config)),
+            images=images,
         ),
         monitor=Monitor(
             db,
@@ -211,6 +214,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         planner=planner,
         on_submitted=loops.wake_dispatch,
         limits=config.limits,
+        images=images,
     )
     notebooks = NotebookService(
         db,
@@ -220,6 +224,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         planner=planner,
         tokens=tokens,
         on_submitted=loops.wake_dispatch,
+        images=images,
     )
     return BrokerContext(
         config,

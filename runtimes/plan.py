@@ -12,6 +12,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtimes.environment import EnvironmentPlan
+from runtimes.images import RegistryAuth
 
 #: What a replica gets when its spec names no resources.
 DEFAULT_CPU = 1.0
@@ -96,6 +97,14 @@ class LaunchPlan(BaseModel):
         description="What the replicas need installed (a registered environment's revision or the "
         "spec's inline kernelSpec), with its identity hash; None when nothing is asked",
     )
+    registry_auth: dict[str, RegistryAuth] = Field(
+        default_factory=dict,
+        exclude=True,
+        repr=False,
+        description="Credentials of the configured registries the plan's images come from, by "
+        "registry name (filled by the broker at dispatch). Never serialised: a plan's JSON (a Ray "
+        "entrypoint, a log line) carries no secret",
+    )
     workdir: str | None = Field(
         default=None,
         description="Key of a working directory that outlives attempts (a notebook's files): "
@@ -109,6 +118,11 @@ class LaunchPlan(BaseModel):
         for replica in self.replicas:
             total = total + replica.resources
         return total
+
+    @property
+    def run_image(self) -> str | None:
+        """The image the replicas run in: the plan's own, else its environment's (``dockerImage``)."""
+        return self.image or (self.environment.image if self.environment is not None else None)
 
     @property
     def primary(self) -> ReplicaPlan:

@@ -210,6 +210,71 @@ class ArtifactsConfig(BaseModel):
         return value
 
 
+_REGISTRY_NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
+_REGISTRY_URL = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RegistryConfig(BaseModel):
+    """One image registry the clusters pull from (``registries`` in broker.yaml).
+
+    ``url`` is ``host[:port][/prefix]`` (no scheme): an image belongs to the registry when it
+    starts with ``<url>/``, or when it is written ``<name>/<path>`` (the shorthand, resolved to
+    ``<url>/<path>`` when the work is dispatched). Credentials are read from the broker's
+    environment, by variable name (``username_env``, ``password_env``), never from this file, and
+    never shown.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Short name; '<name>/<path>' names an image of this registry")
+    url: str = Field(description="host[:port][/prefix], e.g. registry.example.com:5000/ml")
+    username_env: str | None = Field(default=None, description="Variable holding the user name")
+    password_env: str | None = Field(default=None, description="Variable holding the password or token")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, str) and key.lower() in (*_CREDENTIAL_KEYS, "username", "token", "auth"):
+                    raise ValueError(
+                        f"{key}: registry credentials are not read from broker.yaml; name the "
+                        "environment variables that hold them (username_env, password_env)"
+                    )
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _REGISTRY_NAME.match(value):
+            raise ValueError("lower-case letters, digits, '-' and '_' (at most 63), no dots")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if "://" in value:
+            raise ValueError("host[:port][/prefix] without a scheme (registry.example.com:5000/ml)")
+        if not _REGISTRY_URL.match(value):
+            raise ValueError("not host[:port][/prefix] (registry.example.com:5000/ml)")
+        return value
+
+    @field_validator("username_env", "password_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError("not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> RegistryConfig:
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("give both username_env and password_env, or neither (a public registry)")
+        return self
+
+
 class BrokerConfig(BaseModel):
     """broker.yaml. Relative paths are resolved against the file's folder."""
 
@@ -241,11 +306,34 @@ class BrokerConfig(BaseModel):
     loops: LoopsConfig = Field(default_factory=LoopsConfig)
     notebooks: NotebooksConfig = Field(default_factory=NotebooksConfig)
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
+    registries: list[RegistryConfig] = Field(
+        default_factory=list,
+        description="Image registries the clusters pull from (credentials from the environment)",
+    )
+    registries_only: bool = Field(
+        default=False,
+        description="Refuse at submit an image that belongs to none of the registries",
+    )
     extra_kinds: dict[str, str] = Field(
         default_factory=dict, description="More cluster kinds as kind: module:Class (plugins, test doubles)"
     )
     #: Where the broker's own folder is; set by the loader, not by the file.
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("registries")
+    @classmethod
+    def _unique_registries(cls, value: list[RegistryConfig]) -> list[RegistryConfig]:
+        names = [r.name for r in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"registry names must be unique: {', '.join(twice)} given twice")
+        return value
+
+    @model_validator(mode="after")
+    def _registries_for_only(self) -> BrokerConfig:
+        if self.registries_only and not self.registries:
+            raise ValueError("registries_only: true needs at least one entry in registries")
+        return self
 
     def resolved(self, base_dir: Path) -> BrokerConfig:
         """A copy with every path option (any ``Path`` value, nested sections included) made

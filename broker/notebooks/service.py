@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from broker.errors import ApiError, Conflict, NotFound
 from broker.guard import Guard
 from broker.ids import IdGenerator
+from broker.images import ImageRegistries
 from broker.notebooks.tokens import NotebookTokens
 from broker.notebooks.views import STOPPED_AT, attempt_access, is_ready, notebook_status
 from broker.planner import Planner
@@ -62,9 +63,16 @@ class NotebookService(WorkloadService):
         planner: Planner,
         tokens: NotebookTokens,
         on_submitted: Callable[[], None] = lambda: None,
+        images: ImageRegistries | None = None,
     ) -> None:
         super().__init__(
-            db, registry, ids, default_namespace=default_namespace, planner=planner, on_submitted=on_submitted
+            db,
+            registry,
+            ids,
+            default_namespace=default_namespace,
+            planner=planner,
+            on_submitted=on_submitted,
+            images=images,
         )
         self.tokens = tokens
 

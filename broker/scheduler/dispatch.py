@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from broker.images import ImageRegistries
 from broker.notebooks.runtime import NotebookRuntime
 from broker.notebooks.tokens import NotebookTokens
 from broker.planner import PlacementSnapshot, Planner
@@ -195,8 +196,11 @@ class Dispatcher:
         tokens: NotebookTokens | None = None,
         claim_hold: float = CLAIM_HOLD,
         tracking: TrackingHandout | None = None,
+        images: ImageRegistries | None = None,
     ) -> None:
         self.db = db
+        #: Resolves registry shorthands in plans and gives them their registries' credentials.
+        self.images = images or ImageRegistries()
         self.registry = registry
         self.planner = planner
         self.backoff_max = backoff_max
@@ -359,6 +363,10 @@ class Dispatcher:
         return ExperimentSpec.model_validate(item.spec)
 
     def _plan(self, item: Pending, spec: Spec, cluster: ClusterState) -> LaunchPlan:
+        """The launch plan of the item's attempt on ``cluster``, with its images' registry credentials."""
+        return self.images.for_plan(self._built_plan(item, spec, cluster))
+
+    def _built_plan(self, item: Pending, spec: Spec, cluster: ClusterState) -> LaunchPlan:
         """The launch plan of the item's attempt on ``cluster``: the framework's, or a notebook's."""
         addressing = cluster.adapter.addressing(item.uid)
         if isinstance(spec, NotebookSpec):

@@ -18,6 +18,7 @@ from broker.config.models import LimitsConfig
 from broker.errors import ApiError, Conflict, NotFound
 from broker.guard import Guard
 from broker.ids import IdGenerator
+from broker.images import ImageRegistries
 from broker.planner import Planner
 from broker.registry import ClusterRegistry
 from broker.state import FailureCategory, Status, record, transition
@@ -138,9 +139,11 @@ class WorkloadService:
         planner: Planner,
         on_submitted: Callable[[], None] = lambda: None,
         limits: LimitsConfig | None = None,
+        images: ImageRegistries | None = None,
     ) -> None:
         self.db = db
         self.limits = limits or LimitsConfig()
+        self.images = images or ImageRegistries()
         self.registry = registry
         self.ids = ids
         self.default_namespace = default_namespace
@@ -154,9 +157,11 @@ class WorkloadService:
     def dry_run(self, spec: ExperimentSpec | NotebookSpec, guard: Guard) -> tuple[str, Decision]:
         """The namespace the work goes to and where it would be placed now.
 
-        Raises 403 when the caller may not submit this kind of work in the namespace (an unknown
+        Raises 400 for an image outside the allowed registries (``registries_only``), 403 when the
+        caller may not submit this kind of work in the namespace (an unknown
         ``meta.placement.cluster`` is refused with the spec's other problems: :meth:`cluster_names`).
         """
+        self.images.check_spec(spec, self.kind)
         namespace = spec.meta.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
         guard.require(namespace, f"{self.kind}/*", "submit")
         return namespace, self.planner.decide(spec, namespace, guard.user)
