@@ -24,12 +24,14 @@ from typing import Any
 
 from clusters.base import Capability, ClusterAdapter, Handle, Health, Observation, ReplicaLog
 from clusters.errors import ClusterUnreachable
+from clusters.kubernetes import environment as environments
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import observe
 from clusters.kubernetes import submit as submitting
 from clusters.kubernetes.client import JOB, NOTEBOOK, Refused, quantity
 from clusters.kubernetes.config import KubernetesClusterConfig
 from clusters.kubernetes.objects import KubeApi
+from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan, Resources, StaticAddressing
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,14 @@ class KubernetesAdapter(ClusterAdapter):
         :func:`clusters.kubernetes.submit.addressing`)."""
         return submitting.addressing(self.api, uid)
 
+    def environment_problem(self, env: EnvironmentPlan) -> str | None:
+        """conda dependencies, and pip dependencies with ``allow_installs: false``, are refused
+        (see :mod:`clusters.kubernetes.environment`)."""
+        return environments.problem(env, self.config)
+
     async def submit(self, plan: LaunchPlan) -> Handle:
-        """Create the attempt's objects; a 409 adopts an object only when its uid label is the plan's."""
+        """Create the attempt's objects (the environment's install and the registries' pull Secrets
+        with them); a 409 adopts an object only when its uid label is the plan's."""
         return await self.api.thread(submitting.submit, self.api, plan)
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Observation]:

@@ -40,6 +40,11 @@ class KubernetesClusterConfig(ClusterConfig):
     Service: a template with ``{service}``, ``{namespace}``, ``{port}``, ``{cluster_ip}`` and
     ``{uid}``; the default, ``http://{service}.{namespace}.svc:{port}``, resolves only inside the
     cluster, so a broker outside it names a route that reaches the Service from where it runs.
+
+    Environments (see :mod:`clusters.kubernetes.environment`): an environment's pip dependencies
+    are installed by an init container into ``<environment_cache>/<hash>`` on each node (a
+    ``hostPath``), with ``environment_python`` of the image; ``allow_installs: false`` refuses
+    environments with pip dependencies instead (the image must have them).
     """
 
     secret_fields: ClassVar[frozenset[str]] = frozenset({"token"})
@@ -69,6 +74,25 @@ class KubernetesClusterConfig(ClusterConfig):
     notebook_mount_path: str = Field(
         default="/home/jovyan", description="Where the working directory is mounted (the server's cwd)"
     )
+
+    allow_installs: bool = Field(
+        default=True, description="Install environments' pip dependencies in pods (else refuse them)"
+    )
+    environment_cache: str = Field(
+        default="/var/cache/submarine-broker/envs",
+        description="Folder on the nodes under which installed environments are kept, one per hash",
+    )
+    environment_python: str = Field(
+        default="python", description="The images' Python, which installs an environment's pip dependencies"
+    )
+
+    @field_validator("environment_cache")
+    @classmethod
+    def _cache(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith("/") or ":" in value or value.rstrip("/") == "":
+            raise ValueError("must be an absolute folder on the nodes, without ':' and not '/'")
+        return value.rstrip("/")
 
     @field_validator("namespace")
     @classmethod

@@ -239,7 +239,7 @@ def command(argv: Sequence[str], index_var: str, by_index: dict[str, list[str]])
 
 
 def _image(plan: LaunchPlan, default: str | None) -> str:
-    image = plan.image or default
+    image = plan.run_image or default
     if not image:
         raise ManifestError(
             "the experiment names no image (environment.image or a task image) and the cluster has "

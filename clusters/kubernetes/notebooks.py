@@ -139,7 +139,7 @@ def environment(plan: LaunchPlan, secret: str) -> list[dict[str, Any]]:
 def pod_spec(plan: LaunchPlan, config: KubernetesClusterConfig) -> dict[str, Any]:
     """The PodSpec of the server: one container named like the attempt's objects, its workspace."""
     replica = _replica(plan)
-    image = plan.image or config.image
+    image = plan.run_image or config.image
     if not image:
         raise m.ManifestError(
             "the notebook names no image (environment.image or dockerImage) and the cluster has no "

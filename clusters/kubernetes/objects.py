@@ -77,6 +77,16 @@ class KubeApi(KubeClient):
             f"(its {wrong} label is {labels.get(wrong)!r})",
         )
 
+    def replace(self, what: str, body: dict[str, Any]) -> None:
+        """Replace a typed object named like ``body`` with ``body`` (a PUT)."""
+        self.call(
+            self._typed(what, "replace"),
+            body["metadata"]["name"],
+            self.namespace,
+            body,
+            _preload_content=False,
+        )
+
     def get(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
         """The object named like ``body``, as JSON."""
         return self.read(what, body["metadata"]["name"], CR_PLURALS.get(str(body.get("kind"))))

@@ -16,6 +16,7 @@ from typing import Any
 
 from clusters.base import Handle
 from clusters.errors import ClusterUnreachable, SubmitRejected
+from clusters.kubernetes import environment as environments
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
 from clusters.kubernetes.client import JOB, KUBEFLOW, NOTEBOOK, Refused
@@ -88,8 +89,43 @@ def submit(api: KubeApi, plan: LaunchPlan) -> Handle:
             ]
     except m.ManifestError as exc:
         raise SubmitRejected(f"{api.where()} cannot run this plan: {exc}") from None
+    _prepare(api, plan, objects)
     _create_all(api, plan, objects)
     return _handle(api, plan, shape)
+
+
+def _prepare(api: KubeApi, plan: LaunchPlan, objects: list[tuple[str, dict[str, Any]]]) -> None:
+    """The environment's install and the pull Secrets in every pod; those Secrets made current."""
+    for _, body in objects:
+        environments.apply(body, plan, api.config)
+    for secret in environments.pull_secrets(plan, origin=api.origin, namespace=api.namespace):
+        _keep_current(api, secret)
+
+
+def _keep_current(api: KubeApi, secret: dict[str, Any]) -> None:
+    """Create a registry's pull Secret, or replace ours when its content differs; never touch a
+    Secret of that name that is not this broker's (a refusal names it, never its content)."""
+    name = secret["metadata"]["name"]
+    try:
+        existing: dict[str, Any] | None = api.get("secret", secret)
+    except Refused as exc:
+        if exc.status != 404:
+            raise SubmitRejected(f"{api.where()} refused to read Secret {name}: {exc.message}") from None
+        existing = None
+    try:
+        if existing is None:
+            api.create("secret", secret, "", {m.LABEL_ORIGIN: api.origin})
+            return
+        labels = (existing.get("metadata") or {}).get("labels") or {}
+        if labels.get(m.LABEL_ORIGIN) != api.origin:
+            raise SubmitRejected(
+                f"{api.where()}: Secret {name} exists and is not this broker's (no "
+                f"{m.LABEL_ORIGIN}={api.origin} label); it cannot hold the registry's credentials"
+            )
+        if existing.get("data") != secret["data"] or existing.get("type") != secret["type"]:
+            api.replace("secret", secret)
+    except Refused as exc:
+        raise SubmitRejected(f"{api.where()} refused Secret {name}: {exc.message}") from None
 
 
 def _create_all(api: KubeApi, plan: LaunchPlan, objects: list[tuple[str, dict[str, Any]]]) -> None:
@@ -124,6 +160,7 @@ def _submit_notebook(api: KubeApi, plan: LaunchPlan) -> Handle:
         objects = nb.objects(plan, api.config, origin=api.origin, api=shape)
     except m.ManifestError as exc:
         raise SubmitRejected(f"{api.where()} cannot run this notebook: {exc}") from None
+    _prepare(api, plan, objects)
     _create_all(api, plan, objects)
     name = m.base_name(plan.uid)
     claim = next((body["metadata"]["name"] for what, body in objects if what == "pvc"), None)
