@@ -53,6 +53,7 @@ from clusters.yarn.states import (
     FINAL_STATUSES,
     SERVICE_STATES,
 )
+from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan, Resources, StaticAddressing
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,11 @@ class YarnAdapter(BatchAdapter):
         self.config: YarnClusterConfig = config
         # uid -> replica -> (container id, bare host): what the polls saw, for logs after the end.
         self._containers: OrderedDict[str, dict[str, tuple[str, str]]] = OrderedDict()
+
+    def environment_problem(self, env: EnvironmentPlan) -> str | None:
+        """Dependencies to install are refused unless the images have them
+        (``images_have_dependencies``): YARN runs the image as it is."""
+        return spec.environment_problem(env, self.config)
 
     # -- HTTP ----------------------------------------------------------------------------------
 

@@ -35,6 +35,14 @@ class YarnClusterConfig(ClusterConfig):
     the attempt, like the Kubernetes adapter's ``backoffLimit: 0``) or ``ON_FAILURE`` (YARN
     relaunches failed containers). Logs are read from the NodeManagers' web services
     (``nodemanager_scheme://<bare_host>:nodemanager_port``), file ``log_file`` of each container.
+
+    Environments: the environment's ``dockerImage`` is the DOCKER artifact. Nothing is installed
+    at run time: an environment with pip or conda dependencies is refused unless
+    ``images_have_dependencies: true`` declares that the images (or the tarball) this cluster
+    runs already have them. ``docker_client_config`` is the URI (``hdfs:///...``) of a Docker
+    client ``config.json`` with the credentials of the broker's registries; the service of a plan
+    whose image comes from a registry with credentials names it (the service's
+    ``docker_client_config``), so YARN pulls with them.
     """
 
     kind: Literal["yarn"] = "yarn"
@@ -50,6 +58,13 @@ class YarnClusterConfig(ClusterConfig):
     restart_policy: Literal["NEVER", "ON_FAILURE"] = "NEVER"
     lifetime: int | None = Field(default=None, gt=0, description="Seconds YARN keeps a service at most")
     origin: str | None = Field(default=None, description="Broker mark (default: cluster name)")
+    images_have_dependencies: bool = Field(
+        default=False,
+        description="The images (or tarball) already have environments' pip/conda dependencies",
+    )
+    docker_client_config: str | None = Field(
+        default=None, description="URI of a Docker client config.json with the registries' credentials"
+    )
     nodemanager_scheme: Literal["http", "https"] = "http"
     nodemanager_port: int = Field(default=8042, ge=1, le=65535, description="NodeManager web port")
     log_file: str = Field(default="stdout.txt", description="Container log file read as a replica's log")
@@ -88,6 +103,13 @@ class YarnClusterConfig(ClusterConfig):
         if value is not None and not _ORIGIN.match(value):
             raise ValueError("not a valid origin (lower-case letters, digits and dashes, at most 63)")
         return value
+
+    @field_validator("docker_client_config")
+    @classmethod
+    def _client_config(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z][a-z0-9+.-]*://\S+$", value.strip()):
+            raise ValueError("a URI of the file, e.g. hdfs:///user/yarn/docker/config.json")
+        return value.strip() if value is not None else None
 
     @field_validator("log_file")
     @classmethod

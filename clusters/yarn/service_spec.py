@@ -38,6 +38,7 @@ from typing import Any
 
 from clusters.per_index import case_arms, index_template, role_values
 from clusters.yarn.config import YarnClusterConfig
+from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan, ReplicaPlan, Resources, replicas_by_role
 
 SERVICE_PREFIX = "sb-"
@@ -153,7 +154,7 @@ def artifact(plan: LaunchPlan, config: YarnClusterConfig) -> dict[str, str] | No
         return {"id": str(config.tarball), "type": "TARBALL"}
     if config.artifact == "none":
         return None
-    image = plan.image or config.image
+    image = plan.run_image or config.image
     if not image:
         raise ServiceSpecError(
             "the experiment names no image (environment.image or a task image) and the cluster has "
@@ -215,4 +216,17 @@ def build_service(plan: LaunchPlan, config: YarnClusterConfig) -> dict[str, Any]
     }
     if config.lifetime:
         service["lifetime"] = config.lifetime
+    if art is not None and art["type"] == "DOCKER" and plan.registry_auth and config.docker_client_config:
+        service["docker_client_config"] = config.docker_client_config
     return service
+
+
+def environment_problem(env: EnvironmentPlan, config: YarnClusterConfig) -> str | None:
+    """Why ``env`` cannot run here: YARN installs nothing, so dependencies must be in the image."""
+    if not env.installs or config.images_have_dependencies:
+        return None
+    what = " and ".join(k for k, v in (("pip", env.pip), ("conda", env.conda)) if v)
+    return (
+        f"cluster '{config.name}' (yarn) installs no {what} dependencies; use an image that has "
+        "them, and images_have_dependencies: true in the cluster's config"
+    )
