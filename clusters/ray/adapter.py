@@ -77,6 +77,7 @@ from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
 from clusters.ray.config import RayClusterConfig
 from clusters.ray.probe import EntrypointProbe
 from clusters.ray.states import TERMINAL, entrypoint_failure, last_error_line, ray_state
+from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan, Resources
 from runtimes.ray_launcher import (
     MARKER,
@@ -304,10 +305,25 @@ class RayAdapter(ClusterAdapter):
             raise SubmitRejected(f"cluster '{self.name}': cannot look up Ray job {sid}: {exc}") from None
         return True
 
+    def environment_problem(self, env: EnvironmentPlan) -> str | None:
+        """pip and conda dependencies are refused with ``allow_installs: false``; an image is never
+        a refusal (it is recorded, not run: see :meth:`runtime_env`)."""
+        if env.installs and not self.config.allow_installs:
+            return (
+                f"cluster '{self.name}' (ray) does not install dependencies (allow_installs: false); "
+                "the nodes' Python must have them"
+            )
+        return None
+
     def runtime_env(self, plan: LaunchPlan) -> dict[str, Any]:
         """The job's runtime_env: the launcher's package, the broker's variables, and the
-        environment's pip or conda packages (Ray installs them per job on each node; Ray takes
-        one of the two, so conda wins when both are given, with pip inside it)."""
+        environment's pip or conda packages (Ray installs them per job on each node and caches them
+        by content; Ray takes one of the two, so conda wins when both are given, with pip inside
+        it). They come from the plan's environment, else its ``pip_packages``/``conda_packages``.
+
+        The environment's image is not put in the runtime_env: Ray's ``image_uri`` cannot be
+        combined with ``py_modules``, ``pip`` or ``conda`` (Ray's rule), and the launcher ships in
+        ``py_modules``; the image stays recorded, unused, as on every kind without images."""
         env: dict[str, Any] = {
             "py_modules": [RUNTIMES_DIR],
             "excludes": ["__pycache__", "*.pyc"],
@@ -322,14 +338,39 @@ class RayAdapter(ClusterAdapter):
         }
         if plan.workdir is not None and self.config.workdir_base:
             env["env_vars"][WORKDIR_BASE_ENV] = self.config.workdir_base
-        if plan.conda_packages:
-            dependencies: list[Any] = list(plan.conda_packages)
-            if plan.pip_packages:
-                dependencies += ["pip", {"pip": list(plan.pip_packages)}]
+        wanted = plan.environment
+        pip = list(wanted.pip) if wanted is not None else list(plan.pip_packages)
+        conda = list(wanted.conda) if wanted is not None else list(plan.conda_packages)
+        if conda:
+            dependencies: list[Any] = list(conda)
+            if wanted is not None and wanted.python:
+                dependencies.insert(0, f"python={wanted.python}")
+            if pip:
+                dependencies += ["pip", {"pip": pip}]
             env["conda"] = {"dependencies": dependencies}
-        elif plan.pip_packages:
-            env["pip"] = list(plan.pip_packages)
+            if wanted is not None and wanted.channels:
+                env["conda"]["channels"] = list(wanted.channels)
+        elif pip:
+            env["pip"] = pip
         return env
+
+    @staticmethod
+    def metadata(plan: LaunchPlan, cluster: str) -> dict[str, str]:
+        """The job's metadata: the broker's mark, the attempt, and its environment's identity
+        (``environment``, ``environment_revision``, ``environment_hash``)."""
+        metadata = {
+            BROKER_MARK: "1",
+            "cluster": cluster,
+            "experiment": plan.workload_id,
+            "uid": plan.uid,
+            "name": plan.name,
+            "namespace": plan.namespace,
+        }
+        if plan.environment is not None:
+            metadata["environment"] = plan.environment.name
+            metadata["environment_revision"] = str(plan.environment.revision)
+            metadata["environment_hash"] = plan.environment.hash
+        return metadata
 
     def _submit(self, plan: LaunchPlan) -> Handle:
         sid = submission_id(plan.uid)
@@ -338,14 +379,7 @@ class RayAdapter(ClusterAdapter):
         handle = self._handle(plan)
         if self._exists(sid):
             return handle
-        metadata = {
-            BROKER_MARK: "1",
-            "cluster": self.name,
-            "experiment": plan.workload_id,
-            "uid": plan.uid,
-            "name": plan.name,
-            "namespace": plan.namespace,
-        }
+        metadata = self.metadata(plan, self.name)
         entrypoint = f"{self.config.entrypoint_python} -m runtimes.ray_launcher {encode_plan(plan)}"
         try:
             self._call(

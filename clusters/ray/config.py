@@ -21,6 +21,8 @@ class RayClusterConfig(ClusterConfig):
     its attempts; by default ``<system temp dir>/submarine-broker-workdirs`` of each node, so a
     notebook finds its files again only when it restarts on the same node. Point it at a shared
     filesystem mounted on every node to keep them wherever the notebook lands.
+    ``allow_installs: false`` refuses environments with pip or conda dependencies (which Ray
+    would otherwise install per job through the runtime_env) where the nodes must not install.
     """
 
     secret_fields: ClassVar[frozenset[str]] = frozenset({"headers"})
@@ -34,6 +36,10 @@ class RayClusterConfig(ClusterConfig):
         default=None,
         description="Absolute folder on the nodes for notebooks' kept working directories "
         "(default: <system temp dir>/submarine-broker-workdirs on each node)",
+    )
+
+    allow_installs: bool = Field(
+        default=True, description="Install environments' pip/conda dependencies through the runtime_env"
     )
 
     @field_validator("address")
