@@ -190,6 +190,14 @@ def test_a_broker_refuses_other_registries_and_keeps_the_pull_secret_without_sho
     other = broker.client.post("/experiment", json=_spec("corp/train:1", worker_image="quay.io/x/y:1"))
     assert other.status_code == 400 and "spec.Master.image" in other.json()["message"]
 
+    made = broker.client.post("/environment", json={"name": "outside", "dockerImage": "quay.io/x/y:1"})
+    assert made.status_code == 200, made.text
+    named = _spec("corp/train:1")
+    named["environment"] = {"name": "outside"}
+    by_name = broker.client.post("/experiment", json=named)
+    assert by_name.status_code == 400, by_name.text
+    assert "environment.name" in by_name.json()["message"] and "'quay.io/x/y:1'" in by_name.json()["message"]
+
     exp = broker.submit(_spec("corp/train:1"))["experimentId"]
     broker.wait_status(exp, "Created")
     [job] = double.objects("pytorchjobs", NS)
@@ -210,6 +218,7 @@ def test_a_broker_refuses_other_registries_and_keeps_the_pull_secret_without_sho
         broker.client.get("/cluster").text,
         refused.text,
         other.text,
+        by_name.text,
     ]
     for text in seen:
         assert PASSWORD not in text
@@ -218,3 +227,35 @@ def test_a_broker_refuses_other_registries_and_keeps_the_pull_secret_without_sho
     log = broker.log()
     assert "sb-registry-corp" in json.dumps(double.created) and log  # the broker did run and log
     assert PASSWORD not in log
+
+
+def test_placement_explain_shows_what_each_kind_cannot_install(
+    broker_factory: Any, kube: tuple[KubeApiDouble, Path]
+) -> None:
+    """Adapters' environment refusals (Kubernetes with allow_installs: false, conda anywhere on
+    Kubernetes) are placement filters with their reasons, and a 422 when no cluster can apply them."""
+    _, kubeconfig = kube
+    base = {"kind": "kubernetes", "kubeconfig": str(kubeconfig), "context": "double", "namespace": NS}
+    broker = broker_factory(
+        clusters={"closed": {**base, "allow_installs": False}, "open": base},
+        loops={**FAST, "dispatch_paused": True},
+    )
+    for name in ("closed", "open"):
+        wait_for(
+            lambda name=name: broker.client.get(f"/cluster/{name}").json()["result"]["state"] == "Ready",
+            timeout=90,
+            what=f"cluster {name} to be Ready",
+        )
+    spec = _spec("python:3.11")
+    spec["environment"]["kernelSpec"] = {"name": "k", "pipDependencies": ["six"]}
+    decision = broker.client.post("/placement/explain", json=spec).json()["result"]
+    assert decision["chosen"] == "open"
+    closed = next(v for v in decision["verdicts"] if v["cluster"] == "closed")
+    environment = next(f for f in closed["filters"] if f["name"] == "environment")
+    assert environment["passed"] is False and "allow_installs: false" in environment["reason"]
+
+    spec["environment"]["kernelSpec"] = {"name": "k", "condaDependencies": ["numpy"]}
+    refused = broker.client.post("/experiment", json=spec)
+    assert refused.status_code == 422, refused.text
+    message = refused.json()["message"]
+    assert "closed:" in message and "open:" in message and "cannot install conda dependencies" in message
