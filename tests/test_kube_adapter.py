@@ -324,7 +324,7 @@ def test_an_admission_webhook_denial_is_a_refusal(cluster: Cluster, monkeypatch:
 
 def test_missing_image_is_refused_before_sending(cluster: Cluster) -> None:
     adapter = cluster.adapter()
-    plan = make_plan(adapter, uid_of(16)).model_copy(update={"image": None})
+    plan = make_plan(adapter, uid_of(16)).model_copy(update={"image": None, "environment": None})
     with pytest.raises(SubmitRejected, match="no image"):
         run(adapter.submit(plan))
     with_default = cluster.adapter(image="site/default:1")

@@ -286,3 +286,31 @@ def test_the_init_script_installs_once_and_a_second_pod_reuses_the_folder(tmp_pa
     )
     assert missing.returncode != 0 and "no-such-pkg-xyz" in missing.stderr + missing.stdout
     assert not (tmp_path / "cache" / "bad" / "site").exists()
+
+
+def test_the_install_log_comes_first_in_the_replicas_log(kube: Cluster) -> None:
+    """The init container's output is part of the replica's log; a failed install, whose replica
+    never started, shows pip's error line there."""
+    from clusters.kubernetes import manifests as m
+
+    d = kube.double
+    adapter = kube.adapter(workload_api="job")
+    uid = uid_of(11)
+    handle = run(adapter.submit(with_env(make_plan(adapter, uid))))
+
+    def pod(role: str, phase: str, logs: dict[str, list[str]]) -> None:
+        labels = {m.LABEL_UID: uid, m.LABEL_ROLE: role, m.COMPLETION_INDEX: "0"}
+        name = f"sb-11aabbccddee-{role}-0-x1"
+        made = d.add_pod(NS, name, labels, phase=phase, container=role)
+        made["spec"]["initContainers"] = [{"name": envs.INIT_CONTAINER, "image": "pytorch/pytorch:2.4"}]
+        d.put_object("pods", made)
+        d.set_logs(NS, name, logs)
+
+    pod(
+        "master", "Running", {"sb-env": ["submarine-broker: environment already installed"], "master": ["m0"]}
+    )
+    pod("worker", "Pending", {"sb-env": ["Collecting six", "ERROR: No matching distribution found for six"]})
+    logs = {log.replica: log.lines for log in run(adapter.logs(handle))}
+    assert logs["master-0"] == ["submarine-broker: environment already installed", "m0"]
+    assert logs["worker-0"] == ["Collecting six", "ERROR: No matching distribution found for six"]
+    assert [log.lines for log in run(adapter.logs(handle, "master-0", tail=1))] == [["m0"]]

@@ -171,7 +171,11 @@ def test_refusals_carry_yarns_diagnostics(cluster: Cluster, monkeypatch: pytest.
     with pytest.raises(SubmitRejected, match="unknown queue: nope"):
         run(adapter.submit(make_plan(adapter, uid_of(5))))
     with pytest.raises(SubmitRejected, match="no image"):
-        run(cluster.adapter().submit(make_plan(adapter, uid_of(5)).model_copy(update={"image": None})))
+        run(
+            cluster.adapter().submit(
+                make_plan(adapter, uid_of(5)).model_copy(update={"image": None, "environment": None})
+            )
+        )
     with pytest.raises(SubmitRejected, match="dns_domain"):
         no_dns = cluster.adapter(dns_domain=None)
         run(no_dns.submit(make_plan(no_dns, uid_of(5))))

@@ -118,7 +118,7 @@ def test_artifacts_docker_tarball_none() -> None:
     assert body["components"][0]["artifact"] == {"id": "hdfs:///envs/py311.tgz", "type": "TARBALL"}
     bare = valid(spec.build_service(plan, config(artifact="none")))
     assert "artifact" not in bare["components"][0] and bare["components"][0]["launch_command"]
-    no_image = plan.model_copy(update={"image": None})
+    no_image = plan.model_copy(update={"image": None, "environment": None})
     assert spec.artifact(no_image, config(image="python:3.11"))["id"] == "python:3.11"
     with pytest.raises(spec.ServiceSpecError, match="no image"):
         spec.build_service(no_image, config())

@@ -10,6 +10,7 @@ from typing import Any
 
 from clusters.base import Handle, Observation, Phase, ReplicaLog, ReplicaStatus, summarise
 from clusters.errors import ClusterUnreachable, WorkloadNotFound
+from clusters.kubernetes import environment as environments
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
 from clusters.kubernetes.client import CR_PLURALS, JOB, KUBEFLOW, NOTEBOOK, Refused
@@ -270,22 +271,38 @@ def logs(api: KubeApi, handle: Handle, replica: str | None, tail: int | None) ->
             out.append(ReplicaLog(name, []))
             continue
         # A notebook's server container is named like its objects (sidecars may sit beside it).
-        container = {"container": handle.state["name"]} if handle.state.get("shape") == NOTEBOOK else {}
-        try:
-            text = api.call(
-                core.read_namespaced_pod_log,
-                pod["metadata"]["name"],
-                api.namespace,
-                tail_lines=tail if tail is not None else api.config.log_tail,
-                _preload_content=False,
-                **container,
-            ).data
-        except Refused:  # not started yet (400) or gone (404)
-            out.append(ReplicaLog(name, []))
-            continue
-        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text or "")
-        out.append(ReplicaLog(name, text.splitlines()))
+        container = handle.state["name"] if handle.state.get("shape") == NOTEBOOK else None
+        lines = _pod_log(api, core, pod, tail, container)
+        # The environment's install (its init container) comes first: a failed install's error
+        # is then in the replica's log, the replica itself never having started.
+        inits = [c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []]
+        if environments.INIT_CONTAINER in inits:
+            lines = _pod_log(api, core, pod, tail, environments.INIT_CONTAINER) + lines
+            if tail is not None:
+                lines = lines[-tail:]
+        out.append(ReplicaLog(name, lines))
     return out
+
+
+def _pod_log(
+    api: KubeApi, core: Any, pod: dict[str, Any], tail: int | None, container: str | None
+) -> list[str]:
+    """One container's log lines (the pod's only container when ``container`` is None); none
+    when it has not started yet (400) or the pod is gone (404)."""
+    named = {"container": container} if container else {}
+    try:
+        text = api.call(
+            core.read_namespaced_pod_log,
+            pod["metadata"]["name"],
+            api.namespace,
+            tail_lines=tail if tail is not None else api.config.log_tail,
+            _preload_content=False,
+            **named,
+        ).data
+    except Refused:
+        return []
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text or "")
+    return text.splitlines()
 
 
 # -- the orphan sweep ----------------------------------------------------------------------

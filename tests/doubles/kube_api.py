@@ -1033,16 +1033,19 @@ class KubeApiDouble:
             if pod is None:
                 return self._error(self._missing("v1", "pods", name))
             containers = [c["name"] for c in pod.get("spec", {}).get("containers", [])]
+            inits = [c["name"] for c in pod.get("spec", {}).get("initContainers", [])]
             wanted = request.query_params.get("container")
             if wanted is None and len(containers) > 1:
                 return self._error(ApiError(400, "BadRequest", f"a container name must be specified for pod {name}, "
                                             f"choose one of: [{' '.join(containers)}]"))  # fmt: skip
             container = wanted or (containers[0] if containers else "main")
-            if container not in containers:
+            if container not in containers + inits:
                 return self._error(
                     ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
                 )
-            if pod.get("status", {}).get("phase") == "Pending":
+            # An init container's log is there once it ran, while the pod is still Pending.
+            ran = container in inits and (ns, name) in self.logs and container in self.logs[(ns, name)]
+            if pod.get("status", {}).get("phase") == "Pending" and not ran:
                 return self._error(
                     ApiError(
                         400,
