@@ -35,7 +35,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
 ACTIONS = frozenset(
     {"submit", "read", "write", "logs", "kill", "delete", "place", "edit", "admin", "promote"}
 )
-OBJECT_KINDS = frozenset({"experiment", "notebook", "cluster", "policy", "user", "tracking", "model"})
+OBJECT_KINDS = frozenset(
+    {"experiment", "notebook", "cluster", "policy", "user", "tracking", "model", "environment"}
+)
 WORKLOAD_KINDS = frozenset({"experiment", "notebook"})
 EFFECTS = frozenset({"allow", "deny"})
 

@@ -117,8 +117,9 @@ def test_read_without_edit_is_403_and_says_no_line_allows_it(world: World) -> No
 
 
 def _old_default(tmp_path: Path) -> Path:
-    """The default policy file as it was before the registry (no model lines)."""
-    lines = [line for line in DEFAULT_POLICY.read_text().splitlines() if ", model/" not in line]
+    """The default policy file as it was before the registry (no model or environment lines)."""
+    old = (", model/", ", environment/")
+    lines = [line for line in DEFAULT_POLICY.read_text().splitlines() if not any(o in line for o in old)]
     path = tmp_path / "old-policy.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -156,7 +157,7 @@ def test_migration_0008_extends_a_default_policy_and_keeps_the_data(
         )
         before = _lines(db)
         assert not before & set(MODEL_LINES)
-        upgrade(db.engine)
+        upgrade(db.engine, "0008")
         assert current_revision(db.engine) == "0008"
         assert _lines(db) == before | set(MODEL_LINES)
         newest = db.call(
@@ -164,7 +165,7 @@ def test_migration_0008_extends_a_default_policy_and_keeps_the_data(
         )
         assert (newest.author, sorted(newest.added), newest.removed) == ("broker", sorted(MODEL_LINES), [])
         assert "0008" in newest.message
-        upgrade(db.engine)  # again: nothing changes
+        upgrade(db.engine, "0008")  # again: nothing changes
         assert db.call(lambda s: s.scalars(select(PolicyRevision.revision)).all())[-1] == newest.revision
         # The run from before is a source, and a member may register it.
         store = FolderStore(tmp_path / "artifacts")
@@ -177,7 +178,7 @@ def test_migration_0008_extends_a_default_policy_and_keeps_the_data(
         command.downgrade(alembic_config(db.engine), "0007")
         assert _lines(db) == before
         assert "registry_model" not in inspect(db.engine).get_table_names()
-        upgrade(db.engine)
+        upgrade(db.engine, "0008")
         assert _lines(db) == before | set(MODEL_LINES)
     finally:
         db.dispose()
@@ -191,7 +192,7 @@ def test_migration_0008_leaves_an_edited_policy_alone(
         seed_default_policy(db, _old_default(tmp_path))
         run(PolicyStore(db).remove("root", ["p, member, *, tracking/*, write, allow"]))
         edited = _lines(db)
-        upgrade(db.engine)
+        upgrade(db.engine, "0008")
         assert _lines(db) == edited
     finally:
         db.dispose()

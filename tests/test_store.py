@@ -73,9 +73,12 @@ def test_migrations_create_every_table_and_are_repeatable(db: Database) -> None:
         "registry_version",
         "registry_version_file",
         "registry_event",
+        "environment",
+        "environment_revision",
+        "environment_build",
     } <= tables
     upgrade(db.engine)  # a second run changes nothing and does not fail
-    assert current_revision(db.engine) == "0008"
+    assert current_revision(db.engine) == "0009"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

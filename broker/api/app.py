@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from broker.api import (
     clusters,
+    environments,
     experiment_assets,
     experiments,
     mlflow,
@@ -67,6 +68,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *experiment_assets.routes,  # before experiments: /experiment/mlflow is not an id
             *experiments.routes,
             *notebooks.routes,
+            *environments.routes,
             *clusters.routes,
             *policy.routes,
             *placement.routes,

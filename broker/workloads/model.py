@@ -74,6 +74,10 @@ class Workload(Base):
     slot: Mapped[str | None] = mapped_column(String(200), default=None)
     access_token: Mapped[str | None] = mapped_column(String(512), default=None)
     access: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The environment the workload was submitted with (an EnvironmentPlan, its revision pinned)
+    # and its hash (what housekeeping asks before dropping a build).
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    environment_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
 
 
 class Event(Base):
