@@ -182,7 +182,7 @@ def test_environments_the_host_cannot_build_are_refused_with_a_reason(adapter: L
     mine = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert adapter.environment_problem(EnvironmentPlan.of("same", pip=["x"], python=mine)) is None
     old = adapter.environment_problem(EnvironmentPlan.of("old", pip=["x"], python="2.6"))
-    assert old == "cluster 'here' has no Python 2.6 (no python2.6 on PATH)"
+    assert old == "cluster 'here': no Python 2.6 (no python2.6 on PATH)"
     if venv_build.conda_executable() is None:
         conda = adapter.environment_problem(EnvironmentPlan.of("c", conda=["numpy"]))
         assert conda is not None and "no conda or mamba on PATH" in conda and "numpy" in conda
@@ -201,3 +201,38 @@ def test_a_plan_without_packages_runs_as_before(adapter: LocalAdapter) -> None:
         assert builds(adapter) == []
 
     asyncio.run(scenario())
+
+
+def test_a_run_as_user_runs_in_the_venv_the_broker_built(wheels: Path) -> None:
+    """The venv is the broker's, readable by the run-as users (they cannot change it)."""
+    import pwd
+
+    from tests.run_as import ensure_users, is_root, remove_tree, scratch_dir
+    from tests.support import kill_replicas
+
+    if not is_root():
+        pytest.fail("the run_as tests switch users, which needs root (as CI has)")
+    user = ensure_users()[0]
+    scratch = scratch_dir()
+    config = LocalClusterConfig(
+        name="shared", work_dir=scratch / "work", run_as=user, pip_args=offline_pip_args(wheels)
+    )
+    shared = LocalAdapter(config, data_dir=str(scratch / "data"))
+    env = EnvironmentPlan.of("probe", pip=["envprobe"])
+    code = (
+        "import envprobe, os, sys; print(envprobe.VALUE, os.getuid(), sys.prefix); "
+        "print(os.access(envprobe.__file__, os.W_OK))"
+    )
+    try:
+
+        async def scenario() -> list[str]:
+            handle = await shared.submit(with_env("env-user", env, code))
+            seen = await until(observe(shared, handle), terminal)
+            assert seen.phase is Phase.SUCCEEDED, (seen, await shared.logs(handle))
+            return env_log(await shared.logs(handle), "worker-0")
+
+        venv = shared.environments / env.short_hash
+        assert asyncio.run(scenario()) == [f"42 {pwd.getpwnam(user).pw_uid} {venv}", "False"]
+    finally:
+        kill_replicas(scratch)
+        remove_tree(scratch)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import re
 import shutil
@@ -60,7 +59,7 @@ from clusters.base import (
 )
 from clusters.config import ClusterConfig
 from clusters.errors import EnvironmentBuildFailed, SubmitRejected, WorkloadNotFound
-from clusters.local import supervise, users
+from clusters.local import interpreters, supervise, users
 from clusters.local.config import BROKER_USER, LocalClusterConfig
 from clusters.local.environment import replica_environment, supervisor_environment
 from clusters.local.processes import (
@@ -150,9 +149,23 @@ class LocalAdapter(ClusterAdapter):
                 f"cluster '{self.name}' has no conda or mamba on PATH to install condaDependencies "
                 f"({', '.join(env.conda)}); use pipDependencies, or install conda on the host"
             )
-        if env.installs and _interpreter(env.python) is None:
-            return f"cluster '{self.name}' has no Python {env.python} (no python{env.python} on PATH)"
+        if env.installs:
+            problem = self._interpreter(env.python)[1]
+            if problem is not None:
+                return f"cluster '{self.name}': {problem}"
         return None
+
+    def _interpreter(self, version: str | None) -> tuple[str | None, str | None]:
+        """The Python to build a venv of ``version`` from, or why there is none (see
+        :mod:`clusters.local.interpreters`)."""
+        me = users.broker_user()
+        accounts = []
+        for name in self.config.run_as_users():
+            if name not in (BROKER_USER, me):
+                with contextlib.suppress(NoSuchUser):
+                    accounts.append(users.account(name))
+        configured = str(self.config.environment_python) if self.config.environment_python else None
+        return interpreters.choose(version, configured, tuple(accounts))
 
     def build_spec(self, env: EnvironmentPlan) -> dict[str, object]:
         """What a supervisor (or ``prepare_environment``) builds for ``env``."""
@@ -165,7 +178,7 @@ class LocalAdapter(ClusterAdapter):
             conda=env.conda,
             channels=env.channels,
             python=env.python,
-            interpreter=_interpreter(env.python),
+            interpreter=self._interpreter(env.python)[0],
             pip_args=self.config.pip_args,
         )
 
@@ -553,13 +566,6 @@ class LocalAdapter(ClusterAdapter):
         if building and replica is None:
             out.insert(0, ReplicaLog(ENVIRONMENT_LOG, read_lines(attempt / venv_build.LOG, tail)))
         return out
-
-
-@functools.lru_cache(maxsize=32)
-def _interpreter(version: str | None) -> str | None:
-    """The Python an environment of ``version`` is built from on this host (the broker's own
-    unless another version is asked for), or None (cached: it may run an interpreter)."""
-    return venv_build.find_interpreter(version)
 
 
 def _give(path: Path, user: Account) -> None:
