@@ -81,10 +81,12 @@ def spec(
     python: str | None = None,
     interpreter: str | None = None,
     pip_args: Sequence[str] = (),
+    uv: str | None = None,
 ) -> dict[str, Any]:
     """What a build needs, as JSON for a launch file or ``tasks.json``: the environment's content,
     ``python`` (the version asked for, or None), ``interpreter`` (the one to build from, when the
-    caller resolved it already) and ``pip_args`` (the cluster's own pip options)."""
+    caller resolved it already), ``pip_args`` (the cluster's own pip options) and ``uv`` (the
+    ``uv`` to use, "" for none; None: the builder looks on its own PATH)."""
     return {
         "name": name,
         "describe": describe,
@@ -96,6 +98,7 @@ def spec(
         "python": python,
         "interpreter": interpreter,
         "pip_args": list(pip_args),
+        "uv": uv,
     }
 
 
@@ -270,7 +273,9 @@ def _build(target: Path, build: dict[str, Any], log: Log, should_stop: Stop | No
         )
     pip = [str(p) for p in build.get("pip") or []]
     pip_args = [str(a) for a in build.get("pip_args") or []]
-    uv = shutil.which("uv")
+    uv = build.get("uv")
+    if uv is None:
+        uv = shutil.which("uv")
     python = str(target / "bin" / "python")
     if build.get("conda"):
         conda = conda_executable()
@@ -283,7 +288,7 @@ def _build(target: Path, build: dict[str, Any], log: Log, should_stop: Stop | No
         if pip:
             _run([python, "-m", "pip", "install", *pip_args, *pip], log, should_stop)
         return
-    if uv is not None:
+    if uv:
         _run([uv, "venv", "--python", interpreter, str(target)], log, should_stop)
         if pip:
             _run([uv, "pip", "install", "--python", python, *pip_args, *pip], log, should_stop)
@@ -361,13 +366,24 @@ def _run(argv: list[str], log: Log, should_stop: Stop | None) -> None:
 
 def installer_error(lines: Sequence[str]) -> str:
     """The line of an installer's output that says what went wrong: pip's last ``ERROR:`` line
-    (``No matching distribution found for nosuchpkg``), uv's ``error:`` or explanation line,
-    conda's ``PackagesNotFoundError`` lines, else the last line."""
+    (``No matching distribution found for nosuchpkg``), uv's ``error:`` line with the ``cause:``
+    lines after it (``Because nosuchpkg was not found ...``), conda's ``PackagesNotFoundError``
+    line, else the last line."""
     text = [line.strip() for line in lines if line.strip()]
-    for prefix in ("ERROR:", "error:", "PackagesNotFoundError", "╰─▶"):
-        found = [line for line in text if line.startswith(prefix)]
-        if found:
-            return found[-1][:500]
+    pip = [line for line in text if line.startswith("ERROR:")]
+    if pip:
+        return pip[-1][:500]
+    uv = [i for i, line in enumerate(text) if line.startswith("error:")]
+    if uv:
+        causes = []
+        for line in text[uv[-1] + 1 :]:
+            if not line.startswith(("cause:", "╰─▶", "Caused by:")):
+                break
+            causes.append(line.split(None, 1)[1] if " " in line else line)
+        return ": ".join([text[uv[-1]], *causes])[:500]
+    conda = [line for line in text if line.startswith("PackagesNotFoundError")]
+    if conda:
+        return conda[-1][:500]
     return text[-1][:500] if text else ""
 
 

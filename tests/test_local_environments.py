@@ -140,10 +140,14 @@ def test_a_package_pip_cannot_find_fails_the_attempt_with_category_environment(a
         seen = await until(observe(adapter, handle), terminal)
         assert seen.phase is Phase.FAILED
         assert seen.failure_category == "environment"
-        assert seen.message.startswith("environment broken (2 packages) could not be built: ERROR: ")
-        assert "nosuchpkg" in seen.message
+        # pip's "ERROR: No matching distribution found for nosuchpkg" (uv's "error: ... cause: ...")
+        assert seen.message.startswith("environment broken (2 packages) could not be built: ")
+        assert seen.message.split(": ", 1)[1].lower().startswith("error: ") and "nosuchpkg" in seen.message
         logs = await adapter.logs(handle)
-        assert any(line.startswith("ERROR:") and "nosuchpkg" in line for line in env_log(logs))
+        assert any(
+            line.strip().lower().startswith(("error:", "cause:")) and "nosuchpkg" in line
+            for line in env_log(logs)
+        )
         assert env_log(logs, "worker-0")[-1].endswith(seen.message.split(": ", 1)[1])
         assert "never" not in env_log(logs, "worker-0")
         assert builds(adapter) == []  # a failed build leaves no venv to be mistaken for one
@@ -236,3 +240,50 @@ def test_a_run_as_user_runs_in_the_venv_the_broker_built(wheels: Path) -> None:
     finally:
         kill_replicas(scratch)
         remove_tree(scratch)
+
+
+def test_the_installers_own_line_is_the_reason() -> None:
+    pip = [
+        "Looking in links: /w",
+        "ERROR: Could not find a version that satisfies the requirement nosuchpkg (from versions: none)",
+        "ERROR: No matching distribution found for nosuchpkg",
+    ]
+    assert venv_build.installer_error(pip) == "ERROR: No matching distribution found for nosuchpkg"
+    uv = [
+        "Using Python 3.11.2 environment at: v",
+        "error: No solution found when resolving dependencies",
+        "  cause: Because nosuchpkg was not found in the provided package locations and you require "
+        "nosuchpkg, we can conclude that your requirements are unsatisfiable.",
+    ]
+    assert venv_build.installer_error(uv) == (
+        "error: No solution found when resolving dependencies: Because nosuchpkg was not found in the "
+        "provided package locations and you require nosuchpkg, we can conclude that your requirements "
+        "are unsatisfiable."
+    )
+    assert venv_build.installer_error(["a", "", "killed"]) == "killed"
+
+
+def test_a_cancel_while_the_environment_is_prepared_starts_nothing(adapter: LocalAdapter) -> None:
+    env = EnvironmentPlan.of("probe", pip=["envprobe"])
+    adapter.environments.mkdir(parents=True)
+    adapter.cancel_grace = 20.0  # the supervisor ends on its own (SIGTERM while it waits): no SIGKILL
+
+    async def scenario() -> None:
+        fd = os.open(adapter.environments / f"{env.short_hash}.lock", os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            handle = await adapter.submit(with_env("env-cancel", env, "print('started')"))
+            await until(
+                observe(adapter, handle),
+                lambda o: "waiting for the build" in " ".join(env_log(asyncio_logs(adapter, o.uid))),
+            )
+            await adapter.cancel(handle)
+            seen = await until(observe(adapter, handle), terminal)
+        finally:
+            os.close(fd)
+        assert seen.phase is Phase.FAILED and seen.failure_category == "killed", seen
+        assert "cancelled while its environment was prepared" in seen.message
+        assert "started" not in env_log(await adapter.logs(handle), "worker-0")
+        assert builds(adapter) == []
+
+    asyncio.run(scenario())

@@ -180,6 +180,7 @@ class LocalAdapter(ClusterAdapter):
             python=env.python,
             interpreter=self._interpreter(env.python)[0],
             pip_args=self.config.pip_args,
+            uv=shutil.which("uv") or "",  # the broker's PATH: supervisors have the system's only
         )
 
     async def prepare_environment(self, env: EnvironmentPlan) -> None:
