@@ -104,3 +104,37 @@ def test_one_build_for_two_experiments_then_reuse_then_a_failed_build(broker_fac
 def _building(broker: Broker, exp: str) -> dict[str, Any] | None:
     found = broker.experiment(exp)
     return found if "building environment" in (found.get("statusMessage") or "") else None
+
+
+def test_prepare_builds_ahead_and_the_next_experiment_starts_warm(broker_factory, tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    write_wheel(wheels)
+    broker: Broker = broker_factory(
+        clusters={"local": {"kind": "local", "pip_args": offline_pip_args(wheels)}}
+    )
+    for name, packages in (("probe", ["envprobe"]), ("broken", ["nosuchpkg"])):
+        made = broker.client.post(
+            "/environment", json={"name": name, "kernelSpec": {"pipDependencies": packages}}
+        )
+        assert made.status_code == 200, made.text
+    short = made.json()["result"]["hash"][:16]
+
+    prepared = broker.client.post(
+        "/environment/probe/prepare", params={"cluster": "local"}, timeout=BUILD_TIMEOUT
+    )
+    assert prepared.status_code == 200, prepared.text
+    venv = broker.work_dir("local") / "environments" / prepared.json()["result"]["hash"][:16]
+    assert (venv / ".complete").is_file()
+
+    exp = broker.submit(spec("warm", {"name": "probe"}))["experimentId"]
+    broker.wait_status(exp, "Succeeded", timeout=BUILD_TIMEOUT)
+    logs = broker.logs(exp)
+    assert logs[f"{exp}-environment"] == [f"environment probe (1 package): reusing the build in {venv}"]
+    assert logs[f"{exp}-worker-0"] == ["42", str(venv)]
+
+    failed = broker.client.post(
+        "/environment/broken/prepare", params={"cluster": "local"}, timeout=BUILD_TIMEOUT
+    )
+    assert failed.status_code == 422, failed.text
+    assert "nosuchpkg" in failed.json()["message"]
+    assert not (broker.work_dir("local") / "environments" / short).exists()

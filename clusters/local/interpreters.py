@@ -45,6 +45,8 @@ def base_executable(python: str) -> str | None:
 
 def blocked_for(python: str, accounts: Sequence[Account]) -> tuple[Account, Path] | None:
     """A run-as user who cannot start ``python``'s base, and the folder that stops it; None."""
+    if not accounts:
+        return None
     base = base_executable(python)
     if base is None:
         return None

@@ -217,7 +217,10 @@ class SlurmAdapter(BatchAdapter):
         described = handle.state.get("environment")
         if not described:
             return None
-        status = venv_build.read_status(self.job_dir(handle).path) or {}
+        folder = self.job_dir(handle).path
+        if not (folder / "tasks.json").is_file():
+            return None  # the broker does not see the job's folder (or it has not started): no news
+        status = venv_build.read_status(folder) or {}
         if status.get("state") in (venv_build.READY, venv_build.FAILED):
             return None
         return f"building environment {described} on {self.name}"
