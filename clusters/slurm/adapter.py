@@ -217,9 +217,9 @@ class SlurmAdapter(BatchAdapter):
         described = handle.state.get("environment")
         if not described:
             return None
+        if not self.work_dir.is_dir():
+            return None  # the broker does not see the shared work_dir: no news of the build
         folder = self.job_dir(handle).path
-        if not (folder / "tasks.json").is_file():
-            return None  # the broker does not see the job's folder (or it has not started): no news
         status = venv_build.read_status(folder) or {}
         if status.get("state") in (venv_build.READY, venv_build.FAILED):
             return None
