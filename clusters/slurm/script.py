@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtimes import rendezvous, slurm_task, tensorboard_sync
+from runtimes import rendezvous, slurm_task, tensorboard_sync, venv_build
 from runtimes.plan import LaunchPlan
 
 #: The first word of every job comment this broker writes (the origin marker of the orphan sweep).
@@ -106,11 +106,43 @@ def task_envs(plan: LaunchPlan) -> dict[str, dict[str, str]]:
     return rendezvous.render_env(plan, rendezvous.placeholder_endpoints([r.name for r in plan.replicas]))
 
 
-def tasks_document(plan: LaunchPlan, rendezvous_timeout: float) -> dict[str, Any]:
-    """``tasks.json``: what each task of the job runs, in plan order, and which replicas decide."""
+def environment_build(plan: LaunchPlan, pip_args: list[str]) -> dict[str, Any] | None:
+    """What the tasks build for the plan's environment (:mod:`runtimes.venv_build`), or None when
+    it installs nothing. The interpreter is the one the tasks find on the node (``python`` of the
+    cluster file, or ``python<version>`` on PATH when the environment asks a version)."""
+    env = plan.environment
+    if env is None or not env.installs:
+        return None
+    return venv_build.spec(
+        name=env.name,
+        describe=env.describe(),
+        env_hash=env.hash,
+        short_hash=env.short_hash,
+        pip=env.pip,
+        conda=env.conda,
+        channels=env.channels,
+        python=env.python,
+        pip_args=pip_args,
+    )
+
+
+def tasks_document(
+    plan: LaunchPlan,
+    rendezvous_timeout: float,
+    *,
+    environments: str | None = None,
+    pip_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """``tasks.json``: what each task of the job runs, in plan order, and which replicas decide;
+    with the environment to prepare in ``environments`` (the cache folder) first, if any."""
     envs = task_envs(plan)
     decide = set(plan.deciders())
+    extra: dict[str, Any] = {}
+    build = environment_build(plan, pip_args or [])
+    if build is not None and environments is not None:
+        extra = {"environment": build, "environment_root": environments}
     return {
+        **extra,
         "uid": plan.uid,
         "rendezvous_timeout": rendezvous_timeout,
         "replicas": [
@@ -129,7 +161,14 @@ def _heredoc(path: str, text: str) -> str:
 
 
 def batch_script(
-    plan: LaunchPlan, job_dir: str, *, python: str, cpus_per_task: int, gpus: int, rendezvous_timeout: float
+    plan: LaunchPlan,
+    job_dir: str,
+    *,
+    python: str,
+    cpus_per_task: int,
+    gpus: int,
+    rendezvous_timeout: float,
+    pip_args: list[str] | None = None,
 ) -> str:
     """The batch script of ``plan``'s job."""
     n = len(plan.replicas)
@@ -141,8 +180,14 @@ def batch_script(
     ]
     if gpus and n > 1:
         srun.append(f"--gpus-per-task={gpus}")
-    document = json.dumps(tasks_document(plan, rendezvous_timeout), indent=1, sort_keys=True)
+    environments = str(Path(job_dir).parent / venv_build.ROOT)
+    document = json.dumps(
+        tasks_document(plan, rendezvous_timeout, environments=environments, pip_args=pip_args),
+        indent=1,
+        sort_keys=True,
+    )
     entry = Path(slurm_task.__file__).read_text()
+    builder = Path(venv_build.__file__).read_text()
     scheme = Path(rendezvous.__file__).read_text()
     uploader = Path(tensorboard_sync.__file__).read_text()
     replicas = ", ".join(r.name for r in plan.replicas)
@@ -154,13 +199,14 @@ def batch_script(
         'export PATH="${PATH:-/usr/local/bin:/usr/bin:/bin}"\n'
         f"job_dir={shlex.quote(job_dir)}\n"
         'mkdir -p "$job_dir" && cd "$job_dir" || exit 1\n'
-        "rm -f ./*.addr ./*.exit ./*.log ./job.exit\n"
+        "rm -f ./*.addr ./*.exit ./*.log ./job.exit ./environment.json\n"
         + "umask 077  # tasks.json holds the replicas' environment: the job's user alone reads it\n"
         + _heredoc("tasks.json", document)
         + "umask 022\n"
         + _heredoc("slurm_task.py", entry)
         + _heredoc("rendezvous.py", scheme)
         + _heredoc("tensorboard_sync.py", uploader)
+        + _heredoc("venv_build.py", builder)
         + 'echo "$SLURM_JOB_ID" > job_id\n'
         "export SLURM_EXPORT_ENV=ALL  # the tasks inherit this environment (sbatch had --export=NONE)\n"
         f'{shlex.join(srun)} {shlex.quote(python)} slurm_task.py "$job_dir"\n'
@@ -181,6 +227,7 @@ def job_request(
     qos: str | None = None,
     time_limit: int | None = None,
     rendezvous_timeout: float = 300.0,
+    pip_args: list[str] | None = None,
 ) -> JobRequest:
     """Everything Slurm is asked for to run ``plan`` (raises ValueError for a uid unfit for paths)."""
     if not _SAFE_UID.match(plan.uid):
@@ -198,6 +245,7 @@ def job_request(
             cpus_per_task=cpus,
             gpus=gpus,
             rendezvous_timeout=rendezvous_timeout,
+            pip_args=pip_args,
         ),
         ntasks=len(plan.replicas),
         cpus_per_task=cpus,
