@@ -20,6 +20,7 @@ from runtimes.plan import LaunchPlan, ReplicaPlan
 from tests.doubles.kube_api import KubeApiDouble
 from tests.support import serve_in_thread
 from tests.test_kube_adapter import NS, TOKEN, Cluster, make_plan, run, uid_of
+from tests.wheels import write_wheel
 
 PASSWORD = "pull-pa55word-0123"
 TORCH = EnvironmentPlan.of("torch-2", revision=3, image="pytorch/pytorch:2.4", pip=["Tqdm==4.66", "six"])
@@ -55,31 +56,6 @@ def pods(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def docker_config(secret: dict[str, Any]) -> dict[str, Any]:
     return json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
-
-
-def make_wheel(folder: Path, name: str, version: str, files: dict[str, str]) -> Path:
-    """A pure-Python wheel written by hand (no build tools needed), for pip --find-links."""
-    import hashlib
-    import zipfile
-
-    folder.mkdir(parents=True, exist_ok=True)
-    info = f"{name}-{version}.dist-info"
-    contents = {
-        **files,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for path, text in contents.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}")
-    record.append(f"{info}/RECORD,,")
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, text in contents.items():
-            archive.writestr(path, text)
-        archive.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
-    return wheel
 
 
 def check_pod(pod: dict[str, Any], env: EnvironmentPlan, image: str) -> None:
@@ -252,7 +228,7 @@ def test_the_init_script_installs_once_and_a_second_pod_reuses_the_folder(tmp_pa
     import sys
 
     wheels = tmp_path / "wheels"
-    make_wheel(wheels, "sbenvdemo", "1.0", {"sbenvdemo/__init__.py": "VALUE = 42\n"})
+    write_wheel(wheels, "sbenvdemo", "1.0", value=42)
     root = tmp_path / "cache" / "abc"
     env = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PATH": "/usr/bin:/bin"}
     first = subprocess.run(
@@ -314,3 +290,62 @@ def test_the_install_log_comes_first_in_the_replicas_log(kube: Cluster) -> None:
     assert logs["master-0"] == ["submarine-broker: environment already installed", "m0"]
     assert logs["worker-0"] == ["Collecting six", "ERROR: No matching distribution found for six"]
     assert [log.lines for log in run(adapter.logs(handle, "master-0", tail=1))] == [["m0"]]
+
+
+def test_an_install_under_way_says_so_and_a_failed_one_fails_the_attempt_for_its_environment(
+    kube: Cluster,
+) -> None:
+    from clusters.base import Phase
+    from clusters.kubernetes import manifests as m
+
+    d = kube.double
+    adapter = kube.adapter(workload_api="kubeflow")
+    uid = uid_of(12)
+    handle = run(adapter.submit(with_env(make_plan(adapter, uid))))
+    assert handle.state["environment"]["hash"] == TORCH.short_hash
+    assert run(adapter.poll([handle]))[uid].phase is Phase.PENDING
+
+    def pod(rtype: str, index: int, init: dict[str, Any]) -> str:
+        labels = {
+            m.LABEL_UID: uid,
+            m.LABEL_ORIGIN: "broker-a",
+            m.KUBEFLOW_REPLICA_TYPE: rtype,
+            m.KUBEFLOW_REPLICA_INDEX: str(index),
+        }
+        name = f"sb-12aabbccddee-{rtype}-{index}"
+        made = d.add_pod(NS, name, labels, phase="Pending", container="pytorch")
+        made["spec"]["initContainers"] = [{"name": envs.INIT_CONTAINER, "image": "pytorch/pytorch:2.4"}]
+        made["status"]["initContainerStatuses"] = [{"name": envs.INIT_CONTAINER, **init}]
+        d.put_object("pods", made)
+        return name
+
+    pod("master", 0, {"state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}})
+    seen = run(adapter.poll([handle]))[uid]
+    assert seen.phase is Phase.PENDING
+    assert seen.message == "building environment torch-2 (2 packages) on k1"
+
+    worker = pod(
+        "worker",
+        0,
+        {
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+        },
+    )
+    d.set_logs(
+        NS,
+        worker,
+        {"sb-env": ["Collecting tqdm==4.66", "ERROR: No matching distribution found for tqdm==4.66"]},
+    )
+    seen = run(adapter.poll([handle]))[uid]
+    assert seen.phase is Phase.FAILED and seen.failure_category == "environment"
+    assert seen.message == (
+        "environment torch-2 (2 packages) could not be installed on k1: "
+        "ERROR: No matching distribution found for tqdm==4.66"
+    )
+    # The failed replica, and the rest still pending: the broker stops what is left of the gang.
+    assert {r.name: r.phase for r in seen.replicas} == {
+        "master-0": Phase.PENDING,
+        "worker-0": Phase.FAILED,
+        "worker-1": Phase.PENDING,
+    }

@@ -23,7 +23,7 @@ from runtimes.spec import ExperimentSpec
 from tests.doubles.ray_sdk import FakeSDK
 from tests.ray_cluster import RayHead
 from tests.support import wait_for
-from tests.test_kube_environment import make_wheel
+from tests.wheels import write_wheel
 
 TORCH = EnvironmentPlan.of("torch-2", revision=4, image="pytorch/pytorch:2.4", pip=["Tqdm==4.66", "six"])
 
@@ -93,9 +93,7 @@ def test_installs_are_refused_where_the_config_forbids_them(tmp_path: Path) -> N
 def test_a_real_ray_job_imports_the_package_its_environment_installed(
     ray_head: RayHead, tmp_path: Path
 ) -> None:
-    wheel = make_wheel(
-        tmp_path / "wheels", "sbraydemo", "1.0", {"sbraydemo/__init__.py": "VALUE = 'from-env'\n"}
-    )
+    wheel = write_wheel(tmp_path / "wheels", "sbraydemo", "1.0", value=7)
     env = EnvironmentPlan.of("demo", revision=1, pip=[str(wheel)])
     ray = RayAdapter(RayClusterConfig(name="ray", address=ray_head.address), data_dir=str(tmp_path))
     uid = f"env-{secrets.token_hex(4)}"
@@ -118,6 +116,6 @@ def test_a_real_ray_job_imports_the_package_its_environment_installed(
         assert jobs.get_job_status(submission_id(uid)) == "SUCCEEDED", jobs.get_job_logs(submission_id(uid))[
             -3000:
         ]
-        assert logs[0].lines == ["from-env"]
+        assert logs[0].lines == ["7"]
     finally:
         asyncio.run(ray.cancel(handle))

@@ -121,6 +121,41 @@ def pull_secrets(plan: LaunchPlan, *, origin: str, namespace: str) -> list[dict[
 
 # -- pods --------------------------------------------------------------------------------------
 
+#: What the install of one pod is doing: running, failed (exit code; ``previous``: its log is the
+#: previous run's, the container waiting to restart), or neither.
+RUNNING = "running"
+FAILED = "failed"
+
+
+def handle_state(plan: LaunchPlan) -> dict[str, Any]:
+    """What a handle keeps of an environment this cluster installs (read back by the polls)."""
+    env = plan.environment
+    if env is None or not env.pip:
+        return {}
+    return {"environment": {"name": env.name, "describe": env.describe(), "hash": env.short_hash}}
+
+
+def install_state(pod: Mapping[str, Any]) -> tuple[str, int | None, bool] | None:
+    """``(RUNNING | FAILED, exit code, previous)`` of the pod's install container, or None."""
+    for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if status.get("name") != INIT_CONTAINER:
+            continue
+        state = status.get("state") or {}
+        ended = state.get("terminated")
+        if isinstance(ended, Mapping) and ended.get("exitCode") not in (0, None):
+            return FAILED, int(ended["exitCode"]), False
+        last = (status.get("lastState") or {}).get("terminated")
+        waiting = state.get("waiting")
+        if (
+            isinstance(waiting, Mapping)
+            and isinstance(last, Mapping)
+            and last.get("exitCode") not in (0, None)
+        ):
+            return FAILED, int(last["exitCode"]), True
+        if isinstance(state.get("running"), Mapping):
+            return RUNNING, None, False
+    return None
+
 
 def pod_specs(body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Every PodSpec inside one object (a Job's, a StatefulSet's, a Notebook's, a Kubeflow job's)."""

@@ -16,6 +16,7 @@ from clusters.kubernetes import notebooks as nb
 from clusters.kubernetes.client import CR_PLURALS, JOB, KUBEFLOW, NOTEBOOK, Refused
 from clusters.kubernetes.objects import KubeApi, by_uid
 from clusters.kubernetes.states import job_state, kubeflow_state, parse_indexes
+from runtimes.venv_build import installer_error
 
 # -- poll ----------------------------------------------------------------------------------
 
@@ -40,7 +41,54 @@ def poll(api: KubeApi, handles: list[Handle]) -> dict[str, Observation]:
             out[handle.uid] = _observe_cr(handle, crs.get(key, []))
         elif handle.state.get("shape") != NOTEBOOK:
             out[handle.uid] = _observe_jobs(handle, jobs.get(key, []))
+    installing = [
+        h for h in handles if h.state.get("environment") and out[h.uid].phase in (Phase.PENDING, Phase.FAILED)
+    ]
+    if installing:
+        _environment_readings(api, installing, out)
     return out
+
+
+def _environment_readings(api: KubeApi, handles: list[Handle], out: dict[str, Observation]) -> None:
+    """For attempts whose pods install an environment and are not running yet (or failed): one
+    pod list; an install that failed fails the attempt (category ``environment``, pip's error line
+    from the install's log), one under way says so."""
+    uids = ",".join(sorted(m.label_value(h.uid) for h in handles))
+    pods = by_uid(api.list_objects("pod", selector=f"{api.selector()},{m.LABEL_UID} in ({uids})"))
+    core = api.apis()[0]
+    for handle in handles:
+        env = handle.state["environment"]
+        building = None
+        for pod in pods.get(m.label_value(handle.uid), []):
+            found = environments.install_state(pod)
+            if found is None:
+                continue
+            what, code, previous = found
+            if what == environments.RUNNING:
+                building = building or pod
+                continue
+            lines = _pod_log(api, core, pod, 200, environments.INIT_CONTAINER, previous=previous)
+            error = installer_error(lines) or f"the install exited with code {code}"
+            failed = _replica_of(pod)
+            replicas = tuple(
+                ReplicaStatus(str(n), Phase.FAILED if n == failed else Phase.PENDING, message=error)
+                for n in handle.state.get("replicas") or []
+            )
+            out[handle.uid] = Observation(
+                handle.uid,
+                Phase.FAILED,
+                f"environment {env['describe']} could not be installed on {api.config.name}: {error}",
+                "environment",
+                replicas,
+            )
+            break
+        else:
+            if building is not None and out[handle.uid].phase is Phase.PENDING:
+                seen = out[handle.uid]
+                message = f"building environment {env['describe']} on {api.config.name}"
+                out[handle.uid] = Observation(
+                    handle.uid, seen.phase, message, seen.failure_category, seen.replicas
+                )
 
 
 def _poll_notebooks(api: KubeApi, handles: list[Handle]) -> dict[str, Observation]:
@@ -285,11 +333,19 @@ def logs(api: KubeApi, handle: Handle, replica: str | None, tail: int | None) ->
 
 
 def _pod_log(
-    api: KubeApi, core: Any, pod: dict[str, Any], tail: int | None, container: str | None
+    api: KubeApi,
+    core: Any,
+    pod: dict[str, Any],
+    tail: int | None,
+    container: str | None,
+    *,
+    previous: bool = False,
 ) -> list[str]:
-    """One container's log lines (the pod's only container when ``container`` is None); none
-    when it has not started yet (400) or the pod is gone (404)."""
-    named = {"container": container} if container else {}
+    """One container's log lines (the pod's only container when ``container`` is None; with
+    ``previous``, its last run's); none when it has not started yet (400) or the pod is gone (404)."""
+    named: dict[str, Any] = {"container": container} if container else {}
+    if previous:
+        named["previous"] = True
     try:
         text = api.call(
             core.read_namespaced_pod_log,

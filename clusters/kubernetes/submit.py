@@ -60,7 +60,7 @@ def _handle(api: KubeApi, plan: LaunchPlan, shape: str) -> Handle:
         state.update(
             jobs={r.lower(): m.job_name(plan.uid, r) for r in roles}, service=m.service_name(plan.uid)
         )
-    return Handle.for_plan(plan, **state)
+    return Handle.for_plan(plan, **state, **environments.handle_state(plan))
 
 
 def submit(api: KubeApi, plan: LaunchPlan) -> Handle:
@@ -173,6 +173,7 @@ def _submit_notebook(api: KubeApi, plan: LaunchPlan) -> Handle:
         service=name,
         secret=name,
         claim=claim,
+        **environments.handle_state(plan),
     )
 
 
