@@ -190,6 +190,16 @@ def test_a_broker_refuses_other_registries_and_keeps_the_pull_secret_without_sho
     other = broker.client.post("/experiment", json=_spec("corp/train:1", worker_image="quay.io/x/y:1"))
     assert other.status_code == 400 and "spec.Master.image" in other.json()["message"]
 
+    notebook = broker.client.post(
+        "/notebook",
+        json={
+            "meta": {"name": "nb", "namespace": "default"},
+            "environment": {"dockerImage": "jupyter/base:1"},
+            "spec": {"resources": "cpu=0.2,memory=256Mi"},
+        },
+    )
+    assert notebook.status_code == 400 and "environment.dockerImage" in notebook.json()["message"]
+    assert "'jupyter/base:1'" in notebook.json()["message"]
     made = broker.client.post("/environment", json={"name": "outside", "dockerImage": "quay.io/x/y:1"})
     assert made.status_code == 200, made.text
     named = _spec("corp/train:1")
