@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from clusters.base import Phase
 from clusters.ray.adapter import RayAdapter, submission_id
 from clusters.ray.config import RayClusterConfig
 from runtimes.environment import EnvironmentPlan
@@ -117,5 +118,27 @@ def test_a_real_ray_job_imports_the_package_its_environment_installed(
             -3000:
         ]
         assert logs[0].lines == ["7"]
+    finally:
+        asyncio.run(ray.cancel(handle))
+
+
+def test_a_real_ray_job_whose_environment_cannot_install_fails_for_its_environment(
+    ray_head: RayHead, tmp_path: Path
+) -> None:
+    missing = tmp_path / "wheels" / "sbgone-1.0-py3-none-any.whl"
+    env = EnvironmentPlan.of("broken", revision=2, pip=[str(missing)])
+    ray = RayAdapter(RayClusterConfig(name="ray", address=ray_head.address), data_dir=str(tmp_path))
+    uid = f"bad-{secrets.token_hex(4)}"
+    handle = asyncio.run(ray.submit(plan_with(env, uid=uid)))
+    try:
+        seen = wait_for(
+            lambda: (o := asyncio.run(ray.poll([handle]))[uid]).phase is Phase.FAILED and o,
+            timeout=300,
+            interval=1,
+            what="the Ray job to fail",
+        )
+        assert seen.failure_category == "environment"
+        assert seen.message.startswith("environment broken could not be installed on ray: ERROR:")
+        assert str(missing) in seen.message
     finally:
         asyncio.run(ray.cancel(handle))

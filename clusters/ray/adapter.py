@@ -90,6 +90,7 @@ from runtimes.ray_launcher import (
     serving_replica,
 )
 from runtimes.rendezvous import PlaceholderAddressing
+from runtimes.venv_build import installer_error
 
 T = TypeVar("T")
 
@@ -141,6 +142,12 @@ def failure_message(message: str | None) -> str:
         return entrypoint
     first = text.strip().splitlines()[0] if text.strip() else "the Ray job failed"
     return first[:500]
+
+
+def _setup_failed(job: Any) -> bool:
+    """The job failed because Ray could not set up its runtime_env (pip or conda)."""
+    kind = str(getattr(job, "error_type", "") or "")
+    return kind == "RUNTIME_ENV_SETUP_FAILURE" or (job.message or "").startswith("runtime_env setup failed")
 
 
 def _status_code(exc: BaseException) -> int | None:
@@ -421,9 +428,16 @@ class RayAdapter(ClusterAdapter):
         if job is None:
             return Observation(handle.uid, Phase.NOT_FOUND, f"no Ray job {submission_id(handle.uid)}")
         state = ray_state(job.status)
+        category = state.failure_category
         if state.phase is Phase.FAILED:
             if str(getattr(job.status, "value", job.status)) == "STOPPED":
                 message = "the Ray job was stopped"
+            elif _setup_failed(job):
+                # Ray could not install the runtime_env: the environment's fault, with pip's line.
+                error = installer_error((job.message or "").splitlines()) or "runtime_env setup failed"
+                name = (job.metadata or {}).get("environment") or "of the job"
+                message = f"environment {name} could not be installed on {self.name}: {error}"
+                category = "environment"
             else:
                 message = failure_message(job.message)
         else:
@@ -432,7 +446,7 @@ class RayAdapter(ClusterAdapter):
         replicas: tuple[ReplicaStatus, ...] = ()
         if state.phase is Phase.SUCCEEDED:
             replicas = tuple(ReplicaStatus(n, Phase.SUCCEEDED, 0) for n in names)
-        return Observation(handle.uid, state.phase, message, state.failure_category, replicas)
+        return Observation(handle.uid, state.phase, message, category, replicas)
 
     async def cancel(self, handle: Handle) -> None:
         """``stop_job``; a job that ended already, or never existed, is fine."""
