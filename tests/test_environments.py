@@ -92,7 +92,8 @@ def test_create_get_list_update_delete(broker: InProcessBroker) -> None:
     got = broker.result("GET", "/environment/torch-2")
     assert (got["environmentId"], got["revision"], got["builds"]) == (made["environmentId"], 1, [])
     create(broker, {"name": "bare", "dockerImage": "busybox"})
-    assert [e["environmentSpec"]["name"] for e in broker.result("GET", "/environment")] == ["bare", "torch-2"]
+    listed = [e["environmentSpec"]["name"] for e in broker.result("GET", "/environment")]
+    assert listed == ["bare", "notebook-env", "torch-2"]  # notebook-env: Submarine's, seeded
 
     # The same content again changes nothing; new content is a new revision, a new hash.
     assert broker.result("PATCH", "/environment/torch-2", json=ENV)["revision"] == 1
