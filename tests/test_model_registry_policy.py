@@ -156,7 +156,7 @@ def test_migration_0008_extends_a_default_policy_and_keeps_the_data(
         )
         before = _lines(db)
         assert not before & set(MODEL_LINES)
-        upgrade(db.engine)
+        upgrade(db.engine, "0008")
         assert current_revision(db.engine) == "0008"
         assert _lines(db) == before | set(MODEL_LINES)
         newest = db.call(
@@ -164,7 +164,7 @@ def test_migration_0008_extends_a_default_policy_and_keeps_the_data(
         )
         assert (newest.author, sorted(newest.added), newest.removed) == ("broker", sorted(MODEL_LINES), [])
         assert "0008" in newest.message
-        upgrade(db.engine)  # again: nothing changes
+        upgrade(db.engine, "0008")  # again: nothing changes
         assert db.call(lambda s: s.scalars(select(PolicyRevision.revision)).all())[-1] == newest.revision
         # The run from before is a source, and a member may register it.
         store = FolderStore(tmp_path / "artifacts")
