@@ -230,6 +230,7 @@ def test_a_prepared_cluster_is_warm_and_wins_the_tie(broker: InProcessBroker) ->
     assert cache(broker.data_dir, "east").built == {}
 
     warm = broker.result("POST", "/placement/explain", json=experiment())
+    assert warm["environment"] == {"name": "torch-2", "revision": 1, "hash": made["hash"]}
     assert _scores(warm, "west")["warm-environment"] == 1.0
     assert _scores(warm, "east")["warm-environment"] == 0
     assert warm["chosen"] == "west"
