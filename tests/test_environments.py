@@ -299,9 +299,9 @@ def test_runs_record_builds_show_progress_and_fail_for_the_environment(broker: I
     broker.dispatch()
     cluster = shown(broker, exp)["cluster"]
     script = broker.cluster(cluster)
-    script.pending(exp, "building environment torch-2 (2 packages) on east")
+    script.pending(exp, f"building environment torch-2 (2 packages) on {cluster}")
     broker.monitor()
-    assert "building environment torch-2 (2 packages)" in shown(broker, exp)["statusMessage"]
+    assert shown(broker, exp)["statusMessage"] == f"building environment torch-2 (2 packages) on {cluster}"
     script.run(exp)
     broker.monitor()
     assert shown(broker, exp)["status"] == "Running"
