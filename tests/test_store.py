@@ -78,7 +78,7 @@ def test_migrations_create_every_table_and_are_repeatable(db: Database) -> None:
         "environment_build",
     } <= tables
     upgrade(db.engine)  # a second run changes nothing and does not fail
-    assert current_revision(db.engine) == "0009"
+    assert current_revision(db.engine) == "0010"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

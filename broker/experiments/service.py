@@ -45,9 +45,16 @@ class ExperimentService(WorkloadService):
         return spec, namespace, decision
 
     async def create(
-        self, document: dict[str, Any], *, guard: Guard, idempotency_key: str | None = None
+        self,
+        document: dict[str, Any],
+        *,
+        guard: Guard,
+        idempotency_key: str | None = None,
+        template: dict[str, Any] | None = None,
     ) -> Workload:
-        """Validate, authorise and store a new experiment as Accepted; wake the dispatcher."""
+        """Validate, authorise and store a new experiment as Accepted; wake the dispatcher.
+
+        ``template`` records the template (name, namespace, params) the spec was filled from."""
         owner = guard.user
         spec, namespace, decision = self.check_submission(document, guard)
         if decision.never_fits:
@@ -61,6 +68,7 @@ class ExperimentService(WorkloadService):
             framework=spec.meta.framework,
             spec=stored_spec(spec, experiment_id, namespace),
             idempotency_key=idempotency_key,
+            template=template,
         )
         try:
             created = await self.db.run(insert_accepted(values, f"submitted by {owner}"))
