@@ -239,17 +239,29 @@ def check_template(spec: TemplateSpec, limits: LimitsConfig | None = None) -> No
     declared = spec.declared
     rendered = render(experiment, {p.name: p.value for p in spec.parameters}, declared, strict=False)
     if rendered.unmapped:
-        listed = ", ".join(sorted(set(rendered.unmapped)))
+        unmapped = list(dict.fromkeys(rendered.unmapped))
+        problems = []
+        for item in unmapped:
+            path, _, name = item.rpartition(":")
+            reason = f"{{{{{name}}}}} names no declared parameter"
+            problems.append(FieldProblem(f"experimentSpec.{path}", reason))
         raise BadRequest(
-            f"Template contains unmapped value: [{listed}]: no parameter of that name is declared",
-            field="experimentSpec",
+            problems_message(f"Template contains unmapped value: [{', '.join(unmapped)}]", problems),
+            problems=problems,
         )
-    unused = [p.name for p in spec.parameters if not targets(experiment, p.name)]
+    unused = [(i, p.name) for i, p in enumerate(spec.parameters) if not targets(experiment, p.name)]
     if unused:
+        problems = [
+            FieldProblem(
+                f"parameters.{i}.name",
+                f"'{name}' is neither a {{{{placeholder}}}} nor a path (meta.cmd, spec.Worker.replicas) "
+                "of experimentSpec",
+            )
+            for i, name in unused
+        ]
+        listed = ", ".join(name for _, name in unused)
         raise BadRequest(
-            f"Parameters contains unused key: [{', '.join(unused)}]: neither a {{{{placeholder}}}} "
-            "nor a path (meta.cmd, spec.Worker.replicas) of experimentSpec",
-            field="parameters",
+            problems_message(f"Parameters contains unused key: [{listed}]", problems), problems=problems
         )
     try:
         parse_experiment_spec(rendered.document, limits=limits)
@@ -301,16 +313,18 @@ def fill(spec: TemplateSpec, given: Mapping[str, str]) -> Filled:
     illegal = sorted(k for k in given if k not in declared)
     if illegal:
         known = ", ".join(p.name for p in spec.parameters) or "none"
+        reason = f"not a parameter of template {spec.name} (its parameters: {known})"
+        problems = [FieldProblem(f"params.{k}", reason) for k in illegal]
         raise BadRequest(
-            f"Parameters contains illegal key: [{', '.join(illegal)}]: template {spec.name} has no "
-            f"such parameter (its parameters: {known})",
-            problems=[FieldProblem(f"params.{k}", "not a parameter of the template") for k in illegal],
+            problems_message(f"Parameters contains illegal key: [{', '.join(illegal)}]", problems),
+            problems=problems,
         )
     missing = [p.name for p in spec.parameters if p.required and given.get(p.name) is None]
     if missing:
+        problems = [FieldProblem(f"params.{k}", f"is required by template {spec.name}") for k in missing]
         raise BadRequest(
-            f"Missing required parameter: [{', '.join(missing)}] (template {spec.name})",
-            problems=[FieldProblem(f"params.{k}", "is required") for k in missing],
+            problems_message(f"Missing required parameter: [{', '.join(missing)}]", problems),
+            problems=problems,
         )
     values = {p.name: given.get(p.name, p.value) for p in spec.parameters}
     rendered = render(spec.experiment_spec, values, declared, strict=True)
