@@ -193,3 +193,21 @@ def test_fields_a_parameter_decides_are_checked_at_submission_only() -> None:
     assert filled.document["spec"]["Worker"]["replicas"] == "2"
     # Submarine's per-role replicas parameter has no default where the spec's is a placeholder.
     assert next(p for p in spec.parameters if p.name == "spec.Worker.replicas").value is None
+
+
+def test_the_readme_template_is_stored_and_filled_as_the_readme_says() -> None:
+    import re
+
+    import yaml
+
+    from broker.experiments.validation import parse_experiment_spec
+    from tests.support import REPO
+
+    text = (REPO / "README.md").read_text()
+    found = re.search(r"```yaml\n# an experiment template, in mnist-template.yaml\n(.*?)```", text, re.S)
+    assert found is not None
+    spec = stored(yaml.safe_load(found.group(1)))
+    filled = fill(spec, {"learning_rate": "0.01"})
+    experiment = parse_experiment_spec(filled.document)
+    assert experiment.meta.cmd == "python train.py --lr=0.01 --epochs=3"
+    assert filled.document["spec"]["Worker"]["resources"] == "cpu=2,memory=4G,gpu=1"
