@@ -211,3 +211,16 @@ def test_the_readme_template_is_stored_and_filled_as_the_readme_says() -> None:
     experiment = parse_experiment_spec(filled.document)
     assert experiment.meta.cmd == "python train.py --lr=0.01 --epochs=3"
     assert filled.document["spec"]["Worker"]["resources"] == "cpu=2,memory=4G,gpu=1"
+
+
+def test_a_template_read_back_with_a_role_renamed_drops_the_old_roles_parameters() -> None:
+    first = stored()
+    again = document(parameters=[p.to_json() for p in first.parameters])
+    roles = again["experimentSpec"]["spec"]
+    roles["Chief"] = roles.pop("Worker")
+    names = [p.name for p in stored(again).parameters]
+    assert "spec.Worker.replicas" not in names and "spec.Chief.replicas" in names
+    # The same document read back unchanged keeps its parameters once each.
+    assert [
+        p.name for p in stored(document(parameters=[p.to_json() for p in first.parameters])).parameters
+    ] == [p.name for p in first.parameters]

@@ -213,6 +213,8 @@ def test_another_teams_template_is_404_until_an_admin_shares_it(teams: tuple[Bro
         assert refused(answer, 404) == "ExperimentTemplate not found."
     names = [t["experimentTemplateSpec"]["name"] for t in result(bob.get("/template"))]
     assert "vision-only" not in names
+    message = refused(bob.post("/template", json=template_doc("into-vision", namespace="vision")), 403)
+    assert "bob may not edit template/into-vision in namespace vision" in message
 
     # Sharing is an admin's, not the owning team's.
     message = refused(

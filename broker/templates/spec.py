@@ -28,6 +28,8 @@ from broker.templates.substitute import render, targets
 from runtimes.resources import resource_map
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: Submarine's per-role parameters (:func:`with_role_params`).
+ROLE_PARAM = re.compile(r"^spec\.([^.]+)\.(?:replicas|resourceMap\.cpu|resourceMap\.memory)$")
 FIELDS = frozenset(
     {"name", "author", "description", "parameters", "experimentTemplateParamSpec", "experimentSpec"}
     | {"namespace", "shared"}  # the broker's
@@ -206,6 +208,14 @@ def with_role_params(spec: TemplateSpec) -> TemplateSpec:
     roles = spec.experiment_spec.get("spec")
     if not isinstance(roles, dict):
         return spec
+    # A template read back and edited may name a role its spec no longer has: its per-role
+    # parameters go with the role (a required one was the author's own, and stays to be refused).
+    kept = tuple(
+        p
+        for p in spec.parameters
+        if p.required or (match := ROLE_PARAM.match(p.name)) is None or match[1] in roles
+    )
+    spec = replace(spec, parameters=kept)
     added: list[Param] = []
     declared = spec.declared
     for role, task in roles.items():
@@ -220,8 +230,8 @@ def with_role_params(spec: TemplateSpec) -> TemplateSpec:
         }
         for name, value in defaults.items():
             if name not in declared:
-                kept = None if value is None or "{{" in value else value
-                added.append(Param(name=name, value=kept, required=False))
+                default = None if value is None or "{{" in value else value
+                added.append(Param(name=name, value=default, required=False))
     return replace(spec, parameters=(*spec.parameters, *added)) if added else spec
 
 
@@ -249,7 +259,8 @@ def check_template(spec: TemplateSpec, limits: LimitsConfig | None = None) -> No
             problems_message(f"Template contains unmapped value: [{', '.join(unmapped)}]", problems),
             problems=problems,
         )
-    unused = [(i, p.name) for i, p in enumerate(spec.parameters) if not targets(experiment, p.name)]
+    changes = targets(experiment)
+    unused = [(i, p.name) for i, p in enumerate(spec.parameters) if not changes(p.name)]
     if unused:
         problems = [
             FieldProblem(

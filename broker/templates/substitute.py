@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,19 +171,23 @@ def _resource_params(
             out.used.add(name)
 
 
-def targets(spec: Mapping[str, Any], name: str) -> bool:
-    """Whether a parameter ``name`` can change ``spec``: a path in it, a ``<path>:x`` or ``x`` of a
-    placeholder in it, or a resourceMap entry of one of its roles."""
-    match = RESOURCE_PARAM.match(name)
-    roles = spec.get("spec")
-    if match is not None and isinstance(roles, dict) and isinstance(roles.get(match[1]), dict):
-        return True
+def targets(spec: Mapping[str, Any]) -> Callable[[str], bool]:
+    """Whether a parameter name can change ``spec``: a path in it, a ``<path>:x`` or ``x`` of a
+    placeholder in it, or a resourceMap entry of one of its roles (the spec read once)."""
+    names: set[str] = set()
     for path, value in leaves(spec):
         text = path_text(path)
-        if text == name:
-            return True
+        names.add(text)
         if isinstance(value, str):
             for wanted in placeholders(value):
-                if name in (wanted, f"{text}:{wanted}"):
-                    return True
-    return False
+                names.update((wanted, f"{text}:{wanted}"))
+    roles = spec.get("spec")
+    role_names = set()
+    if isinstance(roles, dict):
+        role_names = {str(role) for role, task in roles.items() if isinstance(task, dict)}
+
+    def changes(name: str) -> bool:
+        match = RESOURCE_PARAM.match(name)
+        return name in names or (match is not None and match[1] in role_names)
+
+    return changes
