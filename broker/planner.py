@@ -7,22 +7,42 @@ is refused there) and for ``POST /api/v1/placement/explain``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from broker.notebooks.runtime import InterpreterProbe, NotebookRuntime, jupyter_problem
 from broker.policy_runtime import PolicyRuntime
 from broker.registry import ClusterRegistry, ClusterState
 from broker.workloads.kind import Kind
 from policies.placement import ClusterView, Decision, PlacementEngine, PlacementRequest
+from runtimes.environment import EnvironmentPlan
 from runtimes.notebook import NotebookSpec
 from runtimes.plan import ZERO, Resources
 from runtimes.resources import parse_resources
 from runtimes.spec import ExperimentSpec
 
+log = logging.getLogger(__name__)
+
 
 def placement_request(
-    spec: ExperimentSpec | NotebookSpec, namespace: str, user: str, refused_by: frozenset[str] = frozenset()
+    spec: ExperimentSpec | NotebookSpec,
+    namespace: str,
+    user: str,
+    refused_by: frozenset[str] = frozenset(),
+    *,
+    environment: EnvironmentPlan | None = None,
+    warm: frozenset[str] = frozenset(),
 ) -> PlacementRequest:
-    """What the spec asks placement for: the whole gang's resources and its placement hints."""
+    """What the spec asks placement for: the whole gang's resources, its placement hints, and the
+    environment it installs with the clusters where that is built already (``warm``)."""
+    request = _request(spec, namespace, user, refused_by)
+    if environment is None:
+        return request
+    return dataclasses.replace(request, environment=environment.hash, warm=warm)
+
+
+def _request(
+    spec: ExperimentSpec | NotebookSpec, namespace: str, user: str, refused_by: frozenset[str]
+) -> PlacementRequest:
     if isinstance(spec, NotebookSpec):
         return notebook_request(spec, namespace, user, refused_by)
     total: Resources = ZERO
@@ -70,6 +90,16 @@ def notebook_request(
     )
 
 
+def environment_problem(cluster: ClusterState, env: EnvironmentPlan) -> str | None:
+    """Why ``cluster`` cannot apply ``env``, as its adapter says (an adapter bug reads as a refusal,
+    logged, rather than failing every placement)."""
+    try:
+        return cluster.adapter.environment_problem(env)
+    except Exception:  # noqa: BLE001 - one adapter must not break placement everywhere
+        log.exception("cluster %s: environment_problem failed", cluster.name)
+        return "the cluster could not tell whether it can apply this environment (see the broker log)"
+
+
 class Planner:
     """Places specs on the registered clusters under the policy in force."""
 
@@ -94,13 +124,18 @@ class Planner:
         namespace: str,
         user: str,
         refused_by: frozenset[str] = frozenset(),
+        *,
+        environment: EnvironmentPlan | None = None,
+        warm: frozenset[str] = frozenset(),
     ) -> Decision:
         """Where ``spec`` would go now, with every cluster's verdict.
 
         Clusters in ``refused_by`` turned the workload down before; they are tried again only
-        when no other cluster could take it now.
+        when no other cluster could take it now. ``environment`` is what the workload installs
+        (clusters that cannot apply it are out, with their reason) and ``warm`` the clusters
+        where it is built already.
         """
-        return self.snapshot().decide(spec, namespace, user, refused_by)
+        return self.snapshot().decide(spec, namespace, user, refused_by, environment=environment, warm=warm)
 
     def snapshot(self) -> PlacementSnapshot:
         """The clusters and the policy as they are now, to place a batch of workloads against."""
@@ -140,6 +175,8 @@ class PlacementSnapshot:
         self._reserved = [cluster.reserved for cluster in self._clusters]
         #: (kind, namespace) → each cluster's refusal of that work (None: no refusal), asked once.
         self._refusals: dict[tuple[str, str], list[str | None]] = {}
+        #: environment hash → each cluster's reason it cannot apply it (None: it can), asked once.
+        self._environment_refusals: dict[str, list[str | None]] = {}
 
     def decide(
         self,
@@ -147,16 +184,37 @@ class PlacementSnapshot:
         namespace: str,
         user: str,
         refused_by: frozenset[str] = frozenset(),
+        *,
+        environment: EnvironmentPlan | None = None,
+        warm: frozenset[str] = frozenset(),
     ) -> Decision:
         """Where ``spec`` would go in this snapshot (see :meth:`Planner.decide`)."""
         views = self._views_for(
             Kind.NOTEBOOK.value if isinstance(spec, NotebookSpec) else Kind.EXPERIMENT.value, namespace
         )
+        if environment is not None:
+            views = self._with_environment(views, environment)
         engine, authorizer = self._planner.engine, self._authorizer
-        decision = engine.place(placement_request(spec, namespace, user, refused_by), views, authorizer)
+        decision = engine.place(
+            placement_request(spec, namespace, user, refused_by, environment=environment, warm=warm),
+            views,
+            authorizer,
+        )
         if decision.chosen is None and refused_by:
-            decision = engine.place(placement_request(spec, namespace, user), views, authorizer)
+            request = placement_request(spec, namespace, user, environment=environment, warm=warm)
+            decision = engine.place(request, views, authorizer)
         return decision
+
+    def _with_environment(self, views: list[ClusterView], env: EnvironmentPlan) -> list[ClusterView]:
+        """``views`` with each cluster's reason it cannot apply ``env`` (its adapter's own)."""
+        refusals = self._environment_refusals.get(env.hash)
+        if refusals is None:
+            refusals = [environment_problem(c, env) for c in self._clusters]
+            self._environment_refusals[env.hash] = refusals
+        return [
+            dataclasses.replace(view, environment_refusal=refusal) if refusal else view
+            for view, refusal in zip(views, refusals, strict=True)
+        ]
 
     def take(self, cluster: str, resources: Resources) -> None:
         """Count ``resources`` as promised on ``cluster`` for the rest of this snapshot."""

@@ -25,6 +25,8 @@ from broker.cluster_watch import ClusterWatch, Vet, handles_on, workloads_on
 from broker.config import ConfigError
 from broker.config.loader import cluster_files, load_cluster_file
 from broker.config.models import BrokerConfig, NotebooksConfig
+from broker.environments.housekeeping import EnvironmentHousekeeping
+from broker.environments.service import EnvironmentService
 from broker.experiments.service import ExperimentService
 from broker.ids import IdGenerator
 from broker.model_registry.service import ModelRegistry
@@ -79,6 +81,8 @@ class BrokerContext:
     tensorboards: TensorBoards
     #: Registered models and their immutable versions (files copied into ``artifacts``).
     models: ModelRegistry
+    #: Registered environments, their revisions and their builds per cluster.
+    environments: EnvironmentService
     artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
 
 
@@ -167,7 +171,8 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     seed_default_policy(db, config.default_policy)
     policy = PolicyRuntime(db)
     jupyter = notebook_runtime(config.notebooks)
-    planner = Planner(registry, policy, default_engine(), jupyter)
+    planner = Planner(registry, policy, default_engine(config.environments.warm_weight), jupyter)
+    environments = EnvironmentService(db, registry, IdGenerator(db, "environment", "_", holder))
     ids = IdGenerator(db, Kind.EXPERIMENT.value, "-", holder)
     loops: Loops = Loops(  # annotated: the failover below refers to it
         lease=LeaseKeeper(db, LEASE_NAME, holder, config.loops.lease_ttl),
@@ -202,6 +207,8 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         cluster_flags=cluster_flags,
         notebook_watch=NotebookWatch(db, registry, config.notebooks, tokens=tokens),
         notebook_interval=config.notebooks.check_interval,
+        housekeeping=EnvironmentHousekeeping(db, registry, config.environments.keep_days),
+        housekeeping_interval=config.environments.housekeeping_interval,
     )
     experiments = ExperimentService(
         db,
@@ -211,6 +218,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         planner=planner,
         on_submitted=loops.wake_dispatch,
         limits=config.limits,
+        environments=environments,
     )
     notebooks = NotebookService(
         db,
@@ -220,6 +228,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         planner=planner,
         tokens=tokens,
         on_submitted=loops.wake_dispatch,
+        environments=environments,
     )
     return BrokerContext(
         config,
@@ -238,6 +247,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         artifacts,
         TensorBoards(config.data_dir / "tensorboard"),
         ModelRegistry(db, artifacts),
+        environments,
     )
 
 

@@ -44,6 +44,9 @@ class ClusterView:
     #: Workload kinds this cluster cannot run for a reason of its own (say, its interpreter lacks
     #: Jupyter for notebooks), each with that reason; the capabilities filter refuses them.
     cannot_run: Mapping[str, str] = field(default_factory=dict)
+    #: Why this cluster cannot apply the environment of the request being placed (its adapter's
+    #: ``environment_problem``), set per request; the environment filter refuses it.
+    environment_refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class PlacementRequest:
     user: str = "admin"
     #: Clusters that refused this workload's submit: tried again only when no other cluster fits.
     refused_by: frozenset[str] = frozenset()
+    #: The identity hash of the environment the workload installs (None: none).
+    environment: str | None = None
+    #: Clusters where that environment is built already (the warm-environment score prefers them).
+    warm: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -212,6 +219,14 @@ def capabilities(
     return cluster.cannot_run.get(request.workload_kind)
 
 
+def environment(request: PlacementRequest, cluster: ClusterView, authorizer: Authorizer | None) -> str | None:
+    """The cluster must be able to apply the workload's environment (conda where there is conda,
+    pip installs where its config allows them, ...)."""
+    if request.environment is None:
+        return None
+    return cluster.environment_refusal
+
+
 def _needs(request: PlacementRequest) -> str:
     need = request.total
     return (
@@ -265,6 +280,13 @@ def free_share_score(request: PlacementRequest, cluster: ClusterView, authorizer
 def spread_score(request: PlacementRequest, cluster: ClusterView, authorizer: Authorizer | None) -> float:
     """Fewer workloads running there scores higher."""
     return 1.0 / (1.0 + max(0, cluster.running))
+
+
+def warm_environment_score(
+    request: PlacementRequest, cluster: ClusterView, authorizer: Authorizer | None
+) -> float:
+    """1 where the workload's environment is built already (it starts without installing), else 0."""
+    return 1.0 if request.environment is not None and cluster.name in request.warm else 0.0
 
 
 def preference_rank(request: PlacementRequest, cluster: str) -> int:
@@ -356,10 +378,15 @@ class PlacementEngine:
         return Decision(chosen, verdicts, revision, never_fits, rejection)
 
 
-def default_engine() -> PlacementEngine:
-    """The built-in pipeline: explicit cluster, permission, readiness, labels, capabilities, gang
-    capacity (total, then free); then the spec's preference order, then policy weight, free share
-    and spread."""
+#: The warm-environment score's default weight (broker.yaml ``environments.warm_weight``).
+WARM_WEIGHT = 1.0
+WARM_ENVIRONMENT = "warm-environment"
+
+
+def default_engine(warm_weight: float = WARM_WEIGHT) -> PlacementEngine:
+    """The built-in pipeline: explicit cluster, permission, readiness, labels, capabilities,
+    environment, gang capacity (total, then free); then the spec's preference order, then policy
+    weight, free share, spread and the warm environment (``warm_weight``)."""
     return PlacementEngine(
         filters=[
             Filter("explicit_cluster", explicit_cluster, static=True),
@@ -367,6 +394,7 @@ def default_engine() -> PlacementEngine:
             Filter("ready", ready, static=False),
             Filter("labels", labels, static=True),
             Filter("capabilities", capabilities, static=True),
+            Filter("environment", environment, static=True),
             Filter("fits_total", fits_total, static=True),
             Filter("fits_free", fits_free, static=False),
             Filter("not_refused", not_refused, static=False),
@@ -375,5 +403,6 @@ def default_engine() -> PlacementEngine:
             Scorer("policy_weight", weight_score, 2.0),
             Scorer("free_share", free_share_score, 1.0),
             Scorer("spread", spread_score, 0.5),
+            Scorer(WARM_ENVIRONMENT, warm_environment_score, warm_weight),
         ],
     )

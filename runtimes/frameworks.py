@@ -22,6 +22,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from runtimes.environment import EnvironmentPlan
+from runtimes.environment_spec import inline_plan
 from runtimes.plan import Addressing, LaunchPlan, ReplicaPlan
 from runtimes.resources import parse_resources
 from runtimes.spec import ExperimentSpec, split_command
@@ -159,11 +161,15 @@ def build_plan(
     namespace: str,
     addressing: Addressing,
     extra_env: dict[str, str] | None = None,
+    environment: EnvironmentPlan | None = None,
 ) -> LaunchPlan:
     """Build the launch plan for one attempt of an experiment.
 
     ``extra_env`` (for example the broker's address) is set under the spec's own variables, so a
     user can still override it. Task ``envVars`` replace ``meta.envVars`` as in Submarine.
+    ``environment`` is the registered environment's revision the workload pinned at submission;
+    without it, the spec's own ``environment`` fields (image, kernelSpec) make the plan's, named
+    ``inline``. Its image is the replicas' where the spec names none.
     """
     slots = _slots(spec)
     framework_vars = framework_env(spec.meta.framework, slots, addressing)
@@ -196,6 +202,14 @@ def build_plan(
         )
     kernel = spec.environment.kernelSpec or {}
     images = {image for role, _ in spec.ordered_roles() if (image := spec.image(role)) is not None}
+    if not images and environment is not None and environment.image:
+        images = {environment.image}
+    if environment is None:
+        environment = inline_plan(spec.environment)
+        pip = [str(p) for p in kernel.get("pipDependencies") or []]
+        conda = [str(p) for p in kernel.get("condaDependencies") or []]
+    else:
+        pip, conda = list(environment.pip), list(environment.conda)
     return LaunchPlan(
         uid=uid,
         workload_id=workload_id,
@@ -205,6 +219,7 @@ def build_plan(
         image=sorted(images)[0] if images else None,
         replicas=replicas,
         success_roles=success_roles(spec),
-        pip_packages=[str(p) for p in kernel.get("pipDependencies") or []],
-        conda_packages=[str(p) for p in kernel.get("condaDependencies") or []],
+        pip_packages=pip,
+        conda_packages=conda,
+        environment=environment,
     )

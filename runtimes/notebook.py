@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from runtimes.environment import EnvironmentPlan
+from runtimes.environment_spec import inline_plan
 from runtimes.plan import Addressing, LaunchPlan, ReplicaPlan
 from runtimes.resources import parse_resources
 from runtimes.spec import (
@@ -115,14 +117,18 @@ def build_notebook_plan(
     python: str,
     app_module: str = "jupyterlab",
     extra_env: dict[str, str] | None = None,
+    environment: EnvironmentPlan | None = None,
 ) -> LaunchPlan:
     """The launch plan of one attempt of a notebook: one Jupyter server.
 
     ``python`` is the interpreter that has jupyter_server on the chosen cluster and
     ``app_module`` what it runs: ``jupyterlab`` (the Lab UI) or ``jupyter_server`` (REST, kernels).
     ``extra_env`` (the broker's address, the server token) goes under the spec's own variables,
-    except the token, which a spec cannot override.
+    except the token, which a spec cannot override. ``environment`` is the registered
+    environment's revision pinned at submission (else the spec's inline one, as for experiments).
     """
+    if environment is None:
+        environment = inline_plan(spec.environment)
     host = addressing.host(ROLE, 0)
     port = addressing.port(ROLE, 0)
     env: dict[str, str] = {}
@@ -167,9 +173,12 @@ def build_notebook_plan(
         name=spec.meta.name,
         namespace=namespace,
         framework="notebook",
-        image=spec.image,
+        image=spec.image or (environment.image if environment is not None else None),
         replicas=[replica],
         success_roles=[ROLE],
+        pip_packages=list(environment.pip) if environment is not None else [],
+        conda_packages=list(environment.conda) if environment is not None else [],
+        environment=environment,
         labels={"notebook-id": workload_id, **spec.meta.labels},
         workdir=workload_id,
     )

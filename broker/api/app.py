@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from broker.api import (
     clusters,
+    environments,
     experiment_assets,
     experiments,
     mlflow,
@@ -69,6 +70,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *experiments.routes,
             *templates.routes,  # POST /experiment/{template name}
             *notebooks.routes,
+            *environments.routes,
             *clusters.routes,
             *policy.routes,
             *placement.routes,

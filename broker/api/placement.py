@@ -22,7 +22,7 @@ async def explain(request: Request) -> EnvelopeResponse:
     if kind not in tuple(Kind):
         raise BadRequest(f"kind: '{kind}' is not {' or '.join(Kind)}", field="kind")
     service = broker.notebooks if kind == Kind.NOTEBOOK else broker.experiments
-    _spec, namespace, decision = service.check_submission(document, guard_of(request))
+    _spec, namespace, decision = await service.check_submission(document, guard_of(request))
     return ok({"namespace": namespace, **decision.to_json()})
 
 

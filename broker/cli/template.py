@@ -109,7 +109,7 @@ def get(client: BrokerClient, name: str, as_json: bool) -> None:
 @pass_client
 def create(client: BrokerClient, source: str, as_json: bool) -> None:
     """Store a template from a file."""
-    created = client.create_template(load_spec(source, what="an ExperimentTemplateSpec"))
+    created = client.create_template(load_spec(source, "ExperimentTemplateSpec"))
     if as_json:
         render.print_json(created)
     else:

@@ -121,6 +121,27 @@ class LimitsConfig(BaseModel):
     )
 
 
+class EnvironmentsConfig(BaseModel):
+    """Environments: how long an unused build is kept, how often that is checked, and how much
+    placement prefers a cluster where the workload's environment is built already."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: float = Field(
+        default=14.0, gt=0, description="A build unused this many days is removed from its cluster"
+    )
+    housekeeping_interval: float = Field(
+        default=3600.0, gt=0, description="Seconds between two passes removing unused builds"
+    )
+    warm_weight: float = Field(
+        default=1.0,
+        ge=0,
+        le=1000,
+        description="Weight of placement's warm-environment score (1 where the environment is built); "
+        "policy_weight counts 2, free_share 1, spread 0.5",
+    )
+
+
 #: Keys that would hold object-storage credentials: refused, they come from the environment.
 _CREDENTIAL_KEYS = (
     "access_key",
@@ -241,6 +262,7 @@ class BrokerConfig(BaseModel):
     loops: LoopsConfig = Field(default_factory=LoopsConfig)
     notebooks: NotebooksConfig = Field(default_factory=NotebooksConfig)
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
+    environments: EnvironmentsConfig = Field(default_factory=EnvironmentsConfig)
     extra_kinds: dict[str, str] = Field(
         default_factory=dict, description="More cluster kinds as kind: module:Class (plugins, test doubles)"
     )

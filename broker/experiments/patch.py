@@ -63,10 +63,18 @@ def _live(session: Session, experiment_id: str) -> Workload:
 
 
 def replace_spec(
-    experiment_id: str, read_uid: str, spec: dict[str, Any], *, name: str, framework: str, user: str
+    experiment_id: str,
+    read_uid: str,
+    spec: dict[str, Any],
+    *,
+    name: str,
+    framework: str,
+    user: str,
+    environment: dict[str, Any] | None = None,
 ) -> Callable[[Session], Workload | None]:
     """Replace the spec of a still-unclaimed Accepted experiment; None when it moved on meanwhile
-    (claimed by a dispatcher, patched by someone else), so the caller can look again."""
+    (claimed by a dispatcher, patched by someone else), so the caller can look again.
+    ``environment`` holds the pinned-environment columns of the new spec (:func:`pinned_columns`)."""
 
     def replace(session: Session) -> Workload | None:
         row = _live(session, experiment_id)
@@ -78,6 +86,9 @@ def replace_spec(
         row.spec = spec
         row.name = name
         row.framework = framework
+        if environment is not None:
+            row.environment = environment["environment"]
+            row.environment_hash = environment["environment_hash"]
         row.uid = new_uid()  # a dispatch pass that read the old spec no longer matches the row
         row.placement = None
         row.status_message = None

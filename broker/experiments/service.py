@@ -16,10 +16,11 @@ from broker.guard import Guard
 from broker.state import Status
 from broker.workloads.kind import Kind
 from broker.workloads.model import Workload
-from broker.workloads.rows import insert_accepted, new_row
+from broker.workloads.rows import insert_accepted, new_row, pinned_columns
 from broker.workloads.service import WorkloadService, attempt_logs
 from clusters.base import ReplicaLog
 from policies.placement import Decision
+from runtimes.environment import EnvironmentPlan
 from runtimes.spec import ExperimentSpec
 
 MAX_PAGE_SIZE = 1000
@@ -32,17 +33,24 @@ class ExperimentService(WorkloadService):
 
     kind = Kind.EXPERIMENT
 
-    def check_submission(
+    async def check_submission(
         self, document: dict[str, Any], guard: Guard
     ) -> tuple[ExperimentSpec, str, Decision]:
         """Validate a spec for ``guard``'s user and place it as a dry run.
 
-        Raises 400 for a bad spec, 403 when the user may not submit in the namespace, and 422
-        when no registered cluster could ever take the work (the message says why for each).
+        Raises 400 for a bad spec (an unknown ``environment.name`` too) and 403 when the user may
+        not submit in the namespace; the decision says whether any registered cluster could ever
+        take the work (and why not, for each).
         """
-        spec = parse_experiment_spec(document, clusters=self.cluster_names(), limits=self.limits)
-        namespace, decision = self.dry_run(spec, guard)
+        spec, namespace, decision, _ = await self._check(document, guard)
         return spec, namespace, decision
+
+    async def _check(
+        self, document: dict[str, Any], guard: Guard
+    ) -> tuple[ExperimentSpec, str, Decision, EnvironmentPlan | None]:
+        spec = parse_experiment_spec(document, clusters=self.cluster_names(), limits=self.limits)
+        namespace, decision, environment = await self.dry_run(spec, guard)
+        return spec, namespace, decision, environment
 
     async def create(
         self,
@@ -56,7 +64,7 @@ class ExperimentService(WorkloadService):
 
         ``template`` records the template (name, namespace, params) the spec was filled from."""
         owner = guard.user
-        spec, namespace, decision = self.check_submission(document, guard)
+        spec, namespace, decision, environment = await self._check(document, guard)
         if decision.never_fits:
             raise ApiError(422, f"no registered cluster can ever take this experiment: {decision.rejection}")
         experiment_id = self.ids.next()
@@ -69,6 +77,7 @@ class ExperimentService(WorkloadService):
             spec=stored_spec(spec, experiment_id, namespace),
             idempotency_key=idempotency_key,
             template=template,
+            **pinned_columns(environment),
         )
         try:
             created = await self.db.run(insert_accepted(values, f"submitted by {owner}"))
@@ -110,7 +119,7 @@ class ExperimentService(WorkloadService):
             stored = keep_secrets(stored_spec(spec, experiment_id, row.namespace), row.spec)
             if replaceable(row):
                 owner = guard if row.owner == guard.user else Guard(row.owner, guard.authorizer)
-                _, decision = self.dry_run(spec, owner)
+                _, decision, environment = await self.dry_run(spec, owner)
                 if decision.never_fits:
                     raise ApiError(
                         422, f"no registered cluster can ever take this experiment: {decision.rejection}"
@@ -122,6 +131,7 @@ class ExperimentService(WorkloadService):
                     name=spec.meta.name,
                     framework=spec.meta.framework,
                     user=guard.user,
+                    environment=pinned_columns(environment),
                 )
                 replaced = await self.db.run(unit)
                 if replaced is not None:

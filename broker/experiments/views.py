@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from broker.workloads.model import Workload
-from broker.workloads.views import fmt_time
+from broker.workloads.views import fmt_time, pinned_environment_json
 from clusters.base import ReplicaLog
 from runtimes.resources import resource_map
 from runtimes.spec import FRAMEWORK_ROLES, ExperimentSpec
@@ -58,6 +58,7 @@ def experiment_json(row: Workload) -> dict[str, Any]:
         "owner": row.owner,
         "namespace": row.namespace,
         "template": row.template,
+        "environment": pinned_environment_json(row.environment),
     }
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from broker.environments.service import EnvironmentService
 from broker.errors import ApiError, Conflict, NotFound
 from broker.guard import Guard
 from broker.ids import IdGenerator
@@ -28,12 +29,13 @@ from broker.state import FailureCategory, Status, now
 from broker.store.database import Database
 from broker.workloads.kind import Kind
 from broker.workloads.model import Workload
-from broker.workloads.rows import insert_accepted, new_attempt, new_row
+from broker.workloads.rows import insert_accepted, new_attempt, new_row, pinned_columns
 from broker.workloads.service import WorkloadService, attempt_logs, end_then_cancel
 from broker.workloads.validation import validate_document
 from clusters.base import ReplicaLog
 from clusters.errors import ClusterError
 from policies.placement import Decision
+from runtimes.environment import EnvironmentPlan
 from runtimes.notebook import REPLICA, NotebookSpec
 
 log = logging.getLogger(__name__)
@@ -62,22 +64,37 @@ class NotebookService(WorkloadService):
         planner: Planner,
         tokens: NotebookTokens,
         on_submitted: Callable[[], None] = lambda: None,
+        environments: EnvironmentService | None = None,
     ) -> None:
         super().__init__(
-            db, registry, ids, default_namespace=default_namespace, planner=planner, on_submitted=on_submitted
+            db,
+            registry,
+            ids,
+            default_namespace=default_namespace,
+            planner=planner,
+            on_submitted=on_submitted,
+            environments=environments,
         )
         self.tokens = tokens
 
-    def check_submission(self, document: dict[str, Any], guard: Guard) -> tuple[NotebookSpec, str, Decision]:
+    async def check_submission(
+        self, document: dict[str, Any], guard: Guard
+    ) -> tuple[NotebookSpec, str, Decision]:
         """Validate, authorise and dry-run place a NotebookSpec (400 / 403)."""
-        spec = validate_document(NotebookSpec, document, self.kind, clusters=self.cluster_names())
-        namespace, decision = self.dry_run(spec, guard)
+        spec, namespace, decision, _ = await self._check(document, guard)
         return spec, namespace, decision
+
+    async def _check(
+        self, document: dict[str, Any], guard: Guard
+    ) -> tuple[NotebookSpec, str, Decision, EnvironmentPlan | None]:
+        spec = validate_document(NotebookSpec, document, self.kind, clusters=self.cluster_names())
+        namespace, decision, environment = await self.dry_run(spec, guard)
+        return spec, namespace, decision, environment
 
     async def create(self, document: dict[str, Any], *, guard: Guard) -> Workload:
         """Store a new notebook as Accepted (status ``waiting``) and wake the dispatcher; 409 on a
         name already used by a live notebook of the namespace."""
-        spec, namespace, decision = self.check_submission(document, guard)
+        spec, namespace, decision, environment = await self._check(document, guard)
         if decision.never_fits:
             raise ApiError(422, f"no registered cluster can ever run this notebook: {decision.rejection}")
         values = new_row(
@@ -93,6 +110,7 @@ class NotebookService(WorkloadService):
                 **spec.model_dump(mode="json"),
                 "meta": {**spec.meta.model_dump(mode="json"), "namespace": namespace},
             },
+            **pinned_columns(environment),
         )
         try:
             created = await self.db.run(insert_accepted(values, f"created by {guard.user}"))

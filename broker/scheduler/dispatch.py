@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from broker.environments.builds import record_build, touch, warm_clusters
+from broker.environments.model import FAILED
 from broker.notebooks.runtime import NotebookRuntime
 from broker.notebooks.tokens import NotebookTokens
 from broker.planner import PlacementSnapshot, Planner
@@ -46,7 +48,8 @@ from broker.tracking.handout import TrackingHandout
 from broker.workloads.kind import Kind
 from broker.workloads.model import Event, Workload
 from clusters.base import Capability, Handle
-from clusters.errors import ClusterError, SubmitRejected
+from clusters.errors import ClusterError, EnvironmentBuildFailed, SubmitRejected
+from runtimes.environment import EnvironmentPlan
 from runtimes.frameworks import build_plan
 from runtimes.notebook import NotebookSpec, build_notebook_plan
 from runtimes.plan import LaunchPlan, Resources
@@ -87,6 +90,13 @@ class Pending:
     placement: dict[str, Any] | None = None
     updated_at: datetime | None = None
     attempt: int = 1
+    #: The environment pinned at submission (an EnvironmentPlan as stored; None: none).
+    environment: dict[str, Any] | None = None
+
+    @property
+    def environment_plan(self) -> EnvironmentPlan | None:
+        """The pinned environment, or None."""
+        return EnvironmentPlan.model_validate(self.environment) if self.environment else None
 
 
 _COLUMNS = (
@@ -103,6 +113,7 @@ _COLUMNS = (
     Workload.access_token,
     Workload.updated_at,
     Workload.attempt,
+    Workload.environment,
 )
 
 
@@ -133,6 +144,7 @@ def _pending(session: Session) -> list[Pending]:
             r.placement,
             r.updated_at,
             r.attempt,
+            r.environment,
         )
         for r in rows
     ]
@@ -216,7 +228,9 @@ class Dispatcher:
         items = await self.db.run(_pending)
         if not items:
             return 0
-        batch = self._prepare(items)
+        hashes = {item.environment["hash"] for item in items if item.environment and item.cluster is None}
+        warm = await self.db.run(warm_clusters(hashes)) if hashes else {}
+        batch = self._prepare(items, warm)
         jobs, runs = (
             await self.db.run(_claim(batch, self.claim_hold, tracked=self.tracking is not None))
             if (batch.jobs or batch.waits or batch.notes)
@@ -298,8 +312,9 @@ class Dispatcher:
         return created
 
     # ------------------------------------------------------------------------------ place
-    def _prepare(self, items: list[Pending]) -> Batch:
-        """Place the unplaced rows against one snapshot, in order, and plan every submit.
+    def _prepare(self, items: list[Pending], warm: dict[str, frozenset[str]] | None = None) -> Batch:
+        """Place the unplaced rows against one snapshot, in order, and plan every submit;
+        ``warm`` holds, per environment hash, the clusters where it is built.
 
         Nothing here awaits: the registry cannot change under the snapshot.
         """
@@ -308,21 +323,34 @@ class Dispatcher:
         specs: dict[tuple[str, datetime | None], Spec] = {}
         for item in items:
             try:
-                self._prepare_one(item, snapshot, batch, specs)
+                self._prepare_one(item, snapshot, batch, specs, warm or {})
             except Exception:  # one broken row must not stop the others
                 log.exception("dispatch of %s failed", item.id)
         self._specs = specs
         return batch
 
     def _prepare_one(
-        self, item: Pending, snapshot: PlacementSnapshot, batch: Batch, specs: dict[Any, Spec]
+        self,
+        item: Pending,
+        snapshot: PlacementSnapshot,
+        batch: Batch,
+        specs: dict[Any, Spec],
+        warm: dict[str, frozenset[str]],
     ) -> None:
         key = (item.uid, item.updated_at)
         spec = self._specs.get(key) or self._parse(item)
         specs[key] = spec
         placement = summary = None
         if item.cluster is None:
-            decision = snapshot.decide(spec, item.namespace, item.owner, item.refused_by)
+            env = item.environment_plan
+            decision = snapshot.decide(
+                spec,
+                item.namespace,
+                item.owner,
+                item.refused_by,
+                environment=env,
+                warm=warm.get(env.hash, frozenset()) if env is not None else frozenset(),
+            )
             if decision.chosen is None:
                 placed = {**decision.to_json(), "refusedBy": sorted(item.refused_by)}
                 if placed != item.placement or decision.summary != item.status_message:
@@ -374,6 +402,7 @@ class Dispatcher:
                 python=self._notebook_python(cluster),
                 app_module=self.notebooks.app_module,
                 extra_env={**self.extra_env, "JUPYTER_TOKEN": token},
+                environment=item.environment_plan,
             )
         return build_plan(
             spec,
@@ -382,6 +411,7 @@ class Dispatcher:
             namespace=item.namespace,
             addressing=addressing,
             extra_env=self.extra_env,
+            environment=item.environment_plan,
         )
 
     def _notebook_python(self, cluster: ClusterState) -> str:
@@ -607,6 +637,8 @@ def _created(session: Session, row: Workload, job: Job, cluster: ClusterState, h
             f"image {job.plan.image} is recorded but not used: {cluster.config.kind} clusters run the "
             "command directly on their hosts",
         )
+    if job.plan.environment is not None:
+        touch(session, [(cluster.name, job.plan.environment.hash)])
     transition(session, row, Status.CREATED, f"submitted to {cluster.name}")
 
 
@@ -622,6 +654,12 @@ def _refused(
     cluster, so the choice is kept and the same uid is submitted there again after a back-off."""
     keep_cluster = not isinstance(exc, SubmitRejected)
     reason = cluster.config.mask(str(exc))
+    if isinstance(exc, EnvironmentBuildFailed):
+        # The installer's own line: trying again (here or elsewhere) would fail the same way.
+        if job_environment := item.environment_plan:
+            record_build(session, cluster.name, job_environment, FAILED, reason)
+        transition(session, row, Status.FAILED, reason, category=FailureCategory.ENVIRONMENT)
+        return
     tries = item.tries + 1
     delay = min(backoff_max, 2.0 ** min(tries, 10))
     row.dispatch_tries = tries

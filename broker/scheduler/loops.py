@@ -1,4 +1,5 @@
-"""The APScheduler jobs: lease, dispatch, monitor and health, one instance each, coalesced.
+"""The APScheduler jobs: lease, dispatch, monitor, health and environment housekeeping, one
+instance each, coalesced.
 
 Dispatch and monitor run only while this process holds the scheduler lease; health and the
 policy refresh run everywhere (every replica serves cluster state and enforces the policy).
@@ -25,6 +26,7 @@ from broker.scheduler.monitor import Monitor
 
 if TYPE_CHECKING:
     from broker.cluster_watch import ClusterWatch
+    from broker.environments.housekeeping import EnvironmentHousekeeping
     from broker.notebooks.watch import NotebookWatch
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,11 @@ class Loops:
         cluster_watch: ClusterWatch | None = None,
         notebook_watch: NotebookWatch | None = None,
         notebook_interval: float = 1.0,
+        housekeeping: EnvironmentHousekeeping | None = None,
+        housekeeping_interval: float = 3600.0,
     ) -> None:
+        self.housekeeping = housekeeping
+        self.housekeeping_interval = housekeeping_interval
         self.notebook_watch = notebook_watch
         self.notebook_interval = notebook_interval
         self.cluster_watch = cluster_watch
@@ -93,6 +99,15 @@ class Loops:
         if self.notebook_watch is not None:
             self._scheduler.add_job(
                 self._notebooks, "interval", seconds=self.notebook_interval, id="notebooks", **common
+            )
+        if self.housekeeping is not None:
+            self._scheduler.add_job(
+                self._housekeeping,
+                "interval",
+                seconds=self.housekeeping_interval,
+                id="environments",
+                next_run_time=first,
+                **common,
             )
         self._scheduler.start()
 
@@ -168,6 +183,16 @@ class Loops:
             await self.notebook_watch.run_once()
         except Exception:
             log.exception("notebook watch pass failed")
+
+    async def _housekeeping(self) -> None:
+        """Remove environment builds unused for ``environments.keep_days``: the leader's job."""
+        assert self.housekeeping is not None
+        if not self.lease.leader:
+            return
+        try:
+            await self.housekeeping.run_once()
+        except Exception:
+            log.exception("environment housekeeping pass failed")
 
     async def _policy(self) -> None:
         try:

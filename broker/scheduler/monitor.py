@@ -14,12 +14,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from broker.environments.builds import record_build
+from broker.environments.model import BUILT, FAILED
 from broker.registry import ClusterRegistry, ClusterState
 from broker.state import ACTIVE, FailureCategory, IllegalTransition, Status, record, transition
 from broker.store.database import Database
 from broker.workloads.model import Workload
 from clusters.base import Handle, Observation, Phase
 from clusters.errors import ClusterError
+from runtimes.environment import EnvironmentPlan
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,21 @@ def apply_observation(session: Session, workload_id: str, uid: str, seen: Observ
         except IllegalTransition:
             log.info("ignored %s for %s: %s", target.value, workload_id, row.status)
             return changed
+    if changed is not None:
+        remember_build(session, row, changed)
     return changed
+
+
+def remember_build(session: Session, row: Workload, reached: Status) -> None:
+    """An attempt that ran with an environment shows it is built on its cluster; one that failed
+    for its environment shows the build failed there (with the installer's line)."""
+    if row.environment is None or row.cluster is None:
+        return
+    env = EnvironmentPlan.model_validate(row.environment)
+    if reached in (Status.RUNNING, Status.SUCCEEDED):
+        record_build(session, row.cluster, env, BUILT)
+    elif reached is Status.FAILED and row.failure_category == FailureCategory.ENVIRONMENT.value:
+        record_build(session, row.cluster, env, FAILED, row.reason)
 
 
 def note_pending(session: Session, workload_id: str, uid: str, message: str) -> None:

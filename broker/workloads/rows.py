@@ -14,6 +14,7 @@ from broker.state import IllegalTransition, Status, may_reopen, now, record, reo
 from broker.tracking.attempt_runs import end_superseded
 from broker.workloads.kind import Kind
 from broker.workloads.model import Event, Workload
+from runtimes.environment import EnvironmentPlan
 
 
 def new_row(workload_id: str, **fields: Any) -> dict[str, Any]:
@@ -30,6 +31,13 @@ def new_row(workload_id: str, **fields: Any) -> dict[str, Any]:
         "updated_at": stamp,
         **fields,
     }
+
+
+def pinned_columns(environment: EnvironmentPlan | None) -> dict[str, Any]:
+    """The row's columns for the environment a submission pins (none: both null)."""
+    if environment is None:
+        return {"environment": None, "environment_hash": None}
+    return {"environment": environment.model_dump(mode="json"), "environment_hash": environment.hash}
 
 
 def insert_accepted(values: dict[str, Any], reason: str) -> Callable[[Session], Workload]:

@@ -15,7 +15,9 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from broker.config.models import LimitsConfig
-from broker.errors import ApiError, Conflict, NotFound
+from broker.environments.builds import warm_clusters
+from broker.environments.service import NAME_FIELD, EnvironmentService
+from broker.errors import ApiError, BadRequest, Conflict, NotFound
 from broker.guard import Guard
 from broker.ids import IdGenerator
 from broker.planner import Planner
@@ -28,6 +30,8 @@ from broker.workloads.rows import events_of
 from clusters.base import Handle, ReplicaLog
 from clusters.errors import ClusterError, WorkloadNotFound
 from policies.placement import Decision
+from runtimes.environment import EnvironmentPlan
+from runtimes.environment_spec import inline_plan
 from runtimes.notebook import NotebookSpec
 from runtimes.spec import ExperimentSpec
 
@@ -138,8 +142,11 @@ class WorkloadService:
         planner: Planner,
         on_submitted: Callable[[], None] = lambda: None,
         limits: LimitsConfig | None = None,
+        environments: EnvironmentService | None = None,
     ) -> None:
         self.db = db
+        #: Registered environments, which ``environment.name`` names (None: none are registered).
+        self.environments = environments
         self.limits = limits or LimitsConfig()
         self.registry = registry
         self.ids = ids
@@ -151,15 +158,36 @@ class WorkloadService:
         """The registered clusters, which ``meta.placement.cluster`` must name."""
         return [c.name for c in self.registry.all()]
 
-    def dry_run(self, spec: ExperimentSpec | NotebookSpec, guard: Guard) -> tuple[str, Decision]:
-        """The namespace the work goes to and where it would be placed now.
+    async def dry_run(
+        self, spec: ExperimentSpec | NotebookSpec, guard: Guard
+    ) -> tuple[str, Decision, EnvironmentPlan | None]:
+        """The namespace the work goes to, where it would be placed now, and the environment it
+        pins (a registered environment's current revision, or the spec's inline one).
 
         Raises 403 when the caller may not submit this kind of work in the namespace (an unknown
-        ``meta.placement.cluster`` is refused with the spec's other problems: :meth:`cluster_names`).
+        ``meta.placement.cluster`` is refused with the spec's other problems: :meth:`cluster_names`),
+        and 400 naming ``environment.name`` when no such environment is registered.
         """
         namespace = spec.meta.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
         guard.require(namespace, f"{self.kind}/*", "submit")
-        return namespace, self.planner.decide(spec, namespace, guard.user)
+        environment = await self.pinned_environment(spec, guard)
+        warm: frozenset[str] = frozenset()
+        if environment is not None:
+            warm = (await self.db.run(warm_clusters([environment.hash]))).get(environment.hash, frozenset())
+        decision = self.planner.decide(spec, namespace, guard.user, environment=environment, warm=warm)
+        return namespace, decision, environment
+
+    async def pinned_environment(
+        self, spec: ExperimentSpec | NotebookSpec, guard: Guard
+    ) -> EnvironmentPlan | None:
+        """The environment a submission of ``spec`` pins: the current revision of the registered
+        one it names (400 naming ``environment.name`` when unknown), else its inline one, if any."""
+        name = spec.environment.name
+        if not name:
+            return inline_plan(spec.environment)
+        if self.environments is None:
+            raise BadRequest(f"{NAME_FIELD}: no environment named '{name}'", field=NAME_FIELD)
+        return await self.environments.pinned(name, guard)
 
     def not_found(self, workload_id: str) -> str:
         """The 404 message for a workload of this kind that is not there (or not the caller's to see)."""
