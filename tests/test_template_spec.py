@@ -224,3 +224,12 @@ def test_a_template_read_back_with_a_role_renamed_drops_the_old_roles_parameters
     assert [
         p.name for p in stored(document(parameters=[p.to_json() for p in first.parameters])).parameters
     ] == [p.name for p in first.parameters]
+
+
+def test_a_stale_per_role_default_never_overrides_the_spec() -> None:
+    first = stored()
+    edited = document(parameters=[p.to_json() for p in first.parameters])  # read back: cpu "1"
+    edited["experimentSpec"]["spec"]["Worker"]["resources"] = "cpu=4,memory=1G,gpu=1"
+    edited["experimentSpec"]["spec"]["Worker"]["replicas"] = 2
+    filled = fill(stored(edited), {"learning_rate": "1", "experiment_name": "x"})
+    assert filled.document["spec"]["Worker"] == {"replicas": 2, "resources": "cpu=4,memory=1G,gpu=1"}

@@ -337,7 +337,12 @@ def fill(spec: TemplateSpec, given: Mapping[str, str]) -> Filled:
             problems_message(f"Missing required parameter: [{', '.join(missing)}]", problems),
             problems=problems,
         )
-    values = {p.name: given.get(p.name, p.value) for p in spec.parameters}
+    # A per-role parameter's default mirrors the spec (and may be stale after an edit of the
+    # spec): the spec's own value is the default, so only a given value changes anything.
+    values = {
+        p.name: given.get(p.name) if ROLE_PARAM.match(p.name) else given.get(p.name, p.value)
+        for p in spec.parameters
+    }
     rendered = render(spec.experiment_spec, values, declared, strict=True)
     if rendered.unmapped:
         listed = ", ".join(dict.fromkeys(rendered.unmapped))
