@@ -231,5 +231,11 @@ def test_a_stale_per_role_default_never_overrides_the_spec() -> None:
     edited = document(parameters=[p.to_json() for p in first.parameters])  # read back: cpu "1"
     edited["experimentSpec"]["spec"]["Worker"]["resources"] = "cpu=4,memory=1G,gpu=1"
     edited["experimentSpec"]["spec"]["Worker"]["replicas"] = 2
-    filled = fill(stored(edited), {"learning_rate": "1", "experiment_name": "x"})
+    again = stored(edited)
+    assert {p.name: p.value for p in again.parameters if p.name.startswith("spec.")} == {
+        "spec.Worker.replicas": "2",
+        "spec.Worker.resourceMap.cpu": "4",
+        "spec.Worker.resourceMap.memory": "1G",
+    }
+    filled = fill(again, {"learning_rate": "1", "experiment_name": "x"})
     assert filled.document["spec"]["Worker"] == {"replicas": 2, "resources": "cpu=4,memory=1G,gpu=1"}

@@ -8,10 +8,11 @@ template belongs to) and ``shared`` (every team may read it; set by an admin). `
 Jackson did.
 
 Like Submarine, storing a template adds to its parameters ``spec.<Role>.replicas`` and
-``spec.<Role>.resourceMap.cpu|memory`` for every role (optional, defaulting to the spec's own
-values) unless it declares them, and refuses a placeholder no parameter fills and a parameter
-nothing uses. The experimentSpec is also validated as an experiment would be, except the fields
-a parameter decides: those are checked when an experiment is submitted from the template.
+``spec.<Role>.resourceMap.cpu|memory`` for every role (optional, showing the spec's own values,
+which is what a submission that does not give them gets) unless it declares them, and refuses a
+placeholder no parameter fills and a parameter nothing uses. The experimentSpec is also
+validated as an experiment would be, except the fields a parameter decides: those are checked
+when an experiment is submitted from the template.
 """
 
 from __future__ import annotations
@@ -202,37 +203,37 @@ def parse_template(document: Mapping[str, Any]) -> TemplateSpec:
 
 
 def with_role_params(spec: TemplateSpec) -> TemplateSpec:
-    """``spec`` plus Submarine's per-role parameters it does not declare: ``spec.<Role>.replicas``
-    and ``spec.<Role>.resourceMap.cpu|memory``, optional, defaulting to the spec's values (no
-    default where that value is itself a placeholder)."""
+    """``spec`` with Submarine's per-role parameters, ``spec.<Role>.replicas`` and
+    ``spec.<Role>.resourceMap.cpu|memory``, optional, their values the spec's own (none where
+    that value is itself a placeholder), after the others.
+
+    Stored again from a template read back and edited, such a parameter takes the spec's value
+    as it is now (its description is kept), and one of a role the spec no longer has is dropped;
+    one the author made required is the author's own and stays as written."""
     roles = spec.experiment_spec.get("spec")
     if not isinstance(roles, dict):
         return spec
-    # A template read back and edited may name a role its spec no longer has: its per-role
-    # parameters go with the role (a required one was the author's own, and stays to be refused).
-    kept = tuple(
-        p
-        for p in spec.parameters
-        if p.required or (match := ROLE_PARAM.match(p.name)) is None or match[1] in roles
-    )
-    spec = replace(spec, parameters=kept)
+    mirrors = {p.name: p for p in spec.parameters if not p.required and ROLE_PARAM.match(p.name)}
+    own = [p for p in spec.parameters if p.name not in mirrors]
+    declared = {p.name for p in own}
     added: list[Param] = []
-    declared = spec.declared
     for role, task in roles.items():
         if not isinstance(task, dict):
             continue
         current = resource_map(task.get("resources")) if isinstance(task.get("resources"), str) else {}
         replicas = task.get("replicas", 1)
-        defaults = {
+        values = {
             f"spec.{role}.replicas": None if isinstance(replicas, dict | list) else str(replicas),
             f"spec.{role}.resourceMap.cpu": current.get("cpu"),
             f"spec.{role}.resourceMap.memory": current.get("memory"),
         }
-        for name, value in defaults.items():
+        for name, value in values.items():
             if name not in declared:
-                default = None if value is None or "{{" in value else value
-                added.append(Param(name=name, value=default, required=False))
-    return replace(spec, parameters=(*spec.parameters, *added)) if added else spec
+                shown = None if value is None or "{{" in value else value
+                before = mirrors.get(name)
+                described = before.description if before is not None else ""
+                added.append(Param(name=name, value=shown, required=False, description=described))
+    return replace(spec, parameters=(*own, *added))
 
 
 def _related(problem_field: str, decided: set[str]) -> bool:
