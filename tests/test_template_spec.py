@@ -4,11 +4,14 @@ be to be stored at all."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+import yaml
 
 from broker.errors import BadRequest
+from broker.experiments.validation import parse_experiment_spec
 from broker.templates.spec import (
     TemplateSpec,
     check_template,
@@ -17,6 +20,7 @@ from broker.templates.spec import (
     parse_template,
     with_role_params,
 )
+from tests.support import REPO
 
 
 def document(**changes: Any) -> dict[str, Any]:
@@ -196,13 +200,6 @@ def test_fields_a_parameter_decides_are_checked_at_submission_only() -> None:
 
 
 def test_the_readme_template_is_stored_and_filled_as_the_readme_says() -> None:
-    import re
-
-    import yaml
-
-    from broker.experiments.validation import parse_experiment_spec
-    from tests.support import REPO
-
     text = (REPO / "README.md").read_text()
     found = re.search(r"```yaml\n# an experiment template, in mnist-template.yaml\n(.*?)```", text, re.S)
     assert found is not None
