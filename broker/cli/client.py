@@ -256,6 +256,32 @@ class BrokerClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self._object("POST", "/experiment", body=spec, headers=headers)
 
+    def submit_from_template(
+        self, name: str, params: dict[str, str], idempotency_key: str | None = None
+    ) -> JSONObject:
+        """``POST /experiment/{name}``: an experiment from template ``name`` with ``params``."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = {"name": name, "params": params}
+        return self._object("POST", f"/experiment/{_segment(name)}", body=body, headers=headers)
+
+    # -- experiment templates ------------------------------------------------------------------
+    def list_templates(self) -> list[JSONObject]:
+        """``GET /template``: the templates the caller may read (``experimentTemplateSpec`` each)."""
+        items, _ = self._list("/template")
+        return items
+
+    def get_template(self, name: str) -> JSONObject:
+        """``GET /template/{name}``; :class:`NotFound` when unknown (or another team's)."""
+        return self._object("GET", f"/template/{_segment(name)}")
+
+    def create_template(self, spec: JSONObject) -> JSONObject:
+        """``POST /template``: store an ExperimentTemplateSpec."""
+        return self._object("POST", "/template", body=spec)
+
+    def delete_template(self, name: str) -> JSONObject:
+        """``DELETE /template/{name}``."""
+        return self._object("DELETE", f"/template/{_segment(name)}")
+
     def list_experiments(
         self,
         status: str | None = None,

@@ -19,6 +19,7 @@ from broker.cli.model import model
 from broker.cli.notebook import notebook
 from broker.cli.policy import placement, policy
 from broker.cli.server_commands import db, serve
+from broker.cli.template import template
 from broker.cli.tracking import artifacts
 
 
@@ -59,6 +60,7 @@ experiment.add_command(patch)
 main.add_command(experiment)
 main.add_command(artifacts)
 main.add_command(model)
+main.add_command(template)
 main.add_command(environment)
 main.add_command(notebook)
 main.add_command(cluster)

@@ -54,9 +54,16 @@ class ExperimentService(WorkloadService):
         return spec, namespace, decision, environment
 
     async def create(
-        self, document: dict[str, Any], *, guard: Guard, idempotency_key: str | None = None
+        self,
+        document: dict[str, Any],
+        *,
+        guard: Guard,
+        idempotency_key: str | None = None,
+        template: dict[str, Any] | None = None,
     ) -> Workload:
-        """Validate, authorise and store a new experiment as Accepted; wake the dispatcher."""
+        """Validate, authorise and store a new experiment as Accepted; wake the dispatcher.
+
+        ``template`` records the template (name, namespace, params) the spec was filled from."""
         owner = guard.user
         spec, namespace, decision, environment = await self.check_pinned(document, guard)
         if decision.never_fits:
@@ -70,6 +77,7 @@ class ExperimentService(WorkloadService):
             framework=spec.meta.framework,
             spec=stored_spec(spec, experiment_id, namespace),
             idempotency_key=idempotency_key,
+            template=template,
             **pinned_columns(environment),
         )
         try:
