@@ -430,3 +430,28 @@ def prepare(folder: Path, root: Path, build: dict[str, Any], *, should_stop: Sto
             raise
         _write_status(folder, READY)
         return target
+
+
+#: How :func:`main` announces a failed build in its output (the installer's line follows).
+FAILURE_MARK = "submarine-broker: environment build failed:"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 venv_build.py <root> <build.json>``: build one environment into the cache folder
+    ``root`` (a Slurm build job's step), its output on stdout; exit 1 after a line
+    :data:`FAILURE_MARK` + the installer's error line when the build fails."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print("usage: python3 venv_build.py <root> <build.json>", file=sys.stderr)
+        return 2
+    build = json.loads(Path(args[1]).read_text())
+    try:
+        ensure(Path(args[0]), build, lambda line: print(line, flush=True))
+    except BuildError as exc:
+        print(f"{FAILURE_MARK} {exc.args[0]}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
