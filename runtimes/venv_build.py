@@ -36,7 +36,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # never imported where this file runs alone (a Slurm job's folder)
+    from runtimes.environment import EnvironmentPlan
 
 #: Name of the cache folder in a cluster's work directory.
 ROOT = "environments"
@@ -70,32 +73,25 @@ class Cancelled(Exception):
 
 
 def spec(
+    env: EnvironmentPlan,
     *,
-    name: str,
-    describe: str,
-    env_hash: str,
-    short_hash: str,
-    pip: Sequence[str],
-    conda: Sequence[str] = (),
-    channels: Sequence[str] = (),
-    python: str | None = None,
-    interpreter: str | None = None,
     pip_args: Sequence[str] = (),
+    interpreter: str | None = None,
     uv: str | None = None,
 ) -> dict[str, Any]:
-    """What a build needs, as JSON for a launch file or ``tasks.json``: the environment's content,
-    ``python`` (the version asked for, or None), ``interpreter`` (the one to build from, when the
-    caller resolved it already), ``pip_args`` (the cluster's own pip options) and ``uv`` (the
-    ``uv`` to use, "" for none; None: the builder looks on its own PATH)."""
+    """What a build of ``env`` needs, as JSON for a launch file or ``tasks.json``: the
+    environment's content and ``python`` (the version asked for, or None), ``pip_args`` (the
+    cluster's own pip options), ``interpreter`` (the one to build from, when the caller resolved
+    it already) and ``uv`` (the ``uv`` to use, "" for none; None: the builder looks on its PATH)."""
     return {
-        "name": name,
-        "describe": describe,
-        "hash": env_hash,
-        "short_hash": short_hash,
-        "pip": list(pip),
-        "conda": list(conda),
-        "channels": list(channels),
-        "python": python,
+        "name": env.name,
+        "describe": env.describe(),
+        "hash": env.hash,
+        "short_hash": env.short_hash,
+        "pip": list(env.pip),
+        "conda": list(env.conda),
+        "channels": list(env.channels),
+        "python": env.python,
         "interpreter": interpreter,
         "pip_args": list(pip_args),
         "uv": uv,
@@ -111,18 +107,19 @@ def _matches(asked: str, actual: str) -> bool:
     return actual.split(".")[: len(want)] == want
 
 
-def _version_of(executable: str) -> str | None:
+def ask_python(executable: str, code: str) -> str | None:
+    """What ``executable -c code`` prints (stripped), or None when it cannot run or fails."""
     try:
         done = subprocess.run(
-            [executable, "-c", "import platform; print(platform.python_version())"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            [executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _version_of(executable: str) -> str | None:
+    return ask_python(executable, "import platform; print(platform.python_version())")
 
 
 def find_interpreter(version: str | None, default: str | None = None) -> str | None:

@@ -113,17 +113,7 @@ def environment_build(env: EnvironmentPlan | None, pip_args: list[str]) -> dict[
     or ``python<version>`` on PATH when the environment asks a version)."""
     if env is None or not env.installs:
         return None
-    return venv_build.spec(
-        name=env.name,
-        describe=env.describe(),
-        env_hash=env.hash,
-        short_hash=env.short_hash,
-        pip=env.pip,
-        conda=env.conda,
-        channels=env.channels,
-        python=env.python,
-        pip_args=pip_args,
-    )
+    return venv_build.spec(env, pip_args=pip_args)
 
 
 def tasks_document(
