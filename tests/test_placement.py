@@ -267,7 +267,7 @@ def test_to_json_shape() -> None:
     ] * 2
     assert verdicts[0]["cluster"] == "b" and verdicts[0]["eligible"] is True and verdicts[0]["reasons"] == []
     assert verdicts[0]["score"] > 0
-    assert set(verdicts[0]["scores"]) == {"policy_weight", "free_share", "spread"}
+    assert set(verdicts[0]["scores"]) == {"policy_weight", "free_share", "spread", "warm-environment"}
     assert verdicts[1]["cluster"] == "a" and verdicts[1]["eligible"] is False and verdicts[1]["scores"] == {}
     assert {"name": "fits_total", "passed": False, "reason": verdicts[1]["reasons"][0]} in verdicts[1][
         "filters"

@@ -22,6 +22,7 @@ FILTERS = [
     "ready",
     "labels",
     "capabilities",
+    "environment",
     "fits_total",
     "fits_free",
     "not_refused",
@@ -117,7 +118,8 @@ def test_spread_prefers_fewer_running_workloads() -> None:
 def test_score_is_the_sum_of_the_scores() -> None:
     decision = place(req(), [cluster("a", free_cpu=6, weight=3)], policy())
     (v,) = decision.verdicts
-    assert set(v.scores) == {"policy_weight", "free_share", "spread"}
+    assert set(v.scores) == {"policy_weight", "free_share", "spread", "warm-environment"}
+    assert v.scores["warm-environment"] == 0  # the work installs nothing
     assert v.scores["free_share"] == round((6 - 1) / 8, 6)
     assert abs(v.score - sum(v.scores.values())) < 1e-5
 

@@ -61,15 +61,16 @@ def experiment() -> None:
     """Submit and follow experiments."""
 
 
-def load_spec(source: str) -> JSONObject:
-    """Read an ExperimentSpec from a file path (``-`` = stdin); JSON or YAML, told apart by content."""
+def load_spec(source: str, kind: str = "ExperimentSpec") -> JSONObject:
+    """Read an ExperimentSpec (or another ``kind`` of document) from a file path (``-`` = stdin);
+    JSON or YAML, told apart by content."""
     name = "<stdin>" if source == "-" else source
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
     if not text.strip():
-        raise click.ClickException(f"{name} is empty: expected an ExperimentSpec in YAML or JSON")
+        raise click.ClickException(f"{name} is empty: expected an {kind} in YAML or JSON")
     data: Any
     if text.lstrip()[:1] in ("{", "["):
         try:
@@ -86,8 +87,8 @@ def load_spec(source: str) -> JSONObject:
             detail = " ".join(str(exc).split())
             raise click.ClickException(f"{name} is not valid YAML: {detail}") from None
     if not isinstance(data, dict):
-        kind = type(data).__name__ if data is not None else "nothing"
-        raise click.ClickException(f"{name}: an ExperimentSpec must be a mapping, got {kind}")
+        found = type(data).__name__ if data is not None else "nothing"
+        raise click.ClickException(f"{name}: an {kind} must be a mapping, got {found}")
     return data
 
 

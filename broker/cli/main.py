@@ -11,6 +11,7 @@ from broker.cli import render
 from broker.cli.admin import token, user
 from broker.cli.client import DEFAULT_URL, BrokerClient, BrokerError
 from broker.cli.cluster import cluster
+from broker.cli.environment import environment
 from broker.cli.experiment import experiment
 from broker.cli.experiment_patch import patch
 from broker.cli.init_command import init
@@ -58,6 +59,7 @@ experiment.add_command(patch)
 main.add_command(experiment)
 main.add_command(artifacts)
 main.add_command(model)
+main.add_command(environment)
 main.add_command(notebook)
 main.add_command(cluster)
 main.add_command(policy)

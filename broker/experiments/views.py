@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from broker.workloads.model import Workload
-from broker.workloads.views import fmt_time
+from broker.workloads.views import fmt_time, pinned_environment_json
 from clusters.base import ReplicaLog
 from runtimes.resources import resource_map
 from runtimes.spec import FRAMEWORK_ROLES, ExperimentSpec
@@ -57,6 +57,7 @@ def experiment_json(row: Workload) -> dict[str, Any]:
         "attempt": row.attempt,
         "owner": row.owner,
         "namespace": row.namespace,
+        "environment": pinned_environment_json(row.environment),
     }
 
 

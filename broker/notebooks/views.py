@@ -6,7 +6,7 @@ from typing import Any
 
 from broker.state import Status
 from broker.workloads.model import Workload
-from broker.workloads.views import fmt_time
+from broker.workloads.views import fmt_time, pinned_environment_json
 from clusters.base import ReplicaLog
 from runtimes.notebook import base_path
 
@@ -101,6 +101,7 @@ def notebook_json(row: Workload) -> dict[str, Any]:
         "failureCategory": row.failure_category,
         "statusMessage": row.status_message,
         "lastActivity": access.get("lastActivity"),
+        "environment": pinned_environment_json(row.environment),
     }
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 _HERE = Path(__file__).parent
 
 
-def alembic_config(engine: Engine, secrets: SecretBox | None = None) -> Config:
+def alembic_config(engine: Engine | None, secrets: SecretBox | None = None) -> Config:
     """An Alembic config pointing at the packaged migrations and at ``engine``; ``secrets`` is the
     broker's key for migrations that encrypt stored values (0006)."""
     cfg = Config()
@@ -31,9 +31,30 @@ def upgrade(engine: Engine, revision: str = "head", *, secrets: SecretBox | None
     command.upgrade(alembic_config(engine, secrets), revision)
 
 
+def head_revision() -> str:
+    """The newest migration's revision (what :func:`upgrade` brings a database to by default)."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_HERE / "migrations"))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    if head is None:
+        raise RuntimeError("no migrations are packaged")
+    return head
+
+
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision the packaged migrations bring a database to."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+    assert head is not None
+    return head

@@ -22,3 +22,11 @@ def event_json(event: Event) -> dict[str, Any]:
         "reason": event.reason,
         "attempt": event.attempt,
     }
+
+
+def pinned_environment_json(pinned: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The environment a workload pinned at submission: ``{name, revision, hash}`` (``inline`` for
+    a spec's own), or None when it installs nothing."""
+    if not pinned:
+        return None
+    return {"name": pinned.get("name"), "revision": pinned.get("revision"), "hash": pinned.get("hash")}
