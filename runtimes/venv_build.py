@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,8 @@ _SCRUB = (
     "PIP_REQUIRE_VIRTUALENV",
     "CONDA_PREFIX",
 )
+
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 Log = Callable[[str], None]
 Stop = Callable[[], bool]
@@ -330,7 +333,7 @@ def _run(argv: list[str], log: Log, should_stop: Stop | None) -> None:
     error line when it fails."""
     if should_stop is not None and should_stop():
         raise Cancelled()
-    log("$ " + " ".join(argv))
+    log("$ " + " ".join(redact(a) for a in argv))
     lines: list[str] = []
     try:
         proc = subprocess.Popen(
@@ -348,7 +351,7 @@ def _run(argv: list[str], log: Log, should_stop: Stop | None) -> None:
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
             lines.append(line)
             del lines[:-200]
-            log(line)
+            log(redact(line))
         code = proc.wait()
     except BaseException:
         with contextlib.suppress(OSError):
@@ -358,7 +361,12 @@ def _run(argv: list[str], log: Log, should_stop: Stop | None) -> None:
     if should_stop is not None and should_stop():
         raise Cancelled()
     if code != 0:
-        raise BuildError(installer_error(lines) or f"{Path(argv[0]).name} exited with code {code}")
+        raise BuildError(redact(installer_error(lines)) or f"{Path(argv[0]).name} exited with code {code}")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URL in it masked (``https://***@host/simple``)."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
 def installer_error(lines: Sequence[str]) -> str:
