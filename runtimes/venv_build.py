@@ -245,12 +245,15 @@ def ensure(root: Path, build: dict[str, Any], log: Log, *, should_stop: Stop | N
 
 def drop(root: Path, short_hash: str) -> bool:
     """Remove the build of ``short_hash`` under its lock (waiting for a build under way); True
-    when it is gone."""
+    when it is gone, False when it could not be removed."""
     target = venv_dir(root, short_hash)
     if not root.is_dir():
         return True
-    with locked(root / f"{short_hash}.lock"):
-        shutil.rmtree(target, ignore_errors=True)
+    try:
+        with locked(root / f"{short_hash}.lock"):
+            shutil.rmtree(target, ignore_errors=True)
+    except OSError:
+        return False
     with contextlib.suppress(OSError):
         (root / f"{short_hash}.lock").unlink()
     return not target.exists()
