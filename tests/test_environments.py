@@ -230,6 +230,7 @@ def test_a_prepared_cluster_is_warm_and_wins_the_tie(broker: InProcessBroker) ->
     assert cache(broker.data_dir, "east").built == {}
 
     warm = broker.result("POST", "/placement/explain", json=experiment())
+    assert warm["environment"] == {"name": "torch-2", "revision": 1, "hash": made["hash"]}
     assert _scores(warm, "west")["warm-environment"] == 1.0
     assert _scores(warm, "east")["warm-environment"] == 0
     assert warm["chosen"] == "west"
@@ -298,9 +299,9 @@ def test_runs_record_builds_show_progress_and_fail_for_the_environment(broker: I
     broker.dispatch()
     cluster = shown(broker, exp)["cluster"]
     script = broker.cluster(cluster)
-    script.pending(exp, "building environment torch-2 (2 packages) on east")
+    script.pending(exp, f"building environment torch-2 (2 packages) on {cluster}")
     broker.monitor()
-    assert "building environment torch-2 (2 packages)" in shown(broker, exp)["statusMessage"]
+    assert shown(broker, exp)["statusMessage"] == f"building environment torch-2 (2 packages) on {cluster}"
     script.run(exp)
     broker.monitor()
     assert shown(broker, exp)["status"] == "Running"

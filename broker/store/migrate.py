@@ -31,18 +31,6 @@ def upgrade(engine: Engine, revision: str = "head", *, secrets: SecretBox | None
     command.upgrade(alembic_config(engine, secrets), revision)
 
 
-def head_revision() -> str:
-    """The newest migration's revision (what :func:`upgrade` brings a database to by default)."""
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_HERE / "migrations"))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    if head is None:
-        raise RuntimeError("no migrations are packaged")
-    return head
-
-
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext
