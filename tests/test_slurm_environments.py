@@ -51,7 +51,7 @@ def test_the_first_job_builds_the_venv_on_the_shared_work_dir_and_the_next_reuse
         shown = wait_for(
             lambda: _building(broker, first), timeout=60, what="the job to wait for its environment"
         )
-        assert "building environment inline (1 package) on hpc" in shown["statusMessage"]
+        assert shown["statusMessage"] == "building environment inline (1 package) on hpc"
         assert shown["status"] != "Running"
     finally:
         os.close(fd)
