@@ -23,8 +23,15 @@ replica with ``srun --kill-on-bad-exit=1``. Each task runs ``python3 slurm_task.
    evaluators) is stopped once every replica that decides exited 0; every replica is stopped when
    a peer failed or on SIGTERM (``scancel``, a time limit, or srun ending the step after a failure).
 
-Only the standard library is used: this file, :mod:`runtimes.rendezvous` and
-:mod:`runtimes.tensorboard_sync` are copied to the job's
+Before step 2, a plan with an environment (``environment`` in ``tasks.json``) has the task
+prepare it (:mod:`runtimes.venv_build`): a venv per environment hash in ``<work_dir>/environments``
+on the shared file system, built by the first task of the first job that needs it under an
+``flock`` and reused by every later job; its output is the job's ``environment.log``, its outcome
+``environment.json``. The replica then runs with the venv's ``bin`` first on ``PATH``. A failed
+build ends the task with code 1 (and so the job), the installer's error line in its log.
+
+Only the standard library is used: this file, :mod:`runtimes.rendezvous`,
+:mod:`runtimes.venv_build` and :mod:`runtimes.tensorboard_sync` are copied to the job's
 folder as they are and run by the Python the cluster config names (``python``), without this
 project installed there.
 """
@@ -43,10 +50,11 @@ from pathlib import Path
 from typing import Any
 
 if __package__:
-    from runtimes import rendezvous, tensorboard_sync
+    from runtimes import rendezvous, tensorboard_sync, venv_build
 else:  # pragma: no cover - run as a file in the job's folder, beside its copies of the others
     import rendezvous  # type: ignore[import-not-found, no-redef]
     import tensorboard_sync  # type: ignore[import-not-found, no-redef]
+    import venv_build  # type: ignore[import-not-found, no-redef]
 
 #: Seconds between looks at the peers' files and the replica.
 POLL_INTERVAL = 0.25
@@ -128,6 +136,7 @@ class Task:
         self.me = self.replicas[rank]
         self.name: str = self.me["name"]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.venv: Path | None = None
         self.tensorboard: tensorboard_sync.TensorBoardSync | None = None
 
     def path(self, name: str, suffix: str) -> Path:
@@ -166,6 +175,8 @@ class Task:
         host, port = endpoints[self.name]
         env["SUBMARINE_REPLICA_HOST"], env["SUBMARINE_REPLICA_PORT"] = host, str(port)
         env = tensorboard_sync.absolute_env(env, os.getcwd())  # the replica runs in the job's folder
+        if self.venv is not None:
+            env = venv_build.activate({"PATH": os.environ.get("PATH", ""), **env}, self.venv)
         argv = list(self.me["argv"])
         log = self.path(self.name, "log").open("ab")
         try:
@@ -231,8 +242,29 @@ class Task:
             data["stopped"] = stopped
         write_json(self.path(self.name, "exit"), data)
 
+    def prepare_environment(self) -> int | None:
+        """Build or reuse the plan's environment; an exit code when the build failed."""
+        build = self.tasks.get("environment")
+        if not build:
+            return None
+        root = Path(str(self.tasks.get("environment_root") or self.dir.parent / venv_build.ROOT))
+        try:
+            self.venv = venv_build.prepare(self.dir, root, build)
+        except (venv_build.BuildError, OSError) as exc:
+            why = exc.args[0] if isinstance(exc, venv_build.BuildError) else str(exc)
+            line = f"environment {build.get('describe')} could not be built: {why}"
+            self.say(line)
+            with self.path(self.name, "log").open("a") as log:  # where the user will look
+                log.write(f"submarine-broker: {line}\n")
+            return 1
+        return None
+
     def run(self) -> int:
         try:
+            failed = self.prepare_environment()
+            if failed is not None:
+                self.finish(failed)
+                return failed
             self.publish()
             try:
                 endpoints = self.wait_for_peers()

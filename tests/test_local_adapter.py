@@ -112,7 +112,11 @@ def make_adapter(tmp_path: Path) -> Iterator[Callable[..., LocalAdapter]]:
 def test_registered_kind(make_adapter: Callable[..., LocalAdapter], tmp_path: Path) -> None:
     assert adapter_class("local") is LocalAdapter
     assert LocalAdapter.capabilities == (
-        Capability.ENDPOINTS | Capability.LISTS_WORK | Capability.RELEASES_WORKDIRS | Capability.BROKER_HOST
+        Capability.ENDPOINTS
+        | Capability.LISTS_WORK
+        | Capability.RELEASES_WORKDIRS
+        | Capability.BROKER_HOST
+        | Capability.ENVIRONMENT_CACHE
     )
     assert make_adapter().work_dir == tmp_path / "clusters" / "here"
     custom = LocalAdapter(LocalClusterConfig(name="x", work_dir=tmp_path / "w"), data_dir=str(tmp_path))

@@ -49,7 +49,9 @@ def plan_of(framework: str, roles: dict, cmd: str = "python train.py", uid: str 
 
 def test_kind_is_registered_with_its_capabilities() -> None:
     assert adapter_class("slurm") is SlurmAdapter
-    assert SlurmAdapter.capabilities == Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK
+    assert SlurmAdapter.capabilities == (
+        Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK | Capability.ENVIRONMENT_CACHE
+    )
 
 
 def test_config_masks_the_token_and_checks_modes() -> None:
@@ -227,7 +229,7 @@ def test_the_batch_script_is_valid_bash_with_everything_inline(tmp_path: Path) -
     assert "def main(" in request.script and '"argv"' in request.script and "#SBATCH" not in request.script
     # The task entry imports the placeholder scheme from its folder: the script writes both files.
     assert "cat > slurm_task.py <<" in request.script and "cat > rendezvous.py <<" in request.script
-    assert "cat > tensorboard_sync.py <<" in request.script
+    assert "cat > tensorboard_sync.py <<" in request.script and "cat > venv_build.py <<" in request.script
     assert "def render_env(" in request.script
 
 
@@ -296,20 +298,24 @@ def test_slurmrestd_answers_read_as_unreachable_or_rejected(tmp_path: Path) -> N
     asyncio.run(body())
 
 
-def _run_tasks(job_dir: Path, replicas: list[dict], timeout: float = 30) -> list[int]:
+def _run_tasks(
+    job_dir: Path, replicas: list[dict], timeout: float = 30, extra: dict | None = None
+) -> list[int]:
     """Run the task entry for every replica at once, as the job's srun would (SLURM_PROCID = rank):
-    copies of runtimes/slurm_task.py, rendezvous.py and tensorboard_sync.py in the job's folder, run
-    as a file."""
+    copies of runtimes/slurm_task.py, rendezvous.py, tensorboard_sync.py and venv_build.py in the
+    job's folder, run as a file; ``extra`` goes into ``tasks.json``."""
     import os
     import shutil
     import sys
 
-    from runtimes import rendezvous, slurm_task, tensorboard_sync
+    from runtimes import rendezvous, slurm_task, tensorboard_sync, venv_build
 
-    (job_dir / "tasks.json").write_text(json.dumps({"rendezvous_timeout": 0.5, "replicas": replicas}))
+    document = {"rendezvous_timeout": 0.5, "replicas": replicas, **(extra or {})}
+    (job_dir / "tasks.json").write_text(json.dumps(document))
     shutil.copy(slurm_task.__file__, job_dir / "slurm_task.py")
     shutil.copy(rendezvous.__file__, job_dir / "rendezvous.py")
     shutil.copy(tensorboard_sync.__file__, job_dir / "tensorboard_sync.py")
+    shutil.copy(venv_build.__file__, job_dir / "venv_build.py")
     procs = [
         subprocess.Popen(
             [sys.executable, str(job_dir / "slurm_task.py"), str(job_dir)],
@@ -350,3 +356,55 @@ def test_the_task_entry_stops_service_replicas_after_success_and_times_out_alone
     assert _run_tasks(alone, [chief, {**ps, "absent": True}]) == [1]
     assert "replicas ps-0 did not start in time" in (alone / "chief-0.log").read_text()
     assert json.loads((alone / "chief-0.exit").read_text()) == {"code": 1}
+
+
+def test_the_tasks_build_the_environment_once_per_hash_and_run_in_it(tmp_path: Path) -> None:
+    from runtimes import venv_build
+    from runtimes.environment import EnvironmentPlan
+    from tests.wheels import offline_pip_args, write_wheel
+
+    env = EnvironmentPlan.of("probe", pip=["envprobe"])
+    wheels = tmp_path / "wheels"
+    write_wheel(wheels)
+    the_plan = plan_of("tensorflow", {"Worker": {"replicas": 1}}).model_copy(update={"environment": env})
+    document = tasks_document(
+        the_plan, 5, environments=str(tmp_path / "environments"), pip_args=offline_pip_args(wheels)
+    )
+    assert document["environment"]["short_hash"] == env.short_hash
+    assert document["environment"]["pip_args"] == offline_pip_args(wheels)
+    extra = {k: document[k] for k in ("environment", "environment_root")}
+    code = "import envprobe, sys; print(envprobe.VALUE, sys.prefix)"
+    replica = {"argv": ["python", "-c", code], "env": {}, "decides": True}
+    replicas = [{**replica, "name": "worker-0"}, {**replica, "name": "worker-1"}]
+    venv = tmp_path / "environments" / env.short_hash
+
+    first = tmp_path / "job-1"
+    first.mkdir()
+    assert _run_tasks(first, replicas, timeout=300, extra=extra) == [0, 0]
+    for name in ("worker-0", "worker-1"):
+        assert (first / f"{name}.log").read_text().splitlines() == [f"42 {venv}"]
+    log = (first / "environment.log").read_text()
+    assert log.count("building in") == 1, log  # the second task read the first one's outcome
+    assert venv_build.read_status(first) == {"state": "ready", "message": ""}
+
+    second = tmp_path / "job-2"  # a later job of the same hash reuses the build
+    second.mkdir()
+    assert _run_tasks(second, replicas[:1], timeout=300, extra=extra) == [0]
+    assert (second / "environment.log").read_text().splitlines() == [
+        f"environment probe (1 package): reusing the build in {venv}"
+    ]
+
+    bad = tasks_document(
+        the_plan.model_copy(update={"environment": EnvironmentPlan.of("bad", pip=["nosuchpkg"])}),
+        5,
+        environments=str(tmp_path / "environments"),
+        pip_args=offline_pip_args(wheels),
+    )
+    third = tmp_path / "job-3"
+    third.mkdir()
+    extra = {k: bad[k] for k in ("environment", "environment_root")}
+    assert _run_tasks(third, replicas[:1], timeout=300, extra=extra) == [1]
+    status = venv_build.read_status(third)
+    assert status is not None and status["state"] == "failed" and "nosuchpkg" in status["message"]
+    assert "could not be built" in (third / "worker-0.log").read_text()
+    assert "42" not in (third / "worker-0.log").read_text()

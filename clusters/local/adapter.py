@@ -14,6 +14,18 @@ id for a notebook, so its files outlive attempts, else the attempt uid), which i
 ``HOME``. ``<work_dir>`` and ``.workdirs`` are then 0711: the users pass through to their own
 folder and list nothing. Without ``run_as`` replicas run as the broker's user in the attempt folder
 (a notebook in ``.workdirs/<id>``), as they always did.
+
+A plan with an environment that installs packages (``plan.environment``) runs in a virtual
+environment built once per environment hash in ``<work_dir>/environments/<short_hash>``
+(:mod:`runtimes.venv_build`): the launch file names it, and each replica's supervisor prepares it
+before it starts the replica (the first builds, under a lock; the others, and later attempts of
+any experiment with the same hash, reuse it), then runs the replica with the venv's ``bin`` first
+on ``PATH``, so ``python`` is the venv's. The build runs in the supervisors, not in ``submit``:
+it takes minutes, and a supervisor outlives a broker restart. Meanwhile ``poll`` reports the
+attempt PENDING, "building environment <name> (<n> packages) on <cluster>"; a failed build
+fails it with category ``environment`` and the installer's error line; the build's output is
+the attempt's log ``environment``. An environment's image is not applied here (the kind runs no
+containers).
 """
 
 from __future__ import annotations
@@ -42,11 +54,12 @@ from clusters.base import (
     Observation,
     Phase,
     ReplicaLog,
+    ReplicaStatus,
     summarise,
 )
 from clusters.config import ClusterConfig
-from clusters.errors import SubmitRejected, WorkloadNotFound
-from clusters.local import supervise, users
+from clusters.errors import EnvironmentBuildFailed, SubmitRejected, WorkloadNotFound
+from clusters.local import interpreters, supervise, users
 from clusters.local.config import BROKER_USER, LocalClusterConfig
 from clusters.local.environment import replica_environment, supervisor_environment
 from clusters.local.processes import (
@@ -60,6 +73,8 @@ from clusters.local.processes import (
     write_json_atomic,
 )
 from clusters.local.users import Account, NoSuchUser
+from runtimes import venv_build
+from runtimes.environment import SHORT_HASH, EnvironmentPlan
 from runtimes.plan import ZERO, LaunchPlan, ReplicaPlan, Resources, StaticAddressing
 from runtimes.tensorboard_sync import absolute_env
 
@@ -69,6 +84,8 @@ _WORKDIR_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 #: Mode of the folders run-as users pass through to their own (traverse, never list).
 _PASS_THROUGH = 0o711
 _PRIVATE = 0o700
+#: The name of an attempt's environment build in its logs (``<experiment>-environment``).
+ENVIRONMENT_LOG = "environment"
 
 
 def free_port() -> int:
@@ -84,7 +101,11 @@ class LocalAdapter(ClusterAdapter):
     kind = "local"
     config_model = LocalClusterConfig
     capabilities = (
-        Capability.ENDPOINTS | Capability.LISTS_WORK | Capability.RELEASES_WORKDIRS | Capability.BROKER_HOST
+        Capability.ENDPOINTS
+        | Capability.LISTS_WORK
+        | Capability.RELEASES_WORKDIRS
+        | Capability.BROKER_HOST
+        | Capability.ENVIRONMENT_CACHE
     )
 
     #: Seconds ``cancel`` waits after SIGTERM before it SIGKILLs a replica's group.
@@ -98,6 +119,7 @@ class LocalAdapter(ClusterAdapter):
         self._active: dict[str, Path] = {}  # uid -> attempt dir, submitted or seen live here
         self._plans: dict[str, LaunchPlan] = {}
         self._children: list[subprocess.Popen[bytes]] = []
+        self.environments = self.work_dir / venv_build.ROOT
 
     @classmethod
     def host_user_problem(cls, config: ClusterConfig, *, multi_user: bool) -> tuple[str, str] | None:
@@ -117,6 +139,90 @@ class LocalAdapter(ClusterAdapter):
         """Whether some work here runs as a user other than the broker's."""
         me = users.broker_user()
         return any(u not in (BROKER_USER, me) for u in self.config.run_as_users())
+
+    # -- environments ------------------------------------------------------------------------
+
+    def environment_problem(self, env: EnvironmentPlan) -> str | None:
+        """Conda packages without conda or mamba on PATH, or a Python version this host lacks."""
+        if env.conda and venv_build.conda_executable() is None:
+            return (
+                f"cluster '{self.name}' has no conda or mamba on PATH to install condaDependencies "
+                f"({', '.join(env.conda)}); use pipDependencies, or install conda on the host"
+            )
+        if env.installs:
+            problem = self._interpreter(env.python)[1]
+            if problem is not None:
+                return f"cluster '{self.name}': {problem}"
+        return None
+
+    def _interpreter(self, version: str | None) -> tuple[str | None, str | None]:
+        """The Python to build a venv of ``version`` from, or why there is none (see
+        :mod:`clusters.local.interpreters`)."""
+        me = users.broker_user()
+        accounts = []
+        for name in self.config.run_as_users():
+            if name not in (BROKER_USER, me):
+                with contextlib.suppress(NoSuchUser):
+                    accounts.append(users.account(name))
+        configured = str(self.config.environment_python) if self.config.environment_python else None
+        return interpreters.choose(version, configured, tuple(accounts))
+
+    def build_spec(self, env: EnvironmentPlan) -> dict[str, object]:
+        """What a supervisor (or ``prepare_environment``) builds for ``env``."""
+        return venv_build.spec(
+            env,
+            interpreter=self._interpreter(env.python)[0],
+            pip_args=self.config.pip_args,
+            uv=shutil.which("uv") or "",  # the broker's PATH: supervisors have the system's only
+        )
+
+    async def prepare_environment(self, env: EnvironmentPlan) -> None:
+        """Build ``env`` in ``<work_dir>/environments`` now (in a thread), its output in
+        ``<short_hash>.log`` beside it; a build there is reused, one under way waited for."""
+        problem = self.environment_problem(env)
+        if problem is not None:
+            raise EnvironmentBuildFailed(problem)
+        if not env.installs:
+            return
+        log_path = self.environments / f"{env.short_hash}.log"
+
+        def build() -> None:
+            self._prepare_work_dir()
+            self.environments.mkdir(exist_ok=True)
+
+            def log(line: str) -> None:
+                with log_path.open("a", encoding="utf-8") as out:
+                    out.write(line + "\n")
+
+            venv_build.ensure(self.environments, self.build_spec(env), log)
+
+        try:
+            await asyncio.to_thread(build)
+        except venv_build.BuildError as exc:
+            raise EnvironmentBuildFailed(str(exc.args[0])) from None
+        except OSError as exc:
+            raise EnvironmentBuildFailed(
+                f"cannot build in {self.environments} on cluster '{self.name}': {exc.strerror or exc}"
+            ) from None
+
+    async def drop_environment(self, env_hash: str) -> bool:
+        """Remove the venv of ``env_hash`` (under its lock: a build under way is waited for)."""
+        short = env_hash[:SHORT_HASH]
+        if not re.fullmatch(r"[0-9a-f]+", short):
+            return False
+
+        def drop() -> bool:
+            gone = venv_build.drop(self.environments, short)
+            with contextlib.suppress(OSError):
+                (self.environments / f"{short}.log").unlink()
+            return gone
+
+        return await asyncio.to_thread(drop)
+
+    def environment_of(self, plan: LaunchPlan | None) -> EnvironmentPlan | None:
+        """The plan's environment when it installs something (else replicas run as they are)."""
+        env = plan.environment if plan is not None else None
+        return env if env is not None and env.installs else None
 
     # -- verbs -------------------------------------------------------------------------------
 
@@ -226,8 +332,17 @@ class LocalAdapter(ClusterAdapter):
         self._plans[plan.uid] = plan
         self._active[plan.uid] = attempt
         cwd = self._workdir(plan, user) or attempt
+        env = self.environment_of(plan)
+        build = self.build_spec(env) if env is not None else None
+        if build is not None:
+            try:
+                self.environments.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise SubmitRejected(
+                    f"cannot create {self.environments} on cluster '{self.name}': {exc.strerror or exc}"
+                ) from None
         for replica in plan.replicas:
-            self._spawn(attempt, replica, cwd, user)
+            self._spawn(attempt, replica, cwd, user, build)
         return Handle.for_plan(plan, dir=str(attempt))
 
     def _prepare_work_dir(self) -> None:
@@ -259,19 +374,31 @@ class LocalAdapter(ClusterAdapter):
             raise SubmitRejected(f"cannot create the working directory {path}: {why}") from None
         return path
 
-    def _spawn(self, attempt: Path, replica: ReplicaPlan, cwd: Path, user: Account | None) -> None:
+    def _spawn(
+        self,
+        attempt: Path,
+        replica: ReplicaPlan,
+        cwd: Path,
+        user: Account | None,
+        build: dict[str, object] | None = None,
+    ) -> None:
         """Start one replica's supervisor unless its launch file says it was started already."""
         name = replica.name
         env = replica_environment(
             replica.env, passthrough=self.config.env_passthrough, user=user, home=cwd if user else None
         )
         env = absolute_env(env, str(cwd))  # SUBMARINE_TENSORBOARD_LOG_DIR in the replica's folder
-        launch = {
+        launch: dict[str, object] = {
             "argv": list(replica.argv),
             "env": env,
             "cwd": str(cwd),
             "user": user.to_json() if user is not None else None,
         }
+        if build is not None:
+            venv = venv_build.venv_dir(self.environments, str(build["short_hash"]))
+            launch["env"] = venv_build.activate(env, venv)
+            launch["environment"] = build
+            launch["environment_root"] = str(self.environments)
         try:
             if not create_json_exclusive(attempt / f"{name}.launch", launch):
                 return
@@ -345,10 +472,23 @@ class LocalAdapter(ClusterAdapter):
         if roles is None:
             plan = self._plan(handle.uid, attempt)
             roles = plan.success_roles if plan else []
-        if any(r.phase in (Phase.RUNNING, Phase.PENDING) for r in replicas):
+        live = any(r.phase in (Phase.RUNNING, Phase.PENDING) for r in replicas)
+        env = self.environment_of(self._plan(handle.uid, attempt))
+        if live:
             self._active[handle.uid] = attempt
         else:
             self._forget(handle.uid)
+        if env is not None:
+            status = venv_build.read_status(attempt) or {}
+            if status.get("state") == venv_build.FAILED:
+                message = f"environment {env.describe()} could not be built: {status.get('message')}"
+                return Observation(handle.uid, Phase.FAILED, message, "environment", tuple(replicas))
+            if status.get("state") != venv_build.READY and live:
+                message = f"building environment {env.describe()} on {self.name}"
+                pending = tuple(
+                    ReplicaStatus(r.name, Phase.PENDING) if r.phase is Phase.RUNNING else r for r in replicas
+                )
+                return Observation(handle.uid, Phase.PENDING, message, None, pending)
         return summarise(handle.uid, roles, replicas)
 
     def _health(self) -> Health:
@@ -407,13 +547,19 @@ class LocalAdapter(ClusterAdapter):
         if not attempt.is_dir():
             raise WorkloadNotFound(f"attempt {handle.uid} has nothing on cluster '{self.name}'")
         names = self._replica_names(handle, attempt)
+        building = self.environment_of(self._plan(handle.uid, attempt)) is not None
+        if replica == ENVIRONMENT_LOG and building:
+            return [ReplicaLog(ENVIRONMENT_LOG, read_lines(attempt / venv_build.LOG, tail))]
         if replica is not None:
             if replica not in names:
                 raise WorkloadNotFound(
                     f"attempt {handle.uid} has no replica '{replica}'; its replicas are {', '.join(names)}"
                 )
             names = [replica]
-        return [ReplicaLog(name, read_lines(attempt / f"{name}.log", tail)) for name in names]
+        out = [ReplicaLog(name, read_lines(attempt / f"{name}.log", tail)) for name in names]
+        if building and replica is None:
+            out.insert(0, ReplicaLog(ENVIRONMENT_LOG, read_lines(attempt / venv_build.LOG, tail)))
+        return out
 
 
 def _give(path: Path, user: Account) -> None:

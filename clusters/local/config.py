@@ -48,6 +48,10 @@ class LocalClusterConfig(ClusterConfig):
     work here). ``broker`` means the broker's own user. Unset, work runs as the broker's user,
     which a broker with ``auth: token`` refuses. ``env_passthrough`` names variables of the
     broker's environment that replicas get besides ``PATH``, ``HOME``, ``LANG`` and ``TZ``.
+    ``environment_python`` is the interpreter venvs are built from (by default the broker's own, or
+    one of the same version the run-as users can start); ``pip_args`` are options of every ``pip
+    install`` of an environment build (an index, a wheel folder); environments are built in
+    ``<work_dir>/environments`` (see :mod:`runtimes.venv_build`).
     """
 
     kind: Literal["local"] = "local"
@@ -60,6 +64,17 @@ class LocalClusterConfig(ClusterConfig):
     env_passthrough: list[str] = Field(
         default_factory=list,
         description="Variables of the broker's environment replicas also get (besides PATH, HOME, LANG, TZ)",
+    )
+
+    environment_python: Path | None = Field(
+        default=None,
+        description="The Python environments' venvs are built from (default: the broker's, or "
+        "python<version> on PATH); with run_as, one the run-as users can start",
+    )
+    pip_args: list[str] = Field(
+        default_factory=list,
+        description="Options of every pip install of an environment build, e.g. "
+        "['--index-url', 'https://mirror/simple'] or ['--no-index', '--find-links', '/srv/wheels']",
     )
 
     @field_validator("run_as")

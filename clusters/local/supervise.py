@@ -14,6 +14,12 @@ child has ended stops whatever the child left behind in the group and records th
 are written atomically and belong to the broker's user (the supervisor keeps running as it), so
 a replica running as another user can neither forge them nor read its siblings' launch files.
 
+A launch file with an ``environment`` (a build of :mod:`runtimes.venv_build`) has the supervisor
+prepare that environment before it starts the replica (``D/environment.json``, ``.log``): the
+first replica of the attempt builds it (or waits for another attempt building the same hash), the
+others read the outcome. A failed build ends the replica with code 1 and the installer's error
+line, a cancel meanwhile as a cancel before the start.
+
 If ``D/cancelled`` exists once the pid file is written, the replica is not started at all: the
 adapter writes that marker before it signals, so a cancel racing a launch never misses it.
 
@@ -97,6 +103,10 @@ class _Supervisor:
             return self._refuse(126, "cannot read its launch file", show=f"{self.replica}.launch")
         self.argv = [str(a) for a in launch["argv"]]
         cwd = str(launch.get("cwd") or self.directory)
+        if launch.get("environment"):
+            failed = self._prepare_environment(launch)
+            if failed is not None:
+                return failed
         options: dict[str, Any] = {}
         user = launch.get("user")
         if user:
@@ -130,6 +140,35 @@ class _Supervisor:
         self._upload(final=True)
         self.finish(code)
         return 0
+
+    def _prepare_environment(self, launch: dict[str, Any]) -> int | None:
+        """Build or reuse the launch's environment; the supervisor's return value when the
+        replica must not start (the build failed, or a cancel came meanwhile)."""
+        from runtimes import venv_build
+
+        build = launch["environment"]
+        root = Path(str(launch.get("environment_root") or self.directory / venv_build.ROOT))
+        try:
+            venv_build.prepare(self.directory, root, build, should_stop=self._stopping)
+        except venv_build.Cancelled:
+            self.finish(-int(self.signal or signal.SIGTERM), "cancelled while its environment was prepared")
+            return 0
+        except venv_build.BuildError as exc:
+            line = f"environment {build.get('describe')} could not be built: {exc.args[0]}"
+            print(line, file=sys.stderr, flush=True)
+            self.finish(1, line)
+            return 0
+        except OSError as exc:
+            return self._refuse(
+                126, f"cannot prepare its environment ({exc.strerror or exc})", show=str(root)
+            )
+        if self.signal is not None:
+            self.finish(-int(self.signal), "cancelled before it started")
+            return 0
+        return None
+
+    def _stopping(self) -> bool:
+        return self.signal is not None or (self.directory / "cancelled").exists()
 
     def _wait(self, child: subprocess.Popen[bytes]) -> int:
         """The child's exit code, uploading its TensorBoard files meanwhile."""

@@ -18,27 +18,46 @@ for logs and for which replica failed with which code.
   in the job's folder.
 * owned: the broker's live jobs, by the ``submarine-broker cluster=<name>`` comment.
 * health: reachable when ``sinfo`` (``GET /nodes``) answers; capacity from the usable nodes.
+* environments: the job's tasks build a plan's environment (a venv per hash in
+  ``<work_dir>/environments``, :mod:`runtimes.venv_build`) before the replicas start. While the
+  job's ``environment.json`` is not ``ready`` a running job is reported PENDING, "building
+  environment <name> (<n> packages) on <cluster>"; a job whose build failed fails with category
+  ``environment`` and the installer's error line; ``environment.log`` is the attempt's log
+  ``environment``. ``ENVIRONMENT_CACHE``: ``prepare_environment`` submits a build job
+  (:mod:`clusters.slurm.prebuild`, on a compute node: the broker host's Python, libraries and
+  architecture need not be the nodes') and waits for it; it and ``drop_environment`` need the
+  broker to see ``work_dir``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clusters.base import Capability, Handle, Health, Observation, Phase, ReplicaStatus
+from clusters.base import Capability, Handle, Health, Observation, Phase, ReplicaLog, ReplicaStatus
 from clusters.batch.base import BatchAdapter, NativeState, replica_names
 from clusters.batch.base import job_id as handle_job_id
-from clusters.errors import ClusterUnreachable, SubmitRejected
+from clusters.errors import ClusterUnreachable, EnvironmentBuildFailed, SubmitRejected
+from clusters.slurm import prebuild
 from clusters.slurm.backend import JobRecord, SlurmBackend
 from clusters.slurm.config import SlurmClusterConfig
 from clusters.slurm.jobdir import JobDir
-from clusters.slurm.script import MIB, comment_fields, job_name, job_request
+from clusters.slurm.script import MIB, comment_fields, environment_build, job_name, job_request
 from clusters.slurm.states import TERMINAL, slurm_state
+from runtimes import venv_build
+from runtimes.environment import SHORT_HASH, EnvironmentPlan
 from runtimes.plan import LaunchPlan, Resources
 from runtimes.rendezvous import PlaceholderAddressing
 from runtimes.slurm_task import TERMINATED
+
+#: The name of a job's environment build in its logs (``<experiment>-environment``).
+ENVIRONMENT_LOG = "environment"
+#: Seconds between two looks at a build job, and the longest a build job may take.
+PREBUILD_POLL = 1.0
+PREBUILD_TIMEOUT = 3600.0
 
 
 class SlurmAdapter(BatchAdapter):
@@ -46,7 +65,12 @@ class SlurmAdapter(BatchAdapter):
 
     kind = "slurm"
     config_model = SlurmClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK
+    capabilities = (
+        Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK | Capability.ENVIRONMENT_CACHE
+    )
+    #: Seconds between two looks at a build job, and the longest it may take (then it is cancelled).
+    prebuild_poll: float = PREBUILD_POLL
+    prebuild_timeout: float = PREBUILD_TIMEOUT
 
     def __init__(self, config: SlurmClusterConfig, *, data_dir: str) -> None:
         super().__init__(config, data_dir=data_dir)
@@ -76,7 +100,19 @@ class SlurmAdapter(BatchAdapter):
         return PlaceholderAddressing()
 
     def extra_state(self, plan: LaunchPlan, job_id: str) -> dict[str, Any]:
-        return {"job_dir": str(self.work_dir / plan.uid)}
+        state: dict[str, Any] = {"job_dir": str(self.work_dir / plan.uid)}
+        if plan.environment is not None and plan.environment.installs:
+            state["environment"] = plan.environment.describe()
+        return state
+
+    def environment_problem(self, env: EnvironmentPlan) -> str | None:
+        """Conda packages: the tasks build venvs with pip only."""
+        if env.conda:
+            return (
+                f"Slurm cluster '{self.name}' builds environments with pip only: condaDependencies "
+                f"({', '.join(env.conda)}) cannot be installed there"
+            )
+        return None
 
     async def find_job(self, plan: LaunchPlan) -> str | None:
         """The job of ``plan.uid`` Slurm lists by name (a live one first), else its folder's record."""
@@ -97,6 +133,7 @@ class SlurmAdapter(BatchAdapter):
                 cluster=self.name,
                 work_dir=str(self.work_dir),
                 python=self.config.python,
+                pip_args=self.config.pip_args,
                 partition=self.config.partition,
                 account=self.config.account,
                 qos=self.config.qos,
@@ -132,6 +169,9 @@ class SlurmAdapter(BatchAdapter):
                 final = "COMPLETED" if code == 0 else "FAILED"
                 return self._ended(handle, record.job_id, final, slurm_state(final), "")
         if state.phase is Phase.RUNNING:
+            building = self._building(handle)
+            if building is not None:
+                return Observation(handle.uid, Phase.PENDING, building)
             names = replica_names(handle)
             message = "" if word == "RUNNING" else f"Slurm job {record.job_id}: {state.meaning}"
             replicas = tuple(ReplicaStatus(n, Phase.RUNNING) for n in names)
@@ -169,6 +209,109 @@ class SlurmAdapter(BatchAdapter):
         folder = self.job_dir(handle)
         return await asyncio.to_thread(lambda: {n: folder.log(n) for n in names})
 
+    async def logs(
+        self, handle: Handle, replica: str | None = None, tail: int | None = None
+    ) -> list[ReplicaLog]:
+        """The replicas' output, after the environment build's (``environment``) when there is one."""
+        if not handle.state.get("environment") or replica not in (None, ENVIRONMENT_LOG):
+            return await super().logs(handle, replica, tail)
+        folder = self.job_dir(handle)
+        lines = await asyncio.to_thread(folder.log, ENVIRONMENT_LOG)  # environment.log
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        build = ReplicaLog(ENVIRONMENT_LOG, lines)
+        return [build] if replica == ENVIRONMENT_LOG else [build, *await super().logs(handle, None, tail)]
+
+    # -- environments ------------------------------------------------------------------------
+
+    def _building(self, handle: Handle) -> str | None:
+        """The status message of a job whose tasks still prepare its environment, else None."""
+        described = handle.state.get("environment")
+        if not described:
+            return None
+        if not self.work_dir.is_dir():
+            return None  # the broker does not see the shared work_dir: no news of the build
+        folder = self.job_dir(handle).path
+        status = venv_build.read_status(folder) or {}
+        if status.get("state") in (venv_build.READY, venv_build.FAILED):
+            return None
+        return f"building environment {described} on {self.name}"
+
+    @property
+    def environments(self) -> Path:
+        """The shared cache of environment builds."""
+        return self.work_dir / venv_build.ROOT
+
+    async def prepare_environment(self, env: EnvironmentPlan) -> None:
+        """Build ``env`` in ``<work_dir>/environments`` with a build job and wait for its end."""
+        problem = self.environment_problem(env)
+        if problem is not None:
+            raise EnvironmentBuildFailed(problem)
+        build = environment_build(env, self.config.pip_args)
+        if build is None:
+            return
+        root = self.environments
+        if not await asyncio.to_thread(self.work_dir.is_dir):
+            raise EnvironmentBuildFailed(
+                f"Slurm cluster '{self.name}': the broker does not see work_dir {self.work_dir}, where "
+                "builds are kept; the first job of the environment builds it instead"
+            )
+        await asyncio.to_thread(root.mkdir, exist_ok=True)
+        if await asyncio.to_thread(venv_build.is_built, root, env.short_hash):
+            return
+        request = prebuild.build_request(
+            build,
+            cluster=self.name,
+            root=root,
+            python=self.config.python,
+            partition=self.config.partition,
+            account=self.config.account,
+            qos=self.config.qos,
+            time_limit=self.config.time_limit,
+        )
+        try:
+            job = await self.backend.submit(request)
+        except SubmitRejected as exc:
+            raise EnvironmentBuildFailed(f"Slurm refused the build job: {exc}") from None
+        state = await self._wait_for_job(job)
+        if await asyncio.to_thread(venv_build.is_built, root, env.short_hash):
+            return
+        why = await asyncio.to_thread(prebuild.failure, root, env.short_hash)
+        raise EnvironmentBuildFailed(why or f"the build job {job} ended {state} without a build")
+
+    async def _wait_for_job(self, job: str) -> str:
+        """The final state of job ``job`` (cancelled after :attr:`prebuild_timeout` seconds)."""
+        deadline = time.monotonic() + self.prebuild_timeout
+        while True:
+            record = (await self.backend.jobs([job])).get(job)
+            if record is None:
+                return "(no longer listed)"
+            if record.state.upper() in TERMINAL:
+                return record.state.upper()
+            if time.monotonic() > deadline:
+                await self.backend.cancel(job)
+                raise EnvironmentBuildFailed(
+                    f"the build job {job} did not end within {self.prebuild_timeout:g}s (cancelled)"
+                )
+            await asyncio.sleep(self.prebuild_poll)
+
+    async def drop_environment(self, env_hash: str) -> bool:
+        """Remove the build of ``env_hash`` from the shared cache (False when the broker does not
+        see ``work_dir``)."""
+        short = env_hash[:SHORT_HASH]
+        if not short.isalnum() or not await asyncio.to_thread(self.work_dir.is_dir):
+            return False
+        return await asyncio.to_thread(venv_build.drop, self.environments, short)
+
+    def _environment_failure(self, handle: Handle, folder: JobDir) -> str | None:
+        """The installer's error line when the job's environment build failed, else None."""
+        if not handle.state.get("environment"):
+            return None
+        status = venv_build.read_status(folder.path) or {}
+        if status.get("state") != venv_build.FAILED:
+            return None
+        return f"environment {handle.state['environment']} could not be built: {status.get('message')}"
+
     # -- how a job ended ---------------------------------------------------------------------
 
     def _ended(
@@ -199,6 +342,9 @@ class SlurmAdapter(BatchAdapter):
                 replicas.append(ReplicaStatus(name, Phase.SUCCEEDED, end.code))
         if succeeded:
             return Observation(handle.uid, Phase.SUCCEEDED, "all replicas finished", None, tuple(replicas))
+        environment = self._environment_failure(handle, folder)
+        if environment is not None:
+            return Observation(handle.uid, Phase.FAILED, environment, "environment", tuple(replicas))
         failed = next((r for r in replicas if ends.get(r.name) and ends[r.name].failed), None)
         if word == "FAILED" and failed is not None:
             end = ends[failed.name]

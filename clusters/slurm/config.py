@@ -26,7 +26,10 @@ class SlurmClusterConfig(ClusterConfig):
     reads them for logs and failure reasons. Default: ``<data_dir>/clusters/<name>``, which only
     suits a Slurm on the broker's own host. ``python`` is the interpreter the tasks' entry runs
     with on the compute nodes (standard library only). ``partition``, ``account``, ``qos`` and
-    ``time_limit`` (minutes) go to every job as they are.
+    ``time_limit`` (minutes) go to every job as they are. Environments are built by the jobs'
+    tasks in ``<work_dir>/environments`` (a venv per hash, see :mod:`runtimes.venv_build`) from
+    ``python`` (or ``python<version>`` on the node's PATH), ``pip_args`` added to every ``pip
+    install`` (an index, a wheel folder the nodes see).
     """
 
     secret_fields: ClassVar[frozenset[str]] = frozenset({"token"})
@@ -45,6 +48,11 @@ class SlurmClusterConfig(ClusterConfig):
     work_dir: Path | None = Field(default=None, description="shared by the compute nodes and the broker")
     python: str = Field(default="python3", description="Python 3 on the compute nodes, for the task entry")
     command_timeout: float = Field(default=30.0, gt=0, description="seconds per command or REST call")
+    pip_args: list[str] = Field(
+        default_factory=list,
+        description="Options of every pip install of an environment build, e.g. ['--no-index', "
+        "'--find-links', '/shared/wheels']",
+    )
     rendezvous_timeout: float = Field(
         default=300.0, gt=0, description="seconds the replicas of a job wait for each other to start"
     )

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtimes import rendezvous, slurm_task, tensorboard_sync
+from runtimes import rendezvous, slurm_task, tensorboard_sync, venv_build
+from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan
 
 #: The first word of every job comment this broker writes (the origin marker of the orphan sweep).
@@ -106,11 +107,32 @@ def task_envs(plan: LaunchPlan) -> dict[str, dict[str, str]]:
     return rendezvous.render_env(plan, rendezvous.placeholder_endpoints([r.name for r in plan.replicas]))
 
 
-def tasks_document(plan: LaunchPlan, rendezvous_timeout: float) -> dict[str, Any]:
-    """``tasks.json``: what each task of the job runs, in plan order, and which replicas decide."""
+def environment_build(env: EnvironmentPlan | None, pip_args: list[str]) -> dict[str, Any] | None:
+    """What a job builds for ``env`` (:mod:`runtimes.venv_build`), or None when it installs
+    nothing. The interpreter is the one the job finds on the node (``python`` of the cluster file,
+    or ``python<version>`` on PATH when the environment asks a version)."""
+    if env is None or not env.installs:
+        return None
+    return venv_build.spec(env, pip_args=pip_args)
+
+
+def tasks_document(
+    plan: LaunchPlan,
+    rendezvous_timeout: float,
+    *,
+    environments: str | None = None,
+    pip_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """``tasks.json``: what each task of the job runs, in plan order, and which replicas decide;
+    with the environment to prepare in ``environments`` (the cache folder) first, if any."""
     envs = task_envs(plan)
     decide = set(plan.deciders())
+    extra: dict[str, Any] = {}
+    build = environment_build(plan.environment, pip_args or [])
+    if build is not None and environments is not None:
+        extra = {"environment": build, "environment_root": environments}
     return {
+        **extra,
         "uid": plan.uid,
         "rendezvous_timeout": rendezvous_timeout,
         "replicas": [
@@ -120,7 +142,7 @@ def tasks_document(plan: LaunchPlan, rendezvous_timeout: float) -> dict[str, Any
     }
 
 
-def _heredoc(path: str, text: str) -> str:
+def heredoc(path: str, text: str) -> str:
     """Shell lines writing ``text`` to ``path`` verbatim (a quoted here-document)."""
     tag = "SB_EOF_" + hashlib.sha256(text.encode()).hexdigest()[:16]
     while tag in text:
@@ -129,7 +151,14 @@ def _heredoc(path: str, text: str) -> str:
 
 
 def batch_script(
-    plan: LaunchPlan, job_dir: str, *, python: str, cpus_per_task: int, gpus: int, rendezvous_timeout: float
+    plan: LaunchPlan,
+    job_dir: str,
+    *,
+    python: str,
+    cpus_per_task: int,
+    gpus: int,
+    rendezvous_timeout: float,
+    pip_args: list[str] | None = None,
 ) -> str:
     """The batch script of ``plan``'s job."""
     n = len(plan.replicas)
@@ -141,8 +170,14 @@ def batch_script(
     ]
     if gpus and n > 1:
         srun.append(f"--gpus-per-task={gpus}")
-    document = json.dumps(tasks_document(plan, rendezvous_timeout), indent=1, sort_keys=True)
+    environments = str(Path(job_dir).parent / venv_build.ROOT)
+    document = json.dumps(
+        tasks_document(plan, rendezvous_timeout, environments=environments, pip_args=pip_args),
+        indent=1,
+        sort_keys=True,
+    )
     entry = Path(slurm_task.__file__).read_text()
+    builder = Path(venv_build.__file__).read_text()
     scheme = Path(rendezvous.__file__).read_text()
     uploader = Path(tensorboard_sync.__file__).read_text()
     replicas = ", ".join(r.name for r in plan.replicas)
@@ -154,13 +189,14 @@ def batch_script(
         'export PATH="${PATH:-/usr/local/bin:/usr/bin:/bin}"\n'
         f"job_dir={shlex.quote(job_dir)}\n"
         'mkdir -p "$job_dir" && cd "$job_dir" || exit 1\n'
-        "rm -f ./*.addr ./*.exit ./*.log ./job.exit\n"
+        "rm -f ./*.addr ./*.exit ./*.log ./job.exit ./environment.json\n"
         + "umask 077  # tasks.json holds the replicas' environment: the job's user alone reads it\n"
-        + _heredoc("tasks.json", document)
+        + heredoc("tasks.json", document)
         + "umask 022\n"
-        + _heredoc("slurm_task.py", entry)
-        + _heredoc("rendezvous.py", scheme)
-        + _heredoc("tensorboard_sync.py", uploader)
+        + heredoc("slurm_task.py", entry)
+        + heredoc("rendezvous.py", scheme)
+        + heredoc("tensorboard_sync.py", uploader)
+        + heredoc("venv_build.py", builder)
         + 'echo "$SLURM_JOB_ID" > job_id\n'
         "export SLURM_EXPORT_ENV=ALL  # the tasks inherit this environment (sbatch had --export=NONE)\n"
         f'{shlex.join(srun)} {shlex.quote(python)} slurm_task.py "$job_dir"\n'
@@ -181,6 +217,7 @@ def job_request(
     qos: str | None = None,
     time_limit: int | None = None,
     rendezvous_timeout: float = 300.0,
+    pip_args: list[str] | None = None,
 ) -> JobRequest:
     """Everything Slurm is asked for to run ``plan`` (raises ValueError for a uid unfit for paths)."""
     if not _SAFE_UID.match(plan.uid):
@@ -198,6 +235,7 @@ def job_request(
             cpus_per_task=cpus,
             gpus=gpus,
             rendezvous_timeout=rendezvous_timeout,
+            pip_args=pip_args,
         ),
         ntasks=len(plan.replicas),
         cpus_per_task=cpus,
