@@ -36,7 +36,7 @@ ACTIONS = frozenset(
     {"submit", "read", "write", "logs", "kill", "delete", "place", "edit", "admin", "promote"}
 )
 OBJECT_KINDS = frozenset(
-    {"experiment", "notebook", "cluster", "policy", "user", "tracking", "model", "environment"}
+    {"experiment", "notebook", "cluster", "policy", "user", "tracking", "model", "environment", "template"}
 )
 WORKLOAD_KINDS = frozenset({"experiment", "notebook"})
 EFFECTS = frozenset({"allow", "deny"})

@@ -30,13 +30,17 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # never imported where this file runs alone (a Slurm job's folder)
+    from runtimes.environment import EnvironmentPlan
 
 #: Name of the cache folder in a cluster's work directory.
 ROOT = "environments"
@@ -57,6 +61,8 @@ _SCRUB = (
     "CONDA_PREFIX",
 )
 
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
 Log = Callable[[str], None]
 Stop = Callable[[], bool]
 
@@ -70,32 +76,25 @@ class Cancelled(Exception):
 
 
 def spec(
+    env: EnvironmentPlan,
     *,
-    name: str,
-    describe: str,
-    env_hash: str,
-    short_hash: str,
-    pip: Sequence[str],
-    conda: Sequence[str] = (),
-    channels: Sequence[str] = (),
-    python: str | None = None,
-    interpreter: str | None = None,
     pip_args: Sequence[str] = (),
+    interpreter: str | None = None,
     uv: str | None = None,
 ) -> dict[str, Any]:
-    """What a build needs, as JSON for a launch file or ``tasks.json``: the environment's content,
-    ``python`` (the version asked for, or None), ``interpreter`` (the one to build from, when the
-    caller resolved it already), ``pip_args`` (the cluster's own pip options) and ``uv`` (the
-    ``uv`` to use, "" for none; None: the builder looks on its own PATH)."""
+    """What a build of ``env`` needs, as JSON for a launch file or ``tasks.json``: the
+    environment's content and ``python`` (the version asked for, or None), ``pip_args`` (the
+    cluster's own pip options), ``interpreter`` (the one to build from, when the caller resolved
+    it already) and ``uv`` (the ``uv`` to use, "" for none; None: the builder looks on its PATH)."""
     return {
-        "name": name,
-        "describe": describe,
-        "hash": env_hash,
-        "short_hash": short_hash,
-        "pip": list(pip),
-        "conda": list(conda),
-        "channels": list(channels),
-        "python": python,
+        "name": env.name,
+        "describe": env.describe(),
+        "hash": env.hash,
+        "short_hash": env.short_hash,
+        "pip": list(env.pip),
+        "conda": list(env.conda),
+        "channels": list(env.channels),
+        "python": env.python,
         "interpreter": interpreter,
         "pip_args": list(pip_args),
         "uv": uv,
@@ -111,18 +110,19 @@ def _matches(asked: str, actual: str) -> bool:
     return actual.split(".")[: len(want)] == want
 
 
-def _version_of(executable: str) -> str | None:
+def ask_python(executable: str, code: str) -> str | None:
+    """What ``executable -c code`` prints (stripped), or None when it cannot run or fails."""
     try:
         done = subprocess.run(
-            [executable, "-c", "import platform; print(platform.python_version())"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            [executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _version_of(executable: str) -> str | None:
+    return ask_python(executable, "import platform; print(platform.python_version())")
 
 
 def find_interpreter(version: str | None, default: str | None = None) -> str | None:
@@ -245,12 +245,15 @@ def ensure(root: Path, build: dict[str, Any], log: Log, *, should_stop: Stop | N
 
 def drop(root: Path, short_hash: str) -> bool:
     """Remove the build of ``short_hash`` under its lock (waiting for a build under way); True
-    when it is gone."""
+    when it is gone, False when it could not be removed."""
     target = venv_dir(root, short_hash)
     if not root.is_dir():
         return True
-    with locked(root / f"{short_hash}.lock"):
-        shutil.rmtree(target, ignore_errors=True)
+    try:
+        with locked(root / f"{short_hash}.lock"):
+            shutil.rmtree(target, ignore_errors=True)
+    except OSError:
+        return False
     with contextlib.suppress(OSError):
         (root / f"{short_hash}.lock").unlink()
     return not target.exists()
@@ -333,7 +336,7 @@ def _run(argv: list[str], log: Log, should_stop: Stop | None) -> None:
     error line when it fails."""
     if should_stop is not None and should_stop():
         raise Cancelled()
-    log("$ " + " ".join(argv))
+    log("$ " + " ".join(redact(a) for a in argv))
     lines: list[str] = []
     try:
         proc = subprocess.Popen(
@@ -351,7 +354,7 @@ def _run(argv: list[str], log: Log, should_stop: Stop | None) -> None:
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
             lines.append(line)
             del lines[:-200]
-            log(line)
+            log(redact(line))
         code = proc.wait()
     except BaseException:
         with contextlib.suppress(OSError):
@@ -361,7 +364,12 @@ def _run(argv: list[str], log: Log, should_stop: Stop | None) -> None:
     if should_stop is not None and should_stop():
         raise Cancelled()
     if code != 0:
-        raise BuildError(installer_error(lines) or f"{Path(argv[0]).name} exited with code {code}")
+        raise BuildError(redact(installer_error(lines)) or f"{Path(argv[0]).name} exited with code {code}")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URL in it masked (``https://***@host/simple``)."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
 def installer_error(lines: Sequence[str]) -> str:
@@ -430,3 +438,28 @@ def prepare(folder: Path, root: Path, build: dict[str, Any], *, should_stop: Sto
             raise
         _write_status(folder, READY)
         return target
+
+
+#: How :func:`main` announces a failed build in its output (the installer's line follows).
+FAILURE_MARK = "submarine-broker: environment build failed:"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 venv_build.py <root> <build.json>``: build one environment into the cache folder
+    ``root`` (a Slurm build job's step), its output on stdout; exit 1 after a line
+    :data:`FAILURE_MARK` + the installer's error line when the build fails."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print("usage: python3 venv_build.py <root> <build.json>", file=sys.stderr)
+        return 2
+    build = json.loads(Path(args[1]).read_text())
+    try:
+        ensure(Path(args[0]), build, lambda line: print(line, flush=True))
+    except BuildError as exc:
+        print(f"{FAILURE_MARK} {exc.args[0]}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

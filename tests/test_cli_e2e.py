@@ -8,6 +8,8 @@ import sys
 
 import yaml
 
+from broker.store.database import Database
+from broker.store.migrate import current_revision, head_revision
 from tests.support import Broker, free_port, python_spec, wait_for
 
 
@@ -177,5 +179,10 @@ def test_db_upgrade_command(tmp_path) -> None:
         text=True,
         timeout=60,
     )
-    assert run.returncode == 0 and "revision 0007" in run.stdout
+    assert run.returncode == 0 and f"revision {head_revision()}" in run.stdout
     assert (broker.data_dir / "broker.db").exists()
+    db = Database(f"sqlite:///{broker.data_dir / 'broker.db'}")
+    try:
+        assert current_revision(db.engine) == head_revision()
+    finally:
+        db.dispose()

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from tests.support import Broker, wait_for
+from tests.test_cli_e2e import cli
 from tests.wheels import offline_pip_args, write_wheel
 
 PROBE = "import envprobe, sys; print(envprobe.VALUE); print(sys.prefix)"
@@ -29,16 +28,6 @@ def spec(name: str, environment: dict[str, Any], code: str = PROBE) -> dict[str,
         "environment": environment,
         "spec": {"Worker": {"replicas": 1, "resources": "cpu=0.1,memory=64M"}},
     }
-
-
-def cli(broker: Broker, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broker", "--url", broker.url, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )
 
 
 def test_one_build_for_two_experiments_then_reuse_then_a_failed_build(broker_factory, tmp_path: Path) -> None:
@@ -68,7 +57,7 @@ def test_one_build_for_two_experiments_then_reuse_then_a_failed_build(broker_fac
                 lambda exp=exp: _building(broker, exp), timeout=60, what=f"{exp} to say it builds"
             )
             assert shown["status"] != "Running", shown
-            assert "building environment probe (1 package) on local" in shown["statusMessage"]
+            assert shown["statusMessage"] == "building environment probe (1 package) on local"
     finally:
         os.close(fd)
 

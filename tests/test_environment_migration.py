@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
 from broker.policy_store import PolicyStore, seed_default_policy, snapshot
 from broker.store.database import Database
@@ -56,6 +56,9 @@ def test_migration_0009_extends_a_default_policy_and_goes_back(
         columns = {c["name"] for c in inspect(db.engine).get_columns("experiment")}
         assert {"environment", "environment_hash"} <= columns
         assert _lines(db) == before | ENVIRONMENT_LINES
+        # Submarine's notebook environment is there, installing nothing.
+        seeded = db.call(lambda s: s.execute(text("SELECT name, revision, owner FROM environment")).all())
+        assert [tuple(r) for r in seeded] == [("notebook-env", 1, "broker")]
         newest = db.call(
             lambda s: s.scalars(select(PolicyRevision).order_by(PolicyRevision.revision.desc())).first()
         )

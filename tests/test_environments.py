@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import update
 
+from broker.config.models import BrokerConfig
 from broker.environments.model import EnvironmentBuild
+from broker.guard import Forbidden, Guard
 from broker.state import now
+from clusters.errors import EnvironmentBuildFailed
 from runtimes.environment import EnvironmentPlan
 from tests.inprocess import InProcessBroker
 from tests.scripted_environments import EXTRA_KINDS, cache
@@ -92,7 +96,8 @@ def test_create_get_list_update_delete(broker: InProcessBroker) -> None:
     got = broker.result("GET", "/environment/torch-2")
     assert (got["environmentId"], got["revision"], got["builds"]) == (made["environmentId"], 1, [])
     create(broker, {"name": "bare", "dockerImage": "busybox"})
-    assert [e["environmentSpec"]["name"] for e in broker.result("GET", "/environment")] == ["bare", "torch-2"]
+    listed = [e["environmentSpec"]["name"] for e in broker.result("GET", "/environment")]
+    assert listed == ["bare", "notebook-env", "torch-2"]  # notebook-env: Submarine's, seeded
 
     # The same content again changes nothing; new content is a new revision, a new hash.
     assert broker.result("PATCH", "/environment/torch-2", json=ENV)["revision"] == 1
@@ -225,6 +230,7 @@ def test_a_prepared_cluster_is_warm_and_wins_the_tie(broker: InProcessBroker) ->
     assert cache(broker.data_dir, "east").built == {}
 
     warm = broker.result("POST", "/placement/explain", json=experiment())
+    assert warm["environment"] == {"name": "torch-2", "revision": 1, "hash": made["hash"]}
     assert _scores(warm, "west")["warm-environment"] == 1.0
     assert _scores(warm, "east")["warm-environment"] == 0
     assert warm["chosen"] == "west"
@@ -293,9 +299,9 @@ def test_runs_record_builds_show_progress_and_fail_for_the_environment(broker: I
     broker.dispatch()
     cluster = shown(broker, exp)["cluster"]
     script = broker.cluster(cluster)
-    script.pending(exp, "building environment torch-2 (2 packages) on east")
+    script.pending(exp, f"building environment torch-2 (2 packages) on {cluster}")
     broker.monitor()
-    assert "building environment torch-2 (2 packages)" in shown(broker, exp)["statusMessage"]
+    assert shown(broker, exp)["statusMessage"] == f"building environment torch-2 (2 packages) on {cluster}"
     script.run(exp)
     broker.monitor()
     assert shown(broker, exp)["status"] == "Running"
@@ -361,3 +367,58 @@ def test_dispatch_marks_a_build_used(broker: InProcessBroker) -> None:
     (build,) = broker.result("GET", "/environment/torch-2")["builds"]
     assert build["lastUsedAt"] > (now() - timedelta(days=1)).isoformat()
     assert broker.run(broker.context.loops.housekeeping.run_once()).removed == []
+
+
+def test_notebooks_pin_their_environment_and_notebook_env_is_there(broker: InProcessBroker) -> None:
+    create(broker)
+    notebook = {"meta": {"name": "nb"}, "environment": {"name": "torch-2"}, "spec": {"resources": "cpu=1"}}
+    made = broker.result("POST", "/notebook", json=notebook)
+    assert made["environment"]["name"] == "torch-2" and made["environment"]["revision"] == 1
+    broker.dispatch()
+    shown_nb = broker.result("GET", f"/notebook/{made['notebookId']}")
+    plan = broker.cluster(shown_nb["cluster"]).of(made["notebookId"]).plan
+    assert plan.environment is not None and plan.environment.name == "torch-2"
+    assert plan.pip_packages == ["numpy", "torch-vision>=0.1"]
+    # Submarine's customary notebook-env: registered, installing nothing.
+    plain = {**notebook, "meta": {"name": "nb2"}, "environment": {"name": "notebook-env"}}
+    pinned = broker.result("POST", "/notebook", json=plain)["environment"]
+    assert pinned["name"] == "notebook-env"
+    seeded = broker.result("GET", "/environment/notebook-env")
+    assert seeded["hash"] == pinned["hash"] == EnvironmentPlan.of("notebook-env").hash
+
+
+def test_a_build_that_fails_at_submit_fails_the_work_for_its_environment(broker: InProcessBroker) -> None:
+    made = create(broker)
+    line = "ERROR: No matching distribution found for torch-vision>=0.1"
+
+    async def fail_build(plan: Any) -> None:
+        raise EnvironmentBuildFailed(line)
+
+    for name in ("east", "west"):
+        broker.cluster(name).on_submit = fail_build
+    exp = submit(broker)
+    broker.dispatch()
+    ended = shown(broker, exp)
+    assert (ended["status"], ended["failureCategory"], ended["reason"]) == ("Failed", "environment", line)
+    builds = broker.result("GET", "/environment/torch-2")["builds"]
+    assert [(b["hash"], b["state"], b["message"]) for b in builds] == [(made["hash"], "failed", line)]
+
+
+def test_who_may_read_edit_and_delete_environments(broker: InProcessBroker) -> None:
+    service, authorizer = broker.context.environments, broker.context.policy.authorizer
+    alice, admin = Guard("alice", authorizer), Guard("admin", authorizer)
+    made = broker.run(service.create(ENV, alice))
+    assert made.owner == "alice"
+    changed = broker.run(service.update("torch-2", {**ENV, "description": "by alice"}, alice))
+    assert changed.revision == 2
+    assert [v.name for v in broker.run(service.list(alice))] == ["notebook-env", "torch-2"]
+    with pytest.raises(Forbidden, match="alice may not delete environment/torch-2 in namespace"):
+        broker.run(service.delete("torch-2", alice))
+    assert broker.run(service.delete("torch-2", admin)).name == "torch-2"
+
+
+def test_environments_settings_are_checked() -> None:
+    assert BrokerConfig().environments.keep_days == 14
+    for bad in ({"keep_days": 0}, {"warm_weight": -1}, {"housekeeping_interval": 0}, {"keepdays": 3}):
+        with pytest.raises(ValidationError):
+            BrokerConfig.model_validate({"environments": bad})

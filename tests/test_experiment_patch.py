@@ -231,7 +231,9 @@ class PatchingPlanner:
     def take(self, cluster: str, resources: Any) -> None:
         pass
 
-    def decide(self, spec: Any, namespace: str, owner: str, refused_by: Any = frozenset()) -> Decision:
+    def decide(
+        self, spec: Any, namespace: str, owner: str, refused_by: Any = frozenset(), **_: Any
+    ) -> Decision:
         if self.patch is not None:
             self.patch()
             self.patch = None

@@ -287,3 +287,23 @@ def test_a_cancel_while_the_environment_is_prepared_starts_nothing(adapter: Loca
         assert builds(adapter) == []
 
     asyncio.run(scenario())
+
+
+def test_index_credentials_never_reach_the_build_log() -> None:
+    lines: list[str] = []
+    with pytest.raises(venv_build.BuildError) as failed:
+        venv_build._run(
+            [
+                sys.executable,
+                "-c",
+                "print('ERROR: cannot reach https://me:s3cret@pypi.example/simple'); exit(1)",
+            ],
+            lines.append,
+            None,
+        )
+    assert "s3cret" not in " ".join(lines) and "s3cret" not in failed.value.args[0]
+    assert failed.value.args[0] == "ERROR: cannot reach https://***@pypi.example/simple"
+    assert (
+        venv_build.redact("--index-url https://u:p@h/s --find-links /w")
+        == "--index-url https://***@h/s --find-links /w"
+    )

@@ -201,7 +201,11 @@ def test_default_policy_file_is_valid() -> None:
         assert f"p, member, *, tracking/*, {act}, allow" in texts
     for act in ("read", "edit", "promote", "delete"):
         assert f"p, member, *, model/*, {act}, allow" in texts
-    assert len(texts) == len(lines) == 20
+    for act in ("read", "edit"):
+        assert f"p, *, *, environment/*, {act}, allow" in texts
+    for act in ("read", "edit", "delete"):
+        assert f"p, member, *, template/*, {act}, allow" in texts
+    assert len(texts) == len(lines) == 25
 
 
 def test_model_is_package_data() -> None:

@@ -131,13 +131,15 @@ def test_broker_killed_mid_run_adopts_its_ray_jobs_and_submits_nothing_again(
     broker.kill()  # SIGKILL: no shutdown hook runs
     early.touch()  # the first finishes while no broker is watching
     wait_for(
-        lambda: _one_job(ray_head, uids[first]).status == "SUCCEEDED", timeout=30, what="the first job to end"
+        lambda: _one_job(ray_head, uids[first]).status == "SUCCEEDED",
+        timeout=RAY_WAIT,
+        what="the first job to end",
     )
     broker.start()
 
     kept = broker.experiment(second)
     assert kept["status"] == "Running" and kept["attempt"] == 1 and kept["uid"] == uids[second]
-    assert broker.wait_status(first, "Succeeded", timeout=30)["attempt"] == 1
+    assert broker.wait_status(first, "Succeeded", timeout=RAY_WAIT)["attempt"] == 1
     late.touch()
     done = broker.wait_status(second, "Succeeded", timeout=RAY_WAIT)
     assert done["attempt"] == 1 and done["uid"] == uids[second]
@@ -164,7 +166,7 @@ def test_a_stopped_ray_head_turns_unreachable_and_new_work_runs_beside_it(broker
         exp = broker.submit(python_spec("print('beside')", placement={"preferredClusters": ["ray"]}))[
             "experimentId"
         ]
-        done = broker.wait_status(exp, "Succeeded", timeout=30)
+        done = broker.wait_status(exp, "Succeeded", timeout=RAY_WAIT)
         assert done["cluster"] == "local"
         assert broker.logs(exp)[f"{exp}-worker-0"] == ["beside"]
     finally:

@@ -51,7 +51,7 @@ def test_the_first_job_builds_the_venv_on_the_shared_work_dir_and_the_next_reuse
         shown = wait_for(
             lambda: _building(broker, first), timeout=60, what="the job to wait for its environment"
         )
-        assert "building environment inline (1 package) on hpc" in shown["statusMessage"]
+        assert shown["statusMessage"] == "building environment inline (1 package) on hpc"
         assert shown["status"] != "Running"
     finally:
         os.close(fd)
@@ -77,3 +77,54 @@ def test_the_first_job_builds_the_venv_on_the_shared_work_dir_and_the_next_reuse
 def _building(broker: Broker, exp: str) -> dict[str, Any] | None:
     found = broker.experiment(exp)
     return found if "building environment" in (found.get("statusMessage") or "") else None
+
+
+def test_prepare_builds_ahead_with_a_build_job_and_drop_removes_the_build(
+    broker_factory, slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from clusters.slurm.adapter import SlurmAdapter
+    from clusters.slurm.config import SlurmClusterConfig
+
+    package = f"envprobe_{secrets.token_hex(4)}"
+    wheels = tmp_path / "wheels"
+    write_wheel(wheels, package=package)
+    config = slurm.cluster_config(pip_args=offline_pip_args(wheels))
+    broker: Broker = broker_factory(clusters={"hpc": config}, loops=FAST)
+    for name, packages in (("warm", [package]), ("broken", [f"nosuchpkg-{secrets.token_hex(4)}"])):
+        made = broker.client.post(
+            "/environment", json={"name": name, "kernelSpec": {"pipDependencies": packages}}
+        )
+        assert made.status_code == 200, made.text
+    env_hash = broker.client.get("/environment/warm").json()["result"]["hash"]
+    venv = slurm.work_dir / "environments" / env_hash[:16]
+
+    prepared = broker.client.post(
+        "/environment/warm/prepare", params={"cluster": "hpc"}, timeout=BUILD_TIMEOUT
+    )
+    assert prepared.status_code == 200, prepared.text
+    assert (venv / ".complete").is_file()
+    assert [row for row in slurm.squeue() if row[1] == f"sb-env-{env_hash[:16]}"]  # built by a job
+
+    code = f"import {package}, sys; print({package}.VALUE); print(sys.prefix)"
+    exp = broker.submit({**spec("warm-1", [package], code), "environment": {"name": "warm"}})["experimentId"]
+    broker.wait_status(exp, "Succeeded", timeout=BUILD_TIMEOUT)
+    logs = broker.logs(exp)
+    assert logs[f"{exp}-environment"] == [f"environment warm (1 package): reusing the build in {venv}"]
+    assert logs[f"{exp}-worker-0"] == ["42", str(venv)]
+
+    failed = broker.client.post(
+        "/environment/broken/prepare", params={"cluster": "hpc"}, timeout=BUILD_TIMEOUT
+    )
+    assert failed.status_code == 422, failed.text
+    assert "nosuchpkg" in failed.json()["message"]
+
+    adapter = SlurmAdapter(
+        SlurmClusterConfig.model_validate({"name": "hpc", **config}), data_dir=str(tmp_path)
+    )
+    try:
+        assert asyncio.run(adapter.drop_environment(env_hash)) is True
+    finally:
+        asyncio.run(adapter.close())
+    assert not venv.exists()

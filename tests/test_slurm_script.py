@@ -49,7 +49,9 @@ def plan_of(framework: str, roles: dict, cmd: str = "python train.py", uid: str 
 
 def test_kind_is_registered_with_its_capabilities() -> None:
     assert adapter_class("slurm") is SlurmAdapter
-    assert SlurmAdapter.capabilities == Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK
+    assert SlurmAdapter.capabilities == (
+        Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK | Capability.ENVIRONMENT_CACHE
+    )
 
 
 def test_config_masks_the_token_and_checks_modes() -> None:

@@ -27,6 +27,7 @@ from broker.api import (
     registered_models,
     signin,
     submarine_tracking,
+    templates,
     tensorboard,
     tokens,
     users,
@@ -67,6 +68,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
         routes=[
             *experiment_assets.routes,  # before experiments: /experiment/mlflow is not an id
             *experiments.routes,
+            *templates.routes,  # POST /experiment/{template name}
             *notebooks.routes,
             *environments.routes,
             *clusters.routes,

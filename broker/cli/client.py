@@ -153,13 +153,18 @@ class BrokerClient:
         params: dict[str, Any] | None = None,
         body: Any = None,
         headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> tuple[Any, JSONObject]:
-        """Send one request; return the envelope's ``(result, attributes)`` or raise BrokerError."""
+        """Send one request; return the envelope's ``(result, attributes)`` or raise BrokerError.
+        ``timeout`` replaces the client's for this request (a call that waits for work)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        wait = timeout if timeout is not None else self.timeout
         try:
-            response = self._client().request(method, path, params=query or None, json=body, headers=headers)
+            response = self._client().request(
+                method, path, params=query or None, json=body, headers=headers, timeout=wait
+            )
         except httpx.TimeoutException:
-            raise BrokerUnreachable(self.url, f"no answer within {self.timeout:g}s") from None
+            raise BrokerUnreachable(self.url, f"no answer within {wait:g}s") from None
         except httpx.TransportError as exc:
             raise BrokerUnreachable(self.url, str(exc) or type(exc).__name__) from None
         except httpx.InvalidURL as exc:
@@ -250,6 +255,32 @@ class BrokerClient:
         """``POST /experiment``: submit an ExperimentSpec; returns the new Experiment."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self._object("POST", "/experiment", body=spec, headers=headers)
+
+    def submit_from_template(
+        self, name: str, params: dict[str, str], idempotency_key: str | None = None
+    ) -> JSONObject:
+        """``POST /experiment/{name}``: an experiment from template ``name`` with ``params``."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = {"name": name, "params": params}
+        return self._object("POST", f"/experiment/{_segment(name)}", body=body, headers=headers)
+
+    # -- experiment templates ------------------------------------------------------------------
+    def list_templates(self) -> list[JSONObject]:
+        """``GET /template``: the templates the caller may read (``experimentTemplateSpec`` each)."""
+        items, _ = self._list("/template")
+        return items
+
+    def get_template(self, name: str) -> JSONObject:
+        """``GET /template/{name}``; :class:`NotFound` when unknown (or another team's)."""
+        return self._object("GET", f"/template/{_segment(name)}")
+
+    def create_template(self, spec: JSONObject) -> JSONObject:
+        """``POST /template``: store an ExperimentTemplateSpec."""
+        return self._object("POST", "/template", body=spec)
+
+    def delete_template(self, name: str) -> JSONObject:
+        """``DELETE /template/{name}``."""
+        return self._object("DELETE", f"/template/{_segment(name)}")
 
     def list_experiments(
         self,
@@ -413,6 +444,35 @@ class BrokerClient:
             self._call("DELETE", "/model-version/tag", params=params)
 
     # -- clusters ------------------------------------------------------------------------------
+    # Environments
+
+    def list_environments(self) -> list[JSONObject]:
+        """``GET /environment``: every environment the caller may read, by name."""
+        items, _ = self._list("/environment")
+        return items
+
+    def get_environment(self, name: str) -> JSONObject:
+        """``GET /environment/{name}`` (with its builds); :class:`NotFound` when unknown."""
+        return self._object("GET", f"/environment/{_segment(name)}")
+
+    def create_environment(self, spec: JSONObject) -> JSONObject:
+        """``POST /environment``: a new environment (409 when the name is taken)."""
+        return self._object("POST", "/environment", body=spec)
+
+    def update_environment(self, name: str, spec: JSONObject) -> JSONObject:
+        """``PATCH /environment/{name}``: the whole spec; a change is a new revision."""
+        return self._object("PATCH", f"/environment/{_segment(name)}", body=spec)
+
+    def delete_environment(self, name: str) -> JSONObject:
+        """``DELETE /environment/{name}``: refused (409) while unended work uses it."""
+        return self._object("DELETE", f"/environment/{_segment(name)}")
+
+    def prepare_environment(self, name: str, cluster: str, timeout: float | None = None) -> JSONObject:
+        """``POST /environment/{name}/prepare?cluster=``: build it there now (waiting up to
+        ``timeout`` seconds); the build record."""
+        path = f"/environment/{_segment(name)}/prepare"
+        return self._object("POST", path, params={"cluster": cluster}, timeout=timeout)
+
     def list_clusters(self) -> list[JSONObject]:
         """``GET /cluster``: every registered cluster with its state and capacity."""
         items, _ = self._list("/cluster")

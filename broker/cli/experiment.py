@@ -61,15 +61,16 @@ def experiment() -> None:
     """Submit and follow experiments."""
 
 
-def load_spec(source: str) -> JSONObject:
-    """Read an ExperimentSpec from a file path (``-`` = stdin); JSON or YAML, told apart by content."""
+def load_spec(source: str, kind: str = "ExperimentSpec") -> JSONObject:
+    """Read an ExperimentSpec (or another ``kind`` of document) from a file path (``-`` = stdin);
+    JSON or YAML, told apart by content."""
     name = "<stdin>" if source == "-" else source
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
     if not text.strip():
-        raise click.ClickException(f"{name} is empty: expected an ExperimentSpec in YAML or JSON")
+        raise click.ClickException(f"{name} is empty: expected an {kind} in YAML or JSON")
     data: Any
     if text.lstrip()[:1] in ("{", "["):
         try:
@@ -86,13 +87,24 @@ def load_spec(source: str) -> JSONObject:
             detail = " ".join(str(exc).split())
             raise click.ClickException(f"{name} is not valid YAML: {detail}") from None
     if not isinstance(data, dict):
-        kind = type(data).__name__ if data is not None else "nothing"
-        raise click.ClickException(f"{name}: an ExperimentSpec must be a mapping, got {kind}")
+        found = type(data).__name__ if data is not None else "nothing"
+        raise click.ClickException(f"{name}: an {kind} must be a mapping, got {found}")
     return data
 
 
+def _param(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"'{text}' is not KEY=VALUE", param_hint="--param")
+    return key, value
+
+
 @experiment.command()
-@click.option("-f", "--file", "source", required=True, help="ExperimentSpec in YAML or JSON; '-' for stdin.")
+@click.option("-f", "--file", "source", default=None, help="ExperimentSpec in YAML or JSON; '-' for stdin.")
+@click.option("--template", "template", default=None, help="Submit from this experiment template instead.")
+@click.option(
+    "--param", "params", multiple=True, metavar="KEY=VALUE", help="A template parameter (repeatable)."
+)
 @click.option(
     "--idempotency-key", default=None, help="Retry-safe key: the same key returns the same experiment."
 )
@@ -105,16 +117,27 @@ def load_spec(source: str) -> JSONObject:
 def submit(
     ctx: click.Context,
     client: BrokerClient,
-    source: str,
+    source: str | None,
+    template: str | None,
+    params: tuple[str, ...],
     idempotency_key: str | None,
     wait_: bool,
     timeout: float | None,
     interval: float,
     as_json: bool,
 ) -> None:
-    """Submit an experiment; print its id and status."""
-    spec = load_spec(source)
-    created = client.submit_experiment(spec, idempotency_key=idempotency_key)
+    """Submit an experiment (from a file, or from a template with its parameters); print its id
+    and status."""
+    if (source is None) == (template is None):
+        raise click.UsageError("give either -f FILE or --template NAME")
+    if template is None and params:
+        raise click.UsageError("--param goes with --template")
+    if template is not None:
+        values = dict(_param(p) for p in params)
+        created = client.submit_from_template(template, values, idempotency_key=idempotency_key)
+    else:
+        assert source is not None
+        created = client.submit_experiment(load_spec(source), idempotency_key=idempotency_key)
     experiment_id = str(created.get("experimentId"))
     if as_json:
         render.print_json(created)

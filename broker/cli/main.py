@@ -11,6 +11,7 @@ from broker.cli import render
 from broker.cli.admin import token, user
 from broker.cli.client import DEFAULT_URL, BrokerClient, BrokerError
 from broker.cli.cluster import cluster
+from broker.cli.environment import environment
 from broker.cli.experiment import experiment
 from broker.cli.experiment_patch import patch
 from broker.cli.init_command import init
@@ -18,6 +19,7 @@ from broker.cli.model import model
 from broker.cli.notebook import notebook
 from broker.cli.policy import placement, policy
 from broker.cli.server_commands import db, serve
+from broker.cli.template import template
 from broker.cli.tracking import artifacts
 
 
@@ -58,6 +60,8 @@ experiment.add_command(patch)
 main.add_command(experiment)
 main.add_command(artifacts)
 main.add_command(model)
+main.add_command(template)
+main.add_command(environment)
 main.add_command(notebook)
 main.add_command(cluster)
 main.add_command(policy)

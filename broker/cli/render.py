@@ -228,6 +228,11 @@ def experiment_details(experiment: JSONObject, events: list[JSONObject]) -> Rend
         ("Cluster", experiment.get("cluster")),
         ("Attempt", experiment.get("attempt")),
     ]
+    template = experiment.get("template")
+    if isinstance(template, dict):
+        params = template.get("params") or {}
+        given = ", ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else ""
+        rows.append(("Template", f"{template.get('name')}" + (f" ({given})" if given else "")))
     for label, key in (("Waiting", "statusMessage"), ("Reason", "reason"), ("Failure", "failureCategory")):
         if experiment.get(key):
             rows.append((label, experiment.get(key)))

@@ -42,22 +42,30 @@ class ExperimentService(WorkloadService):
         not submit in the namespace; the decision says whether any registered cluster could ever
         take the work (and why not, for each).
         """
-        spec, namespace, decision, _ = await self._check(document, guard)
+        spec, namespace, decision, _ = await self.check_pinned(document, guard)
         return spec, namespace, decision
 
-    async def _check(
+    async def check_pinned(
         self, document: dict[str, Any], guard: Guard
     ) -> tuple[ExperimentSpec, str, Decision, EnvironmentPlan | None]:
+        """:meth:`check_submission`, and the environment the submission would pin."""
         spec = parse_experiment_spec(document, clusters=self.cluster_names(), limits=self.limits)
         namespace, decision, environment = await self.dry_run(spec, guard)
         return spec, namespace, decision, environment
 
     async def create(
-        self, document: dict[str, Any], *, guard: Guard, idempotency_key: str | None = None
+        self,
+        document: dict[str, Any],
+        *,
+        guard: Guard,
+        idempotency_key: str | None = None,
+        template: dict[str, Any] | None = None,
     ) -> Workload:
-        """Validate, authorise and store a new experiment as Accepted; wake the dispatcher."""
+        """Validate, authorise and store a new experiment as Accepted; wake the dispatcher.
+
+        ``template`` records the template (name, namespace, params) the spec was filled from."""
         owner = guard.user
-        spec, namespace, decision, environment = await self._check(document, guard)
+        spec, namespace, decision, environment = await self.check_pinned(document, guard)
         if decision.never_fits:
             raise ApiError(422, f"no registered cluster can ever take this experiment: {decision.rejection}")
         experiment_id = self.ids.next()
@@ -69,6 +77,7 @@ class ExperimentService(WorkloadService):
             framework=spec.meta.framework,
             spec=stored_spec(spec, experiment_id, namespace),
             idempotency_key=idempotency_key,
+            template=template,
             **pinned_columns(environment),
         )
         try:

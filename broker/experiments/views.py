@@ -57,6 +57,7 @@ def experiment_json(row: Workload) -> dict[str, Any]:
         "attempt": row.attempt,
         "owner": row.owner,
         "namespace": row.namespace,
+        "template": row.template,
         "environment": pinned_environment_json(row.environment),
     }
 

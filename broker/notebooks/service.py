@@ -84,12 +84,13 @@ class NotebookService(WorkloadService):
         self, document: dict[str, Any], guard: Guard
     ) -> tuple[NotebookSpec, str, Decision]:
         """Validate, authorise and dry-run place a NotebookSpec (400 / 403)."""
-        spec, namespace, decision, _ = await self._check(document, guard)
+        spec, namespace, decision, _ = await self.check_pinned(document, guard)
         return spec, namespace, decision
 
-    async def _check(
+    async def check_pinned(
         self, document: dict[str, Any], guard: Guard
     ) -> tuple[NotebookSpec, str, Decision, EnvironmentPlan | None]:
+        """:meth:`check_submission`, and the environment the submission would pin."""
         spec = validate_document(NotebookSpec, document, self.kind, clusters=self.cluster_names())
         namespace, decision, environment = await self.dry_run(spec, guard)
         return spec, namespace, decision, environment
@@ -97,7 +98,7 @@ class NotebookService(WorkloadService):
     async def create(self, document: dict[str, Any], *, guard: Guard) -> Workload:
         """Store a new notebook as Accepted (status ``waiting``) and wake the dispatcher; 409 on a
         name already used by a live notebook of the namespace."""
-        spec, namespace, decision, environment = await self._check(document, guard)
+        spec, namespace, decision, environment = await self.check_pinned(document, guard)
         if decision.never_fits:
             raise ApiError(422, f"no registered cluster can ever run this notebook: {decision.rejection}")
         values = new_row(

@@ -102,11 +102,14 @@ def remember_build(session: Session, row: Workload, reached: Status) -> None:
 
 
 def note_pending(session: Session, workload_id: str, uid: str, message: str) -> None:
-    """Show why the cluster keeps the current attempt pending (once per new reason)."""
+    """Show why the cluster keeps the current attempt pending (once per new reason): ``pending on
+    <cluster>: <message>``, or the message alone when it names the cluster already (``building
+    environment torch-2 (3 packages) on local``)."""
     row = session.get(Workload, workload_id)
     if row is None or row.uid != uid or row.status != Status.CREATED.value:
         return
-    text = f"pending on {row.cluster}: {message}"[:1000]
+    named = row.cluster is not None and message.endswith(f" on {row.cluster}")
+    text = (message if named else f"pending on {row.cluster}: {message}")[:1000]
     if row.status_message != text:
         row.status_message = text
         record(session, row, text)

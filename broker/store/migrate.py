@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 _HERE = Path(__file__).parent
 
 
-def alembic_config(engine: Engine, secrets: SecretBox | None = None) -> Config:
+def alembic_config(engine: Engine | None, secrets: SecretBox | None = None) -> Config:
     """An Alembic config pointing at the packaged migrations and at ``engine``; ``secrets`` is the
     broker's key for migrations that encrypt stored values (0006)."""
     cfg = Config()
@@ -37,3 +37,12 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision the packaged migrations bring a database to."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+    assert head is not None
+    return head

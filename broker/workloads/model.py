@@ -78,6 +78,8 @@ class Workload(Base):
     # and its hash (what housekeeping asks before dropping a build).
     environment: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     environment_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    #: The template an experiment was submitted from: ``{name, namespace, params}``.
+    template: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Event(Base):

@@ -170,14 +170,7 @@ class LocalAdapter(ClusterAdapter):
     def build_spec(self, env: EnvironmentPlan) -> dict[str, object]:
         """What a supervisor (or ``prepare_environment``) builds for ``env``."""
         return venv_build.spec(
-            name=env.name,
-            describe=env.describe(),
-            env_hash=env.hash,
-            short_hash=env.short_hash,
-            pip=env.pip,
-            conda=env.conda,
-            channels=env.channels,
-            python=env.python,
+            env,
             interpreter=self._interpreter(env.python)[0],
             pip_args=self.config.pip_args,
             uv=shutil.which("uv") or "",  # the broker's PATH: supervisors have the system's only

@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import stat
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,18 +28,10 @@ _SYSTEM_FOLDERS = ("/usr/bin", "/usr/local/bin")
 @functools.lru_cache(maxsize=64)
 def base_executable(python: str) -> str | None:
     """The real file behind ``python``'s venvs (its ``sys._base_executable``, links resolved)."""
-    try:
-        done = subprocess.run(
-            [python, "-c", "import sys; print(getattr(sys, '_base_executable', sys.executable))"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    found = done.stdout.strip()
-    return os.path.realpath(found) if done.returncode == 0 and found else None
+    found = venv_build.ask_python(
+        python, "import sys; print(getattr(sys, '_base_executable', sys.executable))"
+    )
+    return os.path.realpath(found) if found else None
 
 
 def blocked_for(python: str, accounts: Sequence[Account]) -> tuple[Account, Path] | None:

@@ -23,13 +23,16 @@ for logs and for which replica failed with which code.
   job's ``environment.json`` is not ``ready`` a running job is reported PENDING, "building
   environment <name> (<n> packages) on <cluster>"; a job whose build failed fails with category
   ``environment`` and the installer's error line; ``environment.log`` is the attempt's log
-  ``environment``. No ``ENVIRONMENT_CACHE``: a build is only made by a job, on a compute node
-  (the broker host's Python, libraries and architecture need not be the nodes').
+  ``environment``. ``ENVIRONMENT_CACHE``: ``prepare_environment`` submits a build job
+  (:mod:`clusters.slurm.prebuild`, on a compute node: the broker host's Python, libraries and
+  architecture need not be the nodes') and waits for it; it and ``drop_environment`` need the
+  broker to see ``work_dir``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,20 +40,24 @@ from typing import Any
 from clusters.base import Capability, Handle, Health, Observation, Phase, ReplicaLog, ReplicaStatus
 from clusters.batch.base import BatchAdapter, NativeState, replica_names
 from clusters.batch.base import job_id as handle_job_id
-from clusters.errors import ClusterUnreachable, SubmitRejected
+from clusters.errors import ClusterUnreachable, EnvironmentBuildFailed, SubmitRejected
+from clusters.slurm import prebuild
 from clusters.slurm.backend import JobRecord, SlurmBackend
 from clusters.slurm.config import SlurmClusterConfig
 from clusters.slurm.jobdir import JobDir
-from clusters.slurm.script import MIB, comment_fields, job_name, job_request
+from clusters.slurm.script import MIB, comment_fields, environment_build, job_name, job_request
 from clusters.slurm.states import TERMINAL, slurm_state
 from runtimes import venv_build
-from runtimes.environment import EnvironmentPlan
+from runtimes.environment import SHORT_HASH, EnvironmentPlan
 from runtimes.plan import LaunchPlan, Resources
 from runtimes.rendezvous import PlaceholderAddressing
 from runtimes.slurm_task import TERMINATED
 
 #: The name of a job's environment build in its logs (``<experiment>-environment``).
 ENVIRONMENT_LOG = "environment"
+#: Seconds between two looks at a build job, and the longest a build job may take.
+PREBUILD_POLL = 1.0
+PREBUILD_TIMEOUT = 3600.0
 
 
 class SlurmAdapter(BatchAdapter):
@@ -58,7 +65,12 @@ class SlurmAdapter(BatchAdapter):
 
     kind = "slurm"
     config_model = SlurmClusterConfig
-    capabilities = Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK
+    capabilities = (
+        Capability.GPU | Capability.MULTI_NODE | Capability.LISTS_WORK | Capability.ENVIRONMENT_CACHE
+    )
+    #: Seconds between two looks at a build job, and the longest it may take (then it is cancelled).
+    prebuild_poll: float = PREBUILD_POLL
+    prebuild_timeout: float = PREBUILD_TIMEOUT
 
     def __init__(self, config: SlurmClusterConfig, *, data_dir: str) -> None:
         super().__init__(config, data_dir=data_dir)
@@ -224,6 +236,72 @@ class SlurmAdapter(BatchAdapter):
         if status.get("state") in (venv_build.READY, venv_build.FAILED):
             return None
         return f"building environment {described} on {self.name}"
+
+    @property
+    def environments(self) -> Path:
+        """The shared cache of environment builds."""
+        return self.work_dir / venv_build.ROOT
+
+    async def prepare_environment(self, env: EnvironmentPlan) -> None:
+        """Build ``env`` in ``<work_dir>/environments`` with a build job and wait for its end."""
+        problem = self.environment_problem(env)
+        if problem is not None:
+            raise EnvironmentBuildFailed(problem)
+        build = environment_build(env, self.config.pip_args)
+        if build is None:
+            return
+        root = self.environments
+        if not await asyncio.to_thread(self.work_dir.is_dir):
+            raise EnvironmentBuildFailed(
+                f"Slurm cluster '{self.name}': the broker does not see work_dir {self.work_dir}, where "
+                "builds are kept; the first job of the environment builds it instead"
+            )
+        await asyncio.to_thread(root.mkdir, exist_ok=True)
+        if await asyncio.to_thread(venv_build.is_built, root, env.short_hash):
+            return
+        request = prebuild.build_request(
+            build,
+            cluster=self.name,
+            root=root,
+            python=self.config.python,
+            partition=self.config.partition,
+            account=self.config.account,
+            qos=self.config.qos,
+            time_limit=self.config.time_limit,
+        )
+        try:
+            job = await self.backend.submit(request)
+        except SubmitRejected as exc:
+            raise EnvironmentBuildFailed(f"Slurm refused the build job: {exc}") from None
+        state = await self._wait_for_job(job)
+        if await asyncio.to_thread(venv_build.is_built, root, env.short_hash):
+            return
+        why = await asyncio.to_thread(prebuild.failure, root, env.short_hash)
+        raise EnvironmentBuildFailed(why or f"the build job {job} ended {state} without a build")
+
+    async def _wait_for_job(self, job: str) -> str:
+        """The final state of job ``job`` (cancelled after :attr:`prebuild_timeout` seconds)."""
+        deadline = time.monotonic() + self.prebuild_timeout
+        while True:
+            record = (await self.backend.jobs([job])).get(job)
+            if record is None:
+                return "(no longer listed)"
+            if record.state.upper() in TERMINAL:
+                return record.state.upper()
+            if time.monotonic() > deadline:
+                await self.backend.cancel(job)
+                raise EnvironmentBuildFailed(
+                    f"the build job {job} did not end within {self.prebuild_timeout:g}s (cancelled)"
+                )
+            await asyncio.sleep(self.prebuild_poll)
+
+    async def drop_environment(self, env_hash: str) -> bool:
+        """Remove the build of ``env_hash`` from the shared cache (False when the broker does not
+        see ``work_dir``)."""
+        short = env_hash[:SHORT_HASH]
+        if not short.isalnum() or not await asyncio.to_thread(self.work_dir.is_dir):
+            return False
+        return await asyncio.to_thread(venv_build.drop, self.environments, short)
 
     def _environment_failure(self, handle: Handle, folder: JobDir) -> str | None:
         """The installer's error line when the job's environment build failed, else None."""

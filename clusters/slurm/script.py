@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import rendezvous, slurm_task, tensorboard_sync, venv_build
+from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan
 
 #: The first word of every job comment this broker writes (the origin marker of the orphan sweep).
@@ -106,24 +107,13 @@ def task_envs(plan: LaunchPlan) -> dict[str, dict[str, str]]:
     return rendezvous.render_env(plan, rendezvous.placeholder_endpoints([r.name for r in plan.replicas]))
 
 
-def environment_build(plan: LaunchPlan, pip_args: list[str]) -> dict[str, Any] | None:
-    """What the tasks build for the plan's environment (:mod:`runtimes.venv_build`), or None when
-    it installs nothing. The interpreter is the one the tasks find on the node (``python`` of the
-    cluster file, or ``python<version>`` on PATH when the environment asks a version)."""
-    env = plan.environment
+def environment_build(env: EnvironmentPlan | None, pip_args: list[str]) -> dict[str, Any] | None:
+    """What a job builds for ``env`` (:mod:`runtimes.venv_build`), or None when it installs
+    nothing. The interpreter is the one the job finds on the node (``python`` of the cluster file,
+    or ``python<version>`` on PATH when the environment asks a version)."""
     if env is None or not env.installs:
         return None
-    return venv_build.spec(
-        name=env.name,
-        describe=env.describe(),
-        env_hash=env.hash,
-        short_hash=env.short_hash,
-        pip=env.pip,
-        conda=env.conda,
-        channels=env.channels,
-        python=env.python,
-        pip_args=pip_args,
-    )
+    return venv_build.spec(env, pip_args=pip_args)
 
 
 def tasks_document(
@@ -138,7 +128,7 @@ def tasks_document(
     envs = task_envs(plan)
     decide = set(plan.deciders())
     extra: dict[str, Any] = {}
-    build = environment_build(plan, pip_args or [])
+    build = environment_build(plan.environment, pip_args or [])
     if build is not None and environments is not None:
         extra = {"environment": build, "environment_root": environments}
     return {
@@ -152,7 +142,7 @@ def tasks_document(
     }
 
 
-def _heredoc(path: str, text: str) -> str:
+def heredoc(path: str, text: str) -> str:
     """Shell lines writing ``text`` to ``path`` verbatim (a quoted here-document)."""
     tag = "SB_EOF_" + hashlib.sha256(text.encode()).hexdigest()[:16]
     while tag in text:
@@ -201,12 +191,12 @@ def batch_script(
         'mkdir -p "$job_dir" && cd "$job_dir" || exit 1\n'
         "rm -f ./*.addr ./*.exit ./*.log ./job.exit ./environment.json\n"
         + "umask 077  # tasks.json holds the replicas' environment: the job's user alone reads it\n"
-        + _heredoc("tasks.json", document)
+        + heredoc("tasks.json", document)
         + "umask 022\n"
-        + _heredoc("slurm_task.py", entry)
-        + _heredoc("rendezvous.py", scheme)
-        + _heredoc("tensorboard_sync.py", uploader)
-        + _heredoc("venv_build.py", builder)
+        + heredoc("slurm_task.py", entry)
+        + heredoc("rendezvous.py", scheme)
+        + heredoc("tensorboard_sync.py", uploader)
+        + heredoc("venv_build.py", builder)
         + 'echo "$SLURM_JOB_ID" > job_id\n'
         "export SLURM_EXPORT_ENV=ALL  # the tasks inherit this environment (sbatch had --export=NONE)\n"
         f'{shlex.join(srun)} {shlex.quote(python)} slurm_task.py "$job_dir"\n'

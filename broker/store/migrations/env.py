@@ -4,6 +4,7 @@ from alembic import context
 
 import broker.environments.model  # noqa: F401 - its tables belong to the metadata too
 import broker.model_registry.model  # noqa: F401 - its tables belong to the metadata too
+import broker.templates.model  # noqa: F401 - its table belongs to the metadata too
 import broker.tracking.model  # noqa: F401 - its tables belong to the metadata too
 import broker.workloads.model  # noqa: F401 - its tables belong to the metadata too
 from broker.store.models import Base

@@ -10,6 +10,10 @@ domain ``*``. A database seeded before this revision gets the new default's envi
 default "everyone sees the clusters" line (``p, *, *, cluster/*, read, allow``): a policy without
 it was edited on purpose and gets nothing. The change is recorded as a policy revision authored
 ``broker``. A database never seeded is left alone: its first start seeds the new default.
+
+Like Submarine's database, every broker starts with the environment ``notebook-env`` (the name
+Submarine's clients put in a NotebookSpec): it installs nothing, so a notebook runs the cluster's
+own Python and Jupyter. It is an ordinary environment: an admin may edit or delete it.
 """
 
 import time
@@ -17,6 +21,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
+
+from runtimes.environment import environment_hash
 
 revision = "0009"
 down_revision = "0008"
@@ -27,6 +33,16 @@ depends_on = None
 DEFAULT_EVERYONE_READS_CLUSTERS = "p, *, *, cluster/*, read, allow"
 ENVIRONMENT_LINES = tuple(f"p, *, *, environment/*, {act}, allow" for act in ("read", "edit"))
 AUTHOR = "broker"
+#: Submarine's own id of its seeded notebook environment (a stamp no broker claims again).
+NOTEBOOK_ENV_ID = "environment_1600862964725_0001"
+NOTEBOOK_ENV = {
+    "name": "notebook-env",
+    "dockerImage": None,
+    "image": None,
+    "kernelSpec": None,
+    "description": "Submarine's default notebook environment: the cluster's own Python and Jupyter, "
+    "nothing installed",
+}
 
 _line = sa.table("policy_line", sa.column("text", sa.String), sa.column("ptype", sa.String))
 _revision = sa.table(
@@ -85,7 +101,43 @@ def upgrade() -> None:
         batch.add_column(sa.Column("environment_hash", sa.String(length=64), nullable=True))
         batch.create_index("ix_experiment_environment_hash", ["environment_hash"])
 
+    _seed_notebook_environment()
     _extend_default_policy()
+
+
+def _seed_notebook_environment() -> None:
+    stamp = datetime.fromtimestamp(time.time(), UTC).replace(tzinfo=None)  # stored as naive UTC
+    environment = sa.table(
+        "environment",
+        *(sa.column(c) for c in ("id", "name", "revision", "owner", "created_at", "updated_at")),
+    )
+    revisions = sa.table(
+        "environment_revision",
+        *(sa.column(c) for c in ("environment_id", "revision", "hash", "author", "created_at")),
+        sa.column("spec", sa.JSON),
+    )
+    conn = op.get_bind()
+    conn.execute(
+        sa.insert(environment).values(
+            id=NOTEBOOK_ENV_ID,
+            name="notebook-env",
+            revision=1,
+            owner=AUTHOR,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+    )
+    empty = environment_hash(image=None, pip=[], conda=[], channels=[], python=None)
+    conn.execute(
+        sa.insert(revisions).values(
+            environment_id=NOTEBOOK_ENV_ID,
+            revision=1,
+            spec=NOTEBOOK_ENV,
+            hash=empty,
+            author=AUTHOR,
+            created_at=stamp,
+        )
+    )
 
 
 def _extend_default_policy() -> None:
