@@ -17,6 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from broker.api.app import build_app
+from broker.api.serve_proxy import Decisions
 from broker.artifacts.build import open_artifact_store
 from broker.artifacts.gate import ArtifactGate, TrackingArtifactGate
 from broker.artifacts.store import ArtifactStore
@@ -46,6 +47,7 @@ from broker.scheduler.failover import Failover
 from broker.scheduler.lease import LeaseKeeper
 from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
+from broker.serving.proxy import ServeProxy
 from broker.storage import open_storage
 from broker.store.database import Database
 from broker.tensorboard.servers import TensorBoards
@@ -85,6 +87,10 @@ class BrokerContext:
     #: Registered environments, their revisions and their builds per cluster.
     environments: EnvironmentService
     artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
+    #: The ``/serve/...`` proxy: serves' ready model servers (published by the serving service).
+    serve_proxy: ServeProxy = field(default_factory=ServeProxy)
+    #: Cached "may read / invoke serve/<name>" answers of the policy in force.
+    serve_decisions: Decisions = field(default_factory=Decisions)
 
 
 def is_loopback(host: str) -> bool:
@@ -303,6 +309,7 @@ def create_app(config: BrokerConfig) -> Starlette:
             await context.loops.shutdown()
             await context.tensorboards.aclose()
             await context.proxy.aclose()
+            await context.serve_proxy.aclose()
             await context.artifacts.aclose()
             await context.registry.close()
             context.db.dispose()

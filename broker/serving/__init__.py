@@ -1,0 +1,1 @@
+"""Model serving: registered model versions served as a workload and reached through the broker."""
