@@ -130,7 +130,8 @@ def servers(root: Path) -> Iterator[tuple[str, str]]:
         mlflow_bin = Path(sys.executable).with_name("mlflow")
         argv = [str(mlflow_bin), "models", "serve", "-m", str(model), "--env-manager", "local"]
         argv += ["-h", "127.0.0.1", "-p", str(model_port), "--workers", "1"]
-        model_server = Process("model server", argv, root / "model-server.log")
+        path = {"PATH": f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # its uvicorn
+        model_server = Process("model server", argv, root / "model-server.log", env=path)
         started.append(model_server)
         direct = f"http://127.0.0.1:{model_port}"
         (root / "clusters.d").mkdir()
@@ -213,7 +214,9 @@ def main() -> int:
     p50 = {side: percentile(latencies[side], 0.50) * 1000 for side in urls}
     p99 = {side: percentile(latencies[side], 0.99) * 1000 for side in urls}
     for side in urls:
-        print(f"{side}: {rps[side]:.0f} req/s, p50 {p50[side]:.2f} ms, p99 {p99[side]:.2f} ms ({done[side]} requests)")
+        print(
+            f"{side}: {rps[side]:.0f} req/s, p50 {p50[side]:.2f} ms, p99 {p99[side]:.2f} ms ({done[side]} requests)"
+        )
     print(
         f"RESULT proxy_rps={rps['proxy']:.0f} direct_rps={rps['direct']:.0f} "
         f"ratio={rps['proxy'] / rps['direct']:.3f} p99_overhead_ms={p99['proxy'] - p99['direct']:.2f} "

@@ -19,8 +19,6 @@ from tests.inprocess import InProcessBroker
 from tests.support import REPO, serve_in_thread
 
 SERVE_LINES = """
-p, member, *, serve/*, read, allow
-p, member, *, serve/*, invoke, allow
 p, carol, vision, serve/*, invoke, deny
 """
 BODY = {"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}
@@ -54,7 +52,9 @@ def publish(broker: InProcessBroker, urls: list[str], *, serve_id: str = "serve-
     broker.context.serve_proxy.table.publish(target)
 
 
-def predict(broker: InProcessBroker, token: str, path: str = "/serve/vision/iris/invocations") -> httpx.Response:
+def predict(
+    broker: InProcessBroker, token: str, path: str = "/serve/vision/iris/invocations"
+) -> httpx.Response:
     return broker.run(
         broker.client.post("http://broker" + path, json=BODY, headers={"Authorization": f"Bearer {token}"})
     )
@@ -142,7 +142,9 @@ def test_another_teams_serve_is_404_and_without_invoke_403(secured) -> None:
         no_token = broker.run(broker.client.post("http://broker/serve/vision/iris/invocations", json=BODY))
     assert (other_team.status_code, other_team.json()["message"]) == (404, "no serve vision/iris")
     assert no_invoke.status_code == 403
-    assert no_invoke.json()["message"] == "carol may not invoke serve/iris in namespace vision"
+    assert (
+        no_invoke.json()["message"] == "carol may not invoke serve/serve-1 (serve iris) in namespace vision"
+    )
     assert (unknown.status_code, no_token.status_code) == (404, 401)
     assert servers[0].seen == []
 

@@ -1,9 +1,10 @@
 """The serve proxy ``/serve/{namespace}/{name}/{path}``: MLflow's scoring protocol through the broker.
 
-The caller needs ``invoke`` on ``serve/<name>`` in the serve's namespace; a caller who may not even
-``read`` it is told it does not exist (404), one who may read but not invoke gets 403. Decisions are
-kept per (user, namespace, name) for :data:`DECISION_TTL` seconds and dropped when the policy in
-force changes, so a prediction reads nothing from the database here.
+The caller needs ``invoke`` on the serve (``serve/<id>``, the object every serve endpoint checks) in
+its namespace; a caller who may not even ``read`` it is told it does not exist (404), one who may
+read but not invoke gets 403. Decisions are kept per (user, namespace, object) for
+:data:`DECISION_TTL` seconds and dropped when the policy in force changes, and the serve's replicas
+come from the proxy's in-memory table: a prediction reads nothing from the database here.
 """
 
 from __future__ import annotations
@@ -32,17 +33,16 @@ class Decisions:
     _authorizer: object = None
     _answers: dict[tuple[str, str, str], tuple[float, bool, bool]] = field(default_factory=dict)
 
-    def of(self, guard: Guard, namespace: str, name: str) -> tuple[bool, bool]:
-        """(may read, may invoke) ``serve/<name>`` in ``namespace``."""
+    def of(self, guard: Guard, namespace: str, obj: str) -> tuple[bool, bool]:
+        """(may read, may invoke) ``obj`` in ``namespace``."""
         if guard.authorizer is not self._authorizer:
             self._answers.clear()
             self._authorizer = guard.authorizer
-        key = (guard.user if not guard.unrestricted else "", namespace, name)
+        key = (guard.user if not guard.unrestricted else "", namespace, obj)
         now = time.monotonic()
         found = self._answers.get(key)
         if found is not None and found[0] > now:
             return found[1], found[2]
-        obj = f"serve/{name}"
         answer = (now + self.ttl, guard.may(namespace, obj, "read"), guard.may(namespace, obj, "invoke"))
         if len(self._answers) > 10_000:
             self._answers.clear()
@@ -57,13 +57,14 @@ async def proxy_http(request: Request) -> Response:
     if any(segment in (".", "..") for segment in request.path_params["path"].split("/")):
         return error(400, "the path must not contain '.' or '..' segments")
     guard = guard_of(request)
-    may_read, may_invoke = broker.serve_decisions.of(guard, namespace, name)
     proxy = broker.serve_proxy
-    serve = await proxy.table.lookup(namespace, name) if may_read else None
-    if serve is None:
+    serve = await proxy.table.lookup(namespace, name)
+    obj = f"serve/{serve.target.serve_id}" if serve is not None else ""
+    may_read, may_invoke = broker.serve_decisions.of(guard, namespace, obj) if obj else (False, False)
+    if serve is None or not may_read:
         return error(404, f"no serve {namespace}/{name}")
     if not may_invoke:
-        return error(403, f"{guard.user} may not invoke serve/{name} in namespace {namespace}")
+        return error(403, f"{guard.user} may not invoke {obj} (serve {name}) in namespace {namespace}")
     if not serve.replicas:
         return error(503, f"serve {namespace}/{name} has no ready model server yet: try again later")
     raw = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")

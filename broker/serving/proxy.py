@@ -95,8 +95,12 @@ class ServeProxy:
             if isinstance(outcome, Response):
                 return outcome
             if isinstance(outcome, httpx.TimeoutException) and not isinstance(outcome, httpx.ConnectTimeout):
-                return error(504, f"{label}: its model server did not answer in time ({type(outcome).__name__})")
-            last = f"its model server failed ({outcome if isinstance(outcome, str) else type(outcome).__name__})"
+                return error(
+                    504, f"{label}: its model server did not answer in time ({type(outcome).__name__})"
+                )
+            last = (
+                f"its model server failed ({outcome if isinstance(outcome, str) else type(outcome).__name__})"
+            )
             self.table.take_out(replica)
         return error(503, f"{label} has no model server answering: {last}; try again later")
 

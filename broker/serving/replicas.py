@@ -149,13 +149,15 @@ class ServeTable:
         return self._replicas.get(url)
 
     def take_out(self, replica: Replica) -> None:
-        """Leave ``replica`` out of round robin until it answers ``/ping`` again (checked in the background)."""
+        """Leave ``replica`` out of round robin until it answers ``/ping`` again (a background check)."""
         if replica.down:
             return
         replica.down = True
         log.warning("model server %s failed: taken out until it answers /ping", replica.url)
         if self.probe is not None:
-            replica._recheck = asyncio.create_task(self._recheck(replica), name=f"serve-recheck {replica.url}")
+            replica._recheck = asyncio.create_task(
+                self._recheck(replica), name=f"serve-recheck {replica.url}"
+            )
 
     async def _recheck(self, replica: Replica) -> None:
         assert self.probe is not None

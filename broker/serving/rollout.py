@@ -41,7 +41,9 @@ async def switch_when_ready(
         if not waiting:
             break
         if time.monotonic() >= deadline:
-            raise NotReady(f"{len(waiting)} of {len(target.endpoints)} new model servers never answered /ping")
+            raise NotReady(
+                f"{len(waiting)} of {len(target.endpoints)} new model servers never answered /ping"
+            )
         await asyncio.sleep(interval)
     old = proxy.table.published(target.namespace, target.name)
     proxy.table.publish(target)
