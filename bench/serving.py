@@ -43,6 +43,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import psutil
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -102,6 +103,17 @@ class Process:
             time.sleep(0.2)
         raise BenchError(f"{self.label} not ready after {timeout:g}s:\n{self.tail()}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process and its children (mlflow's uvicorn worker)."""
+        total = 0.0
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(self.proc.pid)
+            for each in [process, *process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = each.cpu_times()
+                    total += times.user + times.system
+        return total
+
     def tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
 
@@ -121,8 +133,9 @@ class Process:
 
 
 @contextlib.contextmanager
-def servers(root: Path) -> Iterator[tuple[str, str]]:
-    """The model server and the broker proxying to it; (direct URL, proxy URL) of ``/invocations``."""
+def servers(root: Path, profile: str | None = None) -> Iterator[tuple[str, str, Process, Process]]:
+    """The model server and the broker proxying to it: (direct URL, proxy URL) of ``/invocations``,
+    the model server's and the broker's process."""
     model = save_model(root)
     model_port, broker_port = free_port(), free_port()
     started: list[Process] = []
@@ -146,12 +159,14 @@ def servers(root: Path) -> Iterator[tuple[str, str]]:
         }
         (root / "broker.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML
         argv = [sys.executable, str(HERE / "serving_broker.py"), "--config", str(root / "broker.yaml")]
+        if profile:  # cProfile of the broker, written when it stops
+            argv[1:1] = ["-m", "cProfile", "-o", profile]
         broker = Process("broker", [*argv, "--serve", f"bench/iris={direct}"], root / "broker.log")
         started.append(broker)
         model_server.wait_ready(direct + "/ping")
         proxy = f"http://127.0.0.1:{broker_port}/serve/bench/iris"
         broker.wait_ready(proxy + "/ping")
-        yield direct + "/invocations", proxy + "/invocations"
+        yield direct + "/invocations", proxy + "/invocations", model_server, broker
     finally:
         for process in reversed(started):
             process.stop()
@@ -189,24 +204,37 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per side per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--profile-broker", metavar="FILE", help="write the broker's cProfile stats to FILE")
     args = parser.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp, servers(Path(tmp)) as (direct, proxy):
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp,
+        servers(Path(tmp), args.profile_broker) as (
+            direct,
+            proxy,
+            model_server,
+            broker,
+        ),
+    ):
         urls = {"direct": direct, "proxy": proxy}
         for url in urls.values():
             asyncio.run(load(url, 1.0, args.concurrency))  # warm-up: connections, first predictions
         done = {side: 0 for side in urls}
         took = {side: 0.0 for side in urls}
         latencies: dict[str, list[float]] = {side: [] for side in urls}
+        broker_cpu = model_cpu = 0.0  # CPU seconds of each server during the proxy side's rounds
         for number in range(args.rounds):
             order = ["direct", "proxy"] if number % 2 == 0 else ["proxy", "direct"]
             for side in order:
-                began = time.perf_counter()
+                began, cpu = time.perf_counter(), (broker.cpu_seconds(), model_server.cpu_seconds())
                 _, found = asyncio.run(load(urls[side], args.seconds, args.concurrency))
                 took[side] += time.perf_counter() - began
+                if side == "proxy":
+                    broker_cpu += broker.cpu_seconds() - cpu[0]
+                    model_cpu += model_server.cpu_seconds() - cpu[1]
                 done[side] += len(found)
                 latencies[side] += found
                 print(f"round {number + 1} {side}: {len(found) / args.seconds:.0f} req/s", flush=True)
@@ -217,6 +245,8 @@ def main() -> int:
         print(
             f"{side}: {rps[side]:.0f} req/s, p50 {p50[side]:.2f} ms, p99 {p99[side]:.2f} ms ({done[side]} requests)"
         )
+    per = max(done["proxy"], 1) / 1000
+    print(f"CPU per proxied request: broker {broker_cpu / per:.2f} ms, model server {model_cpu / per:.2f} ms")
     print(
         f"RESULT proxy_rps={rps['proxy']:.0f} direct_rps={rps['direct']:.0f} "
         f"ratio={rps['proxy'] / rps['direct']:.3f} p99_overhead_ms={p99['proxy'] - p99['direct']:.2f} "

@@ -67,6 +67,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
     """The REST application; ``lifespan`` sets ``app.state.broker`` and runs the loops."""
     return Starlette(
         routes=[
+            *serve_proxy.routes,  # first: predictions are the hot path, the router tries routes in order
             *experiment_assets.routes,  # before experiments: /experiment/mlflow is not an id
             *experiments.routes,
             *templates.routes,  # POST /experiment/{template name}
@@ -85,7 +86,6 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *registered_models.routes,
             *model_versions.routes,
             *tensorboard.routes,
-            *serve_proxy.routes,
         ],
         middleware=[Middleware(AuthenticationMiddleware), Middleware(NulGuardMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
