@@ -12,7 +12,7 @@ import pytest
 
 from tests.mlflow_support import mlflow_at
 from tests.model_folders import model_folder
-from tests.support import Broker, wait_for
+from tests.support import Broker, kill_replicas, wait_for
 from tests.test_permissions import Clients, make_users
 
 NAMESPACE = "vision"  # alice's team; bob is in nlp
@@ -36,16 +36,17 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, 
     yield broker, clients, tokens
     clients.close()
     broker.close()
+    kill_replicas(broker.root)
 
 
-def register_sklearn(url: str, token: str, name: str) -> None:
+def register_sklearn(url: str, token: str | None, name: str) -> None:
     """A LinearRegression (y = 2x + 1) logged by MLflow's client and registered as ``name``."""
     import numpy as np
     from sklearn.linear_model import LinearRegression
 
     features = np.array([[0.0], [1.0], [2.0], [3.0]])
     model = LinearRegression().fit(features, 2 * features[:, 0] + 1)
-    with mlflow_at(url, MLFLOW_TRACKING_TOKEN=token) as mlflow:
+    with mlflow_at(url, **({"MLFLOW_TRACKING_TOKEN": token} if token else {})) as mlflow:
         mlflow.set_experiment(f"serving-{name}")
         with mlflow.start_run():
             mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
