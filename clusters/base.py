@@ -255,6 +255,15 @@ class ClusterAdapter(ABC):
         """
         return None
 
+    async def endpoints(self, handle: Handle) -> list[str]:
+        """Where each replica of a serving workload listens (``http://host:port``, plan order),
+        only those that run now: what the broker's proxy balances over (a served model's
+        replicas). Optional (``Capability.ENDPOINTS``); the base answers :meth:`endpoint`'s one
+        address, or nothing.
+        """
+        found = await self.endpoint(handle)
+        return [found] if found is not None else []
+
     async def release(self, workdir: str) -> bool:
         """Free the storage kept under a ``workdir`` key (a deleted notebook's files).
 

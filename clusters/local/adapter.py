@@ -76,6 +76,7 @@ from clusters.local.users import Account, NoSuchUser
 from runtimes import venv_build
 from runtimes.environment import SHORT_HASH, EnvironmentPlan
 from runtimes.plan import ZERO, LaunchPlan, ReplicaPlan, Resources, StaticAddressing
+from runtimes.serving import KIND as SERVE
 from runtimes.tensorboard_sync import absolute_env
 
 #: The directory holding the ``clusters`` package, from which the supervisor imports it.
@@ -266,15 +267,22 @@ class LocalAdapter(ClusterAdapter):
         self._reap()
 
     async def endpoint(self, handle: Handle) -> str | None:
-        """``http://host:port`` of the attempt's first replica that was given a port, while it runs."""
+        """``http://host:port`` of the attempt's first running replica that was given a port."""
+        found = await self.endpoints(handle)
+        return found[0] if found else None
+
+    async def endpoints(self, handle: Handle) -> list[str]:
+        """``http://host:port`` of each replica given a port that runs now, in plan order (a
+        served model's replicas; a notebook's one server)."""
         attempt = self._attempt_dir(handle)
         plan = await asyncio.to_thread(self._plan, handle.uid, attempt)
         if plan is None:
-            return None
-        serving = next((r for r in plan.replicas if r.port), None)
-        if serving is None or replica_status(attempt, serving.name).phase is not Phase.RUNNING:
-            return None
-        return f"http://{serving.host}:{serving.port}"
+            return []
+        return [
+            f"http://{r.host}:{r.port}"
+            for r in plan.replicas
+            if r.port and replica_status(attempt, r.name).phase is Phase.RUNNING
+        ]
 
     async def release(self, workdir: str) -> bool:
         """Remove ``<work_dir>/.workdirs/<key>`` (a deleted notebook's files)."""
@@ -342,8 +350,23 @@ class LocalAdapter(ClusterAdapter):
                     f"cannot create {self.environments} on cluster '{self.name}': {exc.strerror or exc}"
                 ) from None
         for replica in plan.replicas:
-            self._spawn(attempt, replica, cwd, user, build)
+            here = self._replica_dir(cwd, replica, user) if plan.workload_kind == SERVE else cwd
+            self._spawn(attempt, replica, here, user, build)
         return Handle.for_plan(plan, dir=str(attempt))
+
+    def _replica_dir(self, cwd: Path, replica: ReplicaPlan, user: Account | None) -> Path:
+        """``<cwd>/<replica>``: each model server of a serve downloads its files apart (two
+        writing one ``./model`` would race)."""
+        path = cwd / replica.name
+        try:
+            path.mkdir(mode=_PRIVATE, exist_ok=True)
+            if user is not None:
+                os.chown(path, user.uid, user.gid)
+        except OSError as exc:
+            raise SubmitRejected(
+                f"cannot create the working directory {path}: {exc.strerror or exc}"
+            ) from None
+        return path
 
     def _prepare_work_dir(self) -> None:
         """Create the work directory; when users are switched, one they pass through (0711)."""
