@@ -15,6 +15,10 @@ id for a notebook, so its files outlive attempts, else the attempt uid), which i
 folder and list nothing. Without ``run_as`` replicas run as the broker's user in the attempt folder
 (a notebook in ``.workdirs/<id>``), as they always did.
 
+A serve plan's replicas (model servers, :mod:`runtimes.serving`) each run in a folder of their
+own under that working directory, ``<cwd>/server-<i>``, where each downloads the model's files;
+``endpoints`` lists the address of every one that runs (what the broker's proxy balances over).
+
 A plan with an environment that installs packages (``plan.environment``) runs in a virtual
 environment built once per environment hash in ``<work_dir>/environments/<short_hash>``
 (:mod:`runtimes.venv_build`): the launch file names it, and each replica's supervisor prepares it
