@@ -86,7 +86,7 @@ def test_two_replicas_answer_and_one_survives_the_other(adapter: LocalAdapter, t
             answer = predict(url)
             assert answer.status_code == 200, answer.text
             assert answer.json()["predictions"] == pytest.approx(expected(ROWS))
-        assert asyncio.run(adapter.endpoints(handle)) == urls
+        assert asyncio.run(adapter.endpoints(handle)) == {"server-0": urls[0], "server-1": urls[1]}
         assert asyncio.run(adapter.endpoint(handle)) == urls[0]
         observed = asyncio.run(adapter.poll([handle]))[handle.uid]
         assert observed.phase is Phase.RUNNING
@@ -101,7 +101,7 @@ def test_two_replicas_answer_and_one_survives_the_other(adapter: LocalAdapter, t
         assert pid is not None
         os.killpg(int(pid["pid"]), signal.SIGKILL)
         wait_for(
-            lambda: asyncio.run(adapter.endpoints(handle)) == urls[1:],
+            lambda: asyncio.run(adapter.endpoints(handle)) == {"server-1": urls[1]},
             timeout=30,
             what="the killed replica to leave the endpoints",
         )
@@ -121,7 +121,7 @@ def test_a_replica_that_cannot_fetch_fails_with_the_reason(adapter: LocalAdapter
             what="the replica to fail",
         )
     assert observed.phase is Phase.FAILED
-    assert asyncio.run(adapter.endpoints(handle)) == []
+    assert asyncio.run(adapter.endpoints(handle)) == {}
     log = asyncio.run(adapter.logs(handle))[0]
     text = "\n".join(log.lines)
     assert "cannot fetch the model from" in text and FOLDER in text and "401" in text

@@ -273,20 +273,20 @@ class LocalAdapter(ClusterAdapter):
     async def endpoint(self, handle: Handle) -> str | None:
         """``http://host:port`` of the attempt's first running replica that was given a port."""
         found = await self.endpoints(handle)
-        return found[0] if found else None
+        return next(iter(found.values()), None)
 
-    async def endpoints(self, handle: Handle) -> list[str]:
-        """``http://host:port`` of each replica given a port that runs now, in plan order (a
-        served model's replicas; a notebook's one server)."""
+    async def endpoints(self, handle: Handle) -> dict[str, str]:
+        """``http://host:port`` by replica name of each replica given a port that runs now, in
+        plan order (a served model's replicas; a notebook's one server)."""
         attempt = self._attempt_dir(handle)
         plan = await asyncio.to_thread(self._plan, handle.uid, attempt)
         if plan is None:
-            return []
-        return [
-            f"http://{r.host}:{r.port}"
+            return {}
+        return {
+            r.name: f"http://{r.host}:{r.port}"
             for r in plan.replicas
             if r.port and replica_status(attempt, r.name).phase is Phase.RUNNING
-        ]
+        }
 
     async def release(self, workdir: str) -> bool:
         """Remove ``<work_dir>/.workdirs/<key>`` (a deleted notebook's files)."""
