@@ -47,7 +47,13 @@ from broker.scheduler.failover import Failover
 from broker.scheduler.lease import LeaseKeeper
 from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
+from broker.serving.fetch_tokens import FetchTokens
+from broker.serving.handout import ServeHandout
 from broker.serving.proxy import ServeProxy
+from broker.serving.replicas import ServeTable
+from broker.serving.service import ServeService
+from broker.serving.targets import serve_resolver
+from broker.serving.watch import ServeWatch
 from broker.storage import open_storage
 from broker.store.database import Database
 from broker.tensorboard.servers import TensorBoards
@@ -86,10 +92,14 @@ class BrokerContext:
     models: ModelRegistry
     #: Registered environments, their revisions and their builds per cluster.
     environments: EnvironmentService
+    #: Served model versions (workloads of kind ``serve``).
+    serves: ServeService
+    #: The tokens model servers download their version's files with.
+    fetch_tokens: FetchTokens
     artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
     #: The ``/serve/...`` proxy: serves' ready model servers (published by the serving service).
     serve_proxy: ServeProxy = field(default_factory=ServeProxy)
-    #: Cached "may read / invoke serve/<name>" answers of the policy in force.
+    #: Cached "may read / invoke serve/<id>" answers of the policy in force.
     serve_decisions: Decisions = field(default_factory=Decisions)
 
 
@@ -159,6 +169,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     artifacts = open_artifact_store(config)
     tokens = NotebookTokens(box)
     run_tokens = RunTokens(box)
+    fetch_tokens = FetchTokens(box)
     holder = broker_id(config)
     registry = ClusterRegistry(str(config.data_dir), health_interval=config.loops.health_interval)
     for kind, target in config.extra_kinds.items():
@@ -198,6 +209,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
             claim_hold=config.loops.lease_ttl,
             tracking=TrackingHandout(run_tokens, tracking_uri(config)),
             images=images,
+            serving=ServeHandout(fetch_tokens, tracking_uri(config)),
         ),
         monitor=Monitor(
             db,
@@ -218,6 +230,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         notebook_interval=config.notebooks.check_interval,
         housekeeping=EnvironmentHousekeeping(db, registry, config.environments.keep_days),
         housekeeping_interval=config.environments.housekeeping_interval,
+        serve_watch=ServeWatch(db, registry),
     )
     experiments = ExperimentService(
         db,
@@ -241,6 +254,19 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         images=images,
         environments=environments,
     )
+    models = ModelRegistry(db, artifacts)
+    serves = ServeService(
+        db,
+        registry,
+        IdGenerator(db, Kind.SERVE.value, "_", holder),
+        default_namespace=config.default_namespace,
+        planner=planner,
+        tokens=tokens,
+        models=models,
+        on_submitted=loops.wake_dispatch,
+        images=images,
+        environments=environments,
+    )
     return BrokerContext(
         config,
         db,
@@ -257,8 +283,11 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         run_tokens,
         artifacts,
         TensorBoards(config.data_dir / "tensorboard"),
-        ModelRegistry(db, artifacts),
+        models,
         environments,
+        serves,
+        fetch_tokens,
+        serve_proxy=ServeProxy(ServeTable(serve_resolver(serves))),
     )
 
 

@@ -26,6 +26,7 @@ from broker.api import (
     policy,
     registered_models,
     serve_proxy,
+    serving,
     signin,
     submarine_tracking,
     templates,
@@ -72,6 +73,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *experiments.routes,
             *templates.routes,  # POST /experiment/{template name}
             *notebooks.routes,
+            *serving.routes,
             *environments.routes,
             *clusters.routes,
             *policy.routes,

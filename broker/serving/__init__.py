@@ -1,1 +1,1 @@
-"""Model serving: registered model versions served as a workload and reached through the broker."""
+"""Model serving: served registered model versions (workloads of kind ``serve``)."""
