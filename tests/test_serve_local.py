@@ -106,6 +106,10 @@ def test_two_replicas_answer_and_one_survives_the_other(adapter: LocalAdapter, t
             what="the killed replica to leave the endpoints",
         )
         assert predict(urls[1]).status_code == 200
+        # The serve runs on: the gang rule does not stop the survivor, the message says who ended.
+        observed = asyncio.run(adapter.poll([handle]))[handle.uid]
+        assert observed.phase is Phase.RUNNING
+        assert observed.message.startswith("1 of 2 replicas serve; ended: server-0")
         with pytest.raises(httpx.HTTPError):
             predict(urls[0])
 

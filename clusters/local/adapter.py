@@ -516,6 +516,11 @@ class LocalAdapter(ClusterAdapter):
                     ReplicaStatus(r.name, Phase.PENDING) if r.phase is Phase.RUNNING else r for r in replicas
                 )
                 return Observation(handle.uid, Phase.PENDING, message, None, pending)
+        plan = self._plan(handle.uid, attempt)
+        if plan is not None and plan.workload_kind == SERVE:
+            degraded = _serving_on(handle.uid, replicas)
+            if degraded is not None:
+                return degraded
         return summarise(handle.uid, roles, replicas)
 
     def _health(self) -> Health:
@@ -587,6 +592,24 @@ class LocalAdapter(ClusterAdapter):
         if building and replica is None:
             out.insert(0, ReplicaLog(ENVIRONMENT_LOG, read_lines(attempt / venv_build.LOG, tail)))
         return out
+
+
+def _serving_on(uid: str, replicas: Sequence[ReplicaStatus]) -> Observation | None:
+    """A serve whose replicas partly ended while others still serve: RUNNING, saying which ended
+    (the proxy sends requests to the others; a gang rule would stop them all). None otherwise."""
+    serving = [r for r in replicas if r.phase is Phase.RUNNING]
+    ended = [r for r in replicas if r.phase in (Phase.FAILED, Phase.SUCCEEDED)]
+    if not serving or not ended:
+        return None
+    gone = ", ".join(f"{r.name} ({_how_it_ended(r)})" for r in ended)
+    message = f"{len(serving)} of {len(replicas)} replicas serve; ended: {gone}"
+    return Observation(uid, Phase.RUNNING, message, None, tuple(replicas))
+
+
+def _how_it_ended(replica: ReplicaStatus) -> str:
+    if replica.message:
+        return replica.message
+    return f"exit code {replica.exit_code}" if replica.exit_code is not None else "ended"
 
 
 def _give(path: Path, user: Account) -> None:
