@@ -94,7 +94,9 @@ def test_two_replicas_through_the_proxy_and_one_killed(
 
     def one_left() -> bool:
         answered.append(predict().status_code)
-        return serve_of(alice, serve["id"])["readyReplicas"] == 1
+        found = serve_of(alice, serve["id"])
+        assert found["status"] == "Running", f"the serve ended with one replica left: {found['reason']}"
+        return found["readyReplicas"] == 1
 
     wait_for(one_left, timeout=60, what="the broker to see one replica left")
     answered.extend(predict().status_code for _ in range(6))
