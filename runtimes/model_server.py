@@ -26,9 +26,11 @@ unset (someone running the server by hand), nothing is checked. ``SUBMARINE_MODE
 (optional) is sent to the broker as ``Authorization: Bearer`` while downloading. Neither is ever
 logged.
 
-What the replica's Python needs: ``mlflow`` (or ``mlflow-skinny`` with ``pandas``, ``numpy``),
-``starlette`` and ``uvicorn`` (the broker's own dependencies), and whatever the model's flavour
-loads with (``scikit-learn`` for an sklearn model). The download uses the standard library only.
+What the replica's Python needs (the broker runs it with the cluster's ``notebook_python``):
+this package (``runtimes``) with ``pydantic``, ``starlette`` and ``uvicorn`` (the broker's own
+dependencies), ``mlflow`` (the ``serving`` extra: ``pip install 'submarine-broker[serving]'``;
+``mlflow-skinny`` with ``pandas`` and ``numpy`` would do), and whatever the model's flavour loads
+with (``scikit-learn`` for an sklearn model). The download uses the standard library only.
 """
 
 from __future__ import annotations
@@ -346,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
             loaded.failure = str(exc)
             server.should_exit = True
             return
-        log.info("loaded %s; ready on %s:%d", args.model_uri, args.host, args.port)
+        name = os.environ.get("SUBMARINE_MODEL_NAME", "the model")
+        version = os.environ.get("SUBMARINE_MODEL_VERSION", "?")
+        log.info("loaded %s version %s; ready on %s:%d", name, version, args.host, args.port)
 
     threading.Thread(target=load_in_background, name="load-model", daemon=True).start()
     server.run()
