@@ -52,7 +52,6 @@ from broker.serving.handout import ServeHandout
 from broker.serving.proxy import ServeProxy
 from broker.serving.replicas import ServeTable
 from broker.serving.service import ServeService
-from broker.serving.targets import serve_resolver
 from broker.serving.watch import ServeWatch
 from broker.storage import open_storage
 from broker.store.database import Database
@@ -99,7 +98,7 @@ class BrokerContext:
     artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
     #: The ``/serve/...`` proxy: serves' ready model servers (published by the serving service).
     serve_proxy: ServeProxy = field(default_factory=ServeProxy)
-    #: Cached "may read / invoke serve/<id>" answers of the policy in force.
+    #: Cached "may read / invoke serve/<name>" answers of the policy in force.
     serve_decisions: Decisions = field(default_factory=Decisions)
 
 
@@ -287,7 +286,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         environments,
         serves,
         fetch_tokens,
-        serve_proxy=ServeProxy(ServeTable(serve_resolver(serves))),
+        serve_proxy=ServeProxy(ServeTable(serves.target)),
     )
 
 

@@ -105,6 +105,18 @@ def test_a_registered_version_is_served_until_deleted(
     ready = wait_ready(alice, serve["id"], broker)
     assert ready["status"] == "Running" and ready["cluster"] == "local" and ready["readyReplicas"] == 1
 
+    # Predictions through the broker's proxy, MLflow's scoring protocol (the server token is the
+    # broker's to add; alice's own credentials never reach the model server).
+    url = serve["url"] + "invocations"
+    predicted = alice.post(url, json={"inputs": [[4.0]]})
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json()["predictions"] == pytest.approx([9.0])
+    records = alice.post(url, json={"dataframe_split": {"columns": ["x"], "data": [[1.0], [2.0]]}})
+    assert records.status_code == 200 and records.json()["predictions"] == pytest.approx([3.0, 5.0])
+    malformed = alice.post(url, content=b'{"nothing": 1}', headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400, malformed.text  # the server's own 400, passed through
+    assert clients["bob"].post(url, json={"inputs": [[4.0]]}).status_code == 404
+
     listed = alice.get("/api/v1/serve").json()["result"]
     mine = next(s for s in listed if s["id"] == serve["id"])
     assert (mine["modelName"], mine["modelVersion"], mine["cluster"], mine["url"]) == (
@@ -198,6 +210,22 @@ def test_another_team_sees_no_serve_and_cannot_serve_the_model(
         assert bob.post(f"/api/v1/serve/{serve_id}/stop").status_code == 404
         assert bob.delete(f"/api/v1/serve/{serve_id}").status_code == 404
         assert all(s["id"] != serve_id for s in bob.get("/api/v1/serve").json()["result"])
+        assert bob.post("/serve/vision/private/invocations", json={"inputs": [[1.0]]}).status_code == 404
+        # Without invoke on it, alice may read the serve but not call it.
+        line = f"p, alice, vision, serve/{serve_id}, invoke, deny"
+        assert clients["root"].post("/api/v1/policy", json={"lines": [line]}).status_code == 200
+        try:
+            wait_for(
+                lambda: (
+                    alice.post("/serve/vision/private/invocations", json={"inputs": [[1.0]]}).status_code
+                    == 403
+                ),
+                timeout=15,
+                what="the deny line to bind the proxy",
+            )
+            assert alice.get(f"/api/v1/serve/{serve_id}").status_code == 200
+        finally:
+            clients["root"].request("DELETE", "/api/v1/policy", json={"lines": [line]})
         # alice's model is not bob's to see, hence not his to serve.
         theirs = bob.post("/api/v1/serve", json={"modelName": iris, "modelVersion": 1})
         assert theirs.status_code == 400 and "iris not found" in theirs.json()["message"]
