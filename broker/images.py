@@ -28,6 +28,7 @@ from broker.redaction import remember_values
 from runtimes.images import DOCKER_HUB, RegistryAuth, image_host
 from runtimes.notebook import NotebookSpec
 from runtimes.plan import LaunchPlan
+from runtimes.serving import ServeSpec
 from runtimes.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class ImageRegistries:
             return None
         return f"image '{image}' is not from an allowed registry (allowed: {self.allowed()})"
 
-    def spec_problems(self, spec: ExperimentSpec | NotebookSpec) -> list[FieldProblem]:
+    def spec_problems(self, spec: ExperimentSpec | NotebookSpec | ServeSpec) -> list[FieldProblem]:
         """A problem per image field of the spec that names a refused image."""
         fields: list[tuple[str, str | None]] = [
             ("environment.image", spec.environment.image),
@@ -98,7 +99,7 @@ class ImageRegistries:
                 problems.append(FieldProblem(field, reason))
         return problems
 
-    def check_spec(self, spec: ExperimentSpec | NotebookSpec, what: str) -> None:
+    def check_spec(self, spec: ExperimentSpec | NotebookSpec | ServeSpec, what: str) -> None:
         """Raise a 400 naming each refused image and the allowed registries."""
         problems = self.spec_problems(spec)
         if problems:

@@ -18,13 +18,14 @@ from runtimes.environment import EnvironmentPlan
 from runtimes.notebook import NotebookSpec
 from runtimes.plan import ZERO, Resources
 from runtimes.resources import parse_resources
+from runtimes.serving import ServeSpec
 from runtimes.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
 
 
 def placement_request(
-    spec: ExperimentSpec | NotebookSpec,
+    spec: ExperimentSpec | NotebookSpec | ServeSpec,
     namespace: str,
     user: str,
     refused_by: frozenset[str] = frozenset(),
@@ -41,10 +42,12 @@ def placement_request(
 
 
 def _request(
-    spec: ExperimentSpec | NotebookSpec, namespace: str, user: str, refused_by: frozenset[str]
+    spec: ExperimentSpec | NotebookSpec | ServeSpec, namespace: str, user: str, refused_by: frozenset[str]
 ) -> PlacementRequest:
     if isinstance(spec, NotebookSpec):
         return notebook_request(spec, namespace, user, refused_by)
+    if isinstance(spec, ServeSpec):
+        return serve_request(spec, namespace, user, refused_by)
     total: Resources = ZERO
     largest: Resources = ZERO
     count = 0
@@ -90,6 +93,37 @@ def notebook_request(
     )
 
 
+def serve_request(
+    spec: ServeSpec, namespace: str, user: str, refused_by: frozenset[str] = frozenset()
+) -> PlacementRequest:
+    """A served model asks for its replicas on one cluster that can serve endpoints to the broker
+    (Slurm and YARN cannot: placement names that as their reason)."""
+    each = parse_resources(spec.resources)
+    hints = spec.placement
+    return PlacementRequest(
+        workload_kind=Kind.SERVE.value,
+        namespace=namespace,
+        user=user,
+        total=each.scaled(spec.replicas),
+        largest_replica=each,
+        replicas=spec.replicas,
+        cluster=hints.cluster,
+        selector=dict(hints.clusterSelector),
+        preferred=tuple(hints.preferredClusters),
+        needs=frozenset({"endpoints"}),
+        refused_by=refused_by,
+    )
+
+
+def kind_of(spec: ExperimentSpec | NotebookSpec | ServeSpec) -> Kind:
+    """The workload kind a spec submits."""
+    if isinstance(spec, NotebookSpec):
+        return Kind.NOTEBOOK
+    if isinstance(spec, ServeSpec):
+        return Kind.SERVE
+    return Kind.EXPERIMENT
+
+
 def environment_problem(cluster: ClusterState, env: EnvironmentPlan) -> str | None:
     """Why ``cluster`` cannot apply ``env``, as its adapter says (an adapter bug reads as a refusal,
     logged, rather than failing every placement)."""
@@ -120,7 +154,7 @@ class Planner:
 
     def decide(
         self,
-        spec: ExperimentSpec | NotebookSpec,
+        spec: ExperimentSpec | NotebookSpec | ServeSpec,
         namespace: str,
         user: str,
         refused_by: frozenset[str] = frozenset(),
@@ -180,7 +214,7 @@ class PlacementSnapshot:
 
     def decide(
         self,
-        spec: ExperimentSpec | NotebookSpec,
+        spec: ExperimentSpec | NotebookSpec | ServeSpec,
         namespace: str,
         user: str,
         refused_by: frozenset[str] = frozenset(),
@@ -189,9 +223,7 @@ class PlacementSnapshot:
         warm: frozenset[str] = frozenset(),
     ) -> Decision:
         """Where ``spec`` would go in this snapshot (see :meth:`Planner.decide`)."""
-        views = self._views_for(
-            Kind.NOTEBOOK.value if isinstance(spec, NotebookSpec) else Kind.EXPERIMENT.value, namespace
-        )
+        views = self._views_for(kind_of(spec).value, namespace)
         if environment is not None:
             views = self._with_environment(views, environment)
         engine, authorizer = self._planner.engine, self._authorizer

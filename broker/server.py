@@ -46,6 +46,10 @@ from broker.scheduler.failover import Failover
 from broker.scheduler.lease import LeaseKeeper
 from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
+from broker.serving.fetch_tokens import FetchTokens
+from broker.serving.handout import ServeHandout
+from broker.serving.service import ServeService
+from broker.serving.watch import ServeWatch
 from broker.storage import open_storage
 from broker.store.database import Database
 from broker.tensorboard.servers import TensorBoards
@@ -84,6 +88,10 @@ class BrokerContext:
     models: ModelRegistry
     #: Registered environments, their revisions and their builds per cluster.
     environments: EnvironmentService
+    #: Served model versions (workloads of kind ``serve``).
+    serves: ServeService
+    #: The tokens model servers download their version's files with.
+    fetch_tokens: FetchTokens
     artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
 
 
@@ -153,6 +161,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
     artifacts = open_artifact_store(config)
     tokens = NotebookTokens(box)
     run_tokens = RunTokens(box)
+    fetch_tokens = FetchTokens(box)
     holder = broker_id(config)
     registry = ClusterRegistry(str(config.data_dir), health_interval=config.loops.health_interval)
     for kind, target in config.extra_kinds.items():
@@ -192,6 +201,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
             claim_hold=config.loops.lease_ttl,
             tracking=TrackingHandout(run_tokens, tracking_uri(config)),
             images=images,
+            serving=ServeHandout(fetch_tokens, tracking_uri(config)),
         ),
         monitor=Monitor(
             db,
@@ -212,6 +222,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         notebook_interval=config.notebooks.check_interval,
         housekeeping=EnvironmentHousekeeping(db, registry, config.environments.keep_days),
         housekeeping_interval=config.environments.housekeeping_interval,
+        serve_watch=ServeWatch(db, registry),
     )
     experiments = ExperimentService(
         db,
@@ -235,6 +246,19 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         images=images,
         environments=environments,
     )
+    models = ModelRegistry(db, artifacts)
+    serves = ServeService(
+        db,
+        registry,
+        IdGenerator(db, Kind.SERVE.value, "_", holder),
+        default_namespace=config.default_namespace,
+        planner=planner,
+        tokens=tokens,
+        models=models,
+        on_submitted=loops.wake_dispatch,
+        images=images,
+        environments=environments,
+    )
     return BrokerContext(
         config,
         db,
@@ -251,8 +275,10 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         run_tokens,
         artifacts,
         TensorBoards(config.data_dir / "tensorboard"),
-        ModelRegistry(db, artifacts),
+        models,
         environments,
+        serves,
+        fetch_tokens,
     )
 
 

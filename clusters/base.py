@@ -255,6 +255,19 @@ class ClusterAdapter(ABC):
         """
         return None
 
+    async def endpoints(self, handle: Handle) -> dict[str, str]:
+        """Where each replica of a serving workload listens, by replica name (``server-1`` →
+        ``http://127.0.0.1:40123``), for those that listen already; the broker's proxy spreads
+        requests over them (a served model's replicas).
+
+        Optional (``Capability.ENDPOINTS``). The base answers :meth:`endpoint` as the primary
+        replica's (the first name of the handle's ``replicas``): right for one-replica work and
+        for kinds that put their own balancer in front (a Kubernetes Service, Ray Serve's route).
+        """
+        url = await self.endpoint(handle)
+        names = handle.state.get("replicas") or ["server-0"]
+        return {str(names[0]): url} if url else {}
+
     async def release(self, workdir: str) -> bool:
         """Free the storage kept under a ``workdir`` key (a deleted notebook's files).
 

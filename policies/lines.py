@@ -33,12 +33,23 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "g": ("user", "role", "dom"),
 }
 ACTIONS = frozenset(
-    {"submit", "read", "write", "logs", "kill", "delete", "place", "edit", "admin", "promote"}
+    {"submit", "read", "write", "logs", "kill", "delete", "place", "edit", "admin", "promote", "invoke"}
 )
 OBJECT_KINDS = frozenset(
-    {"experiment", "notebook", "cluster", "policy", "user", "tracking", "model", "environment", "template"}
+    {
+        "experiment",
+        "notebook",
+        "serve",
+        "cluster",
+        "policy",
+        "user",
+        "tracking",
+        "model",
+        "environment",
+        "template",
+    }
 )
-WORKLOAD_KINDS = frozenset({"experiment", "notebook"})
+WORKLOAD_KINDS = frozenset({"experiment", "notebook", "serve"})
 EFFECTS = frozenset({"allow", "deny"})
 
 _ALLOWED = re.compile(r"^[\w.@:+=~/*-]+$")

@@ -70,6 +70,20 @@ class ReplicaPlan(BaseModel):
         return f"{self.role.lower()}-{self.index}"
 
 
+class ModelPlan(BaseModel):
+    """The registered version a serve plan runs: what the model server downloads and loads
+    (see :mod:`runtimes.serving` for the model-server contract)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="The registered model's name")
+    version: int = Field(ge=1)
+    model_key: str = Field(description="The model's storage key (``registry/<key>/<version>``)")
+    alias: str | None = Field(default=None, description="The alias followed to this version, if any")
+    files_url: str = Field(description="The broker's artifact-API URL of the version's folder")
+    flavor: str = Field(default="python_function", description="The MLmodel flavour loaded")
+
+
 class LaunchPlan(BaseModel):
     """Everything a cluster adapter needs to start one attempt of one workload."""
 
@@ -109,6 +123,9 @@ class LaunchPlan(BaseModel):
         default=None,
         description="Key of a working directory that outlives attempts (a notebook's files): "
         "adapters run the replicas in storage kept under this key, where the cluster allows",
+    )
+    model: ModelPlan | None = Field(
+        default=None, description="The registered model version a ``serve`` plan runs; None otherwise"
     )
 
     @property

@@ -36,6 +36,8 @@ from broker.api.envelope import error
 from broker.api.mlflow_errors import mlflow_error
 from broker.guard import Guard
 from broker.policy_store import BUILTIN_ADMIN
+from broker.serving.fetch_tokens import PREFIX as FETCH_TOKEN_PREFIX
+from broker.serving.fetch_tokens import reaches
 from broker.state import now
 from broker.store.database import Database
 from broker.tracking.run_tokens import PREFIX as RUN_TOKEN_PREFIX
@@ -119,6 +121,9 @@ class AuthenticationMiddleware:
         if bearer is not None and bearer.startswith(RUN_TOKEN_PREFIX):
             await self._run_scoped(broker, bearer, scope, receive, send)
             return
+        if bearer is not None and bearer.startswith(FETCH_TOKEN_PREFIX):
+            await self._fetch_scoped(broker, bearer, scope, receive, send)
+            return
         cookie = _cookie(scope) if bearer is None and scope["path"].startswith(COOKIE_PATHS) else None
         if broker.config.auth == "none":
             caller = Caller(BUILTIN_ADMIN)
@@ -162,6 +167,34 @@ class AuthenticationMiddleware:
         state = scope.setdefault("state", {})
         state["caller"] = Caller(found.owner)
         state["run_scope"] = found.scope
+        await self.app(scope, receive, send)
+
+    async def _fetch_scoped(
+        self, broker: Any, token: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A model server's fetch token (whatever ``auth`` says): alive while its serve's attempt
+        is, and only for reading its one registered version's files (as the serve's owner)."""
+        grant = broker.fetch_tokens.verify(token)
+        owner = await broker.fetch_tokens.owner(broker.db, grant) if grant is not None else None
+        if owner is None:
+            await _refuse(
+                scope,
+                receive,
+                send,
+                401,
+                "fetch token refused: its serve attempt has ended, or this broker did not issue it",
+            )
+            return
+        if not reaches(scope, grant):
+            await _refuse(
+                scope,
+                receive,
+                send,
+                403,
+                f"a fetch token (SUBMARINE_MODEL_FETCH_TOKEN) reads only {grant.folder} of the artifact API",
+            )
+            return
+        scope.setdefault("state", {})["caller"] = Caller(owner)
         await self.app(scope, receive, send)
 
 

@@ -25,6 +25,7 @@ from broker.api import (
     placement,
     policy,
     registered_models,
+    serving,
     signin,
     submarine_tracking,
     templates,
@@ -70,6 +71,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *experiments.routes,
             *templates.routes,  # POST /experiment/{template name}
             *notebooks.routes,
+            *serving.routes,
             *environments.routes,
             *clusters.routes,
             *policy.routes,

@@ -42,6 +42,7 @@ from broker.notebooks.tokens import NotebookTokens
 from broker.planner import PlacementSnapshot, Planner
 from broker.redaction import redact
 from broker.registry import ClusterRegistry, ClusterState
+from broker.serving.handout import ServeHandout, spec_of
 from broker.state import ACTIVE, FailureCategory, Status, now, record, transition
 from broker.store.database import Database
 from broker.tracking.attempt_runs import AttemptRun, experiment_name_for, open_runs
@@ -54,6 +55,7 @@ from runtimes.environment import EnvironmentPlan
 from runtimes.frameworks import build_plan
 from runtimes.notebook import NotebookSpec, build_notebook_plan
 from runtimes.plan import LaunchPlan, Resources
+from runtimes.serving import ServeSpec
 from runtimes.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ SUBMITS_PER_CLUSTER = 8
 #: scheduler lease's default time to live: a broker that died mid-batch is replaced no sooner).
 CLAIM_HOLD = 15.0
 
-Spec = ExperimentSpec | NotebookSpec
+Spec = ExperimentSpec | NotebookSpec | ServeSpec
 
 
 @dataclass(frozen=True)
@@ -209,8 +211,11 @@ class Dispatcher:
         claim_hold: float = CLAIM_HOLD,
         tracking: TrackingHandout | None = None,
         images: ImageRegistries | None = None,
+        serving: ServeHandout | None = None,
     ) -> None:
         self.db = db
+        #: Builds served models' plans (None: this dispatcher cannot start serves).
+        self.serving = serving
         #: Resolves registry shorthands in plans and gives them their registries' credentials.
         self.images = images or ImageRegistries()
         self.registry = registry
@@ -388,6 +393,8 @@ class Dispatcher:
     def _parse(item: Pending) -> Spec:
         if item.kind == Kind.NOTEBOOK:
             return NotebookSpec.model_validate(item.spec)
+        if item.kind == Kind.SERVE:
+            return spec_of(item.spec)
         return ExperimentSpec.model_validate(item.spec)
 
     def _plan(self, item: Pending, spec: Spec, cluster: ClusterState) -> LaunchPlan:
@@ -397,6 +404,19 @@ class Dispatcher:
     def _built_plan(self, item: Pending, spec: Spec, cluster: ClusterState) -> LaunchPlan:
         """The launch plan of the item's attempt on ``cluster``: the framework's, or a notebook's."""
         addressing = cluster.adapter.addressing(item.uid)
+        if isinstance(spec, ServeSpec):
+            if self.tokens is None or self.serving is None:
+                raise RuntimeError("a dispatcher without the broker's secret key cannot start serves")
+            return self.serving.plan(
+                item.spec,
+                workload_id=item.id,
+                uid=item.uid,
+                namespace=item.namespace,
+                addressing=addressing,
+                server_token=self.tokens.reveal(item.access_token) or "",
+                extra_env=self.extra_env,
+                environment=item.environment_plan,
+            )
         if isinstance(spec, NotebookSpec):
             if self.tokens is None:
                 raise RuntimeError("a dispatcher without the broker's secret key cannot start notebooks")

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from broker.cluster_watch import ClusterWatch
     from broker.environments.housekeeping import EnvironmentHousekeeping
     from broker.notebooks.watch import NotebookWatch
+    from broker.serving.watch import ServeWatch
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,9 @@ class Loops:
         notebook_interval: float = 1.0,
         housekeeping: EnvironmentHousekeeping | None = None,
         housekeeping_interval: float = 3600.0,
+        serve_watch: ServeWatch | None = None,
     ) -> None:
+        self.serve_watch = serve_watch
         self.housekeeping = housekeeping
         self.housekeeping_interval = housekeeping_interval
         self.notebook_watch = notebook_watch
@@ -100,6 +103,10 @@ class Loops:
             self._scheduler.add_job(
                 self._notebooks, "interval", seconds=self.notebook_interval, id="notebooks", **common
             )
+        if self.serve_watch is not None:
+            self._scheduler.add_job(
+                self._serves, "interval", seconds=self.notebook_interval, id="serves", **common
+            )
         if self.housekeeping is not None:
             self._scheduler.add_job(
                 self._housekeeping,
@@ -116,6 +123,8 @@ class Loops:
         await self.lease.release()
         if self.notebook_watch is not None:
             await self.notebook_watch.aclose()
+        if self.serve_watch is not None:
+            await self.serve_watch.aclose()
 
     def wake_dispatch(self) -> None:
         """Run dispatch now (or right after the pass in progress)."""
@@ -183,6 +192,16 @@ class Loops:
             await self.notebook_watch.run_once()
         except Exception:
             log.exception("notebook watch pass failed")
+
+    async def _serves(self) -> None:
+        """Readiness of served models' replicas: the leader's job, as for notebooks."""
+        assert self.serve_watch is not None
+        if not self.lease.leader:
+            return
+        try:
+            await self.serve_watch.run_once()
+        except Exception:
+            log.exception("serve watch pass failed")
 
     async def _housekeeping(self) -> None:
         """Remove environment builds unused for ``environments.keep_days``: the leader's job."""

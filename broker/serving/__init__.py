@@ -1,0 +1,1 @@
+"""Model serving: served registered model versions (workloads of kind ``serve``)."""

@@ -1,0 +1,79 @@
+"""JSON shapes of served models, and what the serve watch keeps about the replicas.
+
+A serve's ``access`` record (current attempt only) holds ``uid``, ``replicas`` (replica name →
+URL, as the cluster reported them), ``ready`` (the replica names whose ``/ping`` answered at the
+last check) and ``readyAt`` (when one first answered).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.state import Status
+from broker.workloads.model import Workload
+from broker.workloads.views import fmt_time, pinned_environment_json
+from runtimes.serving import base_path
+
+#: The spec key holding the version the serve resolved at submission (not a ServeSpec field).
+MODEL_KEY = "model"
+
+
+def attempt_access(row: Workload) -> dict[str, Any]:
+    """The ``access`` record of the serve's current attempt (empty when it belongs to an older one)."""
+    access = row.access or {}
+    return access if access.get("uid") == row.uid else {}
+
+
+def ready_replicas(row: Workload) -> dict[str, str]:
+    """Replica name → URL of the current attempt's replicas that answered ``/ping`` last time."""
+    access = attempt_access(row)
+    urls: dict[str, str] = access.get("replicas") or {}
+    return {name: urls[name] for name in access.get("ready") or [] if name in urls}
+
+
+def is_ready(row: Workload) -> bool:
+    """Running, and at least one replica answers."""
+    return row.status == Status.RUNNING.value and bool(ready_replicas(row))
+
+
+def served_model(row: Workload) -> dict[str, Any]:
+    """``{name, version, modelKey, alias, flavor}`` of the version the serve runs."""
+    return dict((row.spec or {}).get(MODEL_KEY) or {})
+
+
+def serve_url(row: Workload) -> str:
+    """The serve's proxy path on the broker: ``/serve/<namespace>/<name>/``."""
+    return base_path(row.namespace, row.name)
+
+
+def serve_json(row: Workload) -> dict[str, Any]:
+    """A served model as the API shows it."""
+    model = served_model(row)
+    spec = {k: v for k, v in (row.spec or {}).items() if k != MODEL_KEY}
+    access = attempt_access(row)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "namespace": row.namespace,
+        "owner": row.owner,
+        "uid": row.uid,
+        "url": serve_url(row),
+        "status": row.status,
+        "ready": is_ready(row),
+        "readyReplicas": len(ready_replicas(row)) if row.status == Status.RUNNING.value else 0,
+        "replicas": int(spec.get("replicas") or 1),
+        "modelName": model.get("name"),
+        "modelVersion": model.get("version"),
+        "alias": model.get("alias"),
+        "flavor": model.get("flavor"),
+        "cluster": row.cluster,
+        "attempt": row.attempt,
+        "reason": row.reason,
+        "failureCategory": row.failure_category,
+        "statusMessage": row.status_message,
+        "readyAt": access.get("readyAt"),
+        "createdTime": fmt_time(row.accepted_at),
+        "deletedTime": fmt_time(row.deleted_at),
+        "environment": pinned_environment_json(row.environment),
+        "spec": spec,
+    }
