@@ -559,7 +559,6 @@ def served_endpoint(api: KubeApi, handle: Handle) -> str | None:
     return url.rstrip("/")
 
 
-
 def endpoint(api: KubeApi, handle: Handle) -> str | None:
     """A notebook's server URL (from ``notebook_endpoint``) once its pod is ready, else None."""
     state = handle.state

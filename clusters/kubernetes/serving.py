@@ -1,11 +1,13 @@
 """Kubernetes objects for one model-serving attempt, and its state read back: pure functions, plain dicts.
 
-A serve plan (``workload_kind == "serve"``: N replicas of one model server, each running
-``python -m runtimes.model_server ...`` on the plan's port, the server's token in its env)
-becomes, in creation order:
+A serve plan (``workload_kind == "serve"``, see :mod:`runtimes.serving`: N replicas ``server-<i>``
+of one model server, each running ``python -m runtimes.model_server --host H --port P
+--model-uri <files_url>``, the server's token and the fetch token in its env) becomes, in
+creation order:
 
-1. a Secret ``sb-<uid12>`` holding the server's token; the container reads it through
-   ``valueFrom.secretKeyRef``, so the token is in no InferenceService, Deployment or pod spec;
+1. a Secret ``sb-<uid12>`` holding both tokens (``SUBMARINE_SERVE_TOKEN``,
+   ``SUBMARINE_MODEL_FETCH_TOKEN``); the container reads them through ``valueFrom.secretKeyRef``,
+   so no token is in an InferenceService, Deployment or pod spec;
 2. then either a KServe ``InferenceService`` (``serving.kserve.io/v1beta1``) ``sb-<uid12>`` when the
    cluster serves that kind (discovery, see :meth:`KubeClient.serves_kserve`), in RawDeployment
    mode (a Deployment and a Service ``sb-<uid12>-predictor`` made by KServe, no Knative needed),
@@ -21,9 +23,11 @@ files itself, as on every other kind, and the InferenceService names its model f
 registry URI in an annotation. ``command``/``args`` are both set: KServe merges the predictor's
 container over the ``mlflow`` serving runtime's, and a list left unset would keep the runtime's.
 
-The container runs the plan's argv with one change a pod needs: the server binds ``0.0.0.0``
-(the plan's host is where peers reach it, which a pod cannot bind). An HTTP readiness probe on
-``/ping`` makes "ready" mean "the model is loaded and answers".
+The replicas are identical pods (one template), so the container's env is the first replica's
+without ``SUBMARINE_REPLICA_INDEX`` (a pod has no index; it is only for logs). The container runs
+the plan's argv with one change a pod needs: the server binds ``0.0.0.0`` (the plan's host is
+where peers reach it, which a pod cannot bind). An HTTP readiness probe on ``/ping`` (answered
+without the token, 200 once the model is loaded) makes "ready" mean "the model answers".
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
 from clusters.kubernetes.config import KubernetesClusterConfig
 from runtimes.plan import LaunchPlan, ReplicaPlan
+from runtimes.serving import FETCH_TOKEN_ENV, KIND, TOKEN_ENV
 
-SERVE = "serve"
+SERVE = KIND
 LABEL_SERVE = "submarine-broker/serve"
 ANNOTATION_MODEL = "submarine-broker/model-uri"
 KSERVE_GROUP = "serving.kserve.io"
@@ -52,7 +57,10 @@ KSERVE_CONTAINER = "kserve-container"
 MODEL_FORMAT = "mlflow"
 SERVICE_PORT = 80
 PORT_NAME = "http"
-TOKEN_KEY = "token"
+#: The Secret's key of each token variable.
+SECRET_KEYS = {TOKEN_ENV: "serve-token", FETCH_TOKEN_ENV: "fetch-token"}
+#: Env of the plan a pod of identical replicas does not get.
+PER_REPLICA_ENV = ("SUBMARINE_REPLICA_INDEX",)
 BIND_ALL = "0.0.0.0"
 #: The model server's health path (MLflow's scoring protocol).
 PING_PATH = "/ping"
@@ -77,13 +85,6 @@ def _first(plan: LaunchPlan) -> ReplicaPlan:
     if not replica.argv:
         raise m.ManifestError("the serve plan names no model-server command")
     return replica
-
-
-def token_env(plan: LaunchPlan) -> str:
-    """The env variable carrying the server's token (the plan's contract, see runtimes.serving)."""
-    from runtimes.serving import TOKEN_ENV
-
-    return TOKEN_ENV
 
 
 def labels(plan: LaunchPlan, origin: str) -> dict[str, str]:
@@ -124,12 +125,14 @@ def command(argv: Sequence[str]) -> list[str]:
 
 
 def environment(plan: LaunchPlan, secret: str) -> list[dict[str, Any]]:
-    """The plan's env, the token from the Secret."""
-    secret_env = token_env(plan)
+    """The plan's env (the first replica's), the tokens from the Secret."""
     env: list[dict[str, Any]] = []
     for name, value in _first(plan).env.items():
-        if name == secret_env:
-            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": TOKEN_KEY}}})
+        if name in SECRET_KEYS:
+            ref = {"name": secret, "key": SECRET_KEYS[name]}
+            env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
+        elif name in PER_REPLICA_ENV:
+            continue
         else:
             env.append({"name": name, "value": m.escape(value)})
     return env
@@ -169,18 +172,22 @@ def container(plan: LaunchPlan, config: KubernetesClusterConfig, name: str) -> d
 
 
 def token_secret(plan: LaunchPlan, *, origin: str, namespace: str) -> dict[str, Any]:
-    """The server's token, for ``secretKeyRef`` (immutable: an attempt keeps its token)."""
-    name = token_env(plan)
-    token = _first(plan).env.get(name)
-    if not token:
-        raise m.ManifestError(f"the serve plan carries no {name}")
+    """The tokens, for ``secretKeyRef`` (immutable: an attempt keeps its tokens)."""
+    env = _first(plan).env
+    data: dict[str, str] = {}
+    for name, key in SECRET_KEYS.items():
+        token = env.get(name)
+        if not token and name == TOKEN_ENV:
+            raise m.ManifestError(f"the serve plan carries no {name}")
+        if token:
+            data[key] = base64.b64encode(token.encode()).decode()
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": _metadata(m.base_name(plan.uid), plan, origin, namespace),
         "type": "Opaque",
         "immutable": True,
-        "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+        "data": data,
     }
 
 
@@ -247,10 +254,8 @@ def deployment(plan: LaunchPlan, config: KubernetesClusterConfig, *, origin: str
 
 
 def model_uri(plan: LaunchPlan) -> str | None:
-    """Where the model's files are (the plan's model, when it says)."""
-    model = getattr(plan, "model", None)
-    uri = getattr(model, "source", None) or getattr(model, "uri", None)
-    return str(uri) if uri else None
+    """Where the model's files are: the broker's artifact-API URL of the version's folder."""
+    return plan.model.files_url if plan.model is not None else None
 
 
 def objects(

@@ -25,18 +25,22 @@ from clusters.kubernetes.client import JOB, KUBEFLOW, NOTEBOOK, Refused
 from clusters.kubernetes.objects import KubeApi
 from runtimes.notebook import ROLE as NOTEBOOK_ROLE
 from runtimes.plan import LaunchPlan, StaticAddressing
+from runtimes.serving import ROLE as SERVE_ROLE
 
 
 def addressing(api: KubeApi, uid: str) -> StaticAddressing:
     """Kubeflow's per-replica Services, or pod DNS names under the attempt's headless Service;
-    a notebook's server is its Service ``sb-<uid12>``, on Jupyter's port.
+    a notebook's server is its Service ``sb-<uid12>``, on Jupyter's port; a served model's
+    replicas listen on the one replica port (their Service is ``sb-<uid12>``).
 
     With ``workload_api: auto`` this needs discovery, normally done by the health check already.
     """
     shape_host = m.kubeflow_host if api.shape() == KUBEFLOW else m.job_host
 
     def host(role: str, index: int) -> str:
-        return m.base_name(uid) if role == NOTEBOOK_ROLE else shape_host(uid, role, index)
+        if role in (NOTEBOOK_ROLE, SERVE_ROLE):  # reached through the attempt's Service
+            return m.base_name(uid)
+        return shape_host(uid, role, index)
 
     return _Addressing(host, lambda: m.REPLICA_PORT)
 
@@ -192,7 +196,7 @@ def _submit_serve(api: KubeApi, plan: LaunchPlan) -> Handle:
     except m.ManifestError as exc:
         raise SubmitRejected(f"{api.where()} cannot serve this model: {exc}") from None
     _prepare(api, plan, objects)
-    for what, body in objects:
+    for _, body in objects:
         if body["kind"] == sv.ISVC_KIND:
             _prepare_predictor(api, plan, body)
     _create_all(api, plan, objects)

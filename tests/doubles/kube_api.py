@@ -72,12 +72,7 @@ KSERVE: dict[str, tuple[str, bool]] = {"inferenceservices": ("InferenceService",
 CUSTOM = KUBEFLOW | NOTEBOOKS | KSERVE
 #: Kinds whose main resource ignores status writes (they have a status subresource).
 WITH_STATUS = (
-    KUBEFLOW
-    | BATCH
-    | APPS
-    | NOTEBOOKS
-    | KSERVE
-    | {"persistentvolumeclaims": ("PersistentVolumeClaim", True)}
+    KUBEFLOW | BATCH | APPS | NOTEBOOKS | KSERVE | {"persistentvolumeclaims": ("PersistentVolumeClaim", True)}
 )
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 VERSION = {

@@ -392,11 +392,18 @@ def _kserve_problems(obj: dict[str, Any]) -> list[str]:
                 f"spec.predictor.{name}.storageUri: Invalid value: {uri!r}: storage URI format is invalid "
                 f"(supported: {', '.join(KSERVE_STORAGE_PREFIXES)})"
             )
+        if name == "model" and not _dict(model.get("modelFormat")).get("name"):
+            # ModelSpec.ModelFormat has no omitempty: KServe picks the serving runtime by it.
+            problems.append(
+                "spec.predictor.model.modelFormat: Required value: the model's format names its runtime"
+            )
         pod_containers.append(model)
     pod_containers += [_dict(c) for c in containers]
     low, high = predictor.get("minReplicas"), predictor.get("maxReplicas")
     if isinstance(low, int) and low < 0:
-        problems.append(f"spec.predictor.minReplicas: Invalid value: {low}: MinReplicas cannot be less than 0")
+        problems.append(
+            f"spec.predictor.minReplicas: Invalid value: {low}: MinReplicas cannot be less than 0"
+        )
     if isinstance(low, int) and isinstance(high, int) and high and low > high:
         problems.append(
             f"spec.predictor.maxReplicas: Invalid value: {high}: MinReplicas cannot be greater than MaxReplicas"
