@@ -26,7 +26,7 @@ from runtimes.plan import Addressing, LaunchPlan, ModelPlan, StaticAddressing
 from runtimes.serving import FETCH_TOKEN_ENV, TOKEN_ENV, ServeSpec, build_serve_plan
 from tests.doubles import kube_validation as validation
 from tests.doubles.kube_api import KubeApiDouble
-from tests.support import serve_in_thread
+from tests.support import serve_in_thread, wait_for
 from tests.test_kube_adapter import Cluster  # same namespace (team-a) and origin
 
 NS = "team-a"
@@ -368,3 +368,59 @@ def test_serve_api_deployment_overrides_discovery_and_refusals_leave_nothing(clu
     with pytest.raises(SubmitRejected, match="refused InferenceService sb-05ffeeddccbb"):
         submit(cluster.adapter(), uid_of(5))
     assert d.objects("secrets", NS) == [] and d.objects("inferenceservices", NS) == []
+
+
+# -- through a real broker ----------------------------------------------------------------------
+
+
+def test_a_registered_version_served_through_the_broker_on_kserve(
+    broker_factory: Any, shared_dir: Path
+) -> None:
+    """``POST /api/v1/serve`` places the serve on the only cluster (the double, serving KServe): an
+    InferenceService running the broker's model server on the version's files; its conditions
+    drive the serve's status; ``DELETE`` removes it."""
+    from tests.test_kube_e2e import FAST
+    from tests.test_serving import register_sklearn
+
+    double = KubeApiDouble(crd_dir=shared_dir / "schemas" / "kubernetes" / "kubeflow-training", kserve=True)
+    double.set_node("node-1", cpu="8", memory="32Gi")
+    with serve_in_thread(double.app) as url:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = double.kubeconfig(Path(folder) / "kubeconfig", url, namespace=NS)
+            cluster = {"kind": "kubernetes", "kubeconfig": str(path), "namespace": NS, "image": IMAGE}
+            broker = broker_factory(clusters={"k8s": cluster}, loops=FAST)
+            client = broker.client
+            wait_for(
+                lambda: client.get("/cluster/k8s").json()["result"]["state"] == "Ready",
+                timeout=90,
+                what="the Kubernetes cluster to be Ready",
+            )
+            register_sklearn(broker.url, "", "iris")
+            created = client.post("/serve", json={"modelName": "iris", "modelVersion": 1})
+            assert created.status_code == 200, created.text
+            serve = created.json()["result"]
+            wait_for(lambda: double.objects("inferenceservices", NS), timeout=60, what="the InferenceService")
+            (isvc,) = double.objects("inferenceservices", NS)
+            model = isvc["spec"]["predictor"]["model"]
+            assert model["modelFormat"] == {"name": "mlflow"} and model["image"] == IMAGE
+            argv = model["command"] + model["args"]
+            assert argv[1:3] == ["-m", "runtimes.model_server"]
+            files = argv[argv.index("--model-uri") + 1]
+            assert files.startswith("http") and files.endswith(
+                "/api/2.0/mlflow-artifacts/artifacts/registry/1/1"
+            )
+            assert isvc["metadata"]["labels"][sv.LABEL_SERVE] == serve["id"]
+
+            def status() -> str:
+                return str(client.get(f"/serve/{serve['id']}").json()["result"]["status"])
+
+            name = isvc["metadata"]["name"]
+            double.set_inference_service_status(NS, name, ready=True)
+            wait_for(lambda: status() == "Running", timeout=60, what="the serve to run")
+            deleted = client.delete(f"/serve/{serve['id']}")
+            assert deleted.status_code == 200, deleted.text
+            wait_for(lambda: not double.objects("inferenceservices", NS), timeout=60, what="the delete")
+            assert double.objects("secrets", NS) == []
+    assert double.refused == [], json.dumps(double.refused, indent=1)[:3000]
