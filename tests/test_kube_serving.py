@@ -424,3 +424,21 @@ def test_a_registered_version_served_through_the_broker_on_kserve(
             wait_for(lambda: not double.objects("inferenceservices", NS), timeout=60, what="the delete")
             assert double.objects("secrets", NS) == []
     assert double.refused == [], json.dumps(double.refused, indent=1)[:3000]
+
+
+def test_logs_of_a_served_models_replicas(cluster: Cluster) -> None:
+    d = cluster.double
+    adapter = cluster.adapter()
+    _, handle = submit(adapter, uid_of(6), replicas=2)
+    base = "sb-06ffeeddccbb"
+    (deployment,) = d.objects("deployments", NS)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for suffix, line in (("aaaaa", "first pod"), ("bbbbb", "second pod")):
+        d.add_pod(NS, f"{base}-5f7c-{suffix}", labels=labels, container=base, log_lines=[line])
+    logs = run(adapter.logs(handle))
+    assert [(log.replica, log.lines) for log in logs] == [
+        ("server-0", ["first pod"]),
+        ("server-1", ["second pod"]),
+    ]
+    (one,) = run(adapter.logs(handle, "server-1"))
+    assert one.lines == ["second pod"]

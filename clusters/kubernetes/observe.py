@@ -370,6 +370,8 @@ def logs(api: KubeApi, handle: Handle, replica: str | None, tail: int | None) ->
     except Refused as exc:
         raise ClusterUnreachable(f"{api.where()} refused to list pods: {exc.message}") from None
     newest: dict[str, dict[str, Any]] = {}
+    if handle.state.get("shape") == sv.SERVE:
+        pods = _served_pods(pods, names)
     for pod in pods:
         name = _replica_of(pod)
         if name is None:
@@ -392,7 +394,7 @@ def logs(api: KubeApi, handle: Handle, replica: str | None, tail: int | None) ->
             out.append(ReplicaLog(name, []))
             continue
         # A notebook's server container is named like its objects (sidecars may sit beside it).
-        container = handle.state["name"] if handle.state.get("shape") == NOTEBOOK else None
+        container = _server_container(handle)
         lines = _pod_log(api, core, pod, tail, container)
         # The environment's install (its init container) comes first: a failed install's error
         # is then in the replica's log, the replica itself never having started.
@@ -402,6 +404,34 @@ def logs(api: KubeApi, handle: Handle, replica: str | None, tail: int | None) ->
             if tail is not None:
                 lines = lines[-tail:]
         out.append(ReplicaLog(name, lines))
+    return out
+
+
+def _server_container(handle: Handle) -> str | None:
+    """The container a replica's log is read from when its pod may hold sidecars: a notebook's
+    server is named like its objects, a served model's like its Deployment or KServe's own."""
+    shape = handle.state.get("shape")
+    if shape == NOTEBOOK:
+        return str(handle.state["name"])
+    if shape == sv.SERVE:
+        return sv.KSERVE_CONTAINER if handle.state.get("api") == sv.KSERVE else str(handle.state["name"])
+    return None
+
+
+def _served_pods(pods: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """A Deployment's pods carry no index: the running ones, oldest first, get the replica names in
+    order (``server-0``, ``server-1``, ...), as annotations a copy of each pod carries."""
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    live.sort(
+        key=lambda p: (str((p.get("metadata") or {}).get("creationTimestamp") or ""), p["metadata"]["name"])
+    )
+    out = []
+    for name, pod in zip(names, live, strict=False):
+        role, _, index = name.rpartition("-")
+        meta = dict(pod.get("metadata") or {})
+        meta["labels"] = {**(meta.get("labels") or {}), m.LABEL_ROLE: role}
+        meta["annotations"] = {**(meta.get("annotations") or {}), m.COMPLETION_INDEX: index}
+        out.append({**pod, "metadata": meta})
     return out
 
 
