@@ -506,45 +506,38 @@ def owned(api: KubeApi) -> list[Handle]:
 
 def _own_notebook(api: KubeApi, found: dict[str, Handle], uid: str, what: str, meta: dict[str, Any]) -> None:
     """A notebook's handle from any of its objects; a Notebook CR says the Kubeflow way."""
-    previous = found.get(uid)
-    if what == "cr":
-        which = nb.KUBEFLOW
-    elif previous is not None:
-        which = str(previous.state.get("api"))
-    else:
-        which = nb.STATEFULSET
-    name = m.base_name(uid)
-    notes = meta.get("annotations") or {}
-    found[uid] = Handle(
-        uid,
-        {
-            "shape": NOTEBOOK,
-            "api": which,
-            "namespace": api.namespace,
-            "name": name,
-            "service": name,
-            "secret": name,
-            "replicas": [n for n in (notes.get(m.ANNOTATION_REPLICAS) or "").split(",") if n],
-            "success_roles": [n for n in (notes.get(m.ANNOTATION_SUCCESS) or "").split(",") if n],
-        },
-    )
+    _own_server(api, found, uid, what, meta, NOTEBOOK, (nb.KUBEFLOW, nb.STATEFULSET))
 
 
 def _own_served(api: KubeApi, found: dict[str, Handle], uid: str, what: str, meta: dict[str, Any]) -> None:
     """A served model's handle from any of its objects; an InferenceService says the KServe way."""
+    _own_server(api, found, uid, what, meta, sv.SERVE, (sv.KSERVE, sv.DEPLOYMENT))
+
+
+def _own_server(
+    api: KubeApi,
+    found: dict[str, Handle],
+    uid: str,
+    what: str,
+    meta: dict[str, Any],
+    shape: str,
+    ways: tuple[str, str],
+) -> None:
+    """The handle of a server (a notebook's, a served model's) from one of its objects: ``ways`` is
+    (made through a custom resource, made here); a custom resource says the first."""
     previous = found.get(uid)
     if what == "cr":
-        which = sv.KSERVE
+        which = ways[0]
     elif previous is not None:
         which = str(previous.state.get("api"))
     else:
-        which = sv.DEPLOYMENT
+        which = ways[1]
     name = m.base_name(uid)
     notes = meta.get("annotations") or {}
     found[uid] = Handle(
         uid,
         {
-            "shape": sv.SERVE,
+            "shape": shape,
             "api": which,
             "namespace": api.namespace,
             "name": name,

@@ -748,7 +748,8 @@ def _job_problems(spec: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
+def _replicated_problems(spec: dict[str, Any], kind: str) -> list[str]:
+    """A StatefulSet's or Deployment's template, selector and replicas."""
     problems: list[str] = []
     template = _dict(spec.get("template"))
     if not template:
@@ -758,7 +759,7 @@ def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
     selector = _dict(spec.get("selector"))
     match = _dict(selector.get("matchLabels"))
     if not match and not selector.get("matchExpressions"):
-        problems.append("spec.selector: Invalid value: empty selector is invalid for statefulset")
+        problems.append(f"spec.selector: Invalid value: empty selector is invalid for {kind}")
     problems += _label_problems(match, "spec.selector.matchLabels")
     if any(labels.get(k) != v for k, v in match.items()):
         problems.append(
@@ -768,6 +769,13 @@ def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
     replicas = spec.get("replicas")
     if isinstance(replicas, int) and replicas < 0:
         problems.append(f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")
+    return problems
+
+
+def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
+    if not _dict(spec.get("template")):
+        return ["spec.template: Required value"]
+    problems = _replicated_problems(spec, "statefulset")
     policy = spec.get("podManagementPolicy", "OrderedReady")
     if policy not in ("OrderedReady", "Parallel"):
         problems.append(f"spec.podManagementPolicy: Unsupported value: {policy!r}")
@@ -778,26 +786,7 @@ def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
 
 
 def _deployment_problems(spec: dict[str, Any]) -> list[str]:
-    problems: list[str] = []
-    template = _dict(spec.get("template"))
-    if not template:
-        return ["spec.template: Required value"]
-    problems += _metadata_problems(template, name_rule="dns1123", path="spec.template.metadata")
-    labels = _dict(_dict(template.get("metadata")).get("labels"))
-    selector = _dict(spec.get("selector"))
-    match = _dict(selector.get("matchLabels"))
-    if not match and not selector.get("matchExpressions"):
-        problems.append("spec.selector: Invalid value: empty selector is invalid for deployment")
-    problems += _label_problems(match, "spec.selector.matchLabels")
-    if any(labels.get(k) != v for k, v in match.items()):
-        problems.append(
-            "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`"
-        )
-    problems += _pod_spec_problems(template.get("spec"), "spec.template.spec", restart_policies=("Always",))
-    replicas = spec.get("replicas")
-    if isinstance(replicas, int) and replicas < 0:
-        problems.append(f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")
-    return problems
+    return _replicated_problems(spec, "deployment")
 
 
 def _secret_problems(obj: dict[str, Any]) -> list[str]:
