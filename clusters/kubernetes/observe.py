@@ -567,19 +567,22 @@ def served_endpoint(api: KubeApi, handle: Handle) -> str | None:
         main = api.read("deploy", name)
         if sv.deployment_state(main, []).phase is not Phase.RUNNING:
             return None
-        cluster_ip = ""
-        if "{cluster_ip}" in api.config.serve_endpoint:
-            cluster_ip = str((api.read("svc", service).get("spec") or {}).get("clusterIP") or "")
-            if not cluster_ip or cluster_ip == "None":
-                return None
+        return _service_url(api, api.config.serve_endpoint, service, handle.uid)
     except Refused as exc:
         if exc.status == 404:
             return None  # gone: the monitor reports that
         raise ClusterUnreachable(f"{api.where()} refused to read {name}: {exc.message}") from None
-    url = api.config.serve_endpoint.format(
-        service=service, namespace=api.namespace, port=sv.SERVICE_PORT, cluster_ip=cluster_ip, uid=handle.uid
-    )
-    return url.rstrip("/")
+
+
+def _service_url(api: KubeApi, template: str, service: str, uid: str) -> str | None:
+    """A server's Service URL from a cluster's endpoint template (None while a ``{cluster_ip}`` it
+    names is not assigned); a 404 reading the Service is raised as :class:`Refused`."""
+    cluster_ip = ""
+    if "{cluster_ip}" in template:
+        cluster_ip = str((api.read("svc", service).get("spec") or {}).get("clusterIP") or "")
+        if not cluster_ip or cluster_ip == "None":
+            return None
+    return nb.endpoint(template, service=service, namespace=api.namespace, uid=uid, cluster_ip=cluster_ip)
 
 
 def endpoint(api: KubeApi, handle: Handle) -> str | None:
@@ -594,22 +597,11 @@ def endpoint(api: KubeApi, handle: Handle) -> str | None:
             main = api.read("sts", name)
         if _ready(main) < 1:
             return None
-        cluster_ip = ""
-        if "{cluster_ip}" in api.config.notebook_endpoint:
-            cluster_ip = str((api.read("svc", service).get("spec") or {}).get("clusterIP") or "")
-            if not cluster_ip or cluster_ip == "None":
-                return None
+        return _service_url(api, api.config.notebook_endpoint, service, handle.uid)
     except Refused as exc:
         if exc.status == 404:
             return None  # gone: the monitor reports that
         raise ClusterUnreachable(f"{api.where()} refused to read {name}: {exc.message}") from None
-    return nb.endpoint(
-        api.config.notebook_endpoint,
-        service=service,
-        namespace=api.namespace,
-        uid=handle.uid,
-        cluster_ip=cluster_ip,
-    )
 
 
 def _ready(obj: dict[str, Any]) -> int:
