@@ -4,6 +4,9 @@ registry's 409 while served, Submarine's delete by spec; bad input; another team
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 
 from tests.mlflow_support import mlflow_at
 from tests.model_folders import model_folder
-from tests.support import Broker, wait_for
+from tests.support import Broker, kill_replicas, wait_for
 from tests.test_permissions import Clients, make_users
 
 NAMESPACE = "vision"  # alice's team; bob is in nlp
@@ -36,16 +39,17 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, 
     yield broker, clients, tokens
     clients.close()
     broker.close()
+    kill_replicas(broker.root)
 
 
-def register_sklearn(url: str, token: str, name: str) -> None:
+def register_sklearn(url: str, token: str | None, name: str) -> None:
     """A LinearRegression (y = 2x + 1) logged by MLflow's client and registered as ``name``."""
     import numpy as np
     from sklearn.linear_model import LinearRegression
 
     features = np.array([[0.0], [1.0], [2.0], [3.0]])
     model = LinearRegression().fit(features, 2 * features[:, 0] + 1)
-    with mlflow_at(url, MLFLOW_TRACKING_TOKEN=token) as mlflow:
+    with mlflow_at(url, **({"MLFLOW_TRACKING_TOKEN": token} if token else {})) as mlflow:
         mlflow.set_experiment(f"serving-{name}")
         with mlflow.start_run():
             mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
@@ -90,7 +94,7 @@ def iris(secured: tuple[Broker, Clients, dict[str, str]]) -> str:
 def test_a_registered_version_is_served_until_deleted(
     secured: tuple[Broker, Clients, dict[str, str]], iris: str
 ) -> None:
-    broker, clients, _ = secured
+    broker, clients, tokens = secured
     alice = clients["alice"]
     created = alice.post("/api/v1/serve", json={"modelName": iris, "modelVersion": 1})
     assert created.status_code == 200, created.text
@@ -116,6 +120,20 @@ def test_a_registered_version_is_served_until_deleted(
     malformed = alice.post(url, content=b'{"nothing": 1}', headers={"Content-Type": "application/json"})
     assert malformed.status_code == 400, malformed.text  # the server's own 400, passed through
     assert clients["bob"].post(url, json={"inputs": [[4.0]]}).status_code == 404
+
+    # The CLI: list, get and predict through the proxy, as alice.
+    cli = [sys.executable, "-m", "broker", "--url", broker.url, "--token", tokens["alice"], "serve"]
+    shown = subprocess.run([*cli, "list"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "iris-1" in shown.stdout and "1/1" in shown.stdout, shown
+    detail = subprocess.run(
+        [*cli, "get", "iris-1", "-n", NAMESPACE], capture_output=True, text=True, timeout=60
+    )
+    assert detail.returncode == 0 and "Running, ready: /serve/vision/iris-1/" in detail.stdout, detail
+    (tmp := broker.root / "input.json").write_text('{"inputs": [[4.0]]}')
+    called = subprocess.run(
+        [*cli, "predict", "iris-1", "-f", str(tmp)], capture_output=True, text=True, timeout=60
+    )
+    assert called.returncode == 0 and json.loads(called.stdout)["predictions"] == pytest.approx([9.0]), called
 
     listed = alice.get("/api/v1/serve").json()["result"]
     mine = next(s for s in listed if s["id"] == serve["id"])
