@@ -1,5 +1,7 @@
 """The ``kubernetes`` cluster adapter: Kubeflow training jobs, or Indexed Jobs and a headless Service;
-notebooks as a Kubeflow Notebook, or a StatefulSet and a Service (:mod:`clusters.kubernetes.notebooks`).
+notebooks as a Kubeflow Notebook, or a StatefulSet and a Service (:mod:`clusters.kubernetes.notebooks`);
+served models as a KServe InferenceService, or a Deployment and a Service
+(:mod:`clusters.kubernetes.serving`).
 
 The adapter holds one API object, :class:`~clusters.kubernetes.objects.KubeApi` (the official
 client, its errors and discovery from :mod:`~clusters.kubernetes.client`, the object verbs by kind
@@ -27,6 +29,7 @@ from clusters.errors import ClusterUnreachable
 from clusters.kubernetes import environment as environments
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import observe
+from clusters.kubernetes import serving as sv
 from clusters.kubernetes import submit as submitting
 from clusters.kubernetes.client import JOB, NOTEBOOK, Refused, quantity
 from clusters.kubernetes.config import KubernetesClusterConfig
@@ -99,7 +102,10 @@ class KubernetesAdapter(ClusterAdapter):
         return await self.api.thread(observe.owned, self.api)
 
     async def endpoint(self, handle: Handle) -> str | None:
-        """A notebook's server URL (from ``notebook_endpoint``) once its pod is ready, else None."""
+        """A notebook's server URL (from ``notebook_endpoint``) once its pod is ready; a served
+        model's (the InferenceService's URL, or ``serve_endpoint``) once a replica is ready; else None."""
+        if handle.state.get("shape") == sv.SERVE:
+            return await self.api.thread(observe.served_endpoint, self.api, handle)
         if handle.state.get("shape") != NOTEBOOK:
             return None
         return await self.api.thread(observe.endpoint, self.api, handle)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from clusters.errors import ClusterUnreachable
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
+from clusters.kubernetes import serving as sv
 from clusters.kubernetes.config import KubernetesClusterConfig
 
 T = TypeVar("T")
@@ -35,7 +36,17 @@ JOB = "job"
 NOTEBOOK = "notebook"
 TRAINING_KINDS = frozenset(k.kind for k in m.KUBEFLOW_KINDS.values())
 #: The plural of every custom kind the adapter creates, by kind.
-CR_PLURALS = {k.kind: k.plural for k in m.KUBEFLOW_KINDS.values()} | {nb.NOTEBOOK_KIND: nb.NOTEBOOK_PLURAL}
+CR_PLURALS = {k.kind: k.plural for k in m.KUBEFLOW_KINDS.values()} | {
+    nb.NOTEBOOK_KIND: nb.NOTEBOOK_PLURAL,
+    sv.ISVC_KIND: sv.ISVC_PLURAL,
+}
+#: The group and version of custom kinds outside ``kubeflow.org/v1``, by plural.
+CR_GROUPS = {sv.ISVC_PLURAL: (sv.KSERVE_GROUP, sv.KSERVE_VERSION)}
+
+
+def cr_group(plural: str | None) -> tuple[str, str]:
+    """``(group, version)`` of a custom kind's plural (Kubeflow's unless listed in CR_GROUPS)."""
+    return CR_GROUPS.get(plural or "", (m.KUBEFLOW_GROUP, m.KUBEFLOW_VERSION))
 
 
 class Refused(Exception):
@@ -82,6 +93,8 @@ class KubeClient:
         self.grace = grace
         #: The Kubeflow kinds served (training kinds and ``Notebook``); None = not asked yet.
         self.served: set[str] | None = None
+        #: Whether KServe's InferenceService is served; None = not asked yet.
+        self.kserve: bool | None = None
         self._api: Any = None
         self._lock = threading.Lock()
 
@@ -228,6 +241,44 @@ class KubeClient:
                 served.add(nb.NOTEBOOK_KIND)
         self.served = served
         return served
+
+    def serves_kserve(self) -> bool:
+        """Whether the API server serves KServe's ``inferenceservices`` under
+        ``serving.kserve.io/v1beta1`` (asked once, then cached)."""
+        if self.kserve is not None:
+            return self.kserve
+        from kubernetes import client
+
+        groups = self.json(client.ApisApi(self.client()).get_api_versions)
+        found = False
+        for group in groups.get("groups") or []:
+            if group.get("name") != sv.KSERVE_GROUP:
+                continue
+            if not any(v.get("version") == sv.KSERVE_VERSION for v in group.get("versions") or []):
+                continue
+            try:
+                resources = self.json(
+                    client.CustomObjectsApi(self.client()).get_api_resources,
+                    sv.KSERVE_GROUP,
+                    sv.KSERVE_VERSION,
+                )
+            except Refused:
+                break
+            found = any(r.get("name") == sv.ISVC_PLURAL for r in resources.get("resources") or [])
+        self.kserve = found
+        return found
+
+    def serve_api(self) -> str:
+        """``kserve`` (an InferenceService) when KServe is served and ``serve_api`` allows it, else
+        ``deployment``. Raises ClusterUnreachable when discovery cannot be asked: guessing could
+        make a retried submit build the other shape beside the first."""
+        if self.config.serve_api != "auto":
+            return self.config.serve_api
+        try:
+            return sv.KSERVE if self.serves_kserve() else sv.DEPLOYMENT
+        except Refused:  # discovery is forbidden: remember the answer
+            self.kserve = False
+            return sv.DEPLOYMENT
 
     def shape(self) -> str:
         """``kubeflow`` or ``job``: what a plan addressed now will be created as."""

@@ -41,6 +41,12 @@ class KubernetesClusterConfig(ClusterConfig):
     ``{uid}``; the default, ``http://{service}.{namespace}.svc:{port}``, resolves only inside the
     cluster, so a broker outside it names a route that reaches the Service from where it runs.
 
+    Models (see :mod:`clusters.kubernetes.serving`) are served by a KServe ``InferenceService``
+    when ``serve_api`` is ``kserve``, or ``auto`` and discovery finds ``inferenceservices`` served
+    under ``serving.kserve.io/v1beta1``; else by a Deployment and a ClusterIP Service, reached at
+    ``serve_endpoint`` (a template like ``notebook_endpoint``). An InferenceService is reached at
+    the URL KServe reports (``status.address.url``).
+
     Environments (see :mod:`clusters.kubernetes.environment`): an environment's pip dependencies
     are installed by an init container into ``<environment_cache>/<hash>`` on each node (a
     ``hostPath``), with ``environment_python`` of the image; ``allow_installs: false`` refuses
@@ -73,6 +79,17 @@ class KubernetesClusterConfig(ClusterConfig):
     )
     notebook_mount_path: str = Field(
         default="/home/jovyan", description="Where the working directory is mounted (the server's cwd)"
+    )
+
+    serve_api: Literal["auto", "kserve", "deployment"] = Field(
+        default="auto",
+        description="How models are served: a KServe InferenceService, a Deployment + Service, or "
+        "auto (KServe when the API server serves serving.kserve.io/v1beta1 inferenceservices)",
+    )
+    serve_endpoint: str = Field(
+        default=DEFAULT_NOTEBOOK_ENDPOINT,
+        description="Where the broker reaches a served model's Service (the Deployment fallback): a "
+        "template with {service}, {namespace}, {port}, {cluster_ip}, {uid}",
     )
 
     allow_installs: bool = Field(
@@ -108,7 +125,7 @@ class KubernetesClusterConfig(ClusterConfig):
             raise ValueError("not a valid label value (at most 63 letters, digits, '-', '_', '.')")
         return value
 
-    @field_validator("notebook_endpoint")
+    @field_validator("notebook_endpoint", "serve_endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
         value = value.strip()

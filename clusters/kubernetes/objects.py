@@ -1,5 +1,6 @@
 """Create, read, delete and list objects by kind key: ``cr`` (a custom object: a Kubeflow job or
-Notebook, by plural), ``svc``, ``job``, ``sts``, ``secret``, ``pvc`` and ``pod``.
+Notebook, or a KServe InferenceService, by plural), ``svc``, ``job``, ``sts``, ``deploy``,
+``secret``, ``pvc`` and ``pod``.
 
 A create that meets a 409 adopts the existing object only when its labels say it is ours (the
 attempt's uid, or for a notebook's claim the notebook and origin: a repeated submit); deletes
@@ -13,13 +14,14 @@ from typing import Any
 
 from clusters.errors import ClusterUnreachable
 from clusters.kubernetes import manifests as m
-from clusters.kubernetes.client import CR_PLURALS, KubeClient, Refused
+from clusters.kubernetes.client import CR_PLURALS, KubeClient, Refused, cr_group
 
 #: Typed kinds: the official client's API class and the kind's name in its method names.
 TYPED: dict[str, tuple[str, str]] = {
     "svc": ("CoreV1Api", "service"),
     "job": ("BatchV1Api", "job"),
     "sts": ("AppsV1Api", "stateful_set"),
+    "deploy": ("AppsV1Api", "deployment"),
     "secret": ("CoreV1Api", "secret"),
     "pvc": ("CoreV1Api", "persistent_volume_claim"),
     "pod": ("CoreV1Api", "pod"),
@@ -49,12 +51,12 @@ class KubeApi(KubeClient):
         name = body["metadata"]["name"]
         try:
             if what == "cr":
+                plural = CR_PLURALS[body["kind"]]
                 self.call(
                     self._custom("create"),
-                    m.KUBEFLOW_GROUP,
-                    m.KUBEFLOW_VERSION,
+                    *cr_group(plural),
                     self.namespace,
-                    CR_PLURALS[body["kind"]],
+                    plural,
                     body,
                     _preload_content=False,
                 )
@@ -95,9 +97,7 @@ class KubeApi(KubeClient):
         """One object as JSON (a 404 is raised as :class:`Refused`)."""
         found: dict[str, Any]
         if what == "cr":
-            found = self.json(
-                self._custom("get"), m.KUBEFLOW_GROUP, m.KUBEFLOW_VERSION, self.namespace, plural, name
-            )
+            found = self.json(self._custom("get"), *cr_group(plural), self.namespace, plural, name)
         else:
             found = self.json(self._typed(what, "read"), name, self.namespace)
         return found
@@ -112,12 +112,12 @@ class KubeApi(KubeClient):
         """Delete with foreground propagation; a 404 is fine."""
         try:
             if what == "cr":
+                plural = plural or CR_PLURALS[kind_name or ""]
                 self.call(
                     self._custom("delete"),
-                    m.KUBEFLOW_GROUP,
-                    m.KUBEFLOW_VERSION,
+                    *cr_group(plural),
                     self.namespace,
-                    plural or CR_PLURALS[kind_name or ""],
+                    plural,
                     name,
                     propagation_policy="Foreground",
                     _preload_content=False,
@@ -147,8 +147,7 @@ class KubeApi(KubeClient):
             if what == "cr":
                 data = self.json(
                     self._custom("list"),
-                    m.KUBEFLOW_GROUP,
-                    m.KUBEFLOW_VERSION,
+                    *cr_group(plural),
                     self.namespace,
                     plural,
                     label_selector=selector,

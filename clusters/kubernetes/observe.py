@@ -1,5 +1,5 @@
 """Observe and stop attempts: poll (one label-selected list per kind), cancel, logs, the orphan sweep,
-a notebook's kept files and where its server listens.
+a notebook's kept files and where its server (or a served model) listens.
 
 Each verb is a blocking function of the adapter's :class:`~clusters.kubernetes.objects.KubeApi`;
 the adapter runs it in a worker thread (:meth:`KubeApi.thread`)."""
@@ -13,6 +13,7 @@ from clusters.errors import ClusterUnreachable, WorkloadNotFound
 from clusters.kubernetes import environment as environments
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
+from clusters.kubernetes import serving as sv
 from clusters.kubernetes.client import CR_PLURALS, JOB, KUBEFLOW, NOTEBOOK, Refused
 from clusters.kubernetes.objects import KubeApi, by_uid
 from clusters.kubernetes.states import job_state, kubeflow_state, parse_indexes
@@ -30,16 +31,19 @@ def poll(api: KubeApi, handles: list[Handle]) -> dict[str, Observation]:
             crs.setdefault(uid, []).extend(items)
     jobs = (
         by_uid(api.list_objects("job"))
-        if any(h.state.get("shape") not in (KUBEFLOW, NOTEBOOK) for h in handles)
+        if any(h.state.get("shape") not in (KUBEFLOW, NOTEBOOK, sv.SERVE) for h in handles)
         else {}
     )
     notebooks = [h for h in handles if h.state.get("shape") == NOTEBOOK]
     out = _poll_notebooks(api, notebooks) if notebooks else {}
+    served = [h for h in handles if h.state.get("shape") == sv.SERVE]
+    if served:
+        out.update(_poll_served(api, served))
     for handle in handles:
         key = m.label_value(handle.uid)
         if handle.state.get("shape") == KUBEFLOW:
             out[handle.uid] = _observe_cr(handle, crs.get(key, []))
-        elif handle.state.get("shape") != NOTEBOOK:
+        elif handle.state.get("shape") not in (NOTEBOOK, sv.SERVE):
             out[handle.uid] = _observe_jobs(handle, jobs.get(key, []))
     installing = [
         h for h in handles if h.state.get("environment") and out[h.uid].phase in (Phase.PENDING, Phase.FAILED)
@@ -119,6 +123,56 @@ def _poll_notebooks(api: KubeApi, handles: list[Handle]) -> dict[str, Observatio
             readings.append(nb.container_state(shown))
         out[handle.uid] = _observe_notebook(handle, _ready(main), readings)
     return out
+
+
+def _poll_served(api: KubeApi, handles: list[Handle]) -> dict[str, Observation]:
+    """One list of InferenceServices and/or Deployments, and one of pods only while one is not
+    ready (to see why: unschedulable, image pull, crash loop)."""
+    by_api: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for which in sorted({str(h.state.get("api")) for h in handles}):
+        what, plural = ("cr", sv.ISVC_PLURAL) if which == sv.KSERVE else ("deploy", None)
+        by_api[which] = by_uid(api.list_objects(what, plural))
+    mains: dict[str, dict[str, Any] | None] = {}
+    for handle in handles:
+        found = by_api[str(handle.state.get("api"))].get(m.label_value(handle.uid))
+        mains[handle.uid] = found[0] if found else None
+    readings_now: dict[str, nb.Reading] = {}
+    for handle in handles:
+        main = mains[handle.uid]
+        if main is not None:
+            readings_now[handle.uid] = _served_state(handle, main, [])
+    pods: dict[str, list[dict[str, Any]]] = {}
+    if any(r.phase is not Phase.RUNNING for r in readings_now.values()):
+        pods = by_uid(api.list_objects("pod", selector=f"{api.selector()},{sv.LABEL_SERVE}"))
+    out = {}
+    for handle in handles:
+        main = mains[handle.uid]
+        if main is None:
+            kind = sv.ISVC_KIND if handle.state.get("api") == sv.KSERVE else "Deployment"
+            out[handle.uid] = Observation(handle.uid, Phase.NOT_FOUND, f"no {kind} for attempt {handle.uid}")
+            continue
+        readings = [r for pod in pods.get(m.label_value(handle.uid), []) for r in nb.pod_states(pod)]
+        reading = _served_state(handle, main, readings) if readings else readings_now[handle.uid]
+        out[handle.uid] = _observe_reading(handle, reading)
+    return out
+
+
+def _served_state(handle: Handle, main: dict[str, Any], readings: list[nb.Reading]) -> nb.Reading:
+    if handle.state.get("api") == sv.KSERVE:
+        return sv.isvc_state(main, readings)
+    return sv.deployment_state(main, readings)
+
+
+def _observe_reading(handle: Handle, reading: nb.Reading) -> Observation:
+    """A served model's observation: every replica reads the whole server's phase."""
+    names = [str(n) for n in handle.state.get("replicas") or []] or ["serve-0"]
+    if reading.phase is Phase.FAILED:
+        # The pods are still there, restarting or retrying: the replicas read PENDING, so the
+        # broker stops what is left (as for a notebook).
+        replicas = tuple(ReplicaStatus(n, Phase.PENDING, message=reading.message) for n in names)
+        return Observation(handle.uid, Phase.FAILED, reading.message, reading.failure_category, replicas)
+    replicas = tuple(ReplicaStatus(n, reading.phase, message=reading.message) for n in names)
+    return Observation(handle.uid, reading.phase, reading.message, None, replicas)
 
 
 def _observe_notebook(handle: Handle, ready: int, readings: list[nb.Reading]) -> Observation:
@@ -235,6 +289,17 @@ def cancel(api: KubeApi, handle: Handle) -> None:
             api.delete_named("svc", str(state.get("service") or name))
         api.delete_named("secret", str(state.get("secret") or name))
         return
+    if state.get("shape") == sv.SERVE:
+        # The server first (KServe's Deployment and Service go with the InferenceService), then
+        # our Service and the token Secret.
+        name = str(state.get("name") or m.base_name(handle.uid))
+        if state.get("api") == sv.KSERVE:
+            api.delete_named("cr", name, plural=sv.ISVC_PLURAL)
+        else:
+            api.delete_named("deploy", name)
+            api.delete_named("svc", str(state.get("service") or name))
+        api.delete_named("secret", str(state.get("secret") or name))
+        return
     # A handle without state: find what carries its uid label.
     key = m.label_value(handle.uid)
     for what, plural in _kinds_in_use(api):
@@ -247,13 +312,21 @@ def cancel(api: KubeApi, handle: Handle) -> None:
 def _kinds_in_use(api: KubeApi) -> list[tuple[str, str | None]]:
     """Every kind the adapter may have made, custom kinds when served (never claims: they
     outlive attempts)."""
-    kinds: list[tuple[str, str | None]] = [("job", None), ("svc", None), ("sts", None), ("secret", None)]
+    kinds: list[tuple[str, str | None]] = [
+        ("job", None),
+        ("svc", None),
+        ("sts", None),
+        ("deploy", None),
+        ("secret", None),
+    ]
     if api.config.workload_api != JOB:
         try:
             served = api.discover()
         except Refused:
             served = set()
         kinds += [("cr", CR_PLURALS[k]) for k in sorted(served)]
+    if api.config.serve_api != sv.DEPLOYMENT and api.serve_api() == sv.KSERVE:
+        kinds.append(("cr", sv.ISVC_PLURAL))
     return kinds
 
 
@@ -297,6 +370,8 @@ def logs(api: KubeApi, handle: Handle, replica: str | None, tail: int | None) ->
     except Refused as exc:
         raise ClusterUnreachable(f"{api.where()} refused to list pods: {exc.message}") from None
     newest: dict[str, dict[str, Any]] = {}
+    if handle.state.get("shape") == sv.SERVE:
+        pods = _served_pods(pods, names)
     for pod in pods:
         name = _replica_of(pod)
         if name is None:
@@ -319,7 +394,7 @@ def logs(api: KubeApi, handle: Handle, replica: str | None, tail: int | None) ->
             out.append(ReplicaLog(name, []))
             continue
         # A notebook's server container is named like its objects (sidecars may sit beside it).
-        container = handle.state["name"] if handle.state.get("shape") == NOTEBOOK else None
+        container = _server_container(handle)
         lines = _pod_log(api, core, pod, tail, container)
         # The environment's install (its init container) comes first: a failed install's error
         # is then in the replica's log, the replica itself never having started.
@@ -329,6 +404,34 @@ def logs(api: KubeApi, handle: Handle, replica: str | None, tail: int | None) ->
             if tail is not None:
                 lines = lines[-tail:]
         out.append(ReplicaLog(name, lines))
+    return out
+
+
+def _server_container(handle: Handle) -> str | None:
+    """The container a replica's log is read from when its pod may hold sidecars: a notebook's
+    server is named like its objects, a served model's like its Deployment or KServe's own."""
+    shape = handle.state.get("shape")
+    if shape == NOTEBOOK:
+        return str(handle.state["name"])
+    if shape == sv.SERVE:
+        return sv.KSERVE_CONTAINER if handle.state.get("api") == sv.KSERVE else str(handle.state["name"])
+    return None
+
+
+def _served_pods(pods: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """A Deployment's pods carry no index: the running ones, oldest first, get the replica names in
+    order (``server-0``, ``server-1``, ...), as annotations a copy of each pod carries."""
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    live.sort(
+        key=lambda p: (str((p.get("metadata") or {}).get("creationTimestamp") or ""), p["metadata"]["name"])
+    )
+    out = []
+    for name, pod in zip(names, live, strict=False):
+        role, _, index = name.rpartition("-")
+        meta = dict(pod.get("metadata") or {})
+        meta["labels"] = {**(meta.get("labels") or {}), m.LABEL_ROLE: role}
+        meta["annotations"] = {**(meta.get("annotations") or {}), m.COMPLETION_INDEX: index}
+        out.append({**pod, "metadata": meta})
     return out
 
 
@@ -375,6 +478,9 @@ def owned(api: KubeApi) -> list[Handle]:
             if uid and nb.LABEL_NOTEBOOK in labels:
                 _own_notebook(api, found, uid, what, meta)
                 continue
+            if uid and sv.LABEL_SERVE in labels:
+                _own_served(api, found, uid, what, meta)
+                continue
             if not uid or uid in found and found[uid].state.get("shape") == KUBEFLOW:
                 continue
             notes = meta.get("annotations") or {}
@@ -400,19 +506,38 @@ def owned(api: KubeApi) -> list[Handle]:
 
 def _own_notebook(api: KubeApi, found: dict[str, Handle], uid: str, what: str, meta: dict[str, Any]) -> None:
     """A notebook's handle from any of its objects; a Notebook CR says the Kubeflow way."""
+    _own_server(api, found, uid, what, meta, NOTEBOOK, (nb.KUBEFLOW, nb.STATEFULSET))
+
+
+def _own_served(api: KubeApi, found: dict[str, Handle], uid: str, what: str, meta: dict[str, Any]) -> None:
+    """A served model's handle from any of its objects; an InferenceService says the KServe way."""
+    _own_server(api, found, uid, what, meta, sv.SERVE, (sv.KSERVE, sv.DEPLOYMENT))
+
+
+def _own_server(
+    api: KubeApi,
+    found: dict[str, Handle],
+    uid: str,
+    what: str,
+    meta: dict[str, Any],
+    shape: str,
+    ways: tuple[str, str],
+) -> None:
+    """The handle of a server (a notebook's, a served model's) from one of its objects: ``ways`` is
+    (made through a custom resource, made here); a custom resource says the first."""
     previous = found.get(uid)
     if what == "cr":
-        which = nb.KUBEFLOW
+        which = ways[0]
     elif previous is not None:
         which = str(previous.state.get("api"))
     else:
-        which = nb.STATEFULSET
+        which = ways[1]
     name = m.base_name(uid)
     notes = meta.get("annotations") or {}
     found[uid] = Handle(
         uid,
         {
-            "shape": NOTEBOOK,
+            "shape": shape,
             "api": which,
             "namespace": api.namespace,
             "name": name,
@@ -427,6 +552,39 @@ def _own_notebook(api: KubeApi, found: dict[str, Handle], uid: str, what: str, m
 # -- endpoints -----------------------------------------------------------------------------
 
 
+def served_endpoint(api: KubeApi, handle: Handle) -> str | None:
+    """A served model's URL once a replica is ready, else None: the InferenceService's reported
+    URL, or the fallback Service through ``serve_endpoint``."""
+    state = handle.state
+    name = str(state.get("name") or m.base_name(handle.uid))
+    service = str(state.get("service") or name)
+    try:
+        if state.get("api") == sv.KSERVE:
+            main = api.read("cr", name, sv.ISVC_PLURAL)
+            if sv.isvc_state(main, []).phase is not Phase.RUNNING:
+                return None
+            return sv.isvc_url(main)
+        main = api.read("deploy", name)
+        if sv.deployment_state(main, []).phase is not Phase.RUNNING:
+            return None
+        return _service_url(api, api.config.serve_endpoint, service, handle.uid)
+    except Refused as exc:
+        if exc.status == 404:
+            return None  # gone: the monitor reports that
+        raise ClusterUnreachable(f"{api.where()} refused to read {name}: {exc.message}") from None
+
+
+def _service_url(api: KubeApi, template: str, service: str, uid: str) -> str | None:
+    """A server's Service URL from a cluster's endpoint template (None while a ``{cluster_ip}`` it
+    names is not assigned); a 404 reading the Service is raised as :class:`Refused`."""
+    cluster_ip = ""
+    if "{cluster_ip}" in template:
+        cluster_ip = str((api.read("svc", service).get("spec") or {}).get("clusterIP") or "")
+        if not cluster_ip or cluster_ip == "None":
+            return None
+    return nb.endpoint(template, service=service, namespace=api.namespace, uid=uid, cluster_ip=cluster_ip)
+
+
 def endpoint(api: KubeApi, handle: Handle) -> str | None:
     """A notebook's server URL (from ``notebook_endpoint``) once its pod is ready, else None."""
     state = handle.state
@@ -439,22 +597,11 @@ def endpoint(api: KubeApi, handle: Handle) -> str | None:
             main = api.read("sts", name)
         if _ready(main) < 1:
             return None
-        cluster_ip = ""
-        if "{cluster_ip}" in api.config.notebook_endpoint:
-            cluster_ip = str((api.read("svc", service).get("spec") or {}).get("clusterIP") or "")
-            if not cluster_ip or cluster_ip == "None":
-                return None
+        return _service_url(api, api.config.notebook_endpoint, service, handle.uid)
     except Refused as exc:
         if exc.status == 404:
             return None  # gone: the monitor reports that
         raise ClusterUnreachable(f"{api.where()} refused to read {name}: {exc.message}") from None
-    return nb.endpoint(
-        api.config.notebook_endpoint,
-        service=service,
-        namespace=api.namespace,
-        uid=handle.uid,
-        cluster_ip=cluster_ip,
-    )
 
 
 def _ready(obj: dict[str, Any]) -> int:

@@ -1,5 +1,6 @@
 """Submit: a plan becomes the attempt's objects (a Kubeflow job, or Indexed Jobs and a headless Service;
-for a notebook, the objects of :mod:`clusters.kubernetes.notebooks`).
+for a notebook, the objects of :mod:`clusters.kubernetes.notebooks`; for a served model, those of
+:mod:`clusters.kubernetes.serving`).
 
 Which objects: ``workload_api: kubeflow`` → the training operator's kinds, ``job`` → Indexed
 Jobs, ``auto`` → Kubeflow when discovery finds the kind served under ``kubeflow.org/v1`` (asked
@@ -19,22 +20,27 @@ from clusters.errors import ClusterUnreachable, SubmitRejected
 from clusters.kubernetes import environment as environments
 from clusters.kubernetes import manifests as m
 from clusters.kubernetes import notebooks as nb
+from clusters.kubernetes import serving as sv
 from clusters.kubernetes.client import JOB, KUBEFLOW, NOTEBOOK, Refused
 from clusters.kubernetes.objects import KubeApi
 from runtimes.notebook import ROLE as NOTEBOOK_ROLE
 from runtimes.plan import LaunchPlan, StaticAddressing
+from runtimes.serving import ROLE as SERVE_ROLE
 
 
 def addressing(api: KubeApi, uid: str) -> StaticAddressing:
     """Kubeflow's per-replica Services, or pod DNS names under the attempt's headless Service;
-    a notebook's server is its Service ``sb-<uid12>``, on Jupyter's port.
+    a notebook's server is its Service ``sb-<uid12>``, on Jupyter's port; a served model's
+    replicas listen on the one replica port (their Service is ``sb-<uid12>``).
 
     With ``workload_api: auto`` this needs discovery, normally done by the health check already.
     """
     shape_host = m.kubeflow_host if api.shape() == KUBEFLOW else m.job_host
 
     def host(role: str, index: int) -> str:
-        return m.base_name(uid) if role == NOTEBOOK_ROLE else shape_host(uid, role, index)
+        if role in (NOTEBOOK_ROLE, SERVE_ROLE):  # reached through the attempt's Service
+            return m.base_name(uid)
+        return shape_host(uid, role, index)
 
     return _Addressing(host, lambda: m.REPLICA_PORT)
 
@@ -68,6 +74,8 @@ def submit(api: KubeApi, plan: LaunchPlan) -> Handle:
     the plan's."""
     if plan.workload_kind == NOTEBOOK:
         return _submit_notebook(api, plan)
+    if plan.workload_kind == sv.SERVE:
+        return _submit_serve(api, plan)
     shape = _plan_shape(api, plan)
     try:
         if shape == KUBEFLOW:
@@ -175,6 +183,45 @@ def _submit_notebook(api: KubeApi, plan: LaunchPlan) -> Handle:
         claim=claim,
         **environments.handle_state(plan),
     )
+
+
+# -- served models -----------------------------------------------------------------------------
+
+
+def _submit_serve(api: KubeApi, plan: LaunchPlan) -> Handle:
+    """A KServe InferenceService, or a Deployment + Service, with the token Secret."""
+    shape = api.serve_api()
+    try:
+        objects = sv.objects(plan, api.config, origin=api.origin, api=shape)
+    except m.ManifestError as exc:
+        raise SubmitRejected(f"{api.where()} cannot serve this model: {exc}") from None
+    _prepare(api, plan, objects)
+    for _, body in objects:
+        if body["kind"] == sv.ISVC_KIND:
+            _prepare_predictor(api, plan, body)
+    _create_all(api, plan, objects)
+    name = m.base_name(plan.uid)
+    return Handle.for_plan(
+        plan,
+        shape=sv.SERVE,
+        api=shape,
+        namespace=api.namespace,
+        name=name,
+        service=name,
+        secret=name,
+        **environments.handle_state(plan),
+    )
+
+
+def _prepare_predictor(api: KubeApi, plan: LaunchPlan, body: dict[str, Any]) -> None:
+    """The environment's install and the pull Secrets in an InferenceService's predictor: its model
+    container is the pod's (KServe builds the pod from the predictor's pod fields)."""
+    predictor = body["spec"]["predictor"]
+    pod: dict[str, Any] = {"containers": [predictor["model"]]}
+    environments.apply({"spec": {"template": {"spec": pod}}}, plan, api.config)
+    for key in ("initContainers", "volumes", "imagePullSecrets"):
+        if pod.get(key):
+            predictor[key] = [*predictor.get(key, []), *pod[key]]
 
 
 class _Addressing(StaticAddressing):

@@ -5,10 +5,12 @@ Serve it with ``tests.support.serve_in_thread(double.app)`` and point the client
 
 * discovery: ``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/batch``, ``/apis/batch/v1``,
   ``/apis/apps``, ``/apis/apps/v1`` and, when ``kubeflow`` or ``notebooks`` is on,
-  ``/apis/kubeflow.org`` and ``/apis/kubeflow.org/v1``;
+  ``/apis/kubeflow.org`` and ``/apis/kubeflow.org/v1``; when ``kserve`` is on,
+  ``/apis/serving.kserve.io`` and ``/apis/serving.kserve.io/v1beta1``;
 * namespaced create/get/list/delete (plus PUT replace and merge PATCH) for v1 pods, services,
-  configmaps, secrets, persistentvolumeclaims, batch/v1 jobs, apps/v1 statefulsets,
-  kubeflow.org/v1 tfjobs, pytorchjobs, xgboostjobs (``kubeflow``) and notebooks (``notebooks``);
+  configmaps, secrets, persistentvolumeclaims, batch/v1 jobs, apps/v1 statefulsets and deployments,
+  kubeflow.org/v1 tfjobs, pytorchjobs, xgboostjobs (``kubeflow``) and notebooks (``notebooks``),
+  serving.kserve.io/v1beta1 inferenceservices (``kserve``);
   cluster-wide lists (``/api/v1/pods``, ``/apis/batch/v1/jobs`` ...) and ``/api/v1/nodes``; pod logs;
 * Status bodies shaped like a real apiserver's for 400/401/403/404/405/409/422;
 * bearer-token auth with switches to refuse (401) or forbid (403) a token later.
@@ -52,7 +54,10 @@ CORE: dict[str, tuple[str, bool]] = {
     "nodes": ("Node", False),
 }
 BATCH: dict[str, tuple[str, bool]] = {"jobs": ("Job", True)}
-APPS: dict[str, tuple[str, bool]] = {"statefulsets": ("StatefulSet", True)}
+APPS: dict[str, tuple[str, bool]] = {
+    "statefulsets": ("StatefulSet", True),
+    "deployments": ("Deployment", True),
+}
 #: The Kubeflow notebook controller's kind (a separate controller, served under the same group).
 NOTEBOOKS: dict[str, tuple[str, bool]] = {"notebooks": ("Notebook", True)}
 KUBEFLOW: dict[str, tuple[str, bool]] = {
@@ -60,11 +65,14 @@ KUBEFLOW: dict[str, tuple[str, bool]] = {
     "pytorchjobs": ("PyTorchJob", True),
     "xgboostjobs": ("XGBoostJob", True),
 }
+#: KServe's InferenceService (served under ``serving.kserve.io/v1beta1`` when ``kserve`` is on).
+KSERVE_GROUP_VERSION = "serving.kserve.io/v1beta1"
+KSERVE: dict[str, tuple[str, bool]] = {"inferenceservices": ("InferenceService", True)}
 #: Kinds whose lists keep ``kind``/``apiVersion`` per item (custom resources).
-CUSTOM = KUBEFLOW | NOTEBOOKS
+CUSTOM = KUBEFLOW | NOTEBOOKS | KSERVE
 #: Kinds whose main resource ignores status writes (they have a status subresource).
 WITH_STATUS = (
-    KUBEFLOW | BATCH | APPS | NOTEBOOKS | {"persistentvolumeclaims": ("PersistentVolumeClaim", True)}
+    KUBEFLOW | BATCH | APPS | NOTEBOOKS | KSERVE | {"persistentvolumeclaims": ("PersistentVolumeClaim", True)}
 )
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 VERSION = {
@@ -243,6 +251,8 @@ class KubeApiDouble:
     webhook's are 403 Forbidden ``admission webhook "..." denied the request: ...``).
     ``validate``: the validation function (``kube_validation.validate`` by default).
     ``crd_dir``: where the Kubeflow CRDs are (passed to ``kube_validation.configure``).
+    ``kserve``: serve KServe's ``inferenceservices`` under ``serving.kserve.io/v1beta1`` (validated
+    against the InferenceService CRD, see ``kube_validation``).
     """
 
     def __init__(
@@ -254,10 +264,12 @@ class KubeApiDouble:
         webhook_denials: str = "422",
         validate: Callable[[dict[str, Any]], list[str]] | None = None,
         crd_dir: str | Path | None = None,
+        kserve: bool = False,
     ) -> None:
         self.token = token
         self.kubeflow = kubeflow
         self.notebooks = notebooks
+        self.kserve = kserve
         self.webhook_denials = webhook_denials
         self.auth_mode = "ok"  # "ok" | "refused" (401) | "forbidden" (403 on resources)
         if crd_dir is not None:
@@ -530,6 +542,56 @@ class KubeApiDouble:
         return self.patch_status("notebooks", ns, name, {"readyReplicas": ready, "containerState": state,
                                                          "conditions": [condition, *previous]})  # fmt: skip
 
+    def set_deployment_available(self, ns: str, name: str, available: int = 1) -> dict[str, Any]:
+        """The Deployment controller's status once ``available`` pods passed their readiness probes
+        (with its ``Available`` condition True when at least one is)."""
+        with self.lock:
+            obj = self._must("deployments", ns, name)
+            replicas = int(obj.get("spec", {}).get("replicas", 1))
+        stamp = now()
+        ok = available >= 1
+        condition = {"type": "Available", "status": "True" if ok else "False",
+                     "reason": "MinimumReplicasAvailable" if ok else "MinimumReplicasUnavailable",
+                     "message": "Deployment has minimum availability." if ok
+                     else "Deployment does not have minimum availability.",
+                     "lastUpdateTime": stamp, "lastTransitionTime": stamp}  # fmt: skip
+        status = {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
+                  "readyReplicas": available, "availableReplicas": available,
+                  "unavailableReplicas": max(replicas - available, 0), "conditions": [condition]}  # fmt: skip
+        return self.patch_status("deployments", ns, name, status)
+
+    def set_inference_service_status(
+        self,
+        ns: str,
+        name: str,
+        *,
+        ready: bool = True,
+        reason: str | None = None,
+        message: str | None = None,
+        url: str | None = None,
+    ) -> dict[str, Any]:
+        """KServe's status of an InferenceService (RawDeployment mode): the ``PredictorReady``,
+        ``IngressReady`` and ``Ready`` conditions, and once ready its URLs (``status.url`` outside,
+        ``status.address.url`` inside the cluster)."""
+        stamp = now()
+        state = "True" if ready else "False"
+        detail = {} if ready else {"reason": reason or "MinimumReplicasUnavailable",
+                                   "message": message or "Deployment does not have minimum availability."}  # fmt: skip
+        conditions = [
+            {"type": "IngressReady", "status": state, "lastTransitionTime": stamp, **detail},
+            {"type": "PredictorReady", "status": state, "lastTransitionTime": stamp, **detail},
+            {"type": "Ready", "status": state, "lastTransitionTime": stamp, **detail},
+        ]
+        status: dict[str, Any] = {"observedGeneration": 1, "conditions": conditions,
+                                  "deploymentMode": "RawDeployment",
+                                  "modelStatus": {"transitionStatus": "UpToDate" if ready else "InProgress"}}  # fmt: skip
+        if ready:
+            inside = url or f"http://{name}-predictor.{ns}.svc.cluster.local"
+            status["address"] = {"url": inside}
+            status["url"] = url or f"http://{name}-{ns}.example.com"
+            status["components"] = {"predictor": {"url": status["url"], "address": {"url": inside}}}
+        return self.patch_status("inferenceservices", ns, name, status)
+
     def set_logs(
         self, ns: str, name: str, lines: list[str] | dict[str, list[str]], *, container: str = "main"
     ) -> None:
@@ -592,7 +654,7 @@ class KubeApiDouble:
         return str(self._rv)
 
     def _resource(self, plural: str) -> tuple[str, bool]:
-        for table in (CORE, BATCH, APPS, KUBEFLOW, NOTEBOOKS):
+        for table in (CORE, BATCH, APPS, KUBEFLOW, NOTEBOOKS, KSERVE):
             if plural in table:
                 return table[plural]
         raise KeyError(plural)
@@ -609,6 +671,8 @@ class KubeApiDouble:
             groups["kubeflow.org/v1"] = (KUBEFLOW if self.kubeflow else {}) | (
                 NOTEBOOKS if self.notebooks else {}
             )
+        if self.kserve:
+            groups[KSERVE_GROUP_VERSION] = KSERVE
         return groups
 
     def _routes(self) -> list[Route]:
@@ -856,8 +920,9 @@ class KubeApiDouble:
             )
 
     def _check_identity(self, gv: str, kind: str, ns: str, obj: dict[str, Any]) -> None:
-        if (
-            gv.split("/")[0] != "kubeflow.org"
+        if gv.split("/")[0] not in (
+            "kubeflow.org",
+            "serving.kserve.io",
         ):  # built-in kinds: the endpoint supplies missing apiVersion/kind
             obj.setdefault("apiVersion", gv)
             obj.setdefault("kind", kind)
@@ -906,6 +971,10 @@ class KubeApiDouble:
                 obj.setdefault("status", {})
             if kind == "StatefulSet":
                 obj["status"] = {"replicas": 0, "availableReplicas": 0}
+            if kind == "Deployment":
+                obj["status"] = {}
+            if kind == "InferenceService":
+                obj.pop("status", None)  # the status subresource: the controller writes it
             if kind == "PersistentVolumeClaim":
                 obj["status"] = {"phase": "Pending"}
             if kind == "Notebook":

@@ -29,6 +29,14 @@ The CRD folder is found from ``configure(crd_dir)``, else ``$KUBEFLOW_CRD_DIR``,
 ``<repo>/../shared/schemas/kubernetes/kubeflow-training``; the Notebook CRD's folder is its sibling
 ``kubeflow-notebook``.
 
+* KServe's ``InferenceService`` (``serving.kserve.io/v1beta1``): the CRD from
+  ``../shared/schemas/kubernetes/kserve/`` (the training CRDs' sibling folder ``kserve``), strict as
+  above, plus KServe's validating webhook rules (a DNS-1035 name; exactly one predictor
+  implementation: ``model``, a framework field or ``containers``; a storage URI of a scheme the
+  storage initializer knows; ``minReplicas <= maxReplicas``) and the pod rules on the predictor's
+  containers and volumes (the model container is named ``kserve-container`` by the controller).
+* A ``Deployment``: its selector must match its template's labels, its pods restart ``Always``.
+
 ``webhook_problems(obj)`` returns only the Kubeflow operator's webhook-rule messages (the double can
 answer those with a 403 "admission webhook ... denied the request" like a real cluster).
 """
@@ -99,6 +107,20 @@ def notebook_crd_dir() -> Path:
     return crd_dir().parent / "kubeflow-notebook"
 
 
+def kserve_crd_dir() -> Path:
+    """``kserve`` beside the training CRDs' folder."""
+    return crd_dir().parent / "kserve"
+
+
+#: KServe's predictor implementations (``predictor.model`` or one framework field, or ``containers``).
+KSERVE_FRAMEWORKS = ("sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "pmml",
+                     "lightgbm", "paddle", "huggingface", "model")  # fmt: skip
+#: The storage URI prefixes KServe's webhook and storage initializer accept (pkg/constants, storage.py).
+KSERVE_STORAGE_PREFIXES = ("gs://", "s3://", "pvc://", "file://", "https://", "http://", "hdfs://",
+                           "webhdfs://", "oci://", "hf://", "/mnt/models")  # fmt: skip
+KSERVE_GROUP_VERSION = "serving.kserve.io/v1beta1"
+
+
 def parse_quantity(value: Any) -> float | None:
     """A Kubernetes quantity as a number (``"500m"`` → 0.5, ``"1Gi"`` → 2**30); None when malformed."""
     if isinstance(value, bool):
@@ -137,6 +159,13 @@ def validate(obj: Any) -> list[str]:
         if _dict(template.get("spec")).get("containers"):
             problems += _pod_spec_problems(template.get("spec"), "spec.template.spec")
         return problems
+    if kind == "InferenceService":
+        if api_version != KSERVE_GROUP_VERSION:
+            return [f"apiVersion: InferenceService is served as {KSERVE_GROUP_VERSION}, not {api_version!r}"]
+        problems = _kserve_schema_problems(obj)
+        problems += _metadata_problems(obj, name_rule="dns1035")
+        problems += _kserve_problems(obj)
+        return problems
     if kind in KUBEFLOW:
         if api_version != KUBEFLOW_GROUP_VERSION:
             return [f"apiVersion: {kind} is served as {KUBEFLOW_GROUP_VERSION}, not {api_version!r}"]
@@ -159,6 +188,8 @@ def validate(obj: Any) -> list[str]:
         problems += _service_problems(spec)
     elif kind == "StatefulSet":
         problems += _statefulset_problems(spec)
+    elif kind == "Deployment":
+        problems += _deployment_problems(spec)
     elif kind == "Secret":
         problems += _secret_problems(obj)
     elif kind == "PersistentVolumeClaim":
@@ -318,6 +349,69 @@ def _notebook_schema_problems(api_version: str, obj: dict[str, Any]) -> list[str
     except (OSError, StopIteration, KeyError, jsonpatch.JsonPatchException) as exc:
         return [f"<schema>: cannot load the patched Notebook CRD from {folder}: {exc}"]
     return _schema_messages(validator.iter_errors(obj))
+
+
+@functools.lru_cache(maxsize=2)
+def _kserve_validator(folder: str) -> jsonschema.protocols.Validator:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load((Path(folder) / "serving.kserve.io_inferenceservices.yaml").read_text(), Loader=loader)
+    found = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
+    return jsonschema.Draft4Validator(_strict(copy.deepcopy(found["schema"]["openAPIV3Schema"])))
+
+
+def _kserve_schema_problems(obj: dict[str, Any]) -> list[str]:
+    folder = kserve_crd_dir()
+    try:
+        with _lock:
+            validator = _kserve_validator(str(folder))
+    except (OSError, StopIteration, KeyError) as exc:
+        return [f"<schema>: cannot load the InferenceService CRD from {folder}: {exc}"]
+    return _schema_messages(validator.iter_errors(obj))
+
+
+def _kserve_problems(obj: dict[str, Any]) -> list[str]:
+    """KServe's validating webhook (pkg/apis/serving/v1beta1/inference_service_validation.go) and
+    the pod rules on the predictor, as the controller builds the predictor's pod from it."""
+    spec = _dict(obj.get("spec"))
+    predictor = _dict(spec.get("predictor"))
+    problems: list[str] = []
+    found = [name for name in KSERVE_FRAMEWORKS if name in predictor]
+    containers = predictor.get("containers") or []
+    if len(found) + (1 if containers and not found else 0) != 1 or (found and len(containers) > 1):
+        problems.append(
+            "spec.predictor: Invalid value: exactly one of [model, a framework field, containers] must "
+            f"be specified (found {found + (['containers'] if containers else [])})"
+        )
+    pod_containers: list[dict[str, Any]] = []
+    for name in found:
+        model = dict(_dict(predictor.get(name)))
+        model.setdefault("name", "kserve-container")
+        uri = model.get("storageUri")
+        if uri is not None and not (isinstance(uri, str) and uri.startswith(KSERVE_STORAGE_PREFIXES)):
+            problems.append(
+                f"spec.predictor.{name}.storageUri: Invalid value: {uri!r}: storage URI format is invalid "
+                f"(supported: {', '.join(KSERVE_STORAGE_PREFIXES)})"
+            )
+        if name == "model" and not _dict(model.get("modelFormat")).get("name"):
+            # ModelSpec.ModelFormat has no omitempty: KServe picks the serving runtime by it.
+            problems.append(
+                "spec.predictor.model.modelFormat: Required value: the model's format names its runtime"
+            )
+        pod_containers.append(model)
+    pod_containers += [_dict(c) for c in containers]
+    low, high = predictor.get("minReplicas"), predictor.get("maxReplicas")
+    if isinstance(low, int) and low < 0:
+        problems.append(
+            f"spec.predictor.minReplicas: Invalid value: {low}: MinReplicas cannot be less than 0"
+        )
+    if isinstance(low, int) and isinstance(high, int) and high and low > high:
+        problems.append(
+            f"spec.predictor.maxReplicas: Invalid value: {high}: MinReplicas cannot be greater than MaxReplicas"
+        )
+    if pod_containers:
+        pod = {"containers": pod_containers, "volumes": predictor.get("volumes") or []}
+        problems += _pod_spec_problems(pod, "spec.predictor")
+    return problems
 
 
 def _crd_schema_problems(kind: str, obj: dict[str, Any]) -> list[str]:
@@ -654,7 +748,8 @@ def _job_problems(spec: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
+def _replicated_problems(spec: dict[str, Any], kind: str) -> list[str]:
+    """A StatefulSet's or Deployment's template, selector and replicas."""
     problems: list[str] = []
     template = _dict(spec.get("template"))
     if not template:
@@ -664,7 +759,7 @@ def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
     selector = _dict(spec.get("selector"))
     match = _dict(selector.get("matchLabels"))
     if not match and not selector.get("matchExpressions"):
-        problems.append("spec.selector: Invalid value: empty selector is invalid for statefulset")
+        problems.append(f"spec.selector: Invalid value: empty selector is invalid for {kind}")
     problems += _label_problems(match, "spec.selector.matchLabels")
     if any(labels.get(k) != v for k, v in match.items()):
         problems.append(
@@ -674,6 +769,13 @@ def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
     replicas = spec.get("replicas")
     if isinstance(replicas, int) and replicas < 0:
         problems.append(f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")
+    return problems
+
+
+def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
+    if not _dict(spec.get("template")):
+        return ["spec.template: Required value"]
+    problems = _replicated_problems(spec, "statefulset")
     policy = spec.get("podManagementPolicy", "OrderedReady")
     if policy not in ("OrderedReady", "Parallel"):
         problems.append(f"spec.podManagementPolicy: Unsupported value: {policy!r}")
@@ -681,6 +783,10 @@ def _statefulset_problems(spec: dict[str, Any]) -> list[str]:
     if isinstance(service, str) and service and not DNS1123_LABEL.match(service):
         problems.append(f"spec.serviceName: Invalid value: {service!r}: must be a DNS-1123 label")
     return problems
+
+
+def _deployment_problems(spec: dict[str, Any]) -> list[str]:
+    return _replicated_problems(spec, "deployment")
 
 
 def _secret_problems(obj: dict[str, Any]) -> list[str]:
