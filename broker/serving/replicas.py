@@ -16,8 +16,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import httpx
-
 log = logging.getLogger(__name__)
 
 #: Seconds a serve looked up through ``resolve`` (not published here) is kept before it is asked again.
@@ -193,12 +191,3 @@ class ServeTable:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def ping(client: httpx.AsyncClient, url: str, *, timeout: float = 2.0) -> bool:
-    """Whether the model server at ``url`` answers ``GET /ping`` with 200."""
-    try:
-        answer = await client.get(url.rstrip("/") + "/ping", timeout=timeout)
-    except httpx.HTTPError:
-        return False
-    return answer.status_code == 200
