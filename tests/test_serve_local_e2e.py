@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,30 +14,10 @@ import pytest
 
 from clusters.local.processes import read_json
 from tests.support import Broker, wait_for
-from tests.test_permissions import Clients, make_users
-from tests.test_serving import register_sklearn, serve_of
+from tests.test_permissions import Clients
+from tests.test_serving import register_sklearn, secured, serve_of  # noqa: F401 - fixture
 
 MODEL = "twin"
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Clients, dict[str, str]]]:
-    broker = Broker(
-        tmp_path_factory.mktemp("serve-local"),
-        auth="token",
-        notebooks={"check_interval": 0.3, "idle_timeout": 0},
-    )
-    tokens = make_users(broker)
-    broker.start()
-    clients = Clients(
-        {
-            name: httpx.Client(base_url=broker.url, headers={"Authorization": f"Bearer {tok}"}, timeout=60)
-            for name, tok in tokens.items()
-        }
-    )
-    yield broker, clients, tokens
-    clients.close()
-    broker.close()
 
 
 def model_server_of(attempt: Path, replica: str) -> psutil.Process:
@@ -52,7 +31,7 @@ def model_server_of(attempt: Path, replica: str) -> psutil.Process:
 
 
 def test_two_replicas_through_the_proxy_and_one_killed(
-    secured: tuple[Broker, Clients, dict[str, str]],
+    secured: tuple[Broker, Clients, dict[str, str]],  # noqa: F811
 ) -> None:
     broker, clients, tokens = secured
     alice, bob = clients["alice"], clients["bob"]
