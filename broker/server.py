@@ -17,6 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from broker.api.app import build_app
+from broker.api.serve_proxy import Decisions
 from broker.artifacts.build import open_artifact_store
 from broker.artifacts.gate import ArtifactGate, TrackingArtifactGate
 from broker.artifacts.store import ArtifactStore
@@ -48,6 +49,8 @@ from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
 from broker.serving.fetch_tokens import FetchTokens
 from broker.serving.handout import ServeHandout
+from broker.serving.proxy import ServeProxy
+from broker.serving.replicas import ServeTable
 from broker.serving.service import ServeService
 from broker.serving.watch import ServeWatch
 from broker.storage import open_storage
@@ -93,6 +96,10 @@ class BrokerContext:
     #: The tokens model servers download their version's files with.
     fetch_tokens: FetchTokens
     artifact_gate: ArtifactGate = field(default_factory=TrackingArtifactGate)
+    #: The ``/serve/...`` proxy: serves' ready model servers (published by the serving service).
+    serve_proxy: ServeProxy = field(default_factory=ServeProxy)
+    #: Cached "may read / invoke serve/<name>" answers of the policy in force.
+    serve_decisions: Decisions = field(default_factory=Decisions)
 
 
 def is_loopback(host: str) -> bool:
@@ -279,6 +286,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         environments,
         serves,
         fetch_tokens,
+        serve_proxy=ServeProxy(ServeTable(serves.target)),
     )
 
 
@@ -329,6 +337,7 @@ def create_app(config: BrokerConfig) -> Starlette:
             await context.loops.shutdown()
             await context.tensorboards.aclose()
             await context.proxy.aclose()
+            await context.serve_proxy.aclose()
             await context.artifacts.aclose()
             await context.registry.close()
             context.db.dispose()

@@ -4,12 +4,14 @@ MLflow artifact API that serves it, and waiting for a model server to answer."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -44,9 +46,12 @@ def expected(rows: list[list[float]], offset: float = 0.0) -> list[float]:
     return [a + 2 * b + offset for a, b in rows]
 
 
-def fake_artifact_api(model_dir: Path, *, token: str | None = None, folder: str = FOLDER) -> Starlette:
+def fake_artifact_api(
+    model_dir: Path, *, token: str | None = None, folder: str = FOLDER, gate: threading.Event | None = None
+) -> Starlette:
     """The broker's MLflow artifact API listing/serving ``model_dir`` as ``folder`` (base names in
-    listings, as MLflow answers), refusing requests without ``Bearer <token>`` when one is set."""
+    listings, as MLflow answers), refusing requests without ``Bearer <token>`` when one is set;
+    with a ``gate``, file downloads wait until it is set."""
 
     def refused(request: Request) -> Response | None:
         if token is not None and request.headers.get("authorization") != f"Bearer {token}":
@@ -76,20 +81,29 @@ def fake_artifact_api(model_dir: Path, *, token: str | None = None, folder: str 
     async def download(request: Request) -> Response:
         if (answer := refused(request)) is not None:
             return answer
+        if gate is not None:
+            await run_in_threadpool(gate.wait, 60)
         where = local(request.path_params["path"])
         if where is None or not where.is_file():
-            return JSONResponse({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "nothing"}, status_code=404)
+            return JSONResponse(
+                {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "nothing"}, status_code=404
+            )
         return FileResponse(where)
 
     return Starlette(
-        routes=[Route(API, listing, methods=["GET"]), Route(f"{API}/{{path:path}}", download, methods=["GET"])]
+        routes=[
+            Route(API, listing, methods=["GET"]),
+            Route(f"{API}/{{path:path}}", download, methods=["GET"]),
+        ]
     )
 
 
 @contextlib.contextmanager
-def fake_broker(model_dir: Path, *, token: str | None = None) -> Iterator[str]:
+def fake_broker(
+    model_dir: Path, *, token: str | None = None, gate: threading.Event | None = None
+) -> Iterator[str]:
     """:func:`fake_artifact_api` on a free port; yields the model URI of :data:`FOLDER`."""
-    with serve_in_thread(fake_artifact_api(model_dir, token=token)) as url:
+    with serve_in_thread(fake_artifact_api(model_dir, token=token, gate=gate)) as url:
         yield f"{url}{API}/{FOLDER}"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from runtimes.model_server import split_model_uri
 from tests.serving_support import FEATURES, ROWS, expected, fake_broker, save_sklearn_model, wait_ready
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, wait_for
 
 TOKEN = "serve-secret-1"
 FETCH_TOKEN = "fetch-secret-2"
@@ -51,24 +52,45 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_sklearn_model(tmp_path_factory.mktemp("saved") / "model")
 
 
+#: What the probes and a prediction answered while the download was held back.
+BEFORE_LOAD: dict[str, int] = {}
+
+
+def status_of(method: str, url: str, **kwargs: Any) -> int:
+    try:
+        return httpx.request(method, url, timeout=5, **kwargs).status_code
+    except httpx.HTTPError:
+        return 0
+
+
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     workdir = tmp_path_factory.mktemp("replica")
     port = free_port()
-    with fake_broker(model_dir, token=FETCH_TOKEN) as uri:
-        proc = start(
-            uri, workdir, port, SUBMARINE_SERVE_TOKEN=TOKEN, SUBMARINE_MODEL_FETCH_TOKEN=FETCH_TOKEN
-        )
+    gate = threading.Event()
+    with fake_broker(model_dir, token=FETCH_TOKEN, gate=gate) as uri:
+        proc = start(uri, workdir, port, SUBMARINE_SERVE_TOKEN=TOKEN, SUBMARINE_MODEL_FETCH_TOKEN=FETCH_TOKEN)
         try:
             url = f"http://127.0.0.1:{port}"
             try:
+                wait_for(lambda: status_of("GET", f"{url}/ping"), timeout=60, what="the port to open")
+                BEFORE_LOAD["ping"] = status_of("GET", f"{url}/ping")
+                BEFORE_LOAD["health"] = status_of("GET", f"{url}/health")
+                body = {"dataframe_split": {"columns": FEATURES, "data": ROWS}}
+                BEFORE_LOAD["invocations"] = status_of("POST", f"{url}/invocations", json=body, headers=AUTH)
+                gate.set()
                 wait_ready(url)
             except AssertionError:
                 raise AssertionError(f"model server did not start: {stop(proc)}") from None
             yield url, workdir
         finally:
+            gate.set()
             out = stop(proc)
     assert TOKEN not in out and FETCH_TOKEN not in out
+
+
+def test_probes_answer_503_until_the_model_is_loaded(server: tuple[str, Path]) -> None:
+    assert BEFORE_LOAD == {"ping": 503, "health": 503, "invocations": 503}
 
 
 def predict(url: str, body: Any, **headers: str) -> httpx.Response:
@@ -142,7 +164,9 @@ def test_unsupported_content_type_is_415(server: tuple[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
-def test_the_token_is_required_except_for_the_probes(server: tuple[str, Path], headers: dict[str, str]) -> None:
+def test_the_token_is_required_except_for_the_probes(
+    server: tuple[str, Path], headers: dict[str, str]
+) -> None:
     url, _ = server
     body = {"dataframe_split": {"columns": FEATURES, "data": ROWS}}
     answer = httpx.post(f"{url}/invocations", json=body, headers=headers, timeout=30)
@@ -163,24 +187,50 @@ def test_files_land_in_the_working_directory(server: tuple[str, Path], model_dir
     assert not [p for p in workdir.iterdir() if p.name != "model"], "no staging folder is left behind"
 
 
-def test_without_a_serve_token_it_refuses_to_start(tmp_path: Path) -> None:
+def test_without_a_serve_token_nothing_is_checked_and_a_local_folder_serves(
+    model_dir: Path, tmp_path: Path
+) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SUBMARINE_SERVE_TOKEN"}
-    done = subprocess.run(
-        [sys.executable, "-m", "runtimes.model_server", "--port", "1", "--model-uri", "http://x/"],
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runtimes.model_server",
+            "--port",
+            str(port),
+            "--model-uri",
+            model_dir.as_uri(),
+        ],
         cwd=tmp_path,
         env={**env, "PYTHONPATH": str(REPO)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=60,
     )
-    assert done.returncode == 2
-    assert "SUBMARINE_SERVE_TOKEN is not set" in done.stderr
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        body = {"dataframe_split": {"columns": FEATURES, "data": ROWS}}
+        answer = httpx.post(f"{url}/invocations", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == pytest.approx(expected(ROWS))
+    finally:
+        out = stop(proc)
+    assert "SUBMARINE_SERVE_TOKEN is not set" in out
+    assert not (tmp_path / "model").exists(), "a local folder is loaded where it is"
 
 
-def test_a_refused_download_fails_with_the_brokers_answer_and_no_secret(model_dir: Path, tmp_path: Path) -> None:
+def test_a_refused_download_fails_with_the_brokers_answer_and_no_secret(
+    model_dir: Path, tmp_path: Path
+) -> None:
     with fake_broker(model_dir, token=FETCH_TOKEN) as uri:
         proc = start(
-            uri, tmp_path, free_port(), SUBMARINE_SERVE_TOKEN=TOKEN, SUBMARINE_MODEL_FETCH_TOKEN="not-the-token"
+            uri,
+            tmp_path,
+            free_port(),
+            SUBMARINE_SERVE_TOKEN=TOKEN,
+            SUBMARINE_MODEL_FETCH_TOKEN="not-the-token",
         )
         proc.wait(timeout=60)
         out = stop(proc)

@@ -116,7 +116,7 @@ def test_fields_by_name() -> None:
         ("p, alice, vision, cluster//x, read, allow", "empty path segment"),
         (
             "p, a, v, cluster/a/experimnt, place, allow",
-            "unknown workload kind 'experimnt' (known: experiment, notebook)",
+            "unknown workload kind 'experimnt' (known: experiment, notebook, serve)",
         ),
         (
             "p, a, v, cluster/a/experiment/x, place, allow",
@@ -205,7 +205,9 @@ def test_default_policy_file_is_valid() -> None:
         assert f"p, *, *, environment/*, {act}, allow" in texts
     for act in ("read", "edit", "delete"):
         assert f"p, member, *, template/*, {act}, allow" in texts
-    assert len(texts) == len(lines) == 25
+    for act in ("submit", "read", "logs", "kill", "delete", "invoke"):
+        assert f"p, member, *, serve/*, {act}, allow" in texts
+    assert len(texts) == len(lines) == 31
 
 
 def test_model_is_package_data() -> None:

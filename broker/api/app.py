@@ -25,6 +25,7 @@ from broker.api import (
     placement,
     policy,
     registered_models,
+    serve_proxy,
     serving,
     signin,
     submarine_tracking,
@@ -67,6 +68,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
     """The REST application; ``lifespan`` sets ``app.state.broker`` and runs the loops."""
     return Starlette(
         routes=[
+            *serve_proxy.routes,  # first: predictions are the hot path, the router tries routes in order
             *experiment_assets.routes,  # before experiments: /experiment/mlflow is not an id
             *experiments.routes,
             *templates.routes,  # POST /experiment/{template name}

@@ -61,8 +61,8 @@ def model_json(model: ModelView) -> dict[str, Any]:
 
 def version_json(version: VersionView) -> dict[str, Any]:
     """``ModelVersionEntity``, plus the broker's ``namespace``, ``source``, ``aliases``,
-    ``runId`` and ``lineage``. ``modelVersionId`` is null: versions are known by name and
-    number (Submarine's serving took either)."""
+    ``runId``, ``lineage`` and ``servedOn`` (the serves of the version). ``modelVersionId`` is
+    null: versions are known by name and number (Submarine's serving took either)."""
     lineage = version.lineage
     return {
         "modelVersionId": None,
@@ -89,6 +89,7 @@ def version_json(version: VersionView) -> dict[str, Any]:
             "cluster": lineage.cluster,
             "datasets": lineage.datasets,
         },
+        "servedOn": version.served_on,
     }
 
 

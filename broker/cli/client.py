@@ -333,6 +333,44 @@ class BrokerClient:
         return items
 
     # -- notebooks -----------------------------------------------------------------------------
+    # -- served models -------------------------------------------------------------------------
+    def create_serve(self, spec: JSONObject) -> JSONObject:
+        """``POST /serve``: serve a registered version (``modelName`` + ``modelVersion`` or ``alias``)."""
+        return self._object("POST", "/serve", body=spec)
+
+    def list_serves(self, status: str | None = None) -> list[JSONObject]:
+        """``GET /serve``: the serves the caller may see, newest first."""
+        items, _ = self._list("/serve", params={"status": status})
+        return items
+
+    def get_serve(self, serve_id: str) -> JSONObject:
+        """``GET /serve/{id}``; :class:`NotFound` when unknown or deleted."""
+        return self._object("GET", f"/serve/{_segment(serve_id)}")
+
+    def serve_events(self, serve_id: str) -> list[JSONObject]:
+        """``GET /serve/{id}/events``: the serve's history, oldest first."""
+        items, _ = self._list(f"/serve/{_segment(serve_id)}/events")
+        return items
+
+    def serve_action(self, serve_id: str, action: str) -> JSONObject:
+        """``POST /serve/{id}/stop`` or ``/start``."""
+        return self._object("POST", f"/serve/{_segment(serve_id)}/{action}")
+
+    def delete_serve(self, serve_id: str) -> JSONObject:
+        """``DELETE /serve/{id}``: stop its model servers and remove it."""
+        return self._object("DELETE", f"/serve/{_segment(serve_id)}")
+
+    def predict(self, path: str, body: bytes, content_type: str) -> httpx.Response:
+        """``POST <path>invocations`` through the broker's serve proxy (``path`` is the serve's
+        ``url``, ``/serve/<namespace>/<name>/``): the model server's own answer, not an envelope."""
+        root = self.url.rstrip("/").removesuffix(API_PREFIX)
+        try:
+            return self._client().post(
+                root + path + "invocations", content=body, headers={"Content-Type": content_type}
+            )
+        except httpx.TransportError as exc:
+            raise BrokerUnreachable(self.url, str(exc) or type(exc).__name__) from None
+
     def create_notebook(self, spec: JSONObject) -> JSONObject:
         """``POST /notebook``: create a notebook from a NotebookSpec; returns the Notebook."""
         return self._object("POST", "/notebook", body=spec)

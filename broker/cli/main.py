@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+import broker.cli.serve  # noqa: F401 - registers the model-serving subcommands of `serve`
 from broker import __version__
 from broker.cli import render
 from broker.cli.admin import token, user

@@ -38,13 +38,19 @@ config_option = click.option(
 data_dir_option = click.option("--data-dir", default=None, help="Overrides data_dir from broker.yaml.")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @config_option
 @click.option("--host", default=None, help="Address to listen on (default from broker.yaml).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default from broker.yaml).")
 @data_dir_option
-def serve(config_path: str | None, host: str | None, port: int | None, data_dir: str | None) -> None:
-    """Run the broker: REST API, scheduler loops and cluster adapters."""
+@click.pass_context
+def serve(
+    ctx: click.Context, config_path: str | None, host: str | None, port: int | None, data_dir: str | None
+) -> None:
+    """Run the broker: REST API, scheduler loops and cluster adapters. With a command: served
+    model versions (``serve create NAME --model M --version V``, ``list``, ``predict`` ...)."""
+    if ctx.invoked_subcommand is not None:
+        return  # a model-serving command (broker.cli.serve), against a running broker
     from broker.server import run
 
     config = _load(config_path, data_dir)

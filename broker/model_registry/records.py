@@ -18,6 +18,7 @@ from broker.model_registry.model import (
 )
 from broker.model_registry.stages import STAGES
 from broker.model_registry.views import Lineage, ModelView, VersionView
+from broker.serving.usage import served_versions
 
 MODEL = cast(Table, RegisteredModel.__table__)
 MODEL_TAG = cast(Table, RegisteredModelTag.__table__)
@@ -117,15 +118,22 @@ def version_views(conn: Reader, models: Sequence[Any], rows: Sequence[Any]) -> l
         for a in conn.execute(query):
             if (a.model_key, a.version) in aliases:
                 aliases[(a.model_key, a.version)].append(a.alias)
+    served = served_versions(conn, pairs)
     return [
         _version_view(
-            by_key[r.model_key], r, tags[(r.model_key, r.version)], aliases[(r.model_key, r.version)]
+            by_key[r.model_key],
+            r,
+            tags[(r.model_key, r.version)],
+            aliases[(r.model_key, r.version)],
+            [s.to_json() for s in served[(r.model_key, r.version)]],
         )
         for r in rows
     ]
 
 
-def _version_view(model: Any, row: Any, tags: dict[str, str], aliases: list[str]) -> VersionView:
+def _version_view(
+    model: Any, row: Any, tags: dict[str, str], aliases: list[str], served_on: list[dict[str, object]]
+) -> VersionView:
     return VersionView(
         model_name=model.name,
         model_key=model.model_key,
@@ -155,6 +163,7 @@ def _version_view(model: Any, row: Any, tags: dict[str, str], aliases: list[str]
             datasets=list(row.datasets or []),
         ),
         download_uri=download_uri(model.model_key, row.version),
+        served_on=served_on,
     )
 
 

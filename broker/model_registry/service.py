@@ -42,7 +42,7 @@ from broker.artifacts.store import (
     InvalidArtifactPath,
     clean_path,
 )
-from broker.errors import ApiError, BadRequest, NotFound
+from broker.errors import ApiError, BadRequest, Conflict, NotFound
 from broker.guard import Forbidden, Guard
 from broker.model_registry import checks, files, history, records, search, writing
 from broker.model_registry.access import (
@@ -66,6 +66,7 @@ from broker.model_registry.sources import (
 )
 from broker.model_registry.stages import ARCHIVED, LIVE, PRODUCTION, canonical_stage
 from broker.model_registry.views import HistoryEvent, ModelView, VersionView
+from broker.serving.usage import served_models, served_versions
 from broker.store.database import Database
 from broker.tracking import paging
 from broker.tracking.experiments import now_ms
@@ -264,6 +265,12 @@ class ModelRegistry:
 
         def write(session: Session) -> list[str]:
             row = require(caller, records.model_named(session, name), DELETE, name=name)
+            serving = served_models(session, row.model_key)
+            if serving:
+                raise Conflict(
+                    f"Registered model {name} is served by {', '.join(s.describe() for s in serving)}: "
+                    "delete the serves first"
+                )
             live = session.execute(
                 select(VERSION.c.version).where(
                     VERSION.c.model_key == row.model_key, VERSION.c.stage == PRODUCTION
@@ -626,6 +633,12 @@ class ModelRegistry:
             found = records.version_row(session, row.model_key, version)
             if found is None:
                 raise version_missing(name, version)
+            serving = served_versions(session, [(row.model_key, version)])[(row.model_key, version)]
+            if serving:
+                raise Conflict(
+                    f"Model Version (name={name}, version={version}) is served by "
+                    f"{', '.join(s.describe() for s in serving)}: delete the serve first"
+                )
             actor = actor_of(caller)
             stamp = now_ms()
             aliases = (

@@ -48,6 +48,8 @@ class VersionView:
     logged_model_id: str | None  # MLflow 3's m-... when the source was one
     lineage: Lineage
     download_uri: str  # mlflow-artifacts:/registry/<model_key>/<version>
+    #: The serves (not deleted) of this version: ``[{id, name, namespace, status, cluster}]``.
+    served_on: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

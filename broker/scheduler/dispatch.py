@@ -413,6 +413,8 @@ class Dispatcher:
                 uid=item.uid,
                 namespace=item.namespace,
                 addressing=addressing,
+                # The cluster's interpreter for the servers the broker starts (notebook_python).
+                python=self._notebook_python(cluster),
                 server_token=self.tokens.reveal(item.access_token) or "",
                 extra_env=self.extra_env,
                 environment=item.environment_plan,

@@ -1,1 +1,1 @@
-"""Model serving: served registered model versions (workloads of kind ``serve``)."""
+"""Model serving: registered model versions served as a workload and reached through the broker."""

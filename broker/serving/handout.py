@@ -3,7 +3,6 @@ broker's advertised address, a fetch token scoped to that version and the server
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +39,6 @@ class ServeHandout:
     fetch_tokens: FetchTokens
     #: The broker's address as replicas reach it (the one experiments get as MLFLOW_TRACKING_URI).
     broker_url: str
-    #: The interpreter that has the broker's ``runtimes`` package on the cluster (local: this one).
-    python: str = sys.executable
 
     def plan(
         self,
@@ -51,11 +48,13 @@ class ServeHandout:
         uid: str,
         namespace: str,
         addressing: Addressing,
+        python: str,
         server_token: str,
         extra_env: dict[str, str],
         environment: EnvironmentPlan | None,
     ) -> LaunchPlan:
-        """The launch plan of attempt ``uid`` of the serve stored as ``stored``."""
+        """The launch plan of attempt ``uid`` of the serve stored as ``stored``; ``python`` is the
+        interpreter with the broker's ``runtimes`` package (and MLflow) on the chosen cluster."""
         model = model_of(stored, self.broker_url)
         return build_serve_plan(
             spec_of(stored),
@@ -64,7 +63,7 @@ class ServeHandout:
             uid=uid,
             namespace=namespace,
             addressing=addressing,
-            python=self.python,
+            python=python,
             server_token=server_token,
             fetch_token=self.fetch_tokens.issue(workload_id, uid, int(model.model_key), model.version),
             extra_env=extra_env,

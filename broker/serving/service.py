@@ -33,6 +33,7 @@ from broker.model_registry.views import VersionView
 from broker.notebooks.tokens import NotebookTokens
 from broker.planner import Planner
 from broker.registry import ClusterRegistry
+from broker.serving.replicas import ServeTarget
 from broker.serving.views import MODEL_KEY, is_ready, ready_replicas, served_model
 from broker.state import Status
 from broker.workloads.kind import Kind
@@ -224,6 +225,23 @@ class ServeService(WorkloadService):
             lambda s: s.scalar(select(Workload).where(Workload.slot == slot_of(namespace, name)))
         )
         return self.visible(row, guard, action)
+
+    async def target(self, namespace: str, name: str) -> ServeTarget | None:
+        """What the proxy forwards ``namespace/name`` to (its resolver): the live serve's id, token
+        and ready replicas' URLs; None when there is no such serve. Permissions are the proxy's."""
+        row = await self.db.run(
+            lambda s: s.scalar(select(Workload).where(Workload.slot == slot_of(namespace, name)))
+        )
+        if row is None or row.kind != self.kind or row.status == Status.DELETED.value:
+            return None
+        ready = ready_replicas(row) if is_ready(row) else {}
+        return ServeTarget(
+            serve_id=row.id,
+            namespace=row.namespace,
+            name=row.name,
+            token=self.tokens.of(row) or "",
+            endpoints=tuple(ready[name] for name in sorted(ready)),
+        )
 
     def upstreams_of(self, row: Workload) -> tuple[dict[str, str], str] | None:
         """``(replica name → URL of each ready replica, server token)``, or None when none answers."""

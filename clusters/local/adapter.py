@@ -15,6 +15,10 @@ id for a notebook, so its files outlive attempts, else the attempt uid), which i
 folder and list nothing. Without ``run_as`` replicas run as the broker's user in the attempt folder
 (a notebook in ``.workdirs/<id>``), as they always did.
 
+A serve plan's replicas (model servers, :mod:`runtimes.serving`) each run in a folder of their
+own under that working directory, ``<cwd>/server-<i>``, where each downloads the model's files;
+``endpoints`` lists the address of every one that runs (what the broker's proxy balances over).
+
 A plan with an environment that installs packages (``plan.environment``) runs in a virtual
 environment built once per environment hash in ``<work_dir>/environments/<short_hash>``
 (:mod:`runtimes.venv_build`): the launch file names it, and each replica's supervisor prepares it
@@ -76,6 +80,7 @@ from clusters.local.users import Account, NoSuchUser
 from runtimes import venv_build
 from runtimes.environment import SHORT_HASH, EnvironmentPlan
 from runtimes.plan import ZERO, LaunchPlan, ReplicaPlan, Resources, StaticAddressing
+from runtimes.serving import KIND as SERVE
 from runtimes.tensorboard_sync import absolute_env
 
 #: The directory holding the ``clusters`` package, from which the supervisor imports it.
@@ -266,15 +271,22 @@ class LocalAdapter(ClusterAdapter):
         self._reap()
 
     async def endpoint(self, handle: Handle) -> str | None:
-        """``http://host:port`` of the attempt's first replica that was given a port, while it runs."""
+        """``http://host:port`` of the attempt's first running replica that was given a port."""
+        found = await self.endpoints(handle)
+        return next(iter(found.values()), None)
+
+    async def endpoints(self, handle: Handle) -> dict[str, str]:
+        """``http://host:port`` by replica name of each replica given a port that runs now, in
+        plan order (a served model's replicas; a notebook's one server)."""
         attempt = self._attempt_dir(handle)
         plan = await asyncio.to_thread(self._plan, handle.uid, attempt)
         if plan is None:
-            return None
-        serving = next((r for r in plan.replicas if r.port), None)
-        if serving is None or replica_status(attempt, serving.name).phase is not Phase.RUNNING:
-            return None
-        return f"http://{serving.host}:{serving.port}"
+            return {}
+        return {
+            r.name: f"http://{r.host}:{r.port}"
+            for r in plan.replicas
+            if r.port and replica_status(attempt, r.name).phase is Phase.RUNNING
+        }
 
     async def release(self, workdir: str) -> bool:
         """Remove ``<work_dir>/.workdirs/<key>`` (a deleted notebook's files)."""
@@ -342,8 +354,23 @@ class LocalAdapter(ClusterAdapter):
                     f"cannot create {self.environments} on cluster '{self.name}': {exc.strerror or exc}"
                 ) from None
         for replica in plan.replicas:
-            self._spawn(attempt, replica, cwd, user, build)
+            here = self._replica_dir(cwd, replica, user) if plan.workload_kind == SERVE else cwd
+            self._spawn(attempt, replica, here, user, build)
         return Handle.for_plan(plan, dir=str(attempt))
+
+    def _replica_dir(self, cwd: Path, replica: ReplicaPlan, user: Account | None) -> Path:
+        """``<cwd>/<replica>``: each model server of a serve downloads its files apart (two
+        writing one ``./model`` would race)."""
+        path = cwd / replica.name
+        try:
+            path.mkdir(mode=_PRIVATE, exist_ok=True)
+            if user is not None:
+                os.chown(path, user.uid, user.gid)
+        except OSError as exc:
+            raise SubmitRejected(
+                f"cannot create the working directory {path}: {exc.strerror or exc}"
+            ) from None
+        return path
 
     def _prepare_work_dir(self) -> None:
         """Create the work directory; when users are switched, one they pass through (0711)."""
@@ -489,6 +516,11 @@ class LocalAdapter(ClusterAdapter):
                     ReplicaStatus(r.name, Phase.PENDING) if r.phase is Phase.RUNNING else r for r in replicas
                 )
                 return Observation(handle.uid, Phase.PENDING, message, None, pending)
+        plan = self._plan(handle.uid, attempt)
+        if plan is not None and plan.workload_kind == SERVE:
+            degraded = _serving_on(handle.uid, replicas)
+            if degraded is not None:
+                return degraded
         return summarise(handle.uid, roles, replicas)
 
     def _health(self) -> Health:
@@ -560,6 +592,24 @@ class LocalAdapter(ClusterAdapter):
         if building and replica is None:
             out.insert(0, ReplicaLog(ENVIRONMENT_LOG, read_lines(attempt / venv_build.LOG, tail)))
         return out
+
+
+def _serving_on(uid: str, replicas: Sequence[ReplicaStatus]) -> Observation | None:
+    """A serve whose replicas partly ended while others still serve: RUNNING, saying which ended
+    (the proxy sends requests to the others; a gang rule would stop them all). None otherwise."""
+    serving = [r for r in replicas if r.phase is Phase.RUNNING]
+    ended = [r for r in replicas if r.phase in (Phase.FAILED, Phase.SUCCEEDED)]
+    if not serving or not ended:
+        return None
+    gone = ", ".join(f"{r.name} ({_how_it_ended(r)})" for r in ended)
+    message = f"{len(serving)} of {len(replicas)} replicas serve; ended: {gone}"
+    return Observation(uid, Phase.RUNNING, message, None, tuple(replicas))
+
+
+def _how_it_ended(replica: ReplicaStatus) -> str:
+    if replica.message:
+        return replica.message
+    return f"exit code {replica.exit_code}" if replica.exit_code is not None else "ended"
 
 
 def _give(path: Path, user: Account) -> None:

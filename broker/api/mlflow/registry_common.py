@@ -144,6 +144,9 @@ def version_json(version: VersionView) -> dict[str, Any]:
         answer["run_id"] = version.lineage.run_id
     if version.logged_model_id:
         answer["model_id"] = version.logged_model_id
+    if version.served_on:
+        # A broker field (MLflow's client ignores fields it does not know): where it is served.
+        answer["served_on"] = version.served_on
     return answer
 
 
