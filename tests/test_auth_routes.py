@@ -33,6 +33,7 @@ PUBLIC = {
         for p in (
             "/api/v1/experiment/ping",
             "/api/v1/notebook/ping",
+            "/api/v1/serve/ping",
             "/api/v1/registered-model/ping",
             "/api/v1/model-version/ping",
         )
