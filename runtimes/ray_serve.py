@@ -82,21 +82,16 @@ class PrefixStripped:
 
 
 def load_app(files_url: str, token: str, fetch_token: str | None) -> Any:
-    """Download and load the version at ``files_url``; the model server's app, prefix-stripped.
+    """Download and load the version at ``files_url`` with the model server's :func:`load`; its
+    app, prefix-stripped.
 
     Raises with the model server's reason when the files cannot be fetched or loaded: Serve then
     fails the replica, and the deployment with that message."""
-    import mlflow.pyfunc
+    from runtimes.model_server import Loaded, build_app, load
 
-    from runtimes.model_server import ArtifactClient, build_app, split_model_uri
-
-    base, folder = split_model_uri(files_url)
-    target = Path(tempfile.mkdtemp(prefix="sb-serve-")) / "model"
-    names = ArtifactClient(base, fetch_token).download(folder, target)
-    if "MLmodel" not in names:
-        raise RuntimeError(f"{folder} has no MLmodel file: not an MLflow model")
-    model = mlflow.pyfunc.load_model(str(target))
-    return PrefixStripped(build_app(model, token))
+    loaded = Loaded()
+    loaded.set(load(files_url, Path(tempfile.mkdtemp(prefix="sb-serve-")) / "model", fetch_token))
+    return PrefixStripped(build_app(loaded, token))
 
 
 def _deployment(plan: LaunchPlan) -> Any:
