@@ -46,6 +46,9 @@ can also submit jobs there, that is run any code on the cluster's nodes, which r
 server anyway. Protect the Ray dashboard (Ray's token auth, ``headers``) as the cluster's root
 credential, and keep the nodes' process lists to trusted users.
 
+Served models (``workload_kind="serve"``): a Ray Serve application per attempt, deployed by the
+attempt's job and read back from Serve's status API; see :mod:`clusters.ray.serving`.
+
 The broker never calls ``ray.init()``: the adapter speaks HTTP only.
 """
 
@@ -54,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -76,6 +80,7 @@ from clusters.base import (
 from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
 from clusters.ray.config import RayClusterConfig
 from clusters.ray.probe import EntrypointProbe
+from clusters.ray.serving import STATUS_PATH, app_endpoint, applications, delete_submission_id, observe_app
 from clusters.ray.states import TERMINAL, entrypoint_failure, last_error_line, ray_state
 from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan, Resources
@@ -89,7 +94,9 @@ from runtimes.ray_launcher import (
     find_endpoint,
     serving_replica,
 )
+from runtimes.ray_serve import app_name
 from runtimes.rendezvous import PlaceholderAddressing
+from runtimes.serving import KIND as SERVE_KIND
 from runtimes.venv_build import installer_error
 
 T = TypeVar("T")
@@ -148,6 +155,11 @@ def _setup_failed(job: Any) -> bool:
     """The job failed because Ray could not set up its runtime_env (pip or conda)."""
     kind = str(getattr(job, "error_type", "") or "")
     return kind == "RUNTIME_ENV_SETUP_FAILURE" or (job.message or "").startswith("runtime_env setup failed")
+
+
+def _serves(handle: Handle) -> bool:
+    """The handle is a served model's (a Ray Serve application)."""
+    return bool(handle.state.get("serve_app"))
 
 
 def _status_code(exc: BaseException) -> int | None:
@@ -299,6 +311,8 @@ class RayAdapter(ClusterAdapter):
         return await self._thread(self._submit, plan)
 
     def _handle(self, plan: LaunchPlan) -> Handle:
+        if plan.workload_kind == SERVE_KIND:
+            return Handle.for_plan(plan, submission_id=submission_id(plan.uid), serve_app=app_name(plan.uid))
         serving = serving_replica(plan)
         extra = {"serving": serving.name} if serving is not None else {}
         return Handle.for_plan(plan, submission_id=submission_id(plan.uid), **extra)
@@ -388,6 +402,12 @@ class RayAdapter(ClusterAdapter):
             return handle
         metadata = self.metadata(plan, self.name)
         entrypoint = f"{self.config.entrypoint_python} -m runtimes.ray_launcher {encode_plan(plan)}"
+        if plan.workload_kind == SERVE_KIND:
+            metadata["serve_app"] = app_name(plan.uid)
+            http = f"--http-host {shlex.quote(self.config.serve_host)} --http-port {self.config.serve_port}"
+            entrypoint = (
+                f"{self.config.entrypoint_python} -m runtimes.ray_serve deploy {http} {encode_plan(plan)}"
+            )
         try:
             self._call(
                 "submit_job",
@@ -412,10 +432,47 @@ class RayAdapter(ClusterAdapter):
         if not handles:
             return {}
         jobs = await self._thread(self._list)
-        return {
-            h.uid: self._observe(h, jobs.get(h.state.get("submission_id") or submission_id(h.uid)))
-            for h in handles
-        }
+        apps = applications(await self._serve_details()) if any(_serves(h) for h in handles) else {}
+        out = {}
+        for h in handles:
+            job = jobs.get(h.state.get("submission_id") or submission_id(h.uid))
+            out[h.uid] = self._observe_serve(h, job, apps) if _serves(h) else self._observe(h, job)
+        return out
+
+    async def _serve_details(self) -> dict[str, Any]:
+        """Serve's status answer (``GET /api/serve/applications/``); ClusterUnreachable when the
+        dashboard does not give one."""
+        try:
+            async with httpx.AsyncClient(
+                base_url=self.config.address,
+                headers=dict(self.config.headers or {}),
+                timeout=self.http_timeout,
+                transport=self.http_transport,
+            ) as http:
+                answer = await http.get(STATUS_PATH)
+                if answer.status_code in (401, 403):
+                    raise ClusterUnreachable(self._unreachable(RuntimeError("status code 401")))
+                answer.raise_for_status()
+                details = answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ClusterUnreachable(self._unreachable(exc)) from None
+        return details if isinstance(details, dict) else {}
+
+    def _observe_serve(self, handle: Handle, job: Any, apps: dict[str, Any]) -> Observation:
+        """A served model: its Serve application's status; before the application exists, its
+        deploy job's (pending while it runs, failed with the job's reason)."""
+        app = apps.get(str(handle.state["serve_app"]))
+        if isinstance(app, dict):
+            return observe_app(handle.uid, app)
+        if job is not None:
+            seen = self._observe(handle, job)
+            if seen.phase in (Phase.PENDING, Phase.RUNNING):
+                return Observation(handle.uid, Phase.PENDING, "deploying on Ray Serve")
+            if seen.phase is Phase.FAILED and str(getattr(job.status, "value", job.status)) != "STOPPED":
+                return seen
+        return Observation(
+            handle.uid, Phase.NOT_FOUND, f"no Ray Serve application {handle.state['serve_app']}"
+        )
 
     def _list(self) -> dict[str, Any]:
         try:
@@ -449,8 +506,37 @@ class RayAdapter(ClusterAdapter):
         return Observation(handle.uid, state.phase, message, category, replicas)
 
     async def cancel(self, handle: Handle) -> None:
-        """``stop_job``; a job that ended already, or never existed, is fine."""
+        """``stop_job``; a job that ended already, or never existed, is fine. A served model's
+        application is then deleted by a job of its own (:meth:`_delete_app`)."""
         await self._thread(self._cancel, handle)
+        if _serves(handle):
+            await self._thread(self._delete_app, handle)
+
+    def _delete_app(self, handle: Handle) -> None:
+        """Submit ``sb-<uid>-delete`` (``serve.delete`` of the attempt's application); a finished
+        earlier one is replaced, a running one is left to do the work."""
+        sid = delete_submission_id(handle.uid)
+        name = str(handle.state["serve_app"])
+        if self._exists(sid):
+            info = self._call("get_job_info", sid)
+            if str(getattr(info.status, "value", info.status)) not in TERMINAL:
+                return
+            self._call("delete_job", sid)
+        # No broker mark: the orphan sweep must not take this job for an attempt and stop it.
+        metadata = {"cluster": self.name, "uid": handle.uid, "serve_app": name}
+        runtime_env = {"py_modules": [RUNTIMES_DIR], "excludes": ["__pycache__", "*.pyc"]}
+        try:
+            self._call(
+                "submit_job",
+                entrypoint=f"{self.config.entrypoint_python} -m runtimes.ray_serve delete {name}",
+                submission_id=sid,
+                metadata=metadata,
+                runtime_env=runtime_env,
+            )
+        except RuntimeError as exc:
+            raise ClusterUnreachable(
+                f"cluster '{self.name}': cannot delete Ray Serve application {name}: {str(exc)[:300]}"
+            ) from None
 
     def _cancel(self, handle: Handle) -> None:
         sid = handle.state.get("submission_id") or submission_id(handle.uid)
@@ -468,6 +554,9 @@ class RayAdapter(ClusterAdapter):
         (or no longer) RUNNING, or whose line is not printed yet, gives None; an unreachable head
         raises ClusterUnreachable like every other verb.
         """
+        if _serves(handle):
+            details = await self._serve_details()
+            return app_endpoint(details, str(handle.state["serve_app"]), handle.uid, self.config.address)
         return await self._thread(self._endpoint, handle)
 
     def _endpoint(self, handle: Handle) -> str | None:

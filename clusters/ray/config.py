@@ -23,6 +23,8 @@ class RayClusterConfig(ClusterConfig):
     filesystem mounted on every node to keep them wherever the notebook lands.
     ``allow_installs: false`` refuses environments with pip or conda dependencies (which Ray
     would otherwise install per job through the runtime_env) where the nodes must not install.
+    ``serve_host``/``serve_port``: where Ray Serve's HTTP proxy listens when a served model's
+    deploy job is the first to start Serve on the cluster (:mod:`clusters.ray.serving`).
     """
 
     secret_fields: ClassVar[frozenset[str]] = frozenset({"headers"})
@@ -38,6 +40,17 @@ class RayClusterConfig(ClusterConfig):
         "(default: <system temp dir>/submarine-broker-workdirs on each node)",
     )
 
+    serve_host: str = Field(
+        default="0.0.0.0",
+        description="Address Ray Serve's HTTP proxy listens on when the broker starts Serve on the cluster",
+    )
+    serve_port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Port of Ray Serve's HTTP proxy when the broker starts Serve on the cluster "
+        "(pick one free on the nodes; a Serve already running keeps its own)",
+    )
     allow_installs: bool = Field(
         default=True, description="Install environments' pip/conda dependencies through the runtime_env"
     )
