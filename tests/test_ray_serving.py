@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from clusters.base import Handle, Phase
+from clusters.errors import ClusterUnreachable
 from clusters.ray.adapter import RayAdapter
 from clusters.ray.config import RayClusterConfig
 from clusters.ray.serving import STATUS_PATH, app_endpoint, observe_app, proxy_base
@@ -132,7 +133,10 @@ def test_a_sklearn_model_served_by_ray_serve_predicts_and_delete_removes_the_app
             assert handle.state["serve_app"] == f"sb-{uid}"
 
             def running() -> bool:
-                seen = asyncio.run(adapter.poll([handle]))[uid]
+                try:
+                    seen = asyncio.run(adapter.poll([handle]))[uid]
+                except ClusterUnreachable:
+                    return False  # the dashboard is slow while Serve starts; the monitor retries too
                 assert seen.phase in (Phase.PENDING, Phase.RUNNING), seen
                 return seen.phase is Phase.RUNNING
 
