@@ -51,6 +51,7 @@ from broker.serving.fetch_tokens import FetchTokens
 from broker.serving.handout import ServeHandout
 from broker.serving.proxy import ServeProxy
 from broker.serving.replicas import ServeTable
+from broker.serving.rollouts import Rollouts
 from broker.serving.service import ServeService
 from broker.serving.watch import ServeWatch
 from broker.storage import open_storage
@@ -266,6 +267,9 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         images=images,
         environments=environments,
     )
+    serve_proxy = ServeProxy(ServeTable(serves.target))
+    if loops.serve_watch is not None:
+        loops.serve_watch.rollouts = Rollouts(db, serves, serve_proxy.table, policy)
     return BrokerContext(
         config,
         db,
@@ -286,7 +290,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         environments,
         serves,
         fetch_tokens,
-        serve_proxy=ServeProxy(ServeTable(serves.target)),
+        serve_proxy=serve_proxy,
     )
 
 

@@ -2,8 +2,9 @@
 
 Every status change goes through :func:`transition`, which refuses illegal moves (a late
 "Running" report after a delete, a revived terminal run), stamps the matching time column of the
-current attempt and writes an event row, in the caller's transaction. The one other move, back to
-Accepted for a new attempt, is :func:`reopen`'s.
+current attempt and writes an event row, in the caller's transaction. The other moves: back to
+Accepted for a new attempt (:func:`reopen`), and a serve back to the attempt that kept serving
+when its rollout failed (:func:`resume`).
 """
 
 from __future__ import annotations
@@ -166,6 +167,34 @@ def reopen(session: Session, workload: Workload, reason: str, *, revive: bool = 
             at=when,
             from_status=current.value,
             to_status=Status.ACCEPTED.value,
+            reason=reason,
+            attempt=workload.attempt,
+        )
+    )
+
+
+def resume(session: Session, workload: Workload, target: Status, reason: str) -> None:
+    """Move ``workload`` back to an attempt that still runs on its cluster (``target``: Created or
+    Running), in the caller's transaction: the row already holds that attempt again. Only a serve
+    going back from a rollout does it (:func:`broker.serving.rollout.roll_back`): the attempt it
+    goes back to never stopped. The new attempt's outcome (reason, category, end time) is dropped.
+    """
+    if target not in (Status.CREATED, Status.RUNNING):
+        raise IllegalTransition(workload.id, Status(workload.status), target)
+    current = Status(workload.status)
+    when = now()
+    workload.status = target.value
+    workload.updated_at = when
+    workload.finished_at = None
+    workload.reason = None
+    workload.failure_category = None
+    workload.status_message = None
+    session.add(
+        Event(
+            workload_id=workload.id,
+            at=when,
+            from_status=current.value,
+            to_status=target.value,
             reason=reason,
             attempt=workload.attempt,
         )

@@ -112,6 +112,14 @@ def default_name(model_name: str, version: int | None, alias: str | None = None)
     return text or "model"
 
 
+def version_number(value: object) -> object:
+    """A version given as digits in a string, as a number (Submarine's SDK sends an int; its UI
+    and curl users send "1"); anything else as it is, for the field's own check."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
 class ServeSpec(_Model):
     """A serve submission: Submarine's ``{modelName, modelVersion}`` plus the broker's fields."""
 
@@ -129,10 +137,7 @@ class ServeSpec(_Model):
     @field_validator("modelVersion", mode="before")
     @classmethod
     def _version_text(cls, value: object) -> object:
-        # Submarine's SDK sends an int; its UI and curl users send "1".
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value.strip())
-        return value
+        return version_number(value)
 
     @field_validator("name", mode="before")
     @classmethod
@@ -173,6 +178,25 @@ class ServeSpec(_Model):
     def serve_name(self) -> str:
         """The serve's name: ``name``, else :func:`default_name`."""
         return self.name or default_name(self.modelName, self.modelVersion, self.alias)
+
+
+class ServeUpdate(_Model):
+    """A rollout (``PATCH /api/v1/serve/{id}``): the version of the same model to serve from now
+    on, by number or by an alias to follow (re-rolled whenever the alias moves)."""
+
+    modelVersion: int | None = Field(default=None, ge=1)
+    alias: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @field_validator("modelVersion", mode="before")
+    @classmethod
+    def _version_text(cls, value: object) -> object:
+        return version_number(value)
+
+    @model_validator(mode="after")
+    def _version_or_alias(self) -> ServeUpdate:
+        if (self.modelVersion is None) == (self.alias is None):
+            raise ValueError("give modelVersion or alias (one of them)")
+        return self
 
 
 def build_serve_plan(

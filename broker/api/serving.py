@@ -1,6 +1,6 @@
 """``/api/v1/serve``: Submarine's serve endpoints (``POST`` ``{modelName, modelVersion}`` → the
 serve with its ``url``; ``DELETE`` with the spec in the body) and the broker's own: list, get,
-delete by id, events, logs, stop and start."""
+``PATCH`` (a rollout to another version or alias), delete by id, events, logs, stop and start."""
 
 from __future__ import annotations
 
@@ -54,6 +54,15 @@ async def list_serves(request: Request) -> EnvelopeResponse:
 async def get(request: Request) -> EnvelopeResponse:
     row = await _service(request).get(request.path_params["id"], guard_of(request))
     return ok(serve_json(row), message="Get the serve instance")
+
+
+async def update(request: Request) -> EnvelopeResponse:
+    """A rollout: ``{"modelVersion": N}`` or ``{"alias": "champion"}`` (followed from then on)."""
+    document = await _document(request)
+    row = await _service(request).update(
+        request.path_params["id"], document, guard=guard_of(request), caller=caller_of(request)
+    )
+    return ok(serve_json(row), message="Update the serve instance")
 
 
 async def delete(request: Request) -> EnvelopeResponse:
@@ -112,5 +121,6 @@ routes = [
     Route("/api/v1/serve/{id}/stop", stop, methods=["POST"]),
     Route("/api/v1/serve/{id}/start", start, methods=["POST"]),
     Route("/api/v1/serve/{id}", get, methods=["GET"]),
+    Route("/api/v1/serve/{id}", update, methods=["PATCH"]),
     Route("/api/v1/serve/{id}", delete, methods=["DELETE"]),
 ]

@@ -352,6 +352,10 @@ class BrokerClient:
         items, _ = self._list(f"/serve/{_segment(serve_id)}/events")
         return items
 
+    def update_serve(self, serve_id: str, change: JSONObject) -> JSONObject:
+        """``PATCH /serve/{id}``: roll out ``{"modelVersion": N}`` or ``{"alias": "..."}``."""
+        return self._object("PATCH", f"/serve/{_segment(serve_id)}", body=change)
+
     def serve_action(self, serve_id: str, action: str) -> JSONObject:
         """``POST /serve/{id}/stop`` or ``/start``."""
         return self._object("POST", f"/serve/{_segment(serve_id)}/{action}")

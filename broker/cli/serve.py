@@ -1,6 +1,7 @@
 """``submarine-broker serve <command>``: serve registered model versions, list and show them, call
-them through the broker's proxy, stop, start and delete them. ``submarine-broker serve`` without a
-command runs the broker itself (:mod:`broker.cli.server_commands`); these are its subcommands."""
+them through the broker's proxy, roll them out to another version, stop, start and delete them.
+``submarine-broker serve`` without a command runs the broker itself
+(:mod:`broker.cli.server_commands`); these are its subcommands."""
 
 from __future__ import annotations
 
@@ -61,13 +62,37 @@ def wait_ready(client: BrokerClient, serve_id: str, timeout: float) -> JSONObjec
     return found
 
 
+def wait_rolled_out(client: BrokerClient, serve_id: str, timeout: float) -> JSONObject:
+    """Poll until the serve's rollout is over (switched, or gone back) and a replica answers."""
+    deadline = time.monotonic() + timeout
+    found = client.get_serve(serve_id)
+    while found.get("rollout") or not found.get("ready"):
+        if found.get("status") in ("Failed", "Succeeded", "Deleted") and not found.get("rollout"):
+            raise click.ClickException(
+                f"serve {serve_id} {found.get('status')}: {render.dash(found.get('reason'))}"
+            )
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"timed out after {timeout:g}s waiting for the rollout of serve {serve_id} "
+                f"(last status: {render.dash(found.get('status'))})"
+            )
+        time.sleep(1.0)
+        found = client.get_serve(serve_id)
+    return found
+
+
 def _line(found: JSONObject) -> str:
     ready = "ready" if found.get("ready") else "not ready"
-    return (
+    alias = f" @{found.get('alias')}" if found.get("alias") else ""
+    line = (
         f"serve {found.get('id')} {found.get('name')} "
-        f"({found.get('modelName')} v{found.get('modelVersion')}) "
+        f"({found.get('modelName')} v{found.get('modelVersion')}{alias}) "
         f"{found.get('status')}, {ready}: {found.get('url')}"
     )
+    rollout = found.get("rollout")
+    if isinstance(rollout, dict):
+        line += f"; rolling out v{rollout.get('toVersion')}, v{rollout.get('fromVersion')} serves meanwhile"
+    return line
 
 
 @serve.command()
@@ -187,6 +212,40 @@ def predict(client: BrokerClient, serve_ref: str, source: str, namespace: str | 
     if answer.status_code >= 400:
         raise click.ClickException(f"HTTP {answer.status_code}: {answer.text.strip()}")
     click.echo(answer.text.strip())
+
+
+@serve.command()
+@click.argument("serve_ref", metavar="SERVE")
+@click.option("--version", "version", type=click.IntRange(min=1), default=None, help="Version number.")
+@click.option("--alias", default=None, help="Follow this alias (re-rolled whenever it moves).")
+@namespace_option
+@click.option("--wait", "wait_", is_flag=True, help="Then wait until the new version serves.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True)
+@json_option
+@pass_client
+def update(
+    client: BrokerClient,
+    serve_ref: str,
+    version: int | None,
+    alias: str | None,
+    namespace: str | None,
+    wait_: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Roll SERVE out to another --version (or --alias) of its model: the new version's replicas
+    start, requests switch to them once they all answer, then the old ones stop."""
+    if (version is None) == (alias is None):
+        raise click.UsageError("give --version or --alias (one of them)")
+    serve_id = resolve(client, serve_ref, namespace)
+    change: JSONObject = {"modelVersion": version} if version is not None else {"alias": alias}
+    updated = client.update_serve(serve_id, change)
+    if wait_:
+        updated = wait_rolled_out(client, serve_id, timeout)
+    if as_json:
+        render.print_json(updated)
+        return
+    click.echo(_line(updated))
 
 
 def _act(client: BrokerClient, serve_ref: str, namespace: str | None, action: str, as_json: bool) -> None:

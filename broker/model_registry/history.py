@@ -32,6 +32,8 @@ VERSION_TAG_DELETED = "version_tag_deleted"
 VERSION_DELETED = "version_deleted"
 ALIAS_SET = "alias_set"
 ALIAS_DELETED = "alias_deleted"
+#: A serve following an alias started serving the version the alias moved to (broker.serving).
+SERVE_REROLLED = "serve_rerolled"
 #: Every action an event may record.
 ACTIONS = (
     MODEL_CREATED,
@@ -48,6 +50,7 @@ ACTIONS = (
     VERSION_DELETED,
     ALIAS_SET,
     ALIAS_DELETED,
+    SERVE_REROLLED,
 )
 
 

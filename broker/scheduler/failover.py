@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broker.registry import ClusterRegistry, ClusterState
+from broker.serving.rollout import kept_attempts
 from broker.state import ON_CLUSTER, FailureCategory, Status, now, record, transition
 from broker.store.database import Database
 from broker.workloads.model import SupersededAttempt, Workload
@@ -171,7 +172,8 @@ class Failover:
         for item in items:
             if item.status_message and item.status_message.startswith(prefix):
                 await self.db.run(partial(_adopted, workload_id=item.id, uid=item.uid, cluster=cluster.name))
-        await self._sweep(cluster, {item.uid for item in items})
+        kept = await self.db.run(partial(kept_attempts, cluster=cluster.name))
+        await self._sweep(cluster, {item.uid for item in items} | kept)
 
     async def _sweep(self, cluster: ClusterState, live: set[str]) -> None:
         def superseded(session: Session) -> list[SupersededAttempt]:
@@ -211,7 +213,7 @@ class Failover:
             # that is still its workload's current one stays, even once it ended (a cluster may keep
             # its record and logs); only superseded attempts and those of deleted or unknown
             # workloads are orphans.
-            if await self.db.run(partial(_still_owned, uid=handle.uid)):
+            if await self.db.run(partial(_still_owned, uid=handle.uid, cluster=cluster.name)):
                 continue
             log.warning(
                 "orphan sweep: cancelling attempt %s on %s, which no live workload owns",
@@ -224,9 +226,11 @@ class Failover:
                 log.warning("orphan sweep on %s: %s", cluster.name, cluster.config.mask(str(exc)))
 
 
-def _still_owned(session: Session, uid: str) -> bool:
+def _still_owned(session: Session, uid: str, cluster: str) -> bool:
     status = session.scalar(select(Workload.status).where(Workload.uid == uid))
-    return status is not None and status != Status.DELETED.value
+    if status is not None and status != Status.DELETED.value:
+        return True
+    return uid in kept_attempts(session, cluster)  # a serve's rollout keeps it
 
 
 def _mark(session: Session, workload_id: str, uid: str, message: str) -> None:

@@ -33,18 +33,22 @@ from broker.model_registry.views import VersionView
 from broker.notebooks.tokens import NotebookTokens
 from broker.planner import Planner
 from broker.registry import ClusterRegistry
+from broker.serving import rollout
 from broker.serving.replicas import ServeTarget
-from broker.serving.views import MODEL_KEY, is_ready, ready_replicas, served_model
+from broker.serving.rollout import RETIRING
+from broker.serving.views import MODEL_KEY, ROLLOUT, served_model, serving_replicas
 from broker.state import Status
 from broker.workloads.kind import Kind
 from broker.workloads.model import Workload
 from broker.workloads.rows import insert_accepted, new_attempt, new_row, pinned_columns
 from broker.workloads.service import WorkloadService
 from broker.workloads.validation import validate_document
+from clusters.base import Handle
+from clusters.errors import ClusterError
 from policies.placement import Decision
 from runtimes.environment import EnvironmentPlan
 from runtimes.environment_spec import inline_plan
-from runtimes.serving import ServeSpec
+from runtimes.serving import ServeSpec, ServeUpdate
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,17 @@ def slot_of(namespace: str, name: str) -> str:
 def version_field(spec: ServeSpec) -> str:
     """The spec field that chose the version: ``modelVersion`` or ``alias``."""
     return "alias" if spec.alias is not None else "modelVersion"
+
+
+def model_record(version: VersionView, flavor: str, alias: str | None) -> dict[str, Any]:
+    """The ``model`` record a serve keeps in its spec: the version it runs and how it was named."""
+    return {
+        "name": version.model_name,
+        "version": version.version,
+        "modelKey": version.model_key,
+        "alias": alias,
+        "flavor": flavor,
+    }
 
 
 class ServeService(WorkloadService):
@@ -185,13 +200,7 @@ class ServeService(WorkloadService):
         if decision.never_fits:
             raise ApiError(422, f"no registered cluster can ever serve this model: {decision.rejection}")
         name = spec.serve_name
-        model = {
-            "name": version.model_name,
-            "version": version.version,
-            "modelKey": version.model_key,
-            "alias": spec.alias,
-            "flavor": flavor,
-        }
+        model = model_record(version, flavor, spec.alias)
         values = new_row(
             self.ids.next(),
             name=name,
@@ -234,7 +243,7 @@ class ServeService(WorkloadService):
         )
         if row is None or row.kind != self.kind or row.status == Status.DELETED.value:
             return None
-        ready = ready_replicas(row) if is_ready(row) else {}
+        ready = serving_replicas(row)
         return ServeTarget(
             serve_id=row.id,
             namespace=row.namespace,
@@ -242,13 +251,6 @@ class ServeService(WorkloadService):
             token=self.tokens.of(row) or "",
             endpoints=tuple(ready[name] for name in sorted(ready)),
         )
-
-    def upstreams_of(self, row: Workload) -> tuple[dict[str, str], str] | None:
-        """``(replica name → URL of each ready replica, server token)``, or None when none answers."""
-        token = self.tokens.of(row)
-        if not is_ready(row) or not token:
-            return None
-        return ready_replicas(row), token
 
     async def of_model(self, guard: Guard, model_name: str, version: int | None) -> list[Workload]:
         """The live serves of ``model_name`` (of that ``version``, when given) the caller may read."""
@@ -294,6 +296,88 @@ class ServeService(WorkloadService):
         started = await self.db.run(again)
         self.on_submitted()
         return started
+
+    # rollout -----------------------------------------------------------------------------------
+    async def update(
+        self, serve_id: str, document: dict[str, Any], *, guard: Guard, caller: Caller
+    ) -> Workload:
+        """Serve another version of the same model (``modelVersion``, or ``alias`` to follow it):
+        a rollout (:mod:`broker.serving.rollout`) when the serve is active, the version it starts
+        with when it is stopped. 400 for a bad document or a version that cannot be served, 403
+        without ``submit`` on the serve, 409 when it already serves that version that way."""
+        change = validate_document(ServeUpdate, document, self.kind)
+        row = await self.get(serve_id, guard, "submit")
+        current = served_model(row)
+        wanted = ServeSpec(modelName=current["name"], modelVersion=change.modelVersion, alias=change.alias)
+        version, flavor = await self.resolve(wanted, caller)
+        model = model_record(version, flavor, change.alias)
+        if current.get("version") == model["version"] and current.get("alias") == model["alias"]:
+            raise Conflict(f"serve {serve_id} already serves {rollout.version_text(model)}")
+        return await self.roll_out(row.id, model, by=guard.user)
+
+    async def roll_out(self, serve_id: str, model: dict[str, Any], *, by: str) -> Workload:
+        """Start serving ``model`` (a :func:`model_record`) in serve ``serve_id``: the write of
+        :meth:`update`, and of the alias watch when an alias a serve follows moves."""
+        fields = {"modelVersion": None if model["alias"] else model["version"], "alias": model["alias"]}
+
+        def apply(session: Session) -> tuple[Workload, dict[str, Any] | None]:
+            current = session.get(Workload, serve_id, with_for_update=True)
+            if current is None or current.status == Status.DELETED.value:
+                raise NotFound(NOT_FOUND)
+            superseded = rollout.begin(session, current, model, fields, by)
+            return current, superseded
+
+        row, superseded = await self.db.run(apply)
+        if superseded is not None:
+            await self.cancel_attempt(row.id, superseded, "superseded by another rollout")
+        self.on_submitted()
+        return row
+
+    async def cancel_attempt(self, serve_id: str, kept: dict[str, Any], why: str) -> bool:
+        """Cancel attempt ``kept`` (a rollout's record of it) on its cluster; when the cluster
+        cannot be reached, leave it to the orphan sweep. Returns whether it was cancelled."""
+        cluster = self.registry.get(kept["cluster"]) if kept.get("cluster") else None
+        if cluster is None or kept.get("handle") is None:
+            return True
+        try:
+            await cluster.adapter.cancel(Handle.from_json(kept["handle"]))
+        except ClusterError as exc:
+            log.warning(
+                "serve %s: could not cancel attempt %s (%s) on %s: %s",
+                serve_id,
+                kept["attempt"],
+                why,
+                kept["cluster"],
+                cluster.config.mask(str(exc)),
+            )
+            await self.db.run(lambda s: rollout.supersede(s, serve_id, kept))
+            return False
+        return True
+
+    async def _drop_kept(self, row: Workload, why: str) -> str:
+        """Cancel the attempts a rollout keeps besides the current one (the version serving until
+        the switch, the one retiring after it) and forget them; a note for the event."""
+        access = row.access or {}
+        kept = [r["previous"] for r in [access.get(ROLLOUT)] if r] + [r for r in [access.get(RETIRING)] if r]
+        if not kept:
+            return ""
+        for attempt in kept:
+            await self.cancel_attempt(row.id, attempt, why)
+
+        def forget(session: Session) -> None:
+            current = session.get(Workload, row.id, with_for_update=True)
+            if current is not None and current.access:
+                current.access = {k: v for k, v in current.access.items() if k not in (ROLLOUT, RETIRING)}
+
+        await self.db.run(forget)
+        return f"; the replicas of attempt {', '.join(str(k['attempt']) for k in kept)} stopped too"
+
+    async def _before_delete(self, row: Workload) -> str:
+        return await self._drop_kept(row, "deleted")
+
+    async def _end(self, row: Workload, reason: str) -> Workload:
+        note = await self._drop_kept(row, "stopped")
+        return await super()._end(row, reason + note)
 
     # Last in the class: below it, ``list`` in an annotation would name this method.
     async def list(self, guard: Guard, *, status: str | None = None) -> list[Workload]:

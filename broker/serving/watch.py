@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import select
@@ -23,6 +23,9 @@ from broker.state import Status, now
 from broker.workloads.kind import Kind
 from broker.workloads.model import Workload
 from clusters.base import Handle
+
+if TYPE_CHECKING:
+    from broker.serving.rollouts import Rollouts
 from clusters.errors import ClusterError
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ class ServeWatch:
         self.db = db
         self.registry = registry
         self._http = httpx.AsyncClient(timeout=5.0, transport=transport)
+        #: Moves rollouts on after each check (set once the serving service exists).
+        self.rollouts: Rollouts | None = None
 
     async def run_once(self) -> None:
         """Check every running serve at once (a slow replica delays no other serve)."""
@@ -53,6 +58,8 @@ class ServeWatch:
         for row, outcome in zip(rows, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.error("checking serve %s failed", row.id, exc_info=outcome)
+        if self.rollouts is not None:
+            await self.rollouts.run_once()
 
     async def check(self, row: Workload) -> None:
         """Ask the cluster for the replicas' endpoints, ping them, keep what changed."""
@@ -67,6 +74,8 @@ class ServeWatch:
             access.setdefault("readyAt", now().isoformat())
         if access != attempt_access(row):
             await self._save(row, access)
+        if self.rollouts is not None:
+            await self.rollouts.advance(row, access)
 
     async def _endpoints(self, row: Workload) -> dict[str, str]:
         cluster = self.registry.get(row.cluster) if row.cluster else None

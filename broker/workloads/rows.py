@@ -16,6 +16,9 @@ from broker.workloads.kind import Kind
 from broker.workloads.model import Event, Workload
 from runtimes.environment import EnvironmentPlan
 
+#: Keys of a serve's ``access`` record that belong to no one attempt (see broker.serving.rollout).
+_ATTEMPT_INDEPENDENT = ("rollout", "retiring")
+
 
 def new_row(workload_id: str, **fields: Any) -> dict[str, Any]:
     """The column values of a new workload row: a first attempt, Accepted now, plus ``fields``."""
@@ -65,7 +68,8 @@ def insert_accepted(values: dict[str, Any], reason: str) -> Callable[[Session], 
 def new_attempt(session: Session, row: Workload, reason: str, *, revive: bool = False) -> None:
     """Start the next attempt of ``row``, in the caller's transaction: a new uid and number,
     Accepted and unplaced, and nothing of the previous attempt (cluster, handle, placement,
-    dispatch retries, times, outcome, a notebook server's access record).
+    dispatch retries, times, outcome, a notebook server's access record; a serve's rollout
+    records stay).
 
     From Created or Running (a requeue after a lost cluster) the row moves back to Accepted; from
     Accepted (the submit to a lost cluster in flight) it stays there. Either way one event,
@@ -90,7 +94,9 @@ def new_attempt(session: Session, row: Workload, reason: str, *, revive: bool = 
     row.created_at = row.running_at = row.finished_at = None
     row.reason = None
     row.failure_category = None
-    row.access = None
+    # A serve's rollout records outlive its attempts: the replicas they name still serve.
+    kept = {k: v for k, v in (row.access or {}).items() if k in _ATTEMPT_INDEPENDENT}
+    row.access = {"uid": row.uid, **kept} if kept else None
     if current is Status.ACCEPTED:
         row.status_message = None
         row.updated_at = now()
