@@ -164,6 +164,9 @@ class ClusterAdapter(ABC):
     kind: ClassVar[str]
     config_model: ClassVar[type[ClusterConfig]]
     capabilities: ClassVar[Capability] = Capability.NONE
+    #: Whether :meth:`endpoints` names every replica (True), or one endpoint balances them all
+    #: (False: a Kubernetes Service, Ray Serve's route), whose readiness the cluster answers for.
+    endpoint_per_replica: ClassVar[bool] = False
 
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

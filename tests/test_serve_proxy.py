@@ -1,5 +1,6 @@
 """The ``/serve/<namespace>/<name>/...`` proxy against fake model servers on free loopback ports:
-round robin, failed replicas taken out and back, permissions, credentials, streaming, rollout."""
+round robin, failed replicas taken out and back, permissions, credentials, streaming, a switch
+to new replicas under load."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pytest
 
 from broker.accounts import add_user, create_token
 from broker.serving.replicas import ServeTarget
-from broker.serving.rollout import switch_when_ready
 from tests.fake_model_server import FakeModelServer
 from tests.inprocess import InProcessBroker
 from tests.support import REPO, serve_in_thread
@@ -206,8 +206,10 @@ def test_a_rollout_under_load_fails_no_request(secured) -> None:
             await asyncio.sleep(0.3)
             for server in new_servers:
                 server.broken = False
-            target = ServeTarget("serve-1", "vision", "iris", "server-token", tuple(new))
-            assert await switch_when_ready(proxy, target, ready_timeout=30)
+            leaving = [proxy.table.replica(url) for url in old]
+            proxy.table.publish(ServeTarget("serve-1", "vision", "iris", "server-token", tuple(new)))
+            # What the rollout does before it stops the old replicas: wait for their requests.
+            assert await proxy.table.drained([r for r in leaving if r is not None], timeout=30)
             on_old = sum(len(s.seen) for s in old_servers)
             await asyncio.to_thread(old_stack.close)  # the service stops the old replicas now
             await asyncio.sleep(0.3)

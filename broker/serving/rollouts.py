@@ -31,36 +31,29 @@ from runtimes.serving import ServeSpec
 
 log = logging.getLogger(__name__)
 
+TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+
 #: Seconds to wait for requests in flight to a retiring replica (through this broker) to end.
 DRAIN_TIMEOUT = 60.0
 #: Who the history says re-rolled a serve when the alias it follows moved.
 ALIAS_ACTOR = "alias-watch"
 
 
-def fully_ready(row: Workload, access: dict[str, Any]) -> bool:
-    """Every replica of the attempt answers: as many as its handle lists (one endpoint for kinds
-    that balance replicas themselves), each reported and answering ``/ping``."""
+def fully_ready(row: Workload, access: dict[str, Any], *, per_replica: bool) -> bool:
+    """Every replica of the running attempt answers ``/ping``: each one its handle lists where
+    the cluster gives an endpoint per replica (``per_replica``), else the one endpoint that
+    balances them (the cluster called the attempt Running once its replicas were up)."""
     known: dict[str, str] = access.get("replicas") or {}
     ready = set(access.get("ready") or [])
     listed = ((row.handle or {}).get("state") or {}).get("replicas")
-    expected = len(listed) if isinstance(listed, list) and listed else 1
+    expected = len(listed) if per_replica and isinstance(listed, list) and listed else 1
     return bool(known) and ready == set(known) and len(known) >= expected
 
 
-def _failed_rollouts(session: Session) -> list[Workload]:
-    rows = session.scalars(
-        select(Workload).where(Workload.kind == Kind.SERVE.value, Workload.status == Status.FAILED.value)
-    ).all()
-    return [r for r in rows if rollout_of(r) is not None]
-
-
-def _following(session: Session) -> list[Workload]:
-    rows = session.scalars(
-        select(Workload).where(
-            Workload.kind == Kind.SERVE.value, Workload.status.not_in([s.value for s in TERMINAL])
-        )
-    ).all()
-    return [r for r in rows if served_model(r).get("alias")]
+def _live(session: Session) -> list[Workload]:
+    """Every serve not deleted (a few hundred at most: filtered here, not in SQL over JSON)."""
+    query = select(Workload).where(Workload.kind == Kind.SERVE.value, Workload.status != Status.DELETED.value)
+    return list(session.scalars(query).all())
 
 
 def _alias_versions(session: Session, pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
@@ -101,31 +94,39 @@ class Rollouts:
 
     async def advance(self, row: Workload, access: dict[str, Any]) -> None:
         """After a readiness check of running serve ``row`` (its ``access`` as just saved): switch
-        a rollout whose new replicas all answer; stop a retiring attempt whose time came."""
-        if access.get(rollout.ROLLOUT) is not None and fully_ready(row, access):
-            if await self.db.run(partial(rollout.switch, workload_id=row.id, uid=row.uid)) is not None:
-                self._tell_proxy(row)
-            return  # the previous attempt retires from the next check on
-        kept = rollout.retire_due(row, now())
-        if kept is None:
+        a rollout whose new replicas all answer."""
+        cluster = self.serves.registry.get(row.cluster) if row.cluster else None
+        if access.get(rollout.ROLLOUT) is None or cluster is None:
             return
+        if not fully_ready(row, access, per_replica=cluster.adapter.endpoint_per_replica):
+            return
+        if await self.db.run(partial(rollout.switch, workload_id=row.id, uid=row.uid)) is not None:
+            self._tell_proxy(row)
+
+    async def run_once(self) -> None:
+        """Stop retiring attempts whose time came, go back from rollouts whose new attempt failed,
+        re-roll serves whose alias moved."""
+        rows = await self.db.run(_live)
+        for row in rows:
+            kept = rollout.retire_due(row, now())
+            if kept is not None:
+                await self._retire(row, kept)
+            if row.status == Status.FAILED.value and rollout_of(row) is not None:
+                back = partial(rollout.rolled_back_on_failure, workload_id=row.id, uid=row.uid)
+                failed = await self.db.run(back)
+                if failed is not None:
+                    self._tell_proxy(row)
+                    await self.serves.cancel_attempt(row.id, failed, "its rollout failed")
+        await self._follow_aliases([r for r in rows if r.status not in TERMINAL_VALUES])
+
+    async def _retire(self, row: Workload, kept: dict[str, Any]) -> None:
         await self._drain(kept)
         stopped = await self.serves.cancel_attempt(row.id, kept, "retired after a rollout")
         note = "" if stopped else f"; {kept['cluster']} could not be reached: the orphan sweep stops them"
         await self.db.run(partial(rollout.retired, workload_id=row.id, kept=kept, note=note))
 
-    async def run_once(self) -> None:
-        """Go back from rollouts whose new attempt failed; re-roll serves whose alias moved."""
-        for row in await self.db.run(_failed_rollouts):
-            back = partial(rollout.rolled_back_on_failure, workload_id=row.id, uid=row.uid)
-            failed = await self.db.run(back)
-            if failed is not None:
-                self._tell_proxy(row)
-                await self.serves.cancel_attempt(row.id, failed, "its rollout failed")
-        await self._follow_aliases()
-
-    async def _follow_aliases(self) -> None:
-        rows = await self.db.run(_following)
+    async def _follow_aliases(self, live: list[Workload]) -> None:
+        rows = [r for r in live if served_model(r).get("alias")]
         wanted: dict[str, tuple[dict[str, Any], str]] = {}
         for row in rows:
             model = served_model(row)  # during a rollout, the version rolled out to

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from broker.ids import new_uid
@@ -85,7 +85,9 @@ def new_attempt(session: Session, row: Workload, reason: str, *, revive: bool = 
     if row.kind == Kind.EXPERIMENT.value:
         end_superseded(session, row.uid)
     row.uid = new_uid()
-    row.attempt += 1
+    # Past the highest number used: a serve that went back from a rollout runs an older attempt.
+    used = session.scalar(select(func.max(Event.attempt)).where(Event.workload_id == row.id))
+    row.attempt = max(row.attempt, used or 0) + 1
     row.cluster = None
     row.handle = None
     row.placement = None

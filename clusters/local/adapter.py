@@ -105,6 +105,7 @@ class LocalAdapter(ClusterAdapter):
 
     kind = "local"
     config_model = LocalClusterConfig
+    endpoint_per_replica = True
     capabilities = (
         Capability.ENDPOINTS
         | Capability.LISTS_WORK
