@@ -8,7 +8,10 @@ that is not one is a 400 naming the field that chose the version."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -119,12 +122,17 @@ def test_without_requirements_the_clusters_python_and_garbage_is_refused(
             "file (line 1 is not a requirement: '<html><body>Not Found</body></html>')"
         )
     assert all(s["modelName"] != "garbled" for s in alice.get("/api/v1/serve").json()["result"])
-    # Naming an environment skips the model's requirements altogether.
-    named = alice.post(
-        "/api/v1/serve",
-        json={"modelName": "garbled", "modelVersion": 1, "environment": {"name": "notebook-env"}},
+    # Naming an environment skips the model's requirements altogether (here from the CLI).
+    cli = [sys.executable, "-m", "broker", "--url", broker.url, "--token", tokens["alice"], "serve"]
+    made_by_cli = subprocess.run(
+        [*cli, "create", "garbled-own", "--model", "garbled", "--version", "1"]
+        + ["--environment", "notebook-env", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert named.status_code == 200, named.text
-    assert named.json()["result"]["environment"]["name"] == "notebook-env"
-    assert serve_of(alice, named.json()["result"]["id"])["modelName"] == "garbled"
-    assert alice.delete(f"/api/v1/serve/{named.json()['result']['id']}").status_code == 200
+    assert made_by_cli.returncode == 0, made_by_cli
+    named = json.loads(made_by_cli.stdout)
+    assert named["environment"]["name"] == "notebook-env" and named["modelName"] == "garbled"
+    assert serve_of(alice, named["id"])["environment"] == named["environment"]
+    assert alice.delete(f"/api/v1/serve/{named['id']}").status_code == 200
