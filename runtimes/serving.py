@@ -18,6 +18,13 @@ The model-server process contract (``runtimes.model_server``, every cluster kind
   (or its own loader when MLflow is not installed). A ``file://`` URI or a plain local path is
   also accepted (tests, Kubernetes storage initialisers that already downloaded the files).
 
+``python`` is the cluster's interpreter (``notebook_python``), or ``python`` when the serve's
+environment installs packages: that environment's interpreter, which the kind puts first on
+``PATH`` (local: the built venv) and where it makes this package importable (local: a
+``PYTHONPATH`` entry holding only ``runtimes``; Ray: ``py_modules``; Kubernetes: the image).
+An environment made from the model's ``requirements.txt`` adds :data:`SERVER_REQUIREMENTS` (and
+:data:`MLFLOW_REQUIREMENT` when the model names no MLflow), so the server runs there.
+
 Environment variables (all set by the plan; none ever appears on the command line):
 
 - ``SUBMARINE_SERVE_TOKEN``: the server requires ``Authorization: Bearer <token>`` on every
@@ -66,12 +73,25 @@ FETCH_TOKEN_ENV = "SUBMARINE_MODEL_FETCH_TOKEN"
 OPEN_PATHS = ("/ping", "/health")
 #: The most replicas one serve may ask for.
 MAX_REPLICAS = 32
+#: What the model server itself imports beside the standard library (this package's ``pydantic``,
+#: the server's ``starlette`` and ``uvicorn``): added to an environment made from a model's
+#: requirements, so the server runs in it. The bounds are the broker's own (setup.cfg).
+SERVER_REQUIREMENTS = ("pydantic>=2.6", "starlette>=0.40", "uvicorn>=0.30")
+#: MLflow, which loads and scores the model: added when the model's requirements do not name it
+#: (MLflow writes its own pin there, which then wins). The bound is the ``serving`` extra's.
+MLFLOW_REQUIREMENT = "mlflow>=2.10"
+#: The interpreter a serve runs in an environment that installs packages: the environment's own,
+#: first on ``PATH`` where the kind built it (as an experiment's ``python train.py`` finds it).
+ENVIRONMENT_PYTHON = "python"
 __all__ = [
+    "ENVIRONMENT_PYTHON",
     "FETCH_TOKEN_ENV",
     "KIND",
+    "MLFLOW_REQUIREMENT",
     "MODULE",
     "OPEN_PATHS",
     "ROLE",
+    "SERVER_REQUIREMENTS",
     "TOKEN_ENV",
     "ModelPlan",
     "ServeSpec",
@@ -216,13 +236,18 @@ def build_serve_plan(
     """The launch plan of one attempt of a serve: ``spec.replicas`` model servers of ``model``.
 
     ``python`` is the interpreter that has the broker's ``runtimes`` package (and MLflow) on the
-    chosen cluster. ``extra_env`` goes under the spec's own variables; the tokens and the
-    ``SUBMARINE_*`` identity variables go over both (a spec cannot override them).
-    ``environment`` is the registered environment's revision (else the spec's inline one; the
-    dispatcher may pass one made from the model's ``requirements.txt``).
+    chosen cluster; when the environment installs packages the servers run
+    :data:`ENVIRONMENT_PYTHON` instead (that environment's interpreter: what it installs is what
+    the server loads the model with; the kind makes ``runtimes`` importable there).
+    ``extra_env`` goes under the spec's own variables; the tokens and the ``SUBMARINE_*``
+    identity variables go over both (a spec cannot override them).
+    ``environment`` is the one the serve pinned: a registered environment's revision, the spec's
+    inline one, or one made from the model's ``requirements.txt`` (else the spec's inline one).
     """
     if environment is None:
         environment = inline_plan(spec.environment)
+    if environment is not None and environment.installs:
+        python = ENVIRONMENT_PYTHON
     resources = parse_resources(spec.resources)
     replicas: list[ReplicaPlan] = []
     for index in range(spec.replicas):

@@ -117,3 +117,50 @@ def wait_ready(url: str, *, timeout: float = 90.0) -> None:
             return False
 
     wait_for(ready, timeout=timeout, what=f"the model server at {url}")
+
+
+def sklearn_files(tmp: Path, *, requirements: bool = True) -> dict[str, bytes]:
+    """The files MLflow saves for a LinearRegression ``y = 2x + 1`` (``MLmodel``,
+    ``requirements.txt``, ``python_env.yaml``, ...), without ``requirements.txt`` when asked."""
+    import numpy as np
+    from mlflow.sklearn import save_model
+    from sklearn.linear_model import LinearRegression
+
+    features = np.array([[0.0], [1.0], [2.0], [3.0]])
+    model = LinearRegression().fit(features, 2 * features[:, 0] + 1)
+    save_model(model, str(tmp / "saved"))
+    files = {
+        str(p.relative_to(tmp / "saved")): p.read_bytes() for p in (tmp / "saved").rglob("*") if p.is_file()
+    }
+    if not requirements:
+        files.pop("requirements.txt")
+    return files
+
+
+def register_files(url: str, token: str | None, name: str, files: dict[str, bytes]) -> int:
+    """Version N of registered model ``name`` (created when new) holding ``files``: PUT into a
+    run's ``model`` folder through the artifact API, then registered from ``runs:/<run>/model``
+    (MLflow's REST calls, as a user without MLflow's client makes them). Returns N."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+        experiment = f"files-{name}"
+        found = http.get("/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": experiment})
+        if found.status_code == 200:
+            experiment_id = found.json()["experiment"]["experiment_id"]
+        else:
+            made = http.post("/api/2.0/mlflow/experiments/create", json={"name": experiment})
+            assert made.status_code == 200, made.text
+            experiment_id = made.json()["experiment_id"]
+        run = http.post("/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id})
+        assert run.status_code == 200, run.text
+        run_id = run.json()["run"]["info"]["run_id"]
+        for path, content in files.items():
+            put = http.put(f"{API}/{experiment_id}/{run_id}/artifacts/model/{path}", content=content)
+            assert put.status_code == 200, put.text
+        model = http.post("/api/2.0/mlflow/registered-models/create", json={"name": name})
+        assert model.status_code == 200 or "already exists" in model.text, model.text
+        version = http.post(
+            "/api/2.0/mlflow/model-versions/create", json={"name": name, "source": f"runs:/{run_id}/model"}
+        )
+        assert version.status_code == 200, version.text
+        return int(version.json()["model_version"]["version"])

@@ -307,3 +307,20 @@ def test_index_credentials_never_reach_the_build_log() -> None:
         venv_build.redact("--index-url https://u:p@h/s --find-links /w")
         == "--index-url https://***@h/s --find-links /w"
     )
+
+
+def test_model_servers_in_a_venv_see_only_the_runtimes_package_of_the_broker(tmp_path: Path) -> None:
+    from clusters.local.environment import runtimes_folder, with_runtimes
+
+    root = tmp_path / "environments"
+    folder = runtimes_folder(root)
+    assert [p.name for p in folder.iterdir()] == ["runtimes"]
+    assert (folder / "runtimes" / "model_server.py").is_file()
+    assert runtimes_folder(root) == folder  # made once, found again
+    # A broker installed elsewhere since: the link follows it.
+    moved = tmp_path / "elsewhere" / "runtimes"
+    moved.mkdir(parents=True)
+    runtimes_folder(root, moved)
+    assert (folder / "runtimes").resolve() == moved.resolve() and len(list(folder.iterdir())) == 1
+    assert with_runtimes({"A": "1"}, folder) == {"A": "1", "PYTHONPATH": str(folder)}
+    assert with_runtimes({"PYTHONPATH": "/mine"}, folder)["PYTHONPATH"] == f"{folder}{os.pathsep}/mine"

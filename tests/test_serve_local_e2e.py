@@ -15,7 +15,7 @@ import pytest
 from clusters.local.processes import read_json
 from tests.support import Broker, wait_for
 from tests.test_permissions import Clients
-from tests.test_serving import register_sklearn, secured, serve_of  # noqa: F401 - fixture
+from tests.test_serving import OWN_PYTHON, register_sklearn, secured, serve_of  # noqa: F401 - fixture
 
 MODEL = "twin"
 
@@ -38,7 +38,13 @@ def test_two_replicas_through_the_proxy_and_one_killed(
     register_sklearn(broker.url, tokens["alice"], MODEL)  # y = 2x + 1
     created = alice.post(
         "/api/v1/serve",
-        json={"modelName": MODEL, "modelVersion": 1, "replicas": 2, "resources": "cpu=0.1,memory=256Mi"},
+        json={
+            "modelName": MODEL,
+            "modelVersion": 1,
+            "replicas": 2,
+            "resources": "cpu=0.1,memory=256Mi",
+            "environment": OWN_PYTHON,
+        },
     )
     assert created.status_code == 200, created.text
     serve = created.json()["result"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.test_serving import iris, register_sklearn, secured, wait_ready  # noqa: F401 - fixtures
+from tests.test_serving import OWN_PYTHON, iris, register_sklearn, secured, wait_ready  # noqa: F401 - fixtures
 
 BODY = {"dataframe_split": {"columns": ["x"], "data": [[1.0], [4.0]]}}
 
@@ -14,7 +14,14 @@ def test_predictions_through_the_proxy_with_the_callers_permissions(secured: Any
     broker, clients, _ = secured
     alice, bob = clients["alice"], clients["bob"]
     made = alice.post(
-        "/api/v1/serve", json={"modelName": iris, "modelVersion": 1, "name": "proxied", "replicas": 2}
+        "/api/v1/serve",
+        json={
+            "modelName": iris,
+            "modelVersion": 1,
+            "name": "proxied",
+            "replicas": 2,
+            "environment": OWN_PYTHON,
+        },
     )
     assert made.status_code == 200, made.text
     serve = made.json()["result"]

@@ -19,6 +19,10 @@ from tests.support import Broker, kill_replicas, wait_for
 from tests.test_permissions import Clients, make_users
 
 NAMESPACE = "vision"  # alice's team; bob is in nlp
+#: Serve on the cluster's own Python (the built-in environment that installs nothing), as a user
+#: may: these tests are not about environments, and one made from the model's requirements.txt
+#: takes a minute to build (tests/test_serve_model_environment_e2e.py builds one).
+OWN_PYTHON = {"name": "notebook-env"}
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +100,13 @@ def test_a_registered_version_is_served_until_deleted(
 ) -> None:
     broker, clients, tokens = secured
     alice = clients["alice"]
-    created = alice.post("/api/v1/serve", json={"modelName": iris, "modelVersion": 1})
+    created = alice.post(
+        "/api/v1/serve", json={"modelName": iris, "modelVersion": 1, "environment": OWN_PYTHON}
+    )
     assert created.status_code == 200, created.text
     serve = created.json()["result"]
     assert serve["url"] == f"/serve/{NAMESPACE}/iris-1/"
+    assert serve["environment"]["name"] == "notebook-env"
     assert (
         serve["modelName"] == "iris" and serve["modelVersion"] == 1 and serve["flavor"] == "python_function"
     )
@@ -220,7 +227,10 @@ def test_another_team_sees_no_serve_and_cannot_serve_the_model(
 ) -> None:
     _, clients, _ = secured
     alice, bob, carol = clients["alice"], clients["bob"], clients["carol"]
-    made = alice.post("/api/v1/serve", json={"modelName": iris, "modelVersion": 1, "name": "private"})
+    made = alice.post(
+        "/api/v1/serve",
+        json={"modelName": iris, "modelVersion": 1, "name": "private", "environment": OWN_PYTHON},
+    )
     assert made.status_code == 200, made.text
     serve_id = made.json()["result"]["id"]
     try:

@@ -1,6 +1,8 @@
 """The real Submarine SDK's ``ServeClient`` (0.8.0, in the SDK venv of
 :mod:`tests.test_submarine_sdk`) against a real broker: ``create_serve`` of a version registered
-through MLflow answers the proxy URL, which answers predictions; ``delete_serve`` removes it."""
+through MLflow answers the proxy URL, which answers predictions; ``delete_serve`` removes it.
+The SDK sends no environment: the version has no ``requirements.txt``, so it is served on the
+cluster's own Python (no environment built), as before."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.serving_support import register_files, sklearn_files
 from tests.support import Broker, wait_for
-from tests.test_serving import register_sklearn
 from tests.test_submarine_sdk import sdk_python  # noqa: F401 - the venv fixture
 from tests.test_submarine_sdk_registry import run_script
 
@@ -41,10 +43,15 @@ SERVE = textwrap.dedent(
 )
 
 
-def test_the_sdk_serve_client_serves_and_deletes(sdk_python: Path, broker: Broker) -> None:  # noqa: F811
-    register_sklearn(broker.url, None, "sdk-iris")
+def test_the_sdk_serve_client_serves_and_deletes(
+    sdk_python: Path,  # noqa: F811
+    broker: Broker,
+    tmp_path: Path,
+) -> None:
+    assert register_files(broker.url, None, "sdk-iris", sklearn_files(tmp_path, requirements=False)) == 1
     created = run_script(sdk_python, SERVE, broker, "create", "sdk-iris", "1")["result"]
     assert created["url"] == "/serve/default/sdk-iris-1/"
+    assert created["environment"] is None  # nothing to build: the cluster's own Python
 
     def answered() -> httpx.Response | None:
         answer = httpx.post(broker.url + created["url"] + "invocations", json={"inputs": [[4.0]]}, timeout=30)

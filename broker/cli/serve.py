@@ -104,6 +104,12 @@ def _line(found: JSONObject) -> str:
 @click.option("--resources", default=None, help="Per replica, e.g. cpu=1,memory=1Gi")
 @click.option("-n", "--namespace", default=None, help="Namespace (team); default: your first team.")
 @click.option("--cluster", default=None, help="Serve only on this cluster.")
+@click.option(
+    "--environment",
+    default=None,
+    help="A registered environment to serve in (notebook-env: the cluster's own Python); "
+    "default: one made from the model's requirements.txt.",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Then wait until a replica answers.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True)
 @json_option
@@ -118,6 +124,7 @@ def create(
     resources: str | None,
     namespace: str | None,
     cluster: str | None,
+    environment: str | None,
     wait_: bool,
     timeout: float,
     as_json: bool,
@@ -133,6 +140,8 @@ def create(
         spec["namespace"] = namespace
     if cluster:
         spec["placement"] = {"cluster": cluster}
+    if environment:
+        spec["environment"] = {"name": environment}
     created = client.create_serve(spec)
     if wait_:
         created = wait_ready(client, str(created.get("id")), timeout)

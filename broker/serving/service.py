@@ -34,6 +34,7 @@ from broker.notebooks.tokens import NotebookTokens
 from broker.planner import Planner
 from broker.registry import ClusterRegistry
 from broker.serving import rollout
+from broker.serving.model_environment import model_environment
 from broker.serving.replicas import ServeTarget
 from broker.serving.rollout import RETIRING
 from broker.serving.views import MODEL_KEY, ROLLOUT, served_model, serving_replicas
@@ -171,14 +172,23 @@ class ServeService(WorkloadService):
         return FLAVOR
 
     async def check_pinned(
-        self, spec: ServeSpec, guard: Guard
+        self,
+        spec: ServeSpec,
+        guard: Guard,
+        version: VersionView | None = None,
+        caller: Caller | None = None,
     ) -> tuple[str, Decision, EnvironmentPlan | None]:
         """The namespace, the placement now and the pinned environment of a serve (403 when the
-        caller may not submit serves there; 400 for an unknown environment or refused image)."""
+        caller may not submit serves there; 400 for an unknown environment or refused image).
+
+        A spec that names no environment gets the one ``version`` brings (its requirements, read
+        as ``caller``: :func:`~broker.serving.model_environment.model_environment`), if any."""
         self.images.check_spec(spec, self.kind)
         namespace = spec.namespace or self.planner.home_namespace(guard.user) or self.default_namespace
         guard.require(namespace, f"{self.kind}/*", "submit")
         environment = await self.pinned_environment(spec, guard)
+        if environment is None and version is not None and caller is not None:
+            environment = await model_environment(self.models, caller, version, field=version_field(spec))
         warm: frozenset[str] = frozenset()
         if environment is not None:
             warm = (await self.db.run(warm_clusters([environment.hash]))).get(environment.hash, frozenset())
@@ -193,10 +203,11 @@ class ServeService(WorkloadService):
     async def create(self, document: dict[str, Any], *, guard: Guard, caller: Caller) -> Workload:
         """Store a new serve as Accepted and wake the dispatcher: 400 for a bad spec or a version
         that cannot be served, 403 without ``submit`` on ``serve/*``, 409 on a name used by a live
-        serve of the namespace, 422 when no registered cluster can ever serve it."""
+        serve of the namespace, 422 when no registered cluster can ever serve it. Without an
+        environment in the spec, the version's ``requirements.txt`` makes one (pinned like any)."""
         spec = self.parse(document)
-        namespace, decision, environment = await self.check_pinned(spec, guard)
         version, flavor = await self.resolve(spec, caller)
+        namespace, decision, environment = await self.check_pinned(spec, guard, version, caller)
         if decision.never_fits:
             raise ApiError(422, f"no registered cluster can ever serve this model: {decision.rejection}")
         name = spec.serve_name

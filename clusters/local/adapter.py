@@ -24,12 +24,13 @@ environment built once per environment hash in ``<work_dir>/environments/<short_
 (:mod:`runtimes.venv_build`): the launch file names it, and each replica's supervisor prepares it
 before it starts the replica (the first builds, under a lock; the others, and later attempts of
 any experiment with the same hash, reuse it), then runs the replica with the venv's ``bin`` first
-on ``PATH``, so ``python`` is the venv's. The build runs in the supervisors, not in ``submit``:
-it takes minutes, and a supervisor outlives a broker restart. Meanwhile ``poll`` reports the
-attempt PENDING, "building environment <name> (<n> packages) on <cluster>"; a failed build
-fails it with category ``environment`` and the installer's error line; the build's output is
-the attempt's log ``environment``. An environment's image is not applied here (the kind runs no
-containers).
+on ``PATH``, so ``python`` is the venv's (a serve's model servers also get, first on
+``PYTHONPATH``, a folder holding only the broker's ``runtimes`` package). The build runs in the
+supervisors, not in ``submit``: it takes minutes, and a supervisor outlives a broker restart.
+Meanwhile ``poll`` reports the attempt PENDING, "building environment <name> (<n> packages) on
+<cluster>"; a failed build fails it with category ``environment`` and the installer's error
+line; the build's output is the attempt's log ``environment``. An environment's image is not
+applied here (the kind runs no containers).
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ from clusters.config import ClusterConfig
 from clusters.errors import EnvironmentBuildFailed, SubmitRejected, WorkloadNotFound
 from clusters.local import interpreters, supervise, users
 from clusters.local.config import BROKER_USER, LocalClusterConfig
-from clusters.local.environment import replica_environment, supervisor_environment
+from clusters.local.environment import (
+    replica_environment,
+    runtimes_folder,
+    supervisor_environment,
+    with_runtimes,
+)
 from clusters.local.processes import (
     create_json_exclusive,
     is_ours,
@@ -354,9 +360,19 @@ class LocalAdapter(ClusterAdapter):
                 raise SubmitRejected(
                     f"cannot create {self.environments} on cluster '{self.name}': {exc.strerror or exc}"
                 ) from None
+        runtimes_path: Path | None = None
+        if build is not None and plan.workload_kind == SERVE:
+            # The model server imports runtimes; the built venv has none of the broker's packages.
+            try:
+                runtimes_path = runtimes_folder(self.environments)
+            except OSError as exc:
+                raise SubmitRejected(
+                    f"cannot link the runtimes package in {self.environments} on cluster "
+                    f"'{self.name}': {exc.strerror or exc}"
+                ) from None
         for replica in plan.replicas:
             here = self._replica_dir(cwd, replica, user) if plan.workload_kind == SERVE else cwd
-            self._spawn(attempt, replica, here, user, build)
+            self._spawn(attempt, replica, here, user, build, runtimes_path)
         return Handle.for_plan(plan, dir=str(attempt))
 
     def _replica_dir(self, cwd: Path, replica: ReplicaPlan, user: Account | None) -> Path:
@@ -409,8 +425,10 @@ class LocalAdapter(ClusterAdapter):
         cwd: Path,
         user: Account | None,
         build: dict[str, object] | None = None,
+        runtimes_path: Path | None = None,
     ) -> None:
-        """Start one replica's supervisor unless its launch file says it was started already."""
+        """Start one replica's supervisor unless its launch file says it was started already;
+        ``runtimes_path`` goes first on its ``PYTHONPATH`` (a model server in a built venv)."""
         name = replica.name
         env = replica_environment(
             replica.env, passthrough=self.config.env_passthrough, user=user, home=cwd if user else None
@@ -424,7 +442,8 @@ class LocalAdapter(ClusterAdapter):
         }
         if build is not None:
             venv = venv_build.venv_dir(self.environments, str(build["short_hash"]))
-            launch["env"] = venv_build.activate(env, venv)
+            active = venv_build.activate(env, venv)
+            launch["env"] = with_runtimes(active, runtimes_path) if runtimes_path is not None else active
             launch["environment"] = build
             launch["environment_root"] = str(self.environments)
         try:
