@@ -29,6 +29,9 @@ V1 = [3.0, 5.0]  # y = 2x + 1
 V2 = [4.0, 7.0]  # y = 3x + 1
 #: Both versions' replicas run at once during a rollout: the local cluster (2 CPUs) must hold them.
 SMALL = "cpu=0.25,memory=256Mi"
+#: The cluster's own Python (which has mlflow and sklearn), not an environment built from the
+#: versions' requirements (tests/test_serve_model_environment_e2e.py builds one).
+OWN_PYTHON = {"name": "notebook-env"}
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +259,8 @@ def test_an_alias_move_rerolls_the_serve_that_follows_it(
     alias = "/api/2.0/mlflow/registered-models/alias"
     assert alice.post(alias, json={"name": versions, "alias": "champion", "version": "1"}).status_code == 200
     created = alice.post(
-        "/api/v1/serve", json={"modelName": versions, "alias": "champion", "name": "roll-alias"}
+        "/api/v1/serve",
+        json={"modelName": versions, "alias": "champion", "name": "roll-alias", "environment": OWN_PYTHON},
     )
     assert created.status_code == 200, created.text
     serve = created.json()["result"]
@@ -314,7 +318,8 @@ def test_a_rollout_that_cannot_start_goes_back_and_keeps_serving(
     alice = clients["alice"]
     broken = register_unloadable(running.url, tokens["alice"], versions)
     created = alice.post(
-        "/api/v1/serve", json={"modelName": versions, "modelVersion": 1, "name": "roll-back"}
+        "/api/v1/serve",
+        json={"modelName": versions, "modelVersion": 1, "name": "roll-back", "environment": OWN_PYTHON},
     )
     assert created.status_code == 200, created.text
     serve = created.json()["result"]
@@ -347,7 +352,10 @@ def test_bad_rollouts_are_refused_with_the_field_named(
 ) -> None:
     running, clients, _ = broker
     alice, bob = clients["alice"], clients["bob"]
-    created = alice.post("/api/v1/serve", json={"modelName": versions, "modelVersion": 1, "name": "roll-bad"})
+    created = alice.post(
+        "/api/v1/serve",
+        json={"modelName": versions, "modelVersion": 1, "name": "roll-bad", "environment": OWN_PYTHON},
+    )
     assert created.status_code == 200, created.text
     serve_id = created.json()["result"]["id"]
     path = f"/api/v1/serve/{serve_id}"
@@ -381,7 +389,8 @@ def test_a_stopped_serve_takes_the_version_it_starts_with(
     running, clients, _ = broker
     alice = clients["alice"]
     created = alice.post(
-        "/api/v1/serve", json={"modelName": versions, "modelVersion": 1, "name": "roll-stopped"}
+        "/api/v1/serve",
+        json={"modelName": versions, "modelVersion": 1, "name": "roll-stopped", "environment": OWN_PYTHON},
     )
     serve_id = created.json()["result"]["id"]
     assert alice.post(f"/api/v1/serve/{serve_id}/stop").status_code == 200

@@ -111,7 +111,10 @@ def test_a_rollout_serves_the_old_replicas_until_the_switch_then_retires_them(se
 
 def test_a_failed_new_attempt_goes_back_to_the_one_that_kept_serving(session: Session) -> None:
     row = running_serve(session)
-    rollout.begin(session, row, V2, PINNED, "alice")
+    row.environment, row.environment_hash = {"name": "model:iris/1"}, "h1"
+    columns = {"environment": {"name": "model:iris/2"}, "environment_hash": "h2"}
+    rollout.begin(session, row, V2, PINNED, "alice", environment=columns)
+    assert row.environment_hash == "h2"  # the new version's own requirements
     row.cluster = "local"
     row.handle = {"uid": row.uid, "state": {"replicas": ["server-0"]}}
     transition(session, row, Status.CREATED, "submitted")
@@ -123,6 +126,7 @@ def test_a_failed_new_attempt_goes_back_to_the_one_that_kept_serving(session: Se
     assert failed is not None and failed["uid"] == failed_uid  # for the caller to cancel
     assert row.status == Status.RUNNING.value and row.uid == "uid-1" and row.attempt == 1
     assert row.spec["model"] == V1 and row.reason is None and row.finished_at is None
+    assert row.environment == {"name": "model:iris/1"} and row.environment_hash == "h1"
     assert serving_replicas(row) == OLD_URLS and rollout_of(row) is None
     assert (
         "rollout to version 2 of model 'iris' failed (server-0 exited 1): back to version 1 of model 'iris', "

@@ -34,7 +34,7 @@ from broker.workloads.rows import new_attempt
 RETIRE_AFTER = 5.0
 RETIRING = "retiring"
 #: The attempt columns a rollout keeps of the previous attempt, to cancel it or go back to it.
-_KEPT = ("uid", "attempt", "cluster", "handle", "placement")
+_KEPT = ("uid", "attempt", "cluster", "handle", "placement", "environment", "environment_hash")
 
 
 def version_text(model: dict[str, Any]) -> str:
@@ -56,7 +56,13 @@ def _previous(row: Workload) -> dict[str, Any] | None:
 
 
 def begin(
-    session: Session, row: Workload, model: dict[str, Any], spec_fields: dict[str, Any], by: str
+    session: Session,
+    row: Workload,
+    model: dict[str, Any],
+    spec_fields: dict[str, Any],
+    by: str,
+    *,
+    environment: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Start serving ``model`` (the ``model`` record of the spec) in ``row``, in the caller's
     transaction. Returns the attempt to cancel on its cluster once committed (the new attempt of
@@ -66,7 +72,8 @@ def begin(
     new attempt; its current attempt keeps serving until the new one is ready (a rollout), unless
     a rollout is in progress already: then that rollout's own new attempt is superseded (the
     previous attempt keeps serving), or, when ``model`` is the previous attempt's version, the
-    serve goes back to it at once.
+    serve goes back to it at once. ``environment`` holds the environment columns the new version
+    takes (None: the serve's stay).
     """
     old = dict((row.spec or {}).get(MODEL_KEY) or {})
     row.spec = {**(row.spec or {}), **spec_fields, MODEL_KEY: model}
@@ -74,6 +81,7 @@ def begin(
     if status is Status.DELETED:
         raise NotFound("Serve not found.")
     if status.is_terminal:
+        _take(row, environment)
         record(
             session, row, f"{version_text(model)} set by {by} (was {version_text(old)}); it starts with it"
         )
@@ -89,6 +97,7 @@ def begin(
         previous, started = progress["previous"], progress
     else:
         previous, started = _previous(row), None
+    _take(row, environment)  # after the previous attempt's were kept
     reason = f"rolling out {version_text(model)} (from {version_text(old)}) by {by}"
     new_attempt(session, row, reason)
     access: dict[str, Any] = {"uid": row.uid}
@@ -106,6 +115,12 @@ def begin(
     if superseded is not None and superseded["handle"] is not None:
         return superseded
     return None
+
+
+def _take(row: Workload, environment: dict[str, Any] | None) -> None:
+    """Give ``row`` the new version's own environment columns, when it brings them."""
+    for column, value in (environment or {}).items():
+        setattr(row, column, value)
 
 
 def switch(session: Session, workload_id: str, uid: str) -> dict[str, Any] | None:

@@ -148,6 +148,7 @@ class Rollouts:
         caller = Caller(Guard(row.owner, self.policy.authorizer))
         try:
             found, flavor = await self.serves.resolve(ServeSpec(modelName=model["name"], alias=alias), caller)
+            columns = await self.serves.environment_columns(row, found, caller, "alias")
         except ApiError as exc:
             self._refused.add((row.id, alias, version))
             why = f"alias {alias} moved to version {version}, which cannot be served ({exc.message}): "
@@ -155,7 +156,8 @@ class Rollouts:
             return
         new = model_record(found, flavor, alias)
         log.info("serve %s follows alias %s: re-rolling to version %s", row.id, alias, new["version"])
-        await self.serves.roll_out(row.id, new, by=f"the alias watch (alias {alias} moved)")
+        by = f"the alias watch (alias {alias} moved)"
+        await self.serves.roll_out(row.id, new, by=by, environment=columns)
         await self.db.run(lambda s: _history_reroll(s, new, model.get("version"), row, alias))
 
     async def _drain(self, kept: dict[str, Any]) -> None:

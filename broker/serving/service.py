@@ -34,6 +34,7 @@ from broker.notebooks.tokens import NotebookTokens
 from broker.planner import Planner
 from broker.registry import ClusterRegistry
 from broker.serving import rollout
+from broker.serving.handout import spec_of
 from broker.serving.model_environment import model_environment
 from broker.serving.replicas import ServeTarget
 from broker.serving.rollout import RETIRING
@@ -324,18 +325,33 @@ class ServeService(WorkloadService):
         model = model_record(version, flavor, change.alias)
         if current.get("version") == model["version"] and current.get("alias") == model["alias"]:
             raise Conflict(f"serve {serve_id} already serves {rollout.version_text(model)}")
-        return await self.roll_out(row.id, model, by=guard.user)
+        columns = await self.environment_columns(row, version, caller, version_field(wanted))
+        return await self.roll_out(row.id, model, by=guard.user, environment=columns)
 
-    async def roll_out(self, serve_id: str, model: dict[str, Any], *, by: str) -> Workload:
-        """Start serving ``model`` (a :func:`model_record`) in serve ``serve_id``: the write of
-        :meth:`update`, and of the alias watch when an alias a serve follows moves."""
+    async def environment_columns(
+        self, row: Workload, version: VersionView, caller: Caller, field: str
+    ) -> dict[str, Any] | None:
+        """The environment columns serve ``row`` takes with ``version``: those of the environment
+        the version brings when the serve's spec names none (its requirements may differ from the
+        old version's), else None (the spec's environment stays)."""
+        spec = spec_of(row.spec or {})
+        if spec.environment.name or inline_plan(spec.environment) is not None:
+            return None
+        return pinned_columns(await model_environment(self.models, caller, version, field=field))
+
+    async def roll_out(
+        self, serve_id: str, model: dict[str, Any], *, by: str, environment: dict[str, Any] | None = None
+    ) -> Workload:
+        """Start serving ``model`` (a :func:`model_record`) in serve ``serve_id``, with the
+        ``environment`` columns given (else the serve's own): the write of :meth:`update`, and of
+        the alias watch when an alias a serve follows moves."""
         fields = {"modelVersion": None if model["alias"] else model["version"], "alias": model["alias"]}
 
         def apply(session: Session) -> tuple[Workload, dict[str, Any] | None]:
             current = session.get(Workload, serve_id, with_for_update=True)
             if current is None or current.status == Status.DELETED.value:
                 raise NotFound(NOT_FOUND)
-            superseded = rollout.begin(session, current, model, fields, by)
+            superseded = rollout.begin(session, current, model, fields, by, environment=environment)
             return current, superseded
 
         row, superseded = await self.db.run(apply)
