@@ -80,7 +80,15 @@ from clusters.base import (
 from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
 from clusters.ray.config import RayClusterConfig
 from clusters.ray.probe import EntrypointProbe
-from clusters.ray.serving import STATUS_PATH, app_endpoint, applications, delete_submission_id, observe_app
+from clusters.ray.serving import (
+    LOG_PATH,
+    STATUS_PATH,
+    app_endpoint,
+    applications,
+    delete_submission_id,
+    observe_app,
+    replica_logs,
+)
 from clusters.ray.states import TERMINAL, entrypoint_failure, last_error_line, ray_state
 from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan, Resources
@@ -155,6 +163,13 @@ def _setup_failed(job: Any) -> bool:
     """The job failed because Ray could not set up its runtime_env (pip or conda)."""
     kind = str(getattr(job, "error_type", "") or "")
     return kind == "RUNTIME_ENV_SETUP_FAILURE" or (job.message or "").startswith("runtime_env setup failed")
+
+
+def _tail(lines: list[str], tail: int | None) -> list[str]:
+    """The last ``tail`` lines (all when None)."""
+    if tail is None:
+        return lines
+    return lines[-tail:] if tail > 0 else []
 
 
 def _serves(handle: Handle) -> bool:
@@ -439,16 +454,20 @@ class RayAdapter(ClusterAdapter):
             out[h.uid] = self._observe_serve(h, job, apps) if _serves(h) else self._observe(h, job)
         return out
 
+    def _dashboard(self) -> httpx.AsyncClient:
+        """An HTTP client of the dashboard's REST API (Serve's status, the log API)."""
+        return httpx.AsyncClient(
+            base_url=self.config.address,
+            headers=dict(self.config.headers or {}),
+            timeout=self.http_timeout,
+            transport=self.http_transport,
+        )
+
     async def _serve_details(self) -> dict[str, Any]:
         """Serve's status answer (``GET /api/serve/applications/``); ClusterUnreachable when the
         dashboard does not give one."""
         try:
-            async with httpx.AsyncClient(
-                base_url=self.config.address,
-                headers=dict(self.config.headers or {}),
-                timeout=self.http_timeout,
-                transport=self.http_transport,
-            ) as http:
+            async with self._dashboard() as http:
                 answer = await http.get(STATUS_PATH)
                 if answer.status_code in (401, 403):
                     raise ClusterUnreachable(self._unreachable(RuntimeError("status code 401")))
@@ -576,18 +595,61 @@ class RayAdapter(ClusterAdapter):
     async def logs(
         self, handle: Handle, replica: str | None = None, tail: int | None = None
     ) -> list[ReplicaLog]:
-        """The job log split per replica (plan order, the primary first)."""
-        return await self._thread(self._logs, handle, replica, tail)
+        """The job log split per replica (plan order, the primary first); a served model's
+        replicas' Serve log files (:mod:`clusters.ray.serving`)."""
+        names = self._log_names(handle, replica)
+        if _serves(handle):
+            app = applications(await self._serve_details()).get(str(handle.state["serve_app"]))
+            if isinstance(app, dict):
+                return await self._serve_logs(app, handle, names, tail)
+            # Not deployed (yet, or ever): the deploy job's log is the primary's.
+            primary = [str(n) for n in handle.state.get("replicas") or []][:1]
+            text = await self._thread(self._job_log, handle)
+            return [ReplicaLog(n, _tail(text.splitlines(), tail) if n in primary else []) for n in names]
+        text = await self._thread(self._job_log, handle)
+        split = split_logs(text, names)
+        return [ReplicaLog(name, _tail(split[name], tail)) for name in names]
 
-    def _logs(self, handle: Handle, replica: str | None, tail: int | None) -> list[ReplicaLog]:
-        sid = handle.state.get("submission_id") or submission_id(handle.uid)
+    async def _serve_logs(
+        self, app: dict[str, Any], handle: Handle, names: list[str], tail: int | None
+    ) -> list[ReplicaLog]:
+        """Each replica's Serve log file through the dashboard's log API (a replica Serve has not
+        placed yet has no lines)."""
+        every = [str(n) for n in handle.state.get("replicas") or []] or names
+        where = replica_logs(app, every)
+        out = []
+        try:
+            async with self._dashboard() as http:
+                for name in names:
+                    if name not in where or tail == 0:
+                        out.append(ReplicaLog(name, []))
+                        continue
+                    node, path = where[name]
+                    params: dict[str, str | int] = {"node_id": node, "filename": path, "lines": tail or -1}
+                    answer = await http.get(LOG_PATH, params=params)
+                    if answer.status_code in (401, 403):
+                        raise ClusterUnreachable(self._unreachable(RuntimeError("status code 401")))
+                    # Another answer: the file cannot be read (its node left): no lines.
+                    lines = answer.text.splitlines() if answer.status_code == 200 else []
+                    out.append(ReplicaLog(name, lines))
+        except httpx.HTTPError as exc:
+            raise ClusterUnreachable(self._unreachable(exc)) from None
+        return out
+
+    def _log_names(self, handle: Handle, replica: str | None) -> list[str]:
+        """The replicas asked for: all (plan order), or ``replica``, which must be one of them."""
         names = [str(n) for n in handle.state.get("replicas") or []]
-        if replica is not None:
-            if names and replica not in names:
-                raise WorkloadNotFound(
-                    f"attempt {handle.uid} has no replica '{replica}'; its replicas are {', '.join(names)}"
-                )
-            names = [replica]
+        if replica is None:
+            return names
+        if names and replica not in names:
+            raise WorkloadNotFound(
+                f"attempt {handle.uid} has no replica '{replica}'; its replicas are {', '.join(names)}"
+            )
+        return [replica]
+
+    def _job_log(self, handle: Handle) -> str:
+        """The whole log of the attempt's Ray job; WorkloadNotFound when Ray has no such job."""
+        sid = handle.state.get("submission_id") or submission_id(handle.uid)
         try:
             text = self._call("get_job_logs", sid)
         except RuntimeError as exc:
@@ -596,34 +658,50 @@ class RayAdapter(ClusterAdapter):
                     f"attempt {handle.uid} has no Ray job on cluster '{self.name}'"
                 ) from None
             raise ClusterUnreachable(f"cluster '{self.name}': cannot read the log of {sid}: {exc}") from None
-        split = split_logs(text or "", names)
-        out = []
-        for name in names:
-            lines = split[name]
-            if tail is not None:
-                lines = lines[-tail:] if tail > 0 else []
-            out.append(ReplicaLog(name, lines))
-        return out
+        return str(text or "")
 
     async def owned(self) -> list[Handle]:
-        """Live jobs of this broker on this cluster (by the metadata marker)."""
+        """Live work of this broker on this cluster: its jobs that have not ended (by the metadata
+        marker), and the Serve applications its served models' deploy jobs made.
+
+        A served model's deploy job ends once its application runs, and the application lives on:
+        it is listed while it exists (not being deleted), by the marked deploy job that names it,
+        never by its name alone (another broker's, or one whose job Ray no longer keeps, is left
+        alone). Serve's status is asked only when such a job exists."""
         jobs = await self._thread(self._list)
         found = []
+        serves = []
         for sid, job in jobs.items():
             meta = job.metadata or {}
             if meta.get(BROKER_MARK) != "1" or meta.get("cluster", self.name) != self.name:
                 continue
-            if str(getattr(job.status, "value", job.status)) in TERMINAL:
-                continue
-            uid = meta.get("uid") or sid.removeprefix("sb-")
-            state: dict[str, Any] = {"submission_id": sid}
-            try:  # the plan rides in the entrypoint: recover the replica names for logs
-                plan = decode_plan((job.entrypoint or "").split()[-1])
-                state.update(self._handle(plan).state)
-            except Exception:  # noqa: BLE001 - not ours after all, or damaged: the id must do
-                pass
-            found.append(Handle(uid, state))
+            ended = str(getattr(job.status, "value", job.status)) in TERMINAL
+            if meta.get("serve_app"):
+                serves.append((sid, job, ended))
+            elif not ended:
+                found.append(self._owned_handle(sid, job))
+        if serves:
+            apps = applications(await self._serve_details())
+            for sid, job, ended in serves:
+                app = apps.get(str(job.metadata["serve_app"]))
+                alive = isinstance(app, dict) and str(app.get("status")) != "DELETING"
+                if alive or not ended:
+                    found.append(self._owned_handle(sid, job))
         return found
+
+    def _owned_handle(self, sid: str, job: Any) -> Handle:
+        """The handle of a listed job: its uid, id and what its entrypoint's plan tells."""
+        meta = job.metadata or {}
+        uid = meta.get("uid") or sid.removeprefix("sb-")
+        state: dict[str, Any] = {"submission_id": sid}
+        if meta.get("serve_app"):
+            state["serve_app"] = str(meta["serve_app"])
+        try:  # the plan rides in the entrypoint: recover the replica names for logs
+            plan = decode_plan((job.entrypoint or "").split()[-1])
+            state.update(self._handle(plan).state)
+        except Exception:  # noqa: BLE001 - not ours after all, or damaged: the id must do
+            pass
+        return Handle(uid, state)
 
     async def close(self) -> None:
         self._client = None
