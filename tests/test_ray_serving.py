@@ -148,13 +148,17 @@ def test_owned_lists_a_serves_application_after_its_deploy_job_ended_and_never_a
     apps = {
         "sb-live": {"status": "RUNNING"},
         "sb-leaving": {"status": "DELETING"},
+        "sb-deleted": {"status": "RUNNING"},
         "sb-stranger": {"status": "RUNNING"},  # not deployed by a job of this broker
     }
     adapter, fake = _faked(apps)
-    for uid in ("live", "gone", "leaving", "deploying"):
+    for uid in ("live", "gone", "leaving", "deleted", "deploying"):
         asyncio.run(adapter.submit(serve_plan(adapter, "http://b/files", uid=uid, token="t")))
-    for sid in ("sb-live", "sb-gone", "sb-leaving"):
+    for sid in ("sb-live", "sb-gone", "sb-leaving", "sb-deleted"):
         fake.jobs[sid].status = "SUCCEEDED"  # a deploy job ends once its application runs
+    # The broker deleted this one: its delete job has not run yet, Serve still runs it.
+    asyncio.run(adapter.cancel(Handle("deleted", {"submission_id": "sb-deleted", "serve_app": "sb-deleted"})))
+    assert fake.jobs["sb-deleted-delete"].status == "PENDING"
     fake.jobs["sb-stranger"] = SimpleNamespace(
         submission_id="sb-stranger", status="SUCCEEDED", metadata={"serve_app": "sb-stranger"}, entrypoint=""
     )

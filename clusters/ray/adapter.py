@@ -172,6 +172,11 @@ def _tail(lines: list[str], tail: int | None) -> list[str]:
     return lines[-tail:] if tail > 0 else []
 
 
+def _status(job: Any) -> str:
+    """A Ray job's status as its name (the SDK gives an enum, its REST API a string)."""
+    return str(getattr(job.status, "value", job.status))
+
+
 def _serves(handle: Handle) -> bool:
     """The handle is a served model's (a Ray Serve application)."""
     return bool(handle.state.get("serve_app"))
@@ -665,9 +670,10 @@ class RayAdapter(ClusterAdapter):
         marker), and the Serve applications its served models' deploy jobs made.
 
         A served model's deploy job ends once its application runs, and the application lives on:
-        it is listed while it exists (not being deleted), by the marked deploy job that names it,
-        never by its name alone (another broker's, or one whose job Ray no longer keeps, is left
-        alone). Serve's status is asked only when such a job exists."""
+        it is listed while it exists, by the marked deploy job that names it, never by its name
+        alone (another broker's, or one whose job Ray no longer keeps, is left alone). One being
+        deleted already (Serve says DELETING, or its delete job has not ended) is not listed.
+        Serve's status is asked only when such a job exists."""
         jobs = await self._thread(self._list)
         found = []
         serves = []
@@ -675,7 +681,7 @@ class RayAdapter(ClusterAdapter):
             meta = job.metadata or {}
             if meta.get(BROKER_MARK) != "1" or meta.get("cluster", self.name) != self.name:
                 continue
-            ended = str(getattr(job.status, "value", job.status)) in TERMINAL
+            ended = _status(job) in TERMINAL
             if meta.get("serve_app"):
                 serves.append((sid, job, ended))
             elif not ended:
@@ -684,6 +690,10 @@ class RayAdapter(ClusterAdapter):
             apps = applications(await self._serve_details())
             for sid, job, ended in serves:
                 app = apps.get(str(job.metadata["serve_app"]))
+                uid = (job.metadata or {}).get("uid") or sid.removeprefix("sb-")
+                deleting = jobs.get(delete_submission_id(uid))
+                if deleting is not None and _status(deleting) not in TERMINAL:
+                    continue
                 alive = isinstance(app, dict) and str(app.get("status")) != "DELETING"
                 if alive or not ended:
                     found.append(self._owned_handle(sid, job))
