@@ -80,15 +80,8 @@ from clusters.base import (
 from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
 from clusters.ray.config import RayClusterConfig
 from clusters.ray.probe import EntrypointProbe
-from clusters.ray.serving import (
-    LOG_PATH,
-    STATUS_PATH,
-    app_endpoint,
-    applications,
-    delete_submission_id,
-    observe_app,
-    replica_logs,
-)
+from clusters.ray.serve_apps import ServeDashboard, job_status, still_served
+from clusters.ray.serving import app_endpoint, applications, delete_submission_id, observe_app
 from clusters.ray.states import TERMINAL, entrypoint_failure, last_error_line, ray_state
 from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan, Resources
@@ -172,11 +165,6 @@ def _tail(lines: list[str], tail: int | None) -> list[str]:
     return lines[-tail:] if tail > 0 else []
 
 
-def _status(job: Any) -> str:
-    """A Ray job's status as its name (the SDK gives an enum, its REST API a string)."""
-    return str(getattr(job.status, "value", job.status))
-
-
 def _serves(handle: Handle) -> bool:
     """The handle is a served model's (a Ray Serve application)."""
     return bool(handle.state.get("serve_app"))
@@ -209,6 +197,8 @@ class RayAdapter(ClusterAdapter):
         self._client_lock = threading.Lock()
         #: The entrypoint check of this config (health): ``entrypoint_python`` imports Ray.
         self.probe = EntrypointProbe(config.name, config.entrypoint_python, self._call)
+        #: Serve's status and the replicas' logs of served models, from the dashboard.
+        self.serve = ServeDashboard(self._dashboard, self._unreachable)
 
     # -- the SDK -------------------------------------------------------------------------------
 
@@ -452,7 +442,7 @@ class RayAdapter(ClusterAdapter):
         if not handles:
             return {}
         jobs = await self._thread(self._list)
-        apps = applications(await self._serve_details()) if any(_serves(h) for h in handles) else {}
+        apps = applications(await self.serve.details()) if any(_serves(h) for h in handles) else {}
         out = {}
         for h in handles:
             job = jobs.get(h.state.get("submission_id") or submission_id(h.uid))
@@ -467,20 +457,6 @@ class RayAdapter(ClusterAdapter):
             timeout=self.http_timeout,
             transport=self.http_transport,
         )
-
-    async def _serve_details(self) -> dict[str, Any]:
-        """Serve's status answer (``GET /api/serve/applications/``); ClusterUnreachable when the
-        dashboard does not give one."""
-        try:
-            async with self._dashboard() as http:
-                answer = await http.get(STATUS_PATH)
-                if answer.status_code in (401, 403):
-                    raise ClusterUnreachable(self._unreachable(RuntimeError("status code 401")))
-                answer.raise_for_status()
-                details = answer.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise ClusterUnreachable(self._unreachable(exc)) from None
-        return details if isinstance(details, dict) else {}
 
     def _observe_serve(self, handle: Handle, job: Any, apps: dict[str, Any]) -> Observation:
         """A served model: its Serve application's status; before the application exists, its
@@ -579,7 +555,7 @@ class RayAdapter(ClusterAdapter):
         raises ClusterUnreachable like every other verb.
         """
         if _serves(handle):
-            details = await self._serve_details()
+            details = await self.serve.details()
             return app_endpoint(details, str(handle.state["serve_app"]), handle.uid, self.config.address)
         return await self._thread(self._endpoint, handle)
 
@@ -604,9 +580,10 @@ class RayAdapter(ClusterAdapter):
         replicas' Serve log files (:mod:`clusters.ray.serving`)."""
         names = self._log_names(handle, replica)
         if _serves(handle):
-            app = applications(await self._serve_details()).get(str(handle.state["serve_app"]))
+            app = applications(await self.serve.details()).get(str(handle.state["serve_app"]))
             if isinstance(app, dict):
-                return await self._serve_logs(app, handle, names, tail)
+                every = [str(n) for n in handle.state.get("replicas") or []] or names
+                return await self.serve.logs(app, every, names, tail)
             # Not deployed (yet, or ever): the deploy job's log is the primary's.
             primary = [str(n) for n in handle.state.get("replicas") or []][:1]
             text = await self._thread(self._job_log, handle)
@@ -614,32 +591,6 @@ class RayAdapter(ClusterAdapter):
         text = await self._thread(self._job_log, handle)
         split = split_logs(text, names)
         return [ReplicaLog(name, _tail(split[name], tail)) for name in names]
-
-    async def _serve_logs(
-        self, app: dict[str, Any], handle: Handle, names: list[str], tail: int | None
-    ) -> list[ReplicaLog]:
-        """Each replica's Serve log file through the dashboard's log API (a replica Serve has not
-        placed yet has no lines)."""
-        every = [str(n) for n in handle.state.get("replicas") or []] or names
-        where = replica_logs(app, every)
-        out = []
-        try:
-            async with self._dashboard() as http:
-                for name in names:
-                    if name not in where or tail == 0:
-                        out.append(ReplicaLog(name, []))
-                        continue
-                    node, path = where[name]
-                    params: dict[str, str | int] = {"node_id": node, "filename": path, "lines": tail or -1}
-                    answer = await http.get(LOG_PATH, params=params)
-                    if answer.status_code in (401, 403):
-                        raise ClusterUnreachable(self._unreachable(RuntimeError("status code 401")))
-                    # Another answer: the file cannot be read (its node left): no lines.
-                    lines = answer.text.splitlines() if answer.status_code == 200 else []
-                    out.append(ReplicaLog(name, lines))
-        except httpx.HTTPError as exc:
-            raise ClusterUnreachable(self._unreachable(exc)) from None
-        return out
 
     def _log_names(self, handle: Handle, replica: str | None) -> list[str]:
         """The replicas asked for: all (plan order), or ``replica``, which must be one of them."""
@@ -681,22 +632,15 @@ class RayAdapter(ClusterAdapter):
             meta = job.metadata or {}
             if meta.get(BROKER_MARK) != "1" or meta.get("cluster", self.name) != self.name:
                 continue
-            ended = _status(job) in TERMINAL
             if meta.get("serve_app"):
-                serves.append((sid, job, ended))
-            elif not ended:
+                serves.append((sid, job))
+            elif job_status(job) not in TERMINAL:
                 found.append(self._owned_handle(sid, job))
         if serves:
-            apps = applications(await self._serve_details())
-            for sid, job, ended in serves:
-                app = apps.get(str(job.metadata["serve_app"]))
-                uid = (job.metadata or {}).get("uid") or sid.removeprefix("sb-")
-                deleting = jobs.get(delete_submission_id(uid))
-                if deleting is not None and _status(deleting) not in TERMINAL:
-                    continue
-                alive = isinstance(app, dict) and str(app.get("status")) != "DELETING"
-                if alive or not ended:
-                    found.append(self._owned_handle(sid, job))
+            apps = applications(await self.serve.details())
+            found += [
+                self._owned_handle(sid, job) for sid, job in serves if still_served(sid, job, jobs, apps)
+            ]
         return found
 
     def _owned_handle(self, sid: str, job: Any) -> Handle:
