@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from clusters.base import Handle
 from clusters.ray.adapter import RayAdapter
 from clusters.ray.config import RayClusterConfig
 from clusters.ray.serving import STATUS_PATH
@@ -174,14 +175,12 @@ def test_an_application_no_serve_owns_is_swept_when_the_broker_starts(
         wait_app_gone(ray_head, app)
         assert f"orphan sweep: cancelling attempt {ready['uid']} on ray" in broker.log()
     finally:
-        if app is not None and app in serve_apps(ray_head):
-            asyncio.run(_cancel(ray_head, ready["uid"], app))
+        if app is None:  # never ready: the broker still has the serve
+            alice.delete(f"/api/v1/serve/{serve['id']}")
+        elif app in serve_apps(ray_head):  # not swept: delete it as the adapter does
+            adapter = RayAdapter(
+                RayClusterConfig(name="ray", address=ray_head.address), data_dir=str(broker.root)
+            )
+            handle = Handle(ready["uid"], {"submission_id": f"sb-{ready['uid']}", "serve_app": app})
+            asyncio.run(adapter.cancel(handle))
             wait_app_gone(ray_head, app)
-
-
-async def _cancel(head: RayHead, uid: str, app: str) -> None:
-    """Delete a test's application through the adapter when the broker did not."""
-    from clusters.base import Handle
-
-    adapter = RayAdapter(RayClusterConfig(name="ray", address=head.address), data_dir="/tmp")
-    await adapter.cancel(Handle(uid, {"submission_id": f"sb-{uid}", "serve_app": app}))
