@@ -168,6 +168,15 @@ def test_owned_lists_a_serves_application_after_its_deploy_job_ended_and_never_a
     assert owned["live"].state["replicas"] == ["server-0"]
 
 
+def test_without_serves_status_owned_lists_the_running_jobs_only() -> None:
+    adapter, fake = _faked({})
+    for uid in ("deployed", "deploying"):
+        asyncio.run(adapter.submit(serve_plan(adapter, "http://b/files", uid=uid, token="t")))
+    fake.jobs["sb-deployed"].status = "SUCCEEDED"
+    adapter.http_transport = httpx.MockTransport(lambda request: httpx.Response(500))
+    assert [h.uid for h in asyncio.run(adapter.owned())] == ["deploying"]
+
+
 def test_a_serves_logs_are_its_replicas_serve_log_files_under_the_plans_names() -> None:
     app = {
         "status": "RUNNING",

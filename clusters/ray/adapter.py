@@ -624,7 +624,8 @@ class RayAdapter(ClusterAdapter):
         it is listed while it exists, by the marked deploy job that names it, never by its name
         alone (another broker's, or one whose job Ray no longer keeps, is left alone). One being
         deleted already (Serve says DELETING, or its delete job has not ended) is not listed.
-        Serve's status is asked only when such a job exists."""
+        Serve's status is asked only when such a job exists; without an answer only the deploy
+        jobs still running are listed."""
         jobs = await self._thread(self._list)
         found = []
         serves = []
@@ -637,7 +638,12 @@ class RayAdapter(ClusterAdapter):
             elif job_status(job) not in TERMINAL:
                 found.append(self._owned_handle(sid, job))
         if serves:
-            apps = applications(await self.serve.details())
+            try:
+                apps = applications(await self.serve.details())
+            except ClusterUnreachable:
+                # Serve's status is not to be had: list only the deploy jobs still running (the
+                # sweep cancels only what is listed); the other jobs' listing stands.
+                apps = {}
             found += [
                 self._owned_handle(sid, job) for sid, job in serves if still_served(sid, job, jobs, apps)
             ]
