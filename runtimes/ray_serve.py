@@ -14,7 +14,8 @@ short job) deletes it.
 Each replica downloads the version's files from the broker's artifact API and loads them with
 :mod:`runtimes.model_server`'s own code, and answers through the model server's ASGI app (MLflow's
 scoring protocol, ``/ping`` and ``/health`` open, everything else behind the server token), mounted
-under the route prefix.
+under the route prefix. The model server's log goes to the replica's Serve log file
+(:func:`log_to_serve`), with Serve's own lines and one per request, which the adapter reads.
 
 The plan's tokens ride in the deploy job's entrypoint, as a notebook's token does on Ray (see
 :mod:`clusters.ray.adapter` on what Ray shows to readers of its job API).
@@ -23,6 +24,7 @@ The plan's tokens ride in the deploy job's entrypoint, as a notebook's token doe
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import sys
@@ -32,6 +34,7 @@ from typing import Any
 
 from runtimes.plan import LaunchPlan
 
+log = logging.getLogger("runtimes.ray_serve")
 #: Serve application names and route prefixes of the broker's serves start with this.
 APP_PREFIX = "sb-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -81,6 +84,18 @@ class PrefixStripped:
         await self.app(scope, receive, send)
 
 
+def log_to_serve() -> None:
+    """Send the model server's log (``runtimes.*``, INFO and up) to the replica's Serve log file,
+    where the broker reads a served model's logs from; Serve sets up only its own logger there."""
+    serve_logger = logging.getLogger("ray.serve")
+    ours = logging.getLogger("runtimes")
+    ours.setLevel(logging.INFO)
+    for handler in serve_logger.handlers:
+        if handler not in ours.handlers:
+            ours.addHandler(handler)
+    ours.propagate = not serve_logger.handlers
+
+
 def load_app(files_url: str, token: str, fetch_token: str | None) -> Any:
     """Download and load the version at ``files_url`` with the model server's :func:`load`; its
     app, prefix-stripped.
@@ -91,6 +106,7 @@ def load_app(files_url: str, token: str, fetch_token: str | None) -> Any:
 
     loaded = Loaded()
     loaded.set(load(files_url, Path(tempfile.mkdtemp(prefix="sb-serve-")) / "model", fetch_token))
+    log.info("model server: loaded %s; ready", files_url.rsplit("/artifacts/", 1)[-1])
     return PrefixStripped(build_app(loaded, token))
 
 
@@ -106,6 +122,7 @@ def _deployment(plan: LaunchPlan) -> Any:
 
     class ModelServer:
         def __init__(self, files_url: str, token: str, fetch_token: str | None) -> None:
+            log_to_serve()
             self._app = load_app(files_url, token, fetch_token)
 
         def __serve_build_asgi_app__(self) -> Any:

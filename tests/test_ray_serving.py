@@ -12,19 +12,21 @@ import asyncio
 import secrets
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
 from clusters.base import Handle, Phase
-from clusters.errors import ClusterUnreachable
+from clusters.errors import ClusterUnreachable, WorkloadNotFound
 from clusters.ray.adapter import RayAdapter
 from clusters.ray.config import RayClusterConfig
-from clusters.ray.serving import STATUS_PATH, app_endpoint, observe_app, proxy_base
+from clusters.ray.serving import LOG_PATH, STATUS_PATH, app_endpoint, observe_app, proxy_base
 from runtimes.plan import LaunchPlan, ModelPlan
 from runtimes.ray_serve import PrefixStripped, app_name, deployment_name, replica_options
 from runtimes.serving import ServeSpec, build_serve_plan
+from tests.doubles.ray_sdk import FakeSDK
 from tests.ray_cluster import RayHead, free_port
 from tests.serving_support import ROWS, expected, fake_broker, save_sklearn_model
 from tests.support import wait_for
@@ -106,6 +108,123 @@ def test_prefix_is_stripped_for_the_model_servers_routes() -> None:
         PrefixStripped(app)({"type": "http", "path": "/sb-u1/ping", "root_path": "/sb-u1"}, None, None)
     )
     assert (seen["path"], seen["root_path"]) == ("/ping", "")
+
+
+# -- the adapter over a fake job API and dashboard ---------------------------------------------
+
+
+def _faked(
+    apps: dict[str, Any], logs: dict[tuple[str, str], str] | None = None
+) -> tuple[RayAdapter, FakeSDK]:
+    """An adapter whose job API is a :class:`FakeSDK` and whose dashboard answers Serve's status
+    with ``apps`` and the log API with ``logs`` (by node and file; 500 for any other file)."""
+    adapter = RayAdapter(RayClusterConfig(name="ray", address="http://h:8265"), data_dir="/tmp")
+    fake = FakeSDK()
+    adapter._client = fake
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == STATUS_PATH:
+            return httpx.Response(200, json={"applications": apps})
+        if request.url.path == LOG_PATH:
+            params = dict(request.url.params)
+            text = (logs or {}).get((params["node_id"], params["filename"]))
+            if text is None:
+                return httpx.Response(500, text="log file not found")
+            lines = (
+                text.splitlines()[-int(params["lines"]) :] if params["lines"] != "-1" else text.splitlines()
+            )
+            return httpx.Response(200, text="\n".join(lines) + "\n")
+        return httpx.Response(404)
+
+    adapter.http_transport = httpx.MockTransport(answer)
+    return adapter, fake
+
+
+def _replica(node: str, path: str, started: float) -> dict[str, Any]:
+    return {"node_id": node, "log_file_path": path, "start_time_s": started, "replica_id": path[-4:]}
+
+
+def test_owned_lists_a_serves_application_after_its_deploy_job_ended_and_never_another_brokers() -> None:
+    apps = {
+        "sb-live": {"status": "RUNNING"},
+        "sb-leaving": {"status": "DELETING"},
+        "sb-deleted": {"status": "RUNNING"},
+        "sb-stranger": {"status": "RUNNING"},  # not deployed by a job of this broker
+    }
+    adapter, fake = _faked(apps)
+    for uid in ("live", "gone", "leaving", "deleted", "deploying"):
+        asyncio.run(adapter.submit(serve_plan(adapter, "http://b/files", uid=uid, token="t")))
+    for sid in ("sb-live", "sb-gone", "sb-leaving", "sb-deleted"):
+        fake.jobs[sid].status = "SUCCEEDED"  # a deploy job ends once its application runs
+    # The broker deleted this one: its delete job has not run yet, Serve still runs it.
+    asyncio.run(adapter.cancel(Handle("deleted", {"submission_id": "sb-deleted", "serve_app": "sb-deleted"})))
+    assert fake.jobs["sb-deleted-delete"].status == "PENDING"
+    fake.jobs["sb-stranger"] = SimpleNamespace(
+        submission_id="sb-stranger", status="SUCCEEDED", metadata={"serve_app": "sb-stranger"}, entrypoint=""
+    )
+    owned = {h.uid: h for h in asyncio.run(adapter.owned())}
+    assert sorted(owned) == ["deploying", "live"]
+    assert owned["live"].state["serve_app"] == "sb-live"
+    assert owned["live"].state["replicas"] == ["server-0"]
+
+
+def test_without_serves_status_owned_lists_the_running_jobs_only() -> None:
+    adapter, fake = _faked({})
+    for uid in ("deployed", "deploying"):
+        asyncio.run(adapter.submit(serve_plan(adapter, "http://b/files", uid=uid, token="t")))
+    fake.jobs["sb-deployed"].status = "SUCCEEDED"
+    adapter.http_transport = httpx.MockTransport(lambda request: httpx.Response(500))
+    assert [h.uid for h in asyncio.run(adapter.owned())] == ["deploying"]
+
+
+def test_a_serves_logs_are_its_replicas_serve_log_files_under_the_plans_names() -> None:
+    app = {
+        "status": "RUNNING",
+        "deployments": {
+            "iris-v1": {
+                "replicas": [
+                    _replica("n2", "/serve/replica_sb-u1_iris-v1_late.log", 20.0),
+                    _replica("n1", "/serve/replica_sb-u1_iris-v1_first.log", 10.0),
+                ]
+            }
+        },
+    }
+    logs = {
+        ("n1", "serve/replica_sb-u1_iris-v1_first.log"): "a\nPOST /sb-u1/invocations 200\n",
+        ("n2", "serve/replica_sb-u1_iris-v1_late.log"): "b1\nb2\nb3\n",
+    }
+    adapter, _ = _faked({"sb-u1": app}, logs)
+    handle = asyncio.run(
+        adapter.submit(serve_plan(adapter, "http://b/files", uid="u1", token="t", replicas=2))
+    )
+    found = asyncio.run(adapter.logs(handle))
+    assert [(log.replica, log.lines) for log in found] == [
+        ("server-0", ["a", "POST /sb-u1/invocations 200"]),
+        ("server-1", ["b1", "b2", "b3"]),
+    ]
+    assert [log.lines for log in asyncio.run(adapter.logs(handle, "server-1", tail=2))] == [["b2", "b3"]]
+    assert [log.lines for log in asyncio.run(adapter.logs(handle, "server-1", tail=0))] == [[]]
+    with pytest.raises(WorkloadNotFound):
+        asyncio.run(adapter.logs(handle, "server-7"))
+    # A file the dashboard cannot read (its node left) has no lines, the others still do.
+    app["deployments"]["iris-v1"]["replicas"][0]["node_id"] = "n9"
+    assert [log.lines for log in asyncio.run(adapter.logs(handle))][1] == []
+
+
+def test_before_the_application_exists_the_deploy_jobs_log_is_the_primarys() -> None:
+    adapter, fake = _faked({})
+    handle = asyncio.run(
+        adapter.submit(serve_plan(adapter, "http://b/files", uid="u2", token="t", replicas=2))
+    )
+    fake.logs = "Deploying\n(ServeReplica:sb-u2:iris-v1 pid=7) FetchError: 404\n"
+    found = asyncio.run(adapter.logs(handle))
+    assert [(log.replica, log.lines) for log in found] == [
+        ("server-0", ["Deploying", "(ServeReplica:sb-u2:iris-v1 pid=7) FetchError: 404"]),
+        ("server-1", []),
+    ]
+    assert [log.lines for log in asyncio.run(adapter.logs(handle, tail=1))][0] == [
+        "(ServeReplica:sb-u2:iris-v1 pid=7) FetchError: 404"
+    ]
 
 
 # -- the real thing ----------------------------------------------------------------------------

@@ -80,7 +80,8 @@ from clusters.base import (
 from clusters.errors import ClusterUnreachable, SubmitRejected, WorkloadNotFound
 from clusters.ray.config import RayClusterConfig
 from clusters.ray.probe import EntrypointProbe
-from clusters.ray.serving import STATUS_PATH, app_endpoint, applications, delete_submission_id, observe_app
+from clusters.ray.serve_apps import ServeDashboard, job_status, still_served
+from clusters.ray.serving import app_endpoint, applications, delete_submission_id, observe_app
 from clusters.ray.states import TERMINAL, entrypoint_failure, last_error_line, ray_state
 from runtimes.environment import EnvironmentPlan
 from runtimes.plan import LaunchPlan, Resources
@@ -157,6 +158,13 @@ def _setup_failed(job: Any) -> bool:
     return kind == "RUNTIME_ENV_SETUP_FAILURE" or (job.message or "").startswith("runtime_env setup failed")
 
 
+def _tail(lines: list[str], tail: int | None) -> list[str]:
+    """The last ``tail`` lines (all when None)."""
+    if tail is None:
+        return lines
+    return lines[-tail:] if tail > 0 else []
+
+
 def _serves(handle: Handle) -> bool:
     """The handle is a served model's (a Ray Serve application)."""
     return bool(handle.state.get("serve_app"))
@@ -189,6 +197,8 @@ class RayAdapter(ClusterAdapter):
         self._client_lock = threading.Lock()
         #: The entrypoint check of this config (health): ``entrypoint_python`` imports Ray.
         self.probe = EntrypointProbe(config.name, config.entrypoint_python, self._call)
+        #: Serve's status and the replicas' logs of served models, from the dashboard.
+        self.serve = ServeDashboard(self._dashboard, self._unreachable)
 
     # -- the SDK -------------------------------------------------------------------------------
 
@@ -432,31 +442,21 @@ class RayAdapter(ClusterAdapter):
         if not handles:
             return {}
         jobs = await self._thread(self._list)
-        apps = applications(await self._serve_details()) if any(_serves(h) for h in handles) else {}
+        apps = applications(await self.serve.details()) if any(_serves(h) for h in handles) else {}
         out = {}
         for h in handles:
             job = jobs.get(h.state.get("submission_id") or submission_id(h.uid))
             out[h.uid] = self._observe_serve(h, job, apps) if _serves(h) else self._observe(h, job)
         return out
 
-    async def _serve_details(self) -> dict[str, Any]:
-        """Serve's status answer (``GET /api/serve/applications/``); ClusterUnreachable when the
-        dashboard does not give one."""
-        try:
-            async with httpx.AsyncClient(
-                base_url=self.config.address,
-                headers=dict(self.config.headers or {}),
-                timeout=self.http_timeout,
-                transport=self.http_transport,
-            ) as http:
-                answer = await http.get(STATUS_PATH)
-                if answer.status_code in (401, 403):
-                    raise ClusterUnreachable(self._unreachable(RuntimeError("status code 401")))
-                answer.raise_for_status()
-                details = answer.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise ClusterUnreachable(self._unreachable(exc)) from None
-        return details if isinstance(details, dict) else {}
+    def _dashboard(self) -> httpx.AsyncClient:
+        """An HTTP client of the dashboard's REST API (Serve's status, the log API)."""
+        return httpx.AsyncClient(
+            base_url=self.config.address,
+            headers=dict(self.config.headers or {}),
+            timeout=self.http_timeout,
+            transport=self.http_transport,
+        )
 
     def _observe_serve(self, handle: Handle, job: Any, apps: dict[str, Any]) -> Observation:
         """A served model: its Serve application's status; before the application exists, its
@@ -555,7 +555,7 @@ class RayAdapter(ClusterAdapter):
         raises ClusterUnreachable like every other verb.
         """
         if _serves(handle):
-            details = await self._serve_details()
+            details = await self.serve.details()
             return app_endpoint(details, str(handle.state["serve_app"]), handle.uid, self.config.address)
         return await self._thread(self._endpoint, handle)
 
@@ -576,18 +576,36 @@ class RayAdapter(ClusterAdapter):
     async def logs(
         self, handle: Handle, replica: str | None = None, tail: int | None = None
     ) -> list[ReplicaLog]:
-        """The job log split per replica (plan order, the primary first)."""
-        return await self._thread(self._logs, handle, replica, tail)
+        """The job log split per replica (plan order, the primary first); a served model's
+        replicas' Serve log files (:mod:`clusters.ray.serving`)."""
+        names = self._log_names(handle, replica)
+        if _serves(handle):
+            app = applications(await self.serve.details()).get(str(handle.state["serve_app"]))
+            if isinstance(app, dict):
+                every = [str(n) for n in handle.state.get("replicas") or []] or names
+                return await self.serve.logs(app, every, names, tail)
+            # Not deployed (yet, or ever): the deploy job's log is the primary's.
+            primary = [str(n) for n in handle.state.get("replicas") or []][:1]
+            text = await self._thread(self._job_log, handle)
+            return [ReplicaLog(n, _tail(text.splitlines(), tail) if n in primary else []) for n in names]
+        text = await self._thread(self._job_log, handle)
+        split = split_logs(text, names)
+        return [ReplicaLog(name, _tail(split[name], tail)) for name in names]
 
-    def _logs(self, handle: Handle, replica: str | None, tail: int | None) -> list[ReplicaLog]:
-        sid = handle.state.get("submission_id") or submission_id(handle.uid)
+    def _log_names(self, handle: Handle, replica: str | None) -> list[str]:
+        """The replicas asked for: all (plan order), or ``replica``, which must be one of them."""
         names = [str(n) for n in handle.state.get("replicas") or []]
-        if replica is not None:
-            if names and replica not in names:
-                raise WorkloadNotFound(
-                    f"attempt {handle.uid} has no replica '{replica}'; its replicas are {', '.join(names)}"
-                )
-            names = [replica]
+        if replica is None:
+            return names
+        if names and replica not in names:
+            raise WorkloadNotFound(
+                f"attempt {handle.uid} has no replica '{replica}'; its replicas are {', '.join(names)}"
+            )
+        return [replica]
+
+    def _job_log(self, handle: Handle) -> str:
+        """The whole log of the attempt's Ray job; WorkloadNotFound when Ray has no such job."""
+        sid = handle.state.get("submission_id") or submission_id(handle.uid)
         try:
             text = self._call("get_job_logs", sid)
         except RuntimeError as exc:
@@ -596,34 +614,54 @@ class RayAdapter(ClusterAdapter):
                     f"attempt {handle.uid} has no Ray job on cluster '{self.name}'"
                 ) from None
             raise ClusterUnreachable(f"cluster '{self.name}': cannot read the log of {sid}: {exc}") from None
-        split = split_logs(text or "", names)
-        out = []
-        for name in names:
-            lines = split[name]
-            if tail is not None:
-                lines = lines[-tail:] if tail > 0 else []
-            out.append(ReplicaLog(name, lines))
-        return out
+        return str(text or "")
 
     async def owned(self) -> list[Handle]:
-        """Live jobs of this broker on this cluster (by the metadata marker)."""
+        """Live work of this broker on this cluster: its jobs that have not ended (by the metadata
+        marker), and the Serve applications its served models' deploy jobs made.
+
+        A served model's deploy job ends once its application runs, and the application lives on:
+        it is listed while it exists, by the marked deploy job that names it, never by its name
+        alone (another broker's, or one whose job Ray no longer keeps, is left alone). One being
+        deleted already (Serve says DELETING, or its delete job has not ended) is not listed.
+        Serve's status is asked only when such a job exists; without an answer only the deploy
+        jobs still running are listed."""
         jobs = await self._thread(self._list)
         found = []
+        serves = []
         for sid, job in jobs.items():
             meta = job.metadata or {}
             if meta.get(BROKER_MARK) != "1" or meta.get("cluster", self.name) != self.name:
                 continue
-            if str(getattr(job.status, "value", job.status)) in TERMINAL:
-                continue
-            uid = meta.get("uid") or sid.removeprefix("sb-")
-            state: dict[str, Any] = {"submission_id": sid}
-            try:  # the plan rides in the entrypoint: recover the replica names for logs
-                plan = decode_plan((job.entrypoint or "").split()[-1])
-                state.update(self._handle(plan).state)
-            except Exception:  # noqa: BLE001 - not ours after all, or damaged: the id must do
-                pass
-            found.append(Handle(uid, state))
+            if meta.get("serve_app"):
+                serves.append((sid, job))
+            elif job_status(job) not in TERMINAL:
+                found.append(self._owned_handle(sid, job))
+        if serves:
+            try:
+                apps = applications(await self.serve.details())
+            except ClusterUnreachable:
+                # Serve's status is not to be had: list only the deploy jobs still running (the
+                # sweep cancels only what is listed); the other jobs' listing stands.
+                apps = {}
+            found += [
+                self._owned_handle(sid, job) for sid, job in serves if still_served(sid, job, jobs, apps)
+            ]
         return found
+
+    def _owned_handle(self, sid: str, job: Any) -> Handle:
+        """The handle of a listed job: its uid, id and what its entrypoint's plan tells."""
+        meta = job.metadata or {}
+        uid = meta.get("uid") or sid.removeprefix("sb-")
+        state: dict[str, Any] = {"submission_id": sid}
+        if meta.get("serve_app"):
+            state["serve_app"] = str(meta["serve_app"])
+        try:  # the plan rides in the entrypoint: recover the replica names for logs
+            plan = decode_plan((job.entrypoint or "").split()[-1])
+            state.update(self._handle(plan).state)
+        except Exception:  # noqa: BLE001 - not ours after all, or damaged: the id must do
+            pass
+        return Handle(uid, state)
 
     async def close(self) -> None:
         self._client = None

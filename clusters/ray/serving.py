@@ -13,6 +13,15 @@ Serve's HTTP proxy listens on the address the cluster config names (``serve_host
 ``serve_port``) when a deploy job is the first to start Serve on the cluster; otherwise on
 whatever Serve already has. The endpoint is always what Serve reports (``http_options``), with a
 wildcard host replaced by the head's host from ``address``.
+
+Logs: each Serve replica writes a log file of its own on its node (Serve's replica lines, the
+requests it answered, and the model server's output, which Serve redirects there); the status
+answer names it (``log_file_path`` and ``node_id`` per replica) and the dashboard's log API
+(``GET /api/v0/logs/file``) reads it, again over HTTP. Serve's replica ids are random and change
+when a replica restarts, so they are shown under the plan's replica names (``server-0``, ...) in
+the order Serve started them (:func:`replica_logs`). Before the application exists (deploying) or
+when it could not be deployed, the deploy job's own log stands in for the primary's: it holds
+Serve's reason and the replicas' output while they were loading the model.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ _PHASES = {
 }
 #: What Serve's status path answers (the dashboard's serve module).
 STATUS_PATH = "/api/serve/applications/"
+#: The dashboard's log API: one file of one node (``node_id``, ``filename``, ``lines``).
+LOG_PATH = "/api/v0/logs/file"
 _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 
 
@@ -98,3 +109,19 @@ def app_endpoint(details: dict[str, Any], name: str, uid: str, address: str) -> 
         return None
     prefix = str(app.get("route_prefix") or route_prefix(uid))
     return base + prefix.rstrip("/")
+
+
+def replica_logs(app: dict[str, Any], names: list[str]) -> dict[str, tuple[str, str]]:
+    """Where each replica of ``app`` logs, ``{plan name: (node_id, file)}``: Serve's replicas of
+    every deployment in the order they started, under the plan's names (``names``, primary first);
+    those past the plan's count (a replica Serve is replacing) are left out, and so are replicas
+    whose file Serve does not know yet. ``file`` is relative to the node's Ray log folder."""
+    found: list[tuple[float, str, str]] = []
+    for deployment in (app.get("deployments") or {}).values():
+        for replica in (deployment or {}).get("replicas") or []:
+            node = str((replica or {}).get("node_id") or "")
+            path = str((replica or {}).get("log_file_path") or "").lstrip("/")
+            if node and path:
+                found.append((float(replica.get("start_time_s") or 0.0), node, path))
+    found.sort()
+    return {name: (node, path) for name, (_, node, path) in zip(names, found, strict=False)}
