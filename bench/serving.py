@@ -8,9 +8,11 @@ the end, also on error):
   (``mlflow.sklearn.save_model``: an ``MLmodel`` file, pyfunc flavour);
 * the model server: MLflow's scoring server, ``mlflow models serve -m <model> --env-manager local
   --workers 1``;
-* the broker: ``bench/serving_broker.py`` (``python -m broker serve`` as usual, ``auth: none``, no
-  clusters, dispatch paused) with that model server published as the ready replica of serve
-  ``bench/iris``, as the serving service publishes one.
+* the broker: ``bench/serving_broker.py`` (``python -m broker serve`` as usual, ``auth: token`` as
+  in production (``--auth none`` for the loopback default), no clusters, dispatch paused) with that
+  model server published as the ready replica of serve ``bench/iris``, as the serving service
+  publishes one; the proxy side's clients send the API token of a member of team ``bench``, so
+  every request is authenticated and its ``invoke`` permission checked.
 
 Then for ``--rounds`` rounds, the side that goes first alternating, ``--concurrency`` client tasks
 (aiohttp on uvloop, one keep-alive session) each send ``POST /invocations`` with one row in
@@ -92,13 +94,20 @@ class Process:
                 start_new_session=True,
             )
 
-    def wait_ready(self, url: str, timeout: float = 180.0) -> None:
+    def wait_ready(self, url: str, timeout: float = 180.0, token_file: Path | None = None) -> None:
+        """Until ``url`` answers 200 (asked with the token in ``token_file``, once written)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.label} exited with {self.proc.returncode}:\n{self.tail()}")
+            headers = {}
+            if token_file is not None:
+                if not token_file.exists():
+                    time.sleep(0.2)
+                    continue
+                headers["Authorization"] = f"Bearer {token_file.read_text()}"
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=5).status_code == 200:
+                if httpx.get(url, timeout=5, headers=headers).status_code == 200:
                     return
             time.sleep(0.2)
         raise BenchError(f"{self.label} not ready after {timeout:g}s:\n{self.tail()}")
@@ -133,9 +142,11 @@ class Process:
 
 
 @contextlib.contextmanager
-def servers(root: Path, profile: str | None = None) -> Iterator[tuple[str, str, Process, Process]]:
+def servers(
+    root: Path, profile: str | None = None, auth: str = "token"
+) -> Iterator[tuple[str, str, Process, Process, dict[str, str]]]:
     """The model server and the broker proxying to it: (direct URL, proxy URL) of ``/invocations``,
-    the model server's and the broker's process."""
+    the model server's and the broker's process, the headers the proxy side sends."""
     model = save_model(root)
     model_port, broker_port = free_port(), free_port()
     started: list[Process] = []
@@ -154,29 +165,37 @@ def servers(root: Path, profile: str | None = None) -> Iterator[tuple[str, str, 
             "data_dir": str(root / "data"),
             "clusters_dir": str(root / "clusters.d"),
             "default_policy": str(REPO / "broker" / "defaults" / "policy.csv"),
-            "auth": "none",
+            "auth": auth,
             "loops": {"dispatch_paused": True},
         }
         (root / "broker.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML
         argv = [sys.executable, str(HERE / "serving_broker.py"), "--config", str(root / "broker.yaml")]
         if profile:  # cProfile of the broker, written when it stops
             argv[1:1] = ["-m", "cProfile", "-o", profile]
-        broker = Process("broker", [*argv, "--serve", f"bench/iris={direct}"], root / "broker.log")
+        argv += ["--serve", f"bench/iris={direct}"]
+        token_file = root / "caller.token"
+        if auth == "token":
+            argv += ["--caller-token-file", str(token_file)]
+        broker = Process("broker", argv, root / "broker.log")
         started.append(broker)
         model_server.wait_ready(direct + "/ping")
         proxy = f"http://127.0.0.1:{broker_port}/serve/bench/iris"
-        broker.wait_ready(proxy + "/ping")
-        yield direct + "/invocations", proxy + "/invocations", model_server, broker
+        broker.wait_ready(proxy + "/ping", token_file=token_file if auth == "token" else None)
+        headers = {"Authorization": f"Bearer {token_file.read_text()}"} if auth == "token" else {}
+        yield direct + "/invocations", proxy + "/invocations", model_server, broker, headers
     finally:
         for process in reversed(started):
             process.stop()
 
 
-async def load(url: str, seconds: float, concurrency: int) -> tuple[int, list[float]]:
-    """``concurrency`` tasks posting to ``url`` for ``seconds``: (requests done, latencies in s)."""
+async def load(
+    url: str, seconds: float, concurrency: int, extra: dict[str, str] | None = None
+) -> tuple[int, list[float]]:
+    """``concurrency`` tasks posting to ``url`` for ``seconds`` (with ``extra`` headers):
+    (requests done, latencies in s)."""
     latencies: list[float] = []
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(extra or {})}
     async with aiohttp.ClientSession(connector=connector) as session:
         stop_at = time.perf_counter() + seconds
 
@@ -205,6 +224,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--profile-broker", metavar="FILE", help="write the broker's cProfile stats to FILE")
+    parser.add_argument("--auth", choices=["token", "none"], default="token", help="the broker's auth mode")
     args = parser.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
@@ -212,16 +232,18 @@ def main() -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     with (
         tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp,
-        servers(Path(tmp), args.profile_broker) as (
+        servers(Path(tmp), args.profile_broker, args.auth) as (
             direct,
             proxy,
             model_server,
             broker,
+            proxy_headers,
         ),
     ):
         urls = {"direct": direct, "proxy": proxy}
-        for url in urls.values():
-            asyncio.run(load(url, 1.0, args.concurrency))  # warm-up: connections, first predictions
+        headers = {"direct": {}, "proxy": proxy_headers}
+        for side, url in urls.items():
+            asyncio.run(load(url, 1.0, args.concurrency, headers[side]))  # warm-up: connections, predictions
         done = {side: 0 for side in urls}
         took = {side: 0.0 for side in urls}
         latencies: dict[str, list[float]] = {side: [] for side in urls}
@@ -230,7 +252,7 @@ def main() -> int:
             order = ["direct", "proxy"] if number % 2 == 0 else ["proxy", "direct"]
             for side in order:
                 began, cpu = time.perf_counter(), (broker.cpu_seconds(), model_server.cpu_seconds())
-                _, found = asyncio.run(load(urls[side], args.seconds, args.concurrency))
+                _, found = asyncio.run(load(urls[side], args.seconds, args.concurrency, headers[side]))
                 took[side] += time.perf_counter() - began
                 if side == "proxy":
                     broker_cpu += broker.cpu_seconds() - cpu[0]
@@ -250,7 +272,8 @@ def main() -> int:
     print(
         f"RESULT proxy_rps={rps['proxy']:.0f} direct_rps={rps['direct']:.0f} "
         f"ratio={rps['proxy'] / rps['direct']:.3f} p99_overhead_ms={p99['proxy'] - p99['direct']:.2f} "
-        f"proxy_p50_ms={p50['proxy']:.2f} direct_p50_ms={p50['direct']:.2f} load1={os.getloadavg()[0]:.2f}"
+        f"proxy_p50_ms={p50['proxy']:.2f} direct_p50_ms={p50['direct']:.2f} load1={os.getloadavg()[0]:.2f} "
+        f"auth={args.auth}"
     )
     return 0
 

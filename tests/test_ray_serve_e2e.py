@@ -82,6 +82,9 @@ def create_serve(client: httpx.Client, model: str, name: str) -> dict[str, Any]:
             "name": name,
             "resources": "cpu=0.25,memory=256Mi",
             "placement": {"cluster": "ray"},
+            # The head's own Python (it has mlflow and sklearn), not a runtime_env built from
+            # the version's requirements.txt (tests/test_serve_model_environment_e2e.py builds one).
+            "environment": {"name": "notebook-env"},
         },
     )
     assert made.status_code == 200, made.text
