@@ -133,6 +133,14 @@ def transition(
     workload.status_message = None
     if workload.kind == "experiment":  # its attempt's tracking run follows (broker.tracking)
         follow_status(session, workload.uid, target.value, killed=failure == FailureCategory.KILLED.value)
+    _moved(session, workload, current, target, reason, when)
+    return True
+
+
+def _moved(
+    session: Session, workload: Workload, current: Status, target: Status, reason: str, when: datetime
+) -> None:
+    """The event of a status change, under the workload's current attempt."""
     session.add(
         Event(
             workload_id=workload.id,
@@ -143,7 +151,6 @@ def transition(
             attempt=workload.attempt,
         )
     )
-    return True
 
 
 def reopen(session: Session, workload: Workload, reason: str, *, revive: bool = False) -> None:
@@ -161,16 +168,7 @@ def reopen(session: Session, workload: Workload, reason: str, *, revive: bool = 
     workload.status = Status.ACCEPTED.value
     workload.updated_at = when
     workload.status_message = None
-    session.add(
-        Event(
-            workload_id=workload.id,
-            at=when,
-            from_status=current.value,
-            to_status=Status.ACCEPTED.value,
-            reason=reason,
-            attempt=workload.attempt,
-        )
-    )
+    _moved(session, workload, current, Status.ACCEPTED, reason, when)
 
 
 def resume(session: Session, workload: Workload, target: Status, reason: str) -> None:
@@ -189,16 +187,7 @@ def resume(session: Session, workload: Workload, target: Status, reason: str) ->
     workload.reason = None
     workload.failure_category = None
     workload.status_message = None
-    session.add(
-        Event(
-            workload_id=workload.id,
-            at=when,
-            from_status=current.value,
-            to_status=target.value,
-            reason=reason,
-            attempt=workload.attempt,
-        )
-    )
+    _moved(session, workload, current, target, reason, when)
 
 
 def may_reopen(current: Status, *, revive: bool = False) -> bool:

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,8 +19,9 @@ import pytest
 from clusters.local.processes import read_json
 from tests.mlflow_support import mlflow_at
 from tests.model_folders import auth
-from tests.support import Broker, kill_replicas, wait_for
-from tests.test_permissions import Clients, make_users
+from tests.support import Broker, wait_for
+from tests.test_permissions import Clients
+from tests.test_serving import secured  # noqa: F401 - the broker fixture
 
 MODEL = "roll"
 BODY = {"inputs": [[1.0], [2.0]]}
@@ -32,24 +32,6 @@ SMALL = "cpu=0.25,memory=256Mi"
 #: The cluster's own Python (which has mlflow and sklearn), not an environment built from the
 #: versions' requirements (tests/test_serve_model_environment_e2e.py builds one).
 OWN_PYTHON = {"name": "notebook-env"}
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Clients, dict[str, str]]]:
-    root = tmp_path_factory.mktemp("rollout")
-    running = Broker(root, auth="token", notebooks={"check_interval": 0.3, "idle_timeout": 0})
-    tokens = make_users(running)
-    running.start()
-    clients = Clients(
-        {
-            name: httpx.Client(base_url=running.url, headers={"Authorization": f"Bearer {tok}"}, timeout=60)
-            for name, tok in tokens.items()
-        }
-    )
-    yield running, clients, tokens
-    clients.close()
-    running.close()
-    kill_replicas(running.root)
 
 
 def register_line(url: str, token: str, name: str, slope: float) -> None:
@@ -194,17 +176,18 @@ class Load:
 
 
 @pytest.fixture(scope="module")
-def versions(broker: tuple[Broker, Clients, dict[str, str]]) -> str:
-    running, _, tokens = broker
+def versions(secured: tuple[Broker, Clients, dict[str, str]]) -> str:  # noqa: F811
+    running, _, tokens = secured
     register_line(running.url, tokens["alice"], MODEL, 2.0)  # version 1
     register_line(running.url, tokens["alice"], MODEL, 3.0)  # version 2
     return MODEL
 
 
 def test_rollout_under_load_refuses_nothing_and_stops_the_old_replicas(
-    broker: tuple[Broker, Clients, dict[str, str]], versions: str
+    secured: tuple[Broker, Clients, dict[str, str]],  # noqa: F811
+    versions: str,
 ) -> None:
-    running, clients, tokens = broker
+    running, clients, tokens = secured
     alice = clients["alice"]
     created = alice.post(
         "/api/v1/serve",
@@ -252,9 +235,10 @@ def test_rollout_under_load_refuses_nothing_and_stops_the_old_replicas(
 
 
 def test_an_alias_move_rerolls_the_serve_that_follows_it(
-    broker: tuple[Broker, Clients, dict[str, str]], versions: str
+    secured: tuple[Broker, Clients, dict[str, str]],  # noqa: F811
+    versions: str,
 ) -> None:
-    running, clients, tokens = broker
+    running, clients, tokens = secured
     alice = clients["alice"]
     alias = "/api/2.0/mlflow/registered-models/alias"
     assert alice.post(alias, json={"name": versions, "alias": "champion", "version": "1"}).status_code == 200
@@ -312,9 +296,10 @@ def test_an_alias_move_rerolls_the_serve_that_follows_it(
 
 
 def test_a_rollout_that_cannot_start_goes_back_and_keeps_serving(
-    broker: tuple[Broker, Clients, dict[str, str]], versions: str
+    secured: tuple[Broker, Clients, dict[str, str]],  # noqa: F811
+    versions: str,
 ) -> None:
-    running, clients, tokens = broker
+    running, clients, tokens = secured
     alice = clients["alice"]
     broken = register_unloadable(running.url, tokens["alice"], versions)
     created = alice.post(
@@ -348,9 +333,10 @@ def test_a_rollout_that_cannot_start_goes_back_and_keeps_serving(
 
 
 def test_bad_rollouts_are_refused_with_the_field_named(
-    broker: tuple[Broker, Clients, dict[str, str]], versions: str
+    secured: tuple[Broker, Clients, dict[str, str]],  # noqa: F811
+    versions: str,
 ) -> None:
-    running, clients, _ = broker
+    running, clients, _ = secured
     alice, bob = clients["alice"], clients["bob"]
     created = alice.post(
         "/api/v1/serve",
@@ -384,9 +370,10 @@ def test_bad_rollouts_are_refused_with_the_field_named(
 
 
 def test_a_stopped_serve_takes_the_version_it_starts_with(
-    broker: tuple[Broker, Clients, dict[str, str]], versions: str
+    secured: tuple[Broker, Clients, dict[str, str]],  # noqa: F811
+    versions: str,
 ) -> None:
-    running, clients, _ = broker
+    running, clients, _ = secured
     alice = clients["alice"]
     created = alice.post(
         "/api/v1/serve",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -43,42 +44,41 @@ def resolve(client: BrokerClient, ref: str, namespace: str | None) -> str:
     return str(matches[0].get("id"))
 
 
-def wait_ready(client: BrokerClient, serve_id: str, timeout: float) -> JSONObject:
-    """Poll until a replica answers; an end or a timeout is an error."""
+def _wait(
+    client: BrokerClient, serve_id: str, timeout: float, done: Callable[[JSONObject], bool], what: str
+) -> JSONObject:
+    """Poll the serve until ``done``; its end (with no rollout to go back from) or a timeout is an error."""
     deadline = time.monotonic() + timeout
     found = client.get_serve(serve_id)
-    while not found.get("ready"):
-        if found.get("status") in ("Failed", "Succeeded", "Deleted"):
-            raise click.ClickException(
-                f"serve {serve_id} {found.get('status')}: {render.dash(found.get('reason'))}"
-            )
-        if time.monotonic() >= deadline:
-            raise click.ClickException(
-                f"timed out after {timeout:g}s waiting for serve {serve_id} "
-                f"(last status: {render.dash(found.get('status'))})"
-            )
-        time.sleep(1.0)
-        found = client.get_serve(serve_id)
-    return found
-
-
-def wait_rolled_out(client: BrokerClient, serve_id: str, timeout: float) -> JSONObject:
-    """Poll until the serve's rollout is over (switched, or gone back) and a replica answers."""
-    deadline = time.monotonic() + timeout
-    found = client.get_serve(serve_id)
-    while found.get("rollout") or not found.get("ready"):
+    while not done(found):
         if found.get("status") in ("Failed", "Succeeded", "Deleted") and not found.get("rollout"):
             raise click.ClickException(
                 f"serve {serve_id} {found.get('status')}: {render.dash(found.get('reason'))}"
             )
         if time.monotonic() >= deadline:
             raise click.ClickException(
-                f"timed out after {timeout:g}s waiting for the rollout of serve {serve_id} "
+                f"timed out after {timeout:g}s waiting for {what} of serve {serve_id} "
                 f"(last status: {render.dash(found.get('status'))})"
             )
         time.sleep(1.0)
         found = client.get_serve(serve_id)
     return found
+
+
+def wait_ready(client: BrokerClient, serve_id: str, timeout: float) -> JSONObject:
+    """Poll until a replica answers."""
+    return _wait(client, serve_id, timeout, lambda found: bool(found.get("ready")), "a ready replica")
+
+
+def wait_rolled_out(client: BrokerClient, serve_id: str, timeout: float) -> JSONObject:
+    """Poll until the serve's rollout is over (switched, or gone back) and a replica answers."""
+    return _wait(
+        client,
+        serve_id,
+        timeout,
+        lambda found: not found.get("rollout") and bool(found.get("ready")),
+        "the rollout",
+    )
 
 
 def _line(found: JSONObject) -> str:
