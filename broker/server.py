@@ -47,6 +47,7 @@ from broker.scheduler.failover import Failover
 from broker.scheduler.lease import LeaseKeeper
 from broker.scheduler.loops import LEASE_NAME, Loops
 from broker.scheduler.monitor import Monitor
+from broker.secret_key import SecretBox
 from broker.serving.fetch_tokens import FetchTokens
 from broker.serving.handout import ServeHandout
 from broker.serving.proxy import ServeProxy
@@ -59,6 +60,7 @@ from broker.store.database import Database
 from broker.tensorboard.servers import TensorBoards
 from broker.tracking.handout import TrackingHandout
 from broker.tracking.run_tokens import RunTokens
+from broker.web.csrf import CsrfTokens
 from broker.workloads.kind import Kind
 from clusters.config import ClusterConfig
 from clusters.kinds import KindUnavailable, adapter_class, register_kind
@@ -101,6 +103,8 @@ class BrokerContext:
     serve_proxy: ServeProxy = field(default_factory=ServeProxy)
     #: Cached "may read / invoke serve/<name>" answers of the policy in force.
     serve_decisions: Decisions = field(default_factory=Decisions)
+    #: The workbench's CSRF tokens (keyed by the broker's secret key).
+    csrf: CsrfTokens = field(default_factory=lambda: CsrfTokens(SecretBox.ephemeral()))
 
 
 def is_loopback(host: str) -> bool:
@@ -291,6 +295,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         serves,
         fetch_tokens,
         serve_proxy=serve_proxy,
+        csrf=CsrfTokens(box),
     )
 
 

@@ -14,6 +14,9 @@ from sqlalchemy import create_engine, text
 
 from tests.support import Broker, kill_replicas
 
+#: The real browser of the workbench's tests (fixtures ``chromium`` and ``browser_page``).
+pytest_plugins = ("tests.browser_support",)
+
 # pytest-xdist workers start with COLUMNS=80 and LINES=24; without them the CLI renders as it does
 # for a pipe (wide), the same in a serial and a parallel run.
 os.environ.pop("COLUMNS", None)
@@ -182,3 +185,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             f"--dist loadgroup does not group here (pytest {pytest.__version__}): {untagged[0]} has no @group "
             "suffix; install the pytest that setup.cfg's test extra names"
         )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the workbench's screenshots are, so a person looks at every page."""
+    from tests.browser_support import SCREENSHOTS
+
+    if SCREENSHOTS.is_dir() and any(SCREENSHOTS.glob("*.png")):
+        count = len(list(SCREENSHOTS.glob("*.png")))
+        terminalreporter.write_line(f"workbench screenshots ({count}): {SCREENSHOTS}")

@@ -45,7 +45,7 @@ from broker.tracking.run_tokens import PREFIX as RUN_TOKEN_PREFIX
 #: The cookie a browser carries the API token in (it cannot set headers on a WebSocket).
 TOKEN_COOKIE = "submarine_broker_token"
 #: Where the cookie is a credential: what a browser opens itself. The one list: a browser UI joins it.
-COOKIE_PATHS = ("/notebook/", "/tensorboard/")
+COOKIE_PATHS = ("/notebook/", "/tensorboard/", "/ui/")
 #: What a replica's run token (:mod:`broker.tracking.run_tokens`) may reach: the tracking APIs.
 RUN_TOKEN_PATHS = (
     "/api/2.0/mlflow/",

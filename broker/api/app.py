@@ -38,6 +38,8 @@ from broker.api.access import AuthenticationMiddleware
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.nul_guard import NulGuardMiddleware
 from broker.errors import ApiError
+from broker.web.pages import PAGES
+from broker.web.routes import routes as web_routes
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ def build_app(lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] 
             *registered_models.routes,
             *model_versions.routes,
             *tensorboard.routes,
+            *web_routes(PAGES),  # the workbench: / and /ui/...
         ],
         middleware=[Middleware(AuthenticationMiddleware), Middleware(NulGuardMiddleware)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},

@@ -28,7 +28,8 @@ _MAX_FORM_BYTES = 4096
 _HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it, a browser sends "Origin: null" on the page's own form posts.
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -71,7 +72,7 @@ async def sign_in_form(request: Request) -> Response:
         return _page(
             "This broker has no authentication (auth: none): nothing to sign in to.", None, form=False
         )
-    return _page("Sign in with your API token to open notebooks in this browser.", next_path)
+    return _page("Sign in with your API token to use the workbench and open notebooks here.", next_path)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -112,7 +113,7 @@ async def sign_in(request: Request) -> Response:
     answer: Response = (
         RedirectResponse(next_path, status_code=303)
         if next_path
-        else _page(f"Signed in as {user}: open a notebook's URL in this browser.", None, form=False)
+        else _page(f"Signed in as {user}: open the workbench at /ui/, or a notebook's URL.", None, form=False)
     )
     for path in COOKIE_PATHS:
         answer.set_cookie(
