@@ -11,6 +11,7 @@ from typing import Any
 
 from broker.errors import ApiError, NotFound
 from broker.policy_store import BUILTIN_ADMIN
+from policies.authorizer import ObjectScope
 
 GLOBAL = "*"  # the domain of objects that belong to no team (policy, users)
 
@@ -40,6 +41,13 @@ class Guard:
 
     def may(self, namespace: str, obj: str, action: str) -> bool:
         return self.unrestricted or self.authorizer.enforce(self.user, namespace, obj, action)
+
+    def scope(self, namespace: str, kind: str, action: str = "read") -> ObjectScope:
+        """Which ``<kind>/<id>`` objects of ``namespace`` the caller may ``action``: what
+        :meth:`may` answers for each, for all ids at once (a list asks its database with it)."""
+        if self.unrestricted:
+            return ObjectScope(allow_all=True)
+        return self.authorizer.scope(self.user, namespace, action, f"{kind}/")
 
     def require(self, namespace: str, obj: str, action: str, *, hidden: bool = False, what: str = "") -> None:
         """Refuse unless allowed: 404 (``hidden``) when the caller may not even see the object, else 403."""

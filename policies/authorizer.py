@@ -50,6 +50,43 @@ class Explanation:
         return not self.allowed and bool(self.matched)
 
 
+@dataclass(frozen=True)
+class ObjectScope:
+    """Which objects named ``<prefix><rest>`` one (user, namespace, action) is allowed, as the
+    keyMatch patterns of the lines that can decide, with ``<prefix>`` taken off: ``rest`` is
+    allowed when an allow pattern matches it and no deny pattern does. ``*_all`` is a pattern
+    matching every ``rest``; ``*_exact`` are exact values; ``*_prefixes`` match what starts with
+    them (never empty: that is ``*_all``). A database turns this into a ``WHERE`` clause.
+    """
+
+    allow_all: bool = False
+    allow_exact: frozenset[str] = frozenset()
+    allow_prefixes: frozenset[str] = frozenset()
+    deny_all: bool = False
+    deny_exact: frozenset[str] = frozenset()
+    deny_prefixes: frozenset[str] = frozenset()
+
+    @property
+    def nothing(self) -> bool:
+        """True when no ``rest`` can be allowed."""
+        return self.deny_all or not (self.allow_all or self.allow_exact or self.allow_prefixes)
+
+    @property
+    def everything(self) -> bool:
+        """True when every ``rest`` is allowed."""
+        return self.allow_all and not (self.deny_all or self.deny_exact or self.deny_prefixes)
+
+    def allows(self, rest: str) -> bool:
+        """The decision for the object ``<prefix><rest>`` (what :meth:`Authorizer.enforce` says)."""
+
+        def hit(every: bool, exact: frozenset[str], prefixes: frozenset[str]) -> bool:
+            return every or rest in exact or any(rest.startswith(p) for p in prefixes)
+
+        return hit(self.allow_all, self.allow_exact, self.allow_prefixes) and not hit(
+            self.deny_all, self.deny_exact, self.deny_prefixes
+        )
+
+
 def _split(pattern: str) -> tuple[bool, str]:
     """keyMatch as (exact, text): an exact value, or the prefix before the first ``*``."""
     star = pattern.find("*")
@@ -145,6 +182,37 @@ class Authorizer:
     def may_place(self, user: str, namespace: str, cluster: str, kind: str) -> Explanation:
         """May ``user`` place ``kind`` work (experiment, notebook) for ``namespace`` on ``cluster``?"""
         return self.explain(user, namespace, f"cluster/{cluster}/{kind}", "place")
+
+    def scope(self, sub: str, dom: str, act: str, prefix: str) -> ObjectScope:
+        """Which objects ``<prefix><rest>`` (``experiment/<id>``) ``sub`` may ``act`` in ``dom``:
+        the same decisions as :meth:`enforce`, for every ``rest`` at once (see :class:`ObjectScope`),
+        so a list can ask its database for the allowed rows instead of checking each row."""
+        if not self._has_p:
+            return ObjectScope()  # only an all-empty request would be allowed; no object is empty
+        found: dict[bool, tuple[list[bool], set[str], set[str]]] = {
+            deny: ([False], set(), set()) for deny in (False, True)
+        }
+        candidates = self._candidates(sub, dom, act)
+        for rules in (*candidates.exact.values(), *candidates.prefixes.values()):
+            for rule in rules:
+                every, exact, prefixes = found[rule.deny]
+                if rule.obj_exact:
+                    if rule.obj.startswith(prefix) and len(rule.obj) > len(prefix):
+                        exact.add(rule.obj[len(prefix) :])
+                elif prefix.startswith(rule.obj):
+                    every[0] = True  # the pattern's text ends within the prefix: every object
+                elif rule.obj.startswith(prefix):
+                    prefixes.add(rule.obj[len(prefix) :])
+        (allow_all,), allow_exact, allow_prefixes = found[False]
+        (deny_all,), deny_exact, deny_prefixes = found[True]
+        return ObjectScope(
+            allow_all,
+            frozenset(allow_exact),
+            frozenset(allow_prefixes),
+            deny_all,
+            frozenset(deny_exact),
+            frozenset(deny_prefixes),
+        )
 
     def weight(self, dom: str, cluster: str) -> float | None:
         """The placement weight of ``cluster`` for namespace ``dom`` from p2 lines, or None.

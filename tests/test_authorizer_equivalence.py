@@ -140,3 +140,34 @@ def test_random_policies_decide_like_casbin(block: int) -> None:
     assert checked == POLICIES // 5 * REQUESTS
     assert allowed > checked // 10
     assert denied_by_line > checked // 20
+
+
+SCOPE_IDS = ["e1", "e2", "e", "e1x", "x", "E1", "e%", "e_1", "experiment"]
+
+
+def test_object_scopes_decide_like_casbin() -> None:
+    """A scope (what a list turns into SQL) allows exactly the objects Casbin allows."""
+    checked = allowed = partial = 0
+    for seed in range(POLICIES // 2):
+        rng = random.Random(10_000 + seed)
+        lines = random_policy(rng)
+        # Specific objects too, so scopes with exact and prefix patterns are common.
+        for _ in range(rng.randint(0, 4)):
+            obj = rng.choice(["experiment/e1", "experiment/e*", "experiment/e1*", "e*", "experiment", "ex*"])
+            eft = rng.choice(["allow", "deny"])
+            values = (rng.choice([*USERS, *ROLES, "*"]), rng.choice(DOMAIN_PATTERNS), obj, "read", eft)
+            lines.insert(rng.randint(0, len(lines)), PolicyLine("p", values))
+        enforcer = build_enforcer(lines)
+        authorizer = Authorizer(lines, seed)
+        for sub in [*USERS, "nobody"]:
+            for dom in ["vision", "nlp", "vision-2", "speech"]:
+                for act in ["read", "delete"]:
+                    scope = authorizer.scope(sub, dom, act, "experiment/")
+                    partial += not (scope.nothing or scope.everything)
+                    for rest in SCOPE_IDS:
+                        expected = enforcer.enforce(sub, dom, f"experiment/{rest}", act)
+                        assert scope.allows(rest) is expected, (seed, sub, dom, act, rest, scope)
+                        assert not (scope.nothing and expected) and not (scope.everything and not expected)
+                        checked += 1
+                        allowed += expected
+    assert allowed > checked // 40 and partial > 50, (allowed, checked, partial)

@@ -40,6 +40,11 @@ class Workload(Base):
         Index("ix_experiment_status_accepted", "status", "accepted_at"),
         Index("ix_experiment_cluster_status", "cluster", "status"),
         Index("ix_experiment_kind_status", "kind", "status"),
+        # The lists (broker.workloads.listing): newest first; of a status; in a namespace; both.
+        Index("ix_experiment_kind_accepted", "kind", "accepted_at", "id"),
+        Index("ix_experiment_kind_status_accepted", "kind", "status", "accepted_at", "id"),
+        Index("ix_experiment_namespace_kind_accepted", "namespace", "kind", "accepted_at", "id"),
+        Index("ix_experiment_namespace_status_accepted", "namespace", "status", "accepted_at", "id"),
         UniqueConstraint("slot", name="uq_experiment_slot"),
     )
 

@@ -26,6 +26,7 @@ from broker.registry import ClusterRegistry
 from broker.state import FailureCategory, Status, record, transition
 from broker.store.database import Database
 from broker.workloads.kind import Kind
+from broker.workloads.listing import Cursor, Filters, Page, read_page
 from broker.workloads.model import Event, Workload
 from broker.workloads.rows import events_of
 from clusters.base import Handle, ReplicaLog
@@ -256,6 +257,26 @@ class WorkloadService:
         # Permission patterns cannot be turned into SQL, so rows are filtered here; the
         # Authorizer's cache makes each check a dictionary lookup.
         return [r for r in await self.db.run(query) if guard.may(r.namespace, f"{self.kind}/{r.id}", "read")]
+
+    async def browse(
+        self,
+        guard: Guard,
+        filters: Filters,
+        *,
+        size: int,
+        before: Cursor | None = None,
+        after: Cursor | None = None,
+    ) -> Page:
+        """One page of the workloads :meth:`readable` would give (the same rows, the same order,
+        the same permission answers), chosen by the database: ``size`` rows older than ``before``
+        (default: the newest), or with ``after`` the ``size`` just newer than it. Costs a page's
+        worth of index reads per namespace, however many workloads there are
+        (:mod:`broker.workloads.listing`)."""
+        if not 1 <= size <= 1000:
+            raise BadRequest("size: must be between 1 and 1000", field="size")
+        return await self.db.run(
+            lambda s: read_page(s, guard, self.kind, filters, size=size, before=before, after=after)
+        )
 
     async def events(self, workload_id: str, guard: Guard) -> list[Event]:
         """Every status change and note of a workload the caller may read, oldest first."""

@@ -4,4 +4,8 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-PAGES: list[BaseRoute] = []
+from broker.web.pages import experiment_list
+
+PAGES: list[BaseRoute] = [
+    *experiment_list.routes,
+]
