@@ -5,6 +5,7 @@ permissions; ``auth: none`` shows everything to the built-in admin."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from html import unescape
@@ -16,6 +17,7 @@ from broker.accounts import add_user, create_token
 from broker.guard import Guard
 from broker.state import Status
 from broker.workloads.listing import Filters
+from tests.conftest import throwaway_pg_database
 from tests.inprocess import InProcessBroker, scripted_clusters
 from tests.support import python_spec
 
@@ -51,10 +53,17 @@ class Site:
         return Guard(user, self.broker.context.policy.authorizer)
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The same site on SQLite and on PostgreSQL (the list's SQL must mean the same on both)."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(throwaway_pg_database()) if request.param == "postgresql" else None
+        yield from _site(tmp_path_factory.mktemp("explist"), url)
+
+
+def _site(root: Path, database_url: str | None) -> Iterator[Site]:
     broker = InProcessBroker(
-        tmp_path_factory.mktemp("explist"), auth="token", **scripted_clusters("east", "west")
+        root, database_url=database_url, auth="token", **scripted_clusters("east", "west")
     )
     db = broker.context.db
     tokens = {}
