@@ -16,6 +16,7 @@ import pytest
 from broker.accounts import add_user, create_token
 from broker.guard import Guard
 from broker.state import Status
+from broker.web.pages import experiment_list
 from broker.workloads.listing import Filters
 from tests.conftest import throwaway_pg_database
 from tests.inprocess import InProcessBroker, scripted_clusters
@@ -146,6 +147,29 @@ def test_filters_and_paging_walk_the_api_list(site: Site) -> None:
         service.browse(site.guard("root"), Filters(), size=3, after=pages[-2].rows[0].cursor)
     )
     assert [r.id for r in back.rows] == [r.id for r in pages[-3].rows]
+
+
+def test_the_pages_links_walk_the_list(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(experiment_list, "PAGE_SIZE", 4)
+    # root reads everything (one walk); bob reads two namespaces (two walks merged).
+    for user, first in (("root", "?status=Accepted"), ("bob", "?q=-")):
+        everything = site.api_ids(user, status="Accepted")
+        assert len(everything) > 8, user  # three pages at least
+        pages, query = [], first
+        while True:
+            html = site.page(user, query)
+            pages.append((query, re.findall(r'<tr data-id="([^"]+)"', html)))
+            older = re.search(r'<a href="/ui/experiments(\?[^"]+)" rel="next">', html)
+            if older is None:
+                break
+            query = unescape(older.group(1))
+            assert first[1:] in query  # the filters stay
+        assert [i for _, ids in pages for i in ids] == everything, user
+        html = site.page(user, pages[-1][0])
+        newer = re.search(r'<a href="/ui/experiments(\?[^"]+)" rel="prev">', html)
+        assert newer is not None and "Newest" in html
+        assert re.findall(r'<tr data-id="([^"]+)"', site.page(user, unescape(newer.group(1)))) == pages[-2][1]
+        assert 'rel="prev"' not in site.page(user, first) and "Newest" not in site.page(user, first)
 
 
 def test_bad_filters_are_400_pages_naming_the_field(site: Site) -> None:
