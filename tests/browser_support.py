@@ -52,9 +52,14 @@ def ensure_chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium for the worker's session (Playwright's sync API)."""
+    """One headless Chromium for a test module (Playwright's sync API).
+
+    Per module, not per session: while Playwright's sync API is open its event loop counts as
+    running in the main thread, so every later test in the same worker that runs a loop of its
+    own (the in-process broker's ``run_until_complete``) would fail with "Cannot run the event
+    loop while another loop is running"."""
     from playwright.sync_api import sync_playwright
 
     path = ensure_chromium()
