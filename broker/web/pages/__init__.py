@@ -4,4 +4,8 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
+from broker.web.pages import experiment, submit
+
 PAGES: list[BaseRoute] = []
+PAGES += experiment.routes
+PAGES += submit.routes
