@@ -237,3 +237,50 @@ def test_another_teams_experiment_is_404_and_a_form_without_csrf_is_refused(
     shot(page, "csrf-refused")
     with _api(broker, tokens["alice"]) as api:
         assert api.get(f"/experiment/{experiment_id}").json()["result"]["status"] != "Deleted"
+
+
+def test_submit_from_a_template_with_its_parameters_and_a_narrow_screen(
+    signed: tuple[Broker, dict[str, str]], chromium: Any
+) -> None:
+    broker, tokens = signed
+    code = "print('lr={{learning_rate}}')"
+    template = {
+        "name": "lr-sweep",
+        "description": "prints its learning rate",
+        "parameters": [
+            {"name": "learning_rate", "value": "0.1", "required": "false", "description": "the rate"},
+            {"name": "experiment_name", "required": "true", "description": "the experiment's name"},
+        ],
+        "experimentSpec": python_spec(code, name="{{experiment_name}}"),
+    }
+    with _api(broker, tokens["alice"]) as api:
+        answer = api.post("/template", json=template)
+    assert answer.status_code == 200, answer.text
+    # A phone-sized screen: the same pages, one column.
+    context = chromium.new_context(viewport={"width": 390, "height": 844})
+    errors: list[str] = []
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        sign_in(page, broker.url, tokens["alice"], "/ui/submit")
+        page.get_by_role("link", name="template lr-sweep").click()
+        expect(page.get_by_label("learning_rate")).to_have_value("0.1")
+        page.get_by_role("button", name="Submit").click()  # experiment_name is required
+        expect(page.get_by_role("alert")).to_contain_text("experiment_name")
+        shot(page, "submit-template-missing-param-narrow")
+        page.get_by_label("experiment_name").fill("sweep1")
+        page.get_by_label("learning_rate").fill("0.5")
+        page.get_by_role("button", name="Explain placement").click()
+        expect(page.locator("#explain")).to_contain_text("It would go to local")
+        shot(page, "submit-template-explained-narrow")
+        page.get_by_role("button", name="Submit").click()
+        page.wait_for_url(f"{broker.url}/ui/experiments/*")
+        expect(page.locator("#status [data-status]")).to_have_text("Succeeded", timeout=120_000)
+        page.reload()
+        expect(page.locator("pre[data-logs]").first).to_contain_text("lr=0.5")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page scrolls sideways on a narrow screen ({width}px)"
+        shot(page, "experiment-from-template-narrow")
+    finally:
+        context.close()
+    assert errors == []

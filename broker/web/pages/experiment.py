@@ -95,7 +95,9 @@ async def show(request: Request) -> Response:
     else:
         logs_note = ""
     spec = public_spec(row.spec)
-    candidates, _ = await broker.experiments.list(guard, page_size=50)
+    # Runs of the same name are the natural comparison (and a filtered read: the whole list
+    # would cost as much as the experiments list page).
+    candidates, _ = await broker.experiments.list(guard, page_size=50, name=row.name)
     return page(
         request,
         "experiment/page.html",
