@@ -178,17 +178,25 @@ def test_metric_chart_has_one_line_per_replica_and_overlays_other_runs(
     page.get_by_label("create the model if missing").check()
     page.get_by_role("button", name="Register").click()
     expect(page.get_by_role("status")).to_contain_text("Registered digits version 1")
+    expect(page.get_by_role("link", name="weights.txt")).to_be_visible()  # back in the same folder
     shot(page, "experiment-artifacts-registered")
 
 
 def test_stop_and_delete_from_the_page(signed: tuple[Broker, dict[str, str]], browser_page: Any) -> None:
     broker, tokens = signed
-    spec = python_spec("import time\nprint('sleeping', flush=True)\ntime.sleep(600)", name="sleeper")
+    ticking = "import time\nfor i in range(1200):\n    print('tick', i, flush=True)\n    time.sleep(0.5)"
+    spec = python_spec(ticking, name="sleeper")
     experiment_id = _submit(broker, tokens["alice"], spec)
     _wait(broker, tokens["alice"], experiment_id, "Running")
     page = browser_page
     sign_in(page, broker.url, tokens["alice"], f"/ui/experiments/{experiment_id}")
-    expect(page.locator("pre[data-logs]").first).to_contain_text("sleeping", timeout=30_000)  # followed
+    log = page.locator("pre[data-logs]").first
+    expect(log).to_contain_text("tick 0")
+    seen = int(log.get_attribute("data-count") or 0)
+    page.evaluate("window.notReloaded = true")
+    # Followed: new lines are appended without a reload.
+    expect(log).to_contain_text(f"tick {seen + 3}", timeout=30_000)
+    assert page.evaluate("window.notReloaded") is True
     shot(page, "experiment-running")
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#status [data-status]")).to_have_text("Failed", timeout=60_000)

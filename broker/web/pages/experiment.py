@@ -29,7 +29,8 @@ from broker.web.routes import PREFIX, html_page
 from broker.workloads.model import Workload
 from broker.workloads.rows import events_of
 
-#: The lines of each replica's log the page shows at first (the follow script appends the rest).
+#: The lines of each replica's log the page shows at first (the last ones; the follow script
+#: appends the new ones).
 FIRST_LINES = 500
 ENDED = (Status.SUCCEEDED.value, Status.FAILED.value, Status.DELETED.value)
 
@@ -89,7 +90,8 @@ async def show(request: Request) -> Response:
         raise BadRequest(f"path: {exc}", field="path") from None
     artifacts = await data.artifact_folder(broker, current, folder) if current is not None else []
     try:
-        logs = await _logs(request, row, None, FIRST_LINES)
+        # Whole logs: the follow script appends from the total count, so the page must know it.
+        logs = await _logs(request, row, None, None)
     except ApiError as exc:
         logs, logs_note = [], exc.message
     else:
@@ -109,6 +111,7 @@ async def show(request: Request) -> Response:
         decision=row.placement or {},
         replicas=replica_names(row.spec),
         logs=logs,
+        first_lines=FIRST_LINES,
         logs_note=logs_note,
         charts=charts,
         by_time=by_time,
@@ -198,7 +201,8 @@ async def register(request: Request) -> Response:
         create_model=fields.get("create") == "on",
     )
     shown = quote(f"{version.model_name} version {version.version}")
-    return RedirectResponse(f"{_url(row)}?registered={shown}#artifacts", status_code=303)
+    back = f"{_url(row)}?registered={shown}&path={quote(folder)}#artifacts"
+    return RedirectResponse(back, status_code=303)
 
 
 routes = [

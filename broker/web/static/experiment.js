@@ -18,6 +18,8 @@ function followLogs() {
               const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
               pre.append(document.createTextNode(lines.slice(seen).join("\n") + "\n"));
               pre.dataset.count = String(lines.length);
+              const shown = document.getElementById(pre.id.replace(/^log-/, "count-"));
+              if (shown) shown.textContent = String(lines.length);
               if (atEnd) pre.scrollTop = pre.scrollHeight;
             }
           }
