@@ -28,6 +28,7 @@ ARTIFACT_TAIL = """
 if index == 0:
     client = mlflow.MlflowClient()
     client.log_text(run.info.run_id, "weights", "model/weights.txt")
+    client.log_text(run.info.run_id, "notes", "model/résumé notes.txt")
     client.log_text(run.info.run_id, '{"id": "x", "model_type": "text"}', "model/description.json")
 """
 
@@ -173,6 +174,10 @@ def test_metric_chart_has_one_line_per_replica_and_overlays_other_runs(
         page.get_by_role("link", name="weights.txt").click()
     assert download.value.suggested_filename == "weights.txt"
     assert download.value.path().read_text() == "weights"
+    with page.expect_download() as download:  # a name a header cannot hold as it is
+        page.get_by_role("link", name="résumé notes.txt").click()
+    assert download.value.suggested_filename == "résumé notes.txt"
+    assert download.value.path().read_text() == "notes"
     assert page.get_by_role("textbox", name="Folder").input_value() == "model"
     page.get_by_label("Registered model").fill("digits")
     page.get_by_label("create the model if missing").check()

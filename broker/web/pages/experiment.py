@@ -174,7 +174,9 @@ async def download(request: Request) -> Response:
     except MlflowError as exc:
         raise ApiError(exc.status, exc.message) from None
     name = relative.rsplit("/", 1)[-1]
-    headers = {"Content-Disposition": f'attachment; filename="{name.replace(chr(34), "")}"'}
+    # An ASCII fallback name and the exact one (RFC 6266): a header holds latin-1 only.
+    fallback = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    headers = {"Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"}
     if blob.size is not None:
         headers["Content-Length"] = str(blob.size)
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
