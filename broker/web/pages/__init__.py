@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from broker.web.pages import experiment_list
+from broker.web.pages import experiment, experiment_list, submit
 
 PAGES: list[BaseRoute] = [
     *experiment_list.routes,
+    *experiment.routes,
+    *submit.routes,
 ]
