@@ -4,4 +4,9 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-PAGES: list[BaseRoute] = []
+from broker.web.pages import clusters, policies
+
+PAGES: list[BaseRoute] = [
+    *clusters.routes,
+    *policies.routes,
+]
