@@ -5,6 +5,7 @@ actions (a forged post refused), config errors from clusters.d, the live table, 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -85,21 +86,39 @@ def test_an_admin_cordons_and_uncordons_a_cluster_from_the_page(
 
 
 def test_the_table_follows_changes_made_elsewhere(
-    federation: tuple[Broker, dict[str, str]], browser_page: Any
+    federation: tuple[Broker, dict[str, str]], browser_page: Any, tmp_path: Path
 ) -> None:
     broker, tokens = federation
     page = browser_page
     sign_in(page, broker.url, tokens["root"], "/ui/clusters")
-    expect(row(page, "gpu-east")).to_contain_text("Ready", timeout=30_000)
-    with api(broker, tokens["root"]) as root:
-        assert root.post("/cluster/gpu-east/drain").status_code == 200
+    east = row(page, "gpu-east")
+    expect(east).to_contain_text("Ready", timeout=30_000)
+    flag = (broker.scratch or tmp_path) / "finish-drained-run"  # reachable by the run-as users
+    code = f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.05)\n"
+    roles = {"Worker": {"replicas": 1, "resources": "cpu=1,memory=4G"}}
+    spec = python_spec(code, namespace="vision", placement={"cluster": "gpu-east"}, roles=roles)
+    with api(broker, tokens["alice"]) as alice, api(broker, tokens["root"]) as root:
+        submitted = alice.post("/experiment", json=spec)
+        assert submitted.status_code == 200, submitted.text
+        run = submitted.json()["result"]["experimentId"]
         try:
-            expect(row(page, "gpu-east")).to_contain_text("Draining", timeout=15_000)  # no reload
-            expect(row(page, "gpu-east")).to_contain_text("drained: safe to remove")
-            shot(page, "clusters-draining")
+            # Without a reload: the run's work and the capacity it holds, then a drain made elsewhere.
+            expect(east).to_contain_text("1 placed by this broker", timeout=30_000)
+            expect(east).to_contain_text("1 free of 2", timeout=15_000)
+            expect(east.get_by_role("img", name="CPU: 1 free of 2")).to_be_visible()
+            assert root.post("/cluster/gpu-east/drain").status_code == 200
+            expect(east).to_contain_text("Draining", timeout=15_000)
+            expect(east).not_to_contain_text("safe to remove")
+            shot(page, "clusters-draining-with-work")
+            flag.touch()
+            expect(east).to_contain_text("drained: safe to remove", timeout=30_000)
+            expect(east).to_contain_text("0 placed by this broker")
+            assert alice.get(f"/experiment/{run}").json()["result"]["status"] == "Succeeded"
+            shot(page, "clusters-drained")
         finally:
+            flag.touch()
             assert root.post("/cluster/gpu-east/uncordon").status_code == 200
-    expect(row(page, "gpu-east")).to_contain_text("Ready", timeout=15_000)
+    expect(east).to_contain_text("Ready", timeout=15_000)
 
 
 def test_a_member_sees_no_actions_and_a_forged_post_is_refused(
