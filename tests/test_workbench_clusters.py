@@ -23,6 +23,12 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broke
     broker.add_cluster(
         "gpu-east", kind="local", labels={"site": "east", "tier": "gpu"}, **broker.shared("gpu-east")
     )
+    # A cluster that cannot answer: a file stands where its work directory should be.
+    root = tmp_path_factory.mktemp("flaky")
+    (root / "not-a-folder").write_text("a file where the work directory should be")
+    broker.add_cluster(
+        "flaky", kind="local", **{**broker.shared("flaky"), "work_dir": str(root / "not-a-folder" / "work")}
+    )
     # A file that cannot load: its error is shown, never its values.
     (broker.clusters_dir / "broken.yaml").write_text("name: broken\nkind: nosuchkind\n")
     tokens = make_users(broker)
@@ -53,6 +59,11 @@ def test_an_admin_cordons_and_uncordons_a_cluster_from_the_page(
     expect(row(page, "gpu-east")).to_contain_text("Ready", timeout=30_000)
     expect(row(page, "gpu-east")).to_contain_text("site=east")
     expect(row(page, "local").get_by_role("img", name="CPU:")).to_be_visible()
+    flaky = row(page, "flaky")
+    expect(flaky).to_contain_text("Unreachable", timeout=30_000)
+    expect(flaky).to_contain_text("unreachable since")
+    expect(flaky).to_contain_text("cannot create the work directory")
+    expect(flaky.locator("td[data-label=CPU]")).to_have_text("unknown")  # never answered: not "none"
     errors = page.get_by_role("region", name="Configuration errors in clusters.d")
     expect(errors).to_contain_text("broken.yaml")
     expect(errors).to_contain_text("kind")
