@@ -13,6 +13,7 @@ anything: cordon pauses new work, drain empties the cluster for removal, and eac
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -96,7 +97,7 @@ def _errors(request: Request) -> list[ConfigError]:
     return list(request.app.state.broker.config_errors)
 
 
-def _visible_errors(request: Request, guard: Guard) -> list[dict[str, Any]]:
+def visible_errors(request: Request, guard: Guard) -> list[dict[str, Any]]:
     """The refused files the caller may hear of: those of clusters they may read; every one for a
     caller who may administer every cluster."""
     errors = _errors(request)
@@ -110,21 +111,26 @@ def _visible_errors(request: Request, guard: Guard) -> list[dict[str, Any]]:
     ]
 
 
-async def list_clusters(request: Request) -> EnvelopeResponse:
-    guard = guard_of(request)
-    registry = request.app.state.broker.registry
+async def visible_clusters(request: Request, guard: Guard) -> list[dict[str, Any]]:
+    """The clusters the caller may read, as :func:`cluster_json` shows them."""
     errors = _errors(request)
+    registry = request.app.state.broker.registry
     visible = [c for c in registry.all() if guard.may(GLOBAL, f"cluster/{c.name}", "read")]
     held = await workloads(request)
+    return [cluster_json(c, errors, held) for c in visible]
+
+
+async def list_clusters(request: Request) -> EnvelopeResponse:
+    guard = guard_of(request)
     return ok(
-        [cluster_json(c, errors, held) for c in visible],
-        attributes={"configErrors": _visible_errors(request, guard)},
+        await visible_clusters(request, guard),
+        attributes={"configErrors": visible_errors(request, guard)},
     )
 
 
 async def list_errors(request: Request) -> EnvelopeResponse:
     """Every refused file in clusters.d, as in ``attributes.configErrors`` of the list."""
-    return ok(_visible_errors(request, guard_of(request)))
+    return ok(visible_errors(request, guard_of(request)))
 
 
 async def get_cluster(request: Request) -> EnvelopeResponse:
@@ -137,8 +143,7 @@ async def get_cluster(request: Request) -> EnvelopeResponse:
     return ok(cluster_json(cluster, _errors(request), await workloads(request)))
 
 
-def _admin(request: Request) -> tuple[ClusterState, Guard]:
-    name = request.path_params["name"]
+def _admin(request: Request, name: str) -> tuple[ClusterState, Guard]:
     cluster = request.app.state.broker.registry.get(name)
     if cluster is None:
         raise NotFound(f"Not found cluster: {name}")
@@ -147,35 +152,48 @@ def _admin(request: Request) -> tuple[ClusterState, Guard]:
     return cluster, guard
 
 
+#: The admin's actions: cordon pauses new work; uncordon clears a cordon and a manual drain (a
+#: removed file still drains the cluster); drain empties the cluster for removal: what runs there
+#: runs to its own end (nothing is evicted), ``drained`` turns true once none of this broker's work
+#: is left. Each maps (cordoned, draining) now to the flags after.
+ACTIONS: dict[str, Callable[[bool, bool], tuple[bool, bool]]] = {
+    "cordon": lambda cordoned, draining: (True, draining),
+    "uncordon": lambda cordoned, draining: (False, False),
+    "drain": lambda cordoned, draining: (cordoned, True),
+}
+
+
+async def administer(request: Request, name: str, action: str) -> ClusterState:
+    """Apply an admin's ``action`` (a key of :data:`ACTIONS`) to cluster ``name``: 404 when there
+    is no such cluster, 403 unless the caller may ``admin`` it. The API and the workbench both call this."""
+    cluster, guard = _admin(request, name)
+    cordoned, draining = ACTIONS[action](cluster.cordoned, cluster.draining)
+    await request.app.state.broker.cluster_flags.set(
+        cluster.name, cordoned=cordoned, draining=draining, user=guard.user
+    )
+    log.info("cluster %s %sed by %s", cluster.name, action, guard.user)
+    return cluster
+
+
+async def _answer(request: Request, action: str) -> EnvelopeResponse:
+    cluster = await administer(request, request.path_params["name"], action)
+    return ok(cluster_json(cluster, _errors(request), await workloads(request)))
+
+
 async def cordon(request: Request) -> EnvelopeResponse:
     """Pause the cluster: no new work there; what runs there continues (``uncordon`` lifts it)."""
-    cluster, guard = _admin(request)
-    await request.app.state.broker.cluster_flags.set(
-        cluster.name, cordoned=True, draining=cluster.draining, user=guard.user
-    )
-    log.info("cluster %s cordoned by %s", cluster.name, guard.user)
-    return ok(cluster_json(cluster, _errors(request), await workloads(request)))
+    return await _answer(request, "cordon")
 
 
 async def uncordon(request: Request) -> EnvelopeResponse:
     """Clear a cordon and a manual drain (a removed file still drains the cluster)."""
-    cluster, guard = _admin(request)
-    await request.app.state.broker.cluster_flags.set(
-        cluster.name, cordoned=False, draining=False, user=guard.user
-    )
-    log.info("cluster %s uncordoned by %s", cluster.name, guard.user)
-    return ok(cluster_json(cluster, _errors(request), await workloads(request)))
+    return await _answer(request, "uncordon")
 
 
 async def drain(request: Request) -> EnvelopeResponse:
     """Drain the cluster to remove it: no new work; what runs there runs to its own end (nothing is
     evicted) and ``drained`` turns true once none of this broker's work is left (``uncordon`` undoes it)."""
-    cluster, guard = _admin(request)
-    await request.app.state.broker.cluster_flags.set(
-        cluster.name, cordoned=cluster.cordoned, draining=True, user=guard.user
-    )
-    log.info("cluster %s drained by %s", cluster.name, guard.user)
-    return ok(cluster_json(cluster, _errors(request), await workloads(request)))
+    return await _answer(request, "drain")
 
 
 routes = [
