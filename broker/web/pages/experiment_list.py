@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -21,10 +21,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from broker.api.access import guard_of
-from broker.api.body import read_body
-from broker.errors import ApiError, BadRequest
+from broker.errors import BadRequest
 from broker.experiments.service import ExperimentService
 from broker.state import TERMINAL, Status
+from broker.web.pages.posted import posted_fields
 from broker.web.render import page
 from broker.web.routes import PREFIX, html_page
 from broker.workloads.listing import MAX_TEXT, Cursor, Filters, Listed
@@ -35,7 +35,6 @@ PAGE_SIZE = 50
 FILTERS = ("status", "namespace", "owner", "cluster", "q")
 _TERMINAL = frozenset(s.value for s in TERMINAL)
 #: A row's form is a few short fields.
-MAX_FORM_BYTES = 8192
 
 
 def _service(request: Request) -> ExperimentService:
@@ -145,16 +144,6 @@ async def list_page(request: Request) -> Response:
     )
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """The fields of a posted form (``application/x-www-form-urlencoded``; the first of each)."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        raise ApiError(415, "send the page's form (application/x-www-form-urlencoded)")
-    raw = await read_body(request, MAX_FORM_BYTES)
-    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    return {name: values[0] for name, values in fields.items()}
-
-
 def _back(text: str) -> str:
     """Where to go after an action: the list the form was on (only ever a list URL)."""
     if text == PATH or text.startswith(PATH + "?"):
@@ -166,7 +155,7 @@ def _back(text: str) -> str:
 async def act(request: Request) -> Response:
     """A row's action (``action`` = stop or delete, ``id``), through the same service calls as
     the REST API (404 for another team's, 403 when not allowed), then back to the list."""
-    form = await _form(request)
+    form = await posted_fields(request)
     guard = guard_of(request)
     request.app.state.broker.csrf.require(request, guard.user, form.get("csrf"))
     workload_id = form.get("id", "").strip()
