@@ -46,6 +46,7 @@ def server_environment(attempt: Path) -> dict[str, str]:
     return children[0].environ()
 
 
+@pytest.mark.timeout(1200)  # one real build of mlflow + scikit-learn: about a minute quiet, much more loaded
 def test_a_versions_requirements_are_built_once_and_serve_its_predictions(
     secured: tuple[Broker, Clients, dict[str, str]],  # noqa: F811
 ) -> None:

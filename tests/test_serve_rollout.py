@@ -197,6 +197,7 @@ def test_rollout_under_load_refuses_nothing_and_stops_the_old_replicas(
             "name": "roll-load",
             "replicas": 2,
             "resources": SMALL,
+            "environment": OWN_PYTHON,
         },
     )
     assert created.status_code == 200, created.text
@@ -244,7 +245,13 @@ def test_an_alias_move_rerolls_the_serve_that_follows_it(
     assert alice.post(alias, json={"name": versions, "alias": "champion", "version": "1"}).status_code == 200
     created = alice.post(
         "/api/v1/serve",
-        json={"modelName": versions, "alias": "champion", "name": "roll-alias", "environment": OWN_PYTHON},
+        json={
+            "modelName": versions,
+            "alias": "champion",
+            "name": "roll-alias",
+            "environment": OWN_PYTHON,
+            "resources": SMALL,
+        },
     )
     assert created.status_code == 200, created.text
     serve = created.json()["result"]
@@ -304,7 +311,13 @@ def test_a_rollout_that_cannot_start_goes_back_and_keeps_serving(
     broken = register_unloadable(running.url, tokens["alice"], versions)
     created = alice.post(
         "/api/v1/serve",
-        json={"modelName": versions, "modelVersion": 1, "name": "roll-back", "environment": OWN_PYTHON},
+        json={
+            "modelName": versions,
+            "modelVersion": 1,
+            "name": "roll-back",
+            "environment": OWN_PYTHON,
+            "resources": SMALL,
+        },
     )
     assert created.status_code == 200, created.text
     serve = created.json()["result"]
@@ -340,7 +353,13 @@ def test_bad_rollouts_are_refused_with_the_field_named(
     alice, bob = clients["alice"], clients["bob"]
     created = alice.post(
         "/api/v1/serve",
-        json={"modelName": versions, "modelVersion": 1, "name": "roll-bad", "environment": OWN_PYTHON},
+        json={
+            "modelName": versions,
+            "modelVersion": 1,
+            "name": "roll-bad",
+            "environment": OWN_PYTHON,
+            "resources": SMALL,
+        },
     )
     assert created.status_code == 200, created.text
     serve_id = created.json()["result"]["id"]
@@ -377,7 +396,13 @@ def test_a_stopped_serve_takes_the_version_it_starts_with(
     alice = clients["alice"]
     created = alice.post(
         "/api/v1/serve",
-        json={"modelName": versions, "modelVersion": 1, "name": "roll-stopped", "environment": OWN_PYTHON},
+        json={
+            "modelName": versions,
+            "modelVersion": 1,
+            "name": "roll-stopped",
+            "environment": OWN_PYTHON,
+            "resources": SMALL,
+        },
     )
     serve_id = created.json()["result"]["id"]
     assert alice.post(f"/api/v1/serve/{serve_id}/stop").status_code == 200

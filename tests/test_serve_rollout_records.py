@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from broker.scheduler.failover import _on_cluster, grace_of
 from broker.serving import rollout
 from broker.serving.rollouts import fully_ready
 from broker.serving.views import rollout_of, serve_json, serving_replicas
@@ -203,3 +204,13 @@ def test_ready_means_every_replica_or_the_balancing_endpoint() -> None:
     assert not fully_ready(row, half, per_replica=True)
     assert fully_ready(row, one, per_replica=False)  # a Service / Ray Serve route in front
     assert not fully_ready(row, {"replicas": {}, "ready": []}, per_replica=False)
+
+
+def test_the_failover_pass_reads_serves_on_a_cluster(session: Session) -> None:
+    # A serve's spec has no ``meta``: the failover pass once failed on every cluster running one
+    # (KeyError), which also stopped its orphan sweep there.
+    running_serve(session)
+    found = _on_cluster("local")(session)
+    assert [(f.id, f.grace) for f in found] == [("serve-1", None)]
+    assert grace_of({"meta": {"clusterLossGraceSeconds": 30}}) == 30
+    assert grace_of({"meta": None}) is None and grace_of(None) is None

@@ -56,12 +56,16 @@ def _on_cluster(name: str) -> Callable[[Session], list[OnCluster]]:
         rows = session.scalars(
             select(Workload).where(Workload.cluster == name, Workload.status.in_(ON_CLUSTER))
         ).all()
-        return [
-            OnCluster(r.id, r.uid, r.status, r.status_message, r.spec["meta"].get("clusterLossGraceSeconds"))
-            for r in rows
-        ]
+        return [OnCluster(r.id, r.uid, r.status, r.status_message, grace_of(r.spec)) for r in rows]
 
     return query
+
+
+def grace_of(spec: dict[str, Any] | None) -> float | None:
+    """A workload's own ``meta.clusterLossGraceSeconds``; None for the broker's (and for kinds
+    whose spec has no ``meta``: served models)."""
+    meta = (spec or {}).get("meta")
+    return meta.get("clusterLossGraceSeconds") if isinstance(meta, dict) else None
 
 
 def _stamp(when: datetime) -> str:
