@@ -4,4 +4,10 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-PAGES: list[BaseRoute] = []
+from broker.web.pages import models, notebooks, serving
+
+PAGES: list[BaseRoute] = [
+    *notebooks.routes,
+    *models.routes,
+    *serving.routes,
+]
