@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from broker.web.pages import models, notebooks, serving
+from broker.web.pages import environments, models, notebooks, serving, templates
 
 PAGES: list[BaseRoute] = [
     *notebooks.routes,
     *models.routes,
     *serving.routes,
+    *environments.routes,
+    *templates.routes,
 ]
