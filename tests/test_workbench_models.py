@@ -77,6 +77,10 @@ def test_promote_and_alias_from_the_model_page(
     expect(v2).to_contain_text("@champion")
     assert _version(broker, tokens["alice"], 2)["aliases"] == ["champion"]
     shot(page, "model-promoted-and-aliased")
+    page.set_viewport_size({"width": 390, "height": 800})  # a phone: the tables scroll, the page does not
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "model-page-narrow")
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.get_by_role("button", name="Remove alias champion").click()
     expect(page.get_by_text("@champion → v2")).to_have_count(0)
     assert _version(broker, tokens["alice"], 2)["aliases"] == []

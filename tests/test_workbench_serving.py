@@ -67,6 +67,10 @@ def test_the_serving_pages_and_the_try_it_box(
     predictions = json.loads(answer.locator("pre").inner_text())["predictions"]
     assert predictions == pytest.approx([3.0, 9.0])
     shot(page, "serve-try-it")
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "serve-try-it-narrow")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     box.fill('{"nothing": 1}')
     page.get_by_role("button", name="Send to /invocations").click()

@@ -193,7 +193,7 @@ async def sign_in_once(request: Request) -> Response:
             "This sign-in link has expired or was already used: sign in with your API token, "
             "or ask for a new link (submarine-broker notebook open --sign-in-link).",
             next_path,
-            status=401,
+            status=400,
         )
     target = html.escape(next_path)
     page = (
