@@ -38,7 +38,9 @@ def _service(request: Request) -> EnvironmentService:
 
 
 def as_yaml(document: Any) -> str:
-    """A spec as the form shows it."""
+    """A spec as the page and the form show it (its unset fields left out)."""
+    if isinstance(document, dict):
+        document = {key: value for key, value in document.items() if value is not None}
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 

@@ -119,6 +119,7 @@ async def detail(request: Request) -> Response:
     row = await service.get(request.path_params["id"], guard)
     item = notebook_json(row)
     events = [event_json(e) for e in await service.events(row.id, guard)]
+    events.reverse()  # newest first
     return page(
         request,
         "notebooks/detail.html",
