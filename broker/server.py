@@ -55,6 +55,7 @@ from broker.serving.replicas import ServeTable
 from broker.serving.rollouts import Rollouts
 from broker.serving.service import ServeService
 from broker.serving.watch import ServeWatch
+from broker.signin_codes import SignInCodes
 from broker.storage import open_storage
 from broker.store.database import Database
 from broker.tensorboard.servers import TensorBoards
@@ -105,6 +106,8 @@ class BrokerContext:
     serve_decisions: Decisions = field(default_factory=Decisions)
     #: The workbench's CSRF tokens (keyed by the broker's secret key).
     csrf: CsrfTokens = field(default_factory=lambda: CsrfTokens(SecretBox.ephemeral()))
+    #: One-time sign-in links (``notebook open --sign-in-link``); None: the broker issues none.
+    signin_codes: SignInCodes | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -296,6 +299,7 @@ def create_context(config: BrokerConfig) -> BrokerContext:
         fetch_tokens,
         serve_proxy=serve_proxy,
         csrf=CsrfTokens(box),
+        signin_codes=SignInCodes(db, box),
     )
 
 

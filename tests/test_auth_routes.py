@@ -44,6 +44,10 @@ PUBLIC = {
     ("HEAD", "/login"),
     ("POST", "/login"),
     ("POST", "/logout"),
+    ("GET", "/login/once"),
+    ("HEAD", "/login/once"),
+    ("GET", "/"),  # leads to the workbench (/ui/), which then wants a caller
+    ("HEAD", "/"),
 }
 #: Paths that end like the open ones (or hold their text) without being their routes.
 LOOKALIKES = [

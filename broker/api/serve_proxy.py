@@ -19,6 +19,7 @@ from starlette.routing import Route
 from broker.api.access import guard_of
 from broker.api.envelope import error
 from broker.guard import Guard
+from broker.serving.replicas import ReplicaSet
 
 #: Seconds a permission decision is reused (the policy's own change invalidates it at once).
 DECISION_TTL = 5.0
@@ -56,9 +57,21 @@ async def proxy_http(request: Request) -> Response:
     namespace, name = request.path_params["namespace"], request.path_params["name"]
     if any(segment in (".", "..") for segment in request.path_params["path"].split("/")):
         return error(400, "the path must not contain '.' or '..' segments")
+    serve = await invocable(request, namespace, name)
+    if isinstance(serve, Response):
+        return serve
+    raw = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
+    parts = raw.split(b"/", 4)  # b"", b"serve", namespace, name, the rest (still percent-encoded)
+    path = "/" + (parts[4].decode("latin-1") if len(parts) > 4 else "")
+    return await broker.serve_proxy.forward(request, serve, path)
+
+
+async def invocable(request: Request, namespace: str, name: str) -> ReplicaSet | Response:
+    """The ready replicas of serve ``namespace/name`` when the caller may ``invoke`` it, else the
+    refusal to answer: 404 (cannot read it), 403 (may read, not invoke), 503 (none ready)."""
+    broker = request.app.state.broker
     guard = guard_of(request)
-    proxy = broker.serve_proxy
-    serve = await proxy.table.lookup(namespace, name)
+    serve = await broker.serve_proxy.table.lookup(namespace, name)
     obj = f"serve/{serve.target.serve_id}" if serve is not None else ""
     may_read, may_invoke = broker.serve_decisions.of(guard, namespace, obj) if obj else (False, False)
     if serve is None or not may_read:
@@ -67,10 +80,7 @@ async def proxy_http(request: Request) -> Response:
         return error(403, f"{guard.user} may not invoke {obj} (serve {name}) in namespace {namespace}")
     if not serve.replicas:
         return error(503, f"serve {namespace}/{name} has no ready model server yet: try again later")
-    raw = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
-    parts = raw.split(b"/", 4)  # b"", b"serve", namespace, name, the rest (still percent-encoded)
-    path = "/" + (parts[4].decode("latin-1") if len(parts) > 4 else "")
-    return await proxy.forward(request, serve, path)
+    return serve
 
 
 routes = [

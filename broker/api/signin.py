@@ -12,18 +12,28 @@ from __future__ import annotations
 
 import html
 import json
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from broker.api.access import COOKIE_PATHS, SIGN_IN_PATH, TOKEN_COOKIE, cross_site, public, user_of
+from broker.api.access import (
+    COOKIE_PATHS,
+    SIGN_IN_PATH,
+    TOKEN_COOKIE,
+    caller,
+    cross_site,
+    public,
+    user_of,
+)
 from broker.api.body import read_body
-from broker.api.envelope import error
+from broker.api.envelope import error, ok
 from broker.errors import ApiError
 
 SIGN_OUT_PATH = "/logout"
+#: Where a one-time sign-in link leads (:mod:`broker.signin_codes`).
+ONCE_PATH = "/login/once"
 _MAX_FORM_BYTES = 4096
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -75,13 +85,13 @@ async def sign_in_form(request: Request) -> Response:
     return _page("Sign in with your API token to use the workbench and open notebooks here.", next_path)
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """``token`` and ``next`` from a form post (what the page sends) or a JSON object."""
+async def _form(request: Request, keys: tuple[str, ...] = ("token", "next")) -> dict[str, str]:
+    """``keys`` (``token`` and ``next``) from a form post (what the page sends) or a JSON object."""
     raw = await read_body(request, _MAX_FORM_BYTES)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
         fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
-        return {k: v[0] for k, v in fields.items() if k in ("token", "next")}
+        return {k: v[0] for k, v in fields.items() if k in keys}
     if kind == "application/json":
         try:
             data = json.loads(raw)
@@ -89,7 +99,7 @@ async def _form(request: Request) -> dict[str, str]:
             raise ApiError(400, "the body is not JSON") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object with 'token'")
-        return {k: v for k, v in data.items() if k in ("token", "next") and isinstance(v, str)}
+        return {k: v for k, v in data.items() if k in keys and isinstance(v, str)}
     raise ApiError(415, "send the form (application/x-www-form-urlencoded) or JSON with 'token'")
 
 
@@ -115,6 +125,11 @@ async def sign_in(request: Request) -> Response:
         if next_path
         else _page(f"Signed in as {user}: open the workbench at /ui/, or a notebook's URL.", None, form=False)
     )
+    return _with_cookie(answer, token, request)
+
+
+def _with_cookie(answer: Response, token: str, request: Request) -> Response:
+    """``answer`` setting ``token`` as the broker's cookie on each of :data:`COOKIE_PATHS`."""
     for path in COOKIE_PATHS:
         answer.set_cookie(
             TOKEN_COOKIE,
@@ -125,6 +140,69 @@ async def sign_in(request: Request) -> Response:
             secure=request.url.scheme == "https",
         )
     return answer
+
+
+async def issue_once(request: Request) -> Response:
+    """``POST /api/v1/login/once`` ``{"next": path}``: a one-time sign-in link for the caller's
+    browser (:mod:`broker.signin_codes`), signing it in with the API token of this request."""
+    broker = request.app.state.broker
+    if broker.config.auth == "none" or broker.signin_codes is None:
+        return error(400, "this broker has no authentication (auth: none): open the page's URL itself")
+    token = _bearer_of(request)
+    if token is None:
+        return error(400, "send the API token as 'Authorization: Bearer <token>' to get a sign-in link")
+    try:
+        fields = await _form(request, ("next",)) if request.headers.get("content-type") else {}
+    except ApiError as exc:
+        return error(exc.code, exc.message)
+    wanted = fields.get("next") or "/ui/"
+    next_path = safe_next(wanted)
+    if next_path is None:
+        return error(400, f"next: must be a path under {', '.join(COOKIE_PATHS)}")
+    issued = await broker.signin_codes.issue(caller(request).user, token)
+    url = f"{ONCE_PATH}?{urlencode({'code': issued.code, 'next': next_path})}"
+    return ok(
+        {
+            "url": url,
+            "expiresAt": issued.expires_at.isoformat(),
+            "expiresInSeconds": int(broker.signin_codes.lifetime.total_seconds()),
+        },
+        message="A one-time sign-in link",
+    )
+
+
+def _bearer_of(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@public
+async def sign_in_once(request: Request) -> Response:
+    """``GET /login/once?code=...&next=...``: sign this browser in with the code's token (once), then
+    go to ``next``. The page goes on by itself (a refresh from this site's own page: with a plain
+    redirect, a link clicked on another site's page would not carry the SameSite=Strict cookie on)."""
+    broker = request.app.state.broker
+    next_path = safe_next(request.query_params.get("next")) or "/ui/"
+    code = request.query_params.get("code", "")
+    if broker.config.auth == "none":
+        return RedirectResponse(next_path, status_code=303)
+    token = await broker.signin_codes.redeem(code) if broker.signin_codes is not None and code else None
+    user = await user_of(broker.db, token) if token else None
+    if token is None or user is None:
+        return _page(
+            "This sign-in link has expired or was already used: sign in with your API token, "
+            "or ask for a new link (submarine-broker notebook open --sign-in-link).",
+            next_path,
+            status=400,
+        )
+    target = html.escape(next_path)
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="refresh" content="0;url={target}">'
+        "<title>Submarine Broker: signed in</title></head><body><h1>Submarine Broker</h1>"
+        f'<p>Signed in as {html.escape(user)}. <a href="{target}">Continue</a></p></body></html>'
+    )
+    return _with_cookie(HTMLResponse(page, headers=_HEADERS), token, request)
 
 
 @public
@@ -142,6 +220,8 @@ async def sign_out(request: Request) -> Response:
 
 routes = [
     Route(SIGN_IN_PATH, sign_in_form, methods=["GET"]),
+    Route(ONCE_PATH, sign_in_once, methods=["GET"]),
+    Route("/api/v1/login/once", issue_once, methods=["POST"]),
     Route(SIGN_IN_PATH, sign_in, methods=["POST"]),
     Route(SIGN_OUT_PATH, sign_out, methods=["POST"]),
 ]

@@ -409,6 +409,11 @@ class BrokerClient:
         items, _ = self._list(f"/notebook/{_segment(notebook_id)}/events")
         return items
 
+    def sign_in_link(self, next_path: str) -> JSONObject:
+        """``POST /login/once``: a one-time link (``url``, a path of the broker; ``expiresInSeconds``)
+        that signs a browser in with this client's token, then opens ``next_path``."""
+        return self._object("POST", "/login/once", body={"next": next_path})
+
     # -- model registry ------------------------------------------------------------------------
     def list_models(self) -> list[JSONObject]:
         """``GET /registered-model``: every model the caller may read, by name."""

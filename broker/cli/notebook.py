@@ -308,8 +308,23 @@ def delete(client: BrokerClient, notebook_ref: str, namespace: str | None, as_js
 @notebook.command("open")
 @click.argument("notebook_ref", metavar="NOTEBOOK")
 @namespace_option
+@click.option(
+    "--sign-in-link",
+    "sign_in_link",
+    is_flag=True,
+    help="Print a one-time link that signs a browser in with your token, then opens the notebook "
+    "(it works once, within a minute; the token itself is not in it).",
+)
 @pass_client
-def open_(client: BrokerClient, notebook_ref: str, namespace: str | None) -> None:
-    """Print the notebook's URL (through the broker)."""
+def open_(client: BrokerClient, notebook_ref: str, namespace: str | None, sign_in_link: bool) -> None:
+    """Print the notebook's URL (through the broker); a browser not signed in is led through the
+    sign-in page to it."""
     notebook_id = resolve(client, notebook_ref, namespace)
-    click.echo(open_url(client, client.get_notebook(notebook_id)))
+    found = client.get_notebook(notebook_id)
+    if not sign_in_link:
+        click.echo(open_url(client, found))
+        return
+    link = client.sign_in_link(str(found.get("url") or ""))
+    root = client.url.rstrip("/").removesuffix(API_PREFIX)
+    click.echo(root + str(link.get("url") or ""))
+    click.echo(f"(works once, for {link.get('expiresInSeconds')} s)", err=True)

@@ -133,3 +133,16 @@ class SecretKeyCheck(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime]
+
+
+class SignInCode(Base):
+    """A one-time sign-in code (:mod:`broker.signin_codes`): only its SHA-256 is kept, with the API
+    token it signs a browser in with, encrypted with the broker's secret key."""
+
+    __tablename__ = "signin_code"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("broker_user.name", ondelete="CASCADE"), index=True)
+    sealed_token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from broker.web.pages import clusters, experiment, experiment_list, policies, submit
+from broker.web.pages import (
+    clusters,
+    environments,
+    experiment,
+    experiment_list,
+    models,
+    notebooks,
+    policies,
+    serving,
+    submit,
+    templates,
+)
 
 PAGES: list[BaseRoute] = [
     *experiment_list.routes,
     *experiment.routes,
     *submit.routes,
+    *notebooks.routes,
+    *models.routes,
+    *serving.routes,
+    *environments.routes,
+    *templates.routes,
     *clusters.routes,
     *policies.routes,
 ]
