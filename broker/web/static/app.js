@@ -15,20 +15,38 @@ function localTimes(root) {
   }
 }
 
+// A selector that finds the same control in the re-rendered markup (its id, else its form's
+// action with its name and value), or null.
+function focusKey(node) {
+  if (node.id) return "#" + CSS.escape(node.id);
+  const form = node.form ? node.form.getAttribute("action") : null;
+  if (!form || !node.name) return null;
+  return `form[action="${CSS.escape(form)}"] [name="${CSS.escape(node.name)}"][value="${CSS.escape(node.value || "")}"]`;
+}
+
 // An element with data-live="URL" is replaced, every data-every seconds (default 2), by the
-// element of the same id in the page at URL (the server renders it; no client-side templates).
+// element of the same id in the page at URL (the server renders it; no client-side templates),
+// only when it changed.
 function live(root) {
   for (const el of root.querySelectorAll("[data-live]")) {
     const every = Number(el.dataset.every || 2) * 1000;
+    let last = el.innerHTML;
     const tick = async () => {
       try {
         const answer = await fetch(el.dataset.live, { headers: { Accept: "text/html" }, credentials: "same-origin" });
         if (answer.ok) {
           const doc = new DOMParser().parseFromString(await answer.text(), "text/html");
           const fresh = doc.getElementById(el.id);
-          if (fresh) {
+          if (fresh && fresh.innerHTML !== last) {
+            last = fresh.innerHTML;
+            // Keep a keyboard user's place: the focused control is found again after the swap.
+            const focused = el.contains(document.activeElement) ? focusKey(document.activeElement) : null;
             el.innerHTML = fresh.innerHTML;
             localTimes(el);
+            if (focused) {
+              const again = el.querySelector(focused);
+              if (again) again.focus();
+            }
           }
         }
       } catch (e) { /* the next tick tries again */ }
