@@ -26,6 +26,7 @@ from broker.web.pages import experiment_data as data
 from broker.web.pages.posted import posted_fields
 from broker.web.render import HEADERS, page
 from broker.web.routes import PREFIX, html_page
+from broker.workloads.listing import Filters
 from broker.workloads.model import Workload
 from broker.workloads.rows import events_of
 
@@ -97,9 +98,10 @@ async def show(request: Request) -> Response:
     else:
         logs_note = ""
     spec = public_spec(row.spec)
-    # Runs of the same name are the natural comparison (and a filtered read: the whole list
-    # would cost as much as the experiments list page).
-    candidates, _ = await broker.experiments.list(guard, page_size=50, name=row.name)
+    # Runs of the same name are the natural comparison: a page of the list the database picks
+    # (reading every run of that name in Python cost 200 ms with 100,000 experiments).
+    similar = await broker.experiments.browse(guard, Filters(text=row.name), size=50)
+    candidates = [c for c in similar.rows if c.name == row.name]
     return page(
         request,
         "experiment/page.html",
