@@ -149,8 +149,18 @@ def test_filters_and_paging_walk_the_api_list(site: Site) -> None:
     assert [r.id for r in back.rows] == [r.id for r in pages[-3].rows]
 
 
+def _let_bob_read_speech(site: Site) -> None:
+    """The line of the mixed-policy test that gives bob a second namespace, whichever test runs first
+    on this site (pytest-xdist spreads them over workers, each with its own site)."""
+    line = "p, bob, speech, *, read, allow"
+    current = site.broker.result("GET", "/policy", headers=site.headers("root"))
+    if line not in str(current):
+        site.broker.result("POST", "/policy", json={"lines": [line]}, headers=site.headers("root"))
+
+
 def test_the_pages_links_walk_the_list(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(experiment_list, "PAGE_SIZE", 4)
+    _let_bob_read_speech(site)
     # root reads everything (one walk); bob reads two namespaces (two walks merged).
     for user, first in (("root", "?status=Accepted"), ("bob", "?q=-")):
         everything = site.api_ids(user, status="Accepted")
