@@ -38,7 +38,9 @@ def test_pytorch_master_and_worker_succeed_with_both_logs(broker_factory, slurm)
     assert list(logs) == [f"{exp}-master-0", f"{exp}-worker-0"]
     assert logs[f"{exp}-master-0"] == [f"rank 0 of 2 master {slurm.node}"]
     assert logs[f"{exp}-worker-0"] == [f"rank 1 of 2 master {slurm.node}"]
-    assert _one_job(slurm, done["uid"])[2] == "COMPLETED"
+    wait_for(
+        lambda: _one_job(slurm, done["uid"])[2] == "COMPLETED", timeout=30, what="the job to end COMPLETED"
+    )
 
     cluster = broker.client.get("/cluster/hpc").json()["result"]
     assert cluster["state"] == "Ready" and cluster["capacity"]["total"]["cpu"] >= 4
@@ -53,7 +55,8 @@ def test_a_failing_replica_fails_the_experiment_with_its_reason(broker_factory, 
     failed = broker.wait_status(exp, "Failed", timeout=60)
     assert failed["reason"] == "replica worker-0 exited with code 3", failed["reason"]
     assert broker.logs(exp)[f"{exp}-worker-0"] == ["bad input"]
-    assert _one_job(slurm, failed["uid"])[2] == "FAILED"
+    # Slurm shows COMPLETING for a moment after the broker already saw the step fail.
+    wait_for(lambda: _one_job(slurm, failed["uid"])[2] == "FAILED", timeout=30, what="the job to end FAILED")
 
 
 def test_deleting_a_running_experiment_cancels_its_slurm_job(broker_factory, slurm, tmp_path) -> None:
